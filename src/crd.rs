@@ -1,0 +1,660 @@
+//! The `DittoServer` custom resource (`dittofs.dittofs.com/v1alpha1`).
+//!
+//! Every field is optional in Rust (except `storage.metadataSize`) so that the
+//! defaulting core can tell "unset" from "set to the default"; the effective
+//! values live in [`crate::effective`]. Field names are those the Go operator's
+//! v1alpha1 accepted, so existing objects keep working. Doc comments on fields
+//! become `kubectl explain` text.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PodSecurityContext, ResourceRequirements, SecurityContext};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the DittoServer resource.
+pub const GROUP: &str = "dittofs.dittofs.com";
+/// API version of the DittoServer resource.
+pub const VERSION: &str = "v1alpha1";
+/// Kind of the DittoServer resource.
+pub const KIND: &str = "DittoServer";
+
+/// Quantity pattern shared by every PVC size field (the Go operator's pattern).
+const SIZE_PATTERN: &str = "^[0-9]+(Mi|Gi|Ti)$";
+
+/// A DittoFS NFS/SMB file server: one StatefulSet pod with its configuration,
+/// Services and persistent volumes, optionally backed by a Percona PostgreSQL cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "dittofs.dittofs.com",
+    version = "v1alpha1",
+    kind = "DittoServer",
+    plural = "dittoservers",
+    singular = "dittoserver",
+    shortname = "ditto",
+    shortname = "dittofs",
+    namespaced,
+    status = "DittoServerStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A DittoFS NFS/SMB file server managed by dittofs-operator.",
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas"
+    ),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DittoServerSpec {
+    /// Container image of the DittoFS server. Defaults to the DittoFS release this
+    /// operator was built and tested against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Number of server pods: 1 (running) or 0 (stopped, data kept). DittoFS runs a
+    /// single replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub replicas: Option<i32>,
+
+    /// Persistent volumes of the server. Sizes and the StorageClass are fixed once the
+    /// StatefulSet exists (volumeClaimTemplates are immutable).
+    pub storage: StorageSpec,
+
+    /// Control-plane database: SQLite on the control-plane volume (default) or PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSpec>,
+
+    /// Legacy read-cache settings of the Go operator. Accepted for compatibility; the
+    /// current DittoFS server has no such setting, so they have no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
+
+    /// Prometheus metrics endpoint of the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSpec>,
+
+    /// REST API (control plane) of the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneSpec>,
+
+    /// Authentication: JWT signing secret and the initial admin user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
+
+    /// How the file and API Services are exposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSpec>,
+
+    /// Client-facing NFS port on the `<name>-file` Service (default 2049), so that
+    /// `mount -t nfs -o port=2049 <ip>:/export /mnt` works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub nfs_port: Option<i32>,
+
+    /// Port the DittoFS NFS adapter listens on inside the pod (default 12049, the
+    /// server's own default; unprivileged). The Service maps `nfsPort` to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub nfs_adapter_port: Option<i32>,
+
+    /// SMB file sharing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smb: Option<SmbSpec>,
+
+    /// S3 credentials passed to the server as `AWS_*` environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+
+    /// Managed PostgreSQL through the Percona PostgreSQL operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percona: Option<PerconaSpec>,
+
+    /// Compute resources of the DittoFS container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Security context of the DittoFS container. Unset fields keep the operator's
+    /// restricted-Pod-Security defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+
+    /// Pod security context. Replaces the operator default (`fsGroup: 65532`,
+    /// `runAsNonRoot: true`, `seccompProfile: RuntimeDefault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
+
+    /// Termination grace period of the pod, in seconds. Defaults to a value that
+    /// covers the preStop drain plus the server's own shutdown timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 3600))]
+    pub termination_grace_period_seconds: Option<i64>,
+}
+
+/// Persistent volumes. Each becomes a volumeClaimTemplate of the StatefulSet with
+/// retention policy Retain/Retain: deleting the DittoServer never deletes data.
+///
+/// The transition rules compare effective values (defaults included), so an object
+/// created before defaulting was active can still be updated.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.metadataSize == oldSelf.metadataSize").message("storage.metadataSize is immutable (StatefulSet volumeClaimTemplates cannot change); expand the PVC metadata-<name>-0 directly instead").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("has(self.contentSize) == has(oldSelf.contentSize) && (!has(self.contentSize) || self.contentSize == oldSelf.contentSize)").message("storage.contentSize cannot be added, removed or changed after creation; expand the PVC content-<name>-0 directly or recreate the DittoServer").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("(has(self.cacheSize) ? self.cacheSize : '5Gi') == (has(oldSelf.cacheSize) ? oldSelf.cacheSize : '5Gi')").message("storage.cacheSize is immutable; expand the PVC cache-<name>-0 directly instead").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("(has(self.controlPlaneSize) ? self.controlPlaneSize : '1Gi') == (has(oldSelf.controlPlaneSize) ? oldSelf.controlPlaneSize : '1Gi')").message("storage.controlPlaneSize is immutable; expand the PVC controlplane-<name>-0 directly instead").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName is immutable; create a new DittoServer to move data to another StorageClass").reason(Reason::FieldValueForbidden)
+)]
+pub struct StorageSpec {
+    /// Size of the metadata volume (BadgerDB), mounted at `/data/metadata`. Required.
+    /// Format: a whole number followed by Mi, Gi or Ti, for example `10Gi`.
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub metadata_size: String,
+
+    /// Size of the content volume (filesystem payload store), mounted at
+    /// `/data/content`. No volume when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub content_size: Option<String>,
+
+    /// Size of the cache volume, mounted at `/data/cache` (default `5Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub cache_size: Option<String>,
+
+    /// Size of the control-plane volume holding the SQLite database (shares, users,
+    /// stores), mounted at `/data/controlplane` (default `1Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub control_plane_size: Option<String>,
+
+    /// StorageClass of every volume. Unset: the cluster's default StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// Control-plane database selection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// `sqlite` (default) or `postgres`. A `postgresSecretRef`, or Percona, selects
+    /// PostgreSQL whatever this says.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub db_type: Option<DatabaseType>,
+
+    /// SQLite settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<SqliteSpec>,
+
+    /// Secret (in the DittoServer's namespace) with the connection to an external
+    /// PostgreSQL: keys `host`, `port`, `database`, `user`, `password`, optional `sslmode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_secret_ref: Option<PostgresSecretRef>,
+}
+
+/// Database engine of the control plane.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseType {
+    /// SQLite file on the control-plane volume.
+    Sqlite,
+    /// PostgreSQL (external Secret or Percona).
+    Postgres,
+}
+
+/// SQLite settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SqliteSpec {
+    /// Path of the SQLite file (default `/data/controlplane/controlplane.db`). Must be
+    /// under `/data/controlplane/` so it survives pod restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Reference to the Secret holding an external PostgreSQL connection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSecretRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Accepted for compatibility with the Go operator (which read a single
+    /// connection string); ignored. The Secret must hold the individual keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Accepted for compatibility; ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// Legacy cache settings (no effect on current DittoFS releases).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheSpec {
+    /// Legacy cache path; ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Legacy cache size; ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// Prometheus metrics.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Serve metrics and create the `<name>-metrics` Service (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Metrics port, in the pod and on the Service (default 9090).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// REST API (control plane).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneSpec {
+    /// Port the REST API listens on inside the pod (default 8080). Probes use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Client-facing port of the `<name>-api` Service (default: the same as `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub service_port: Option<i32>,
+}
+
+/// Authentication settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySpec {
+    /// Identity store type; only `memory` exists.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub identity_type: Option<IdentityType>,
+    /// JWT signing for the REST API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSpec>,
+    /// The initial admin user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSpec>,
+}
+
+/// Identity store type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityType {
+    /// Users and groups kept by the server itself.
+    Memory,
+}
+
+/// JWT signing settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtSpec {
+    /// Secret key holding the HMAC signing secret (at least 32 characters). With no
+    /// name, the operator creates and keeps `<name>-jwt-secret` (key `jwt-secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// Lifetime of access tokens, as a Go duration (default `15m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_duration: Option<String>,
+    /// Lifetime of refresh tokens, as a Go duration (default `168h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_duration: Option<String>,
+    /// Accepted for compatibility; DittoFS always signs with issuer `dittofs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+/// Initial admin user.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminSpec {
+    /// Admin user name (default `admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Secret key holding the admin's initial password in clear text (not a hash),
+    /// used only when the admin user does not exist yet. With no reference the
+    /// operator creates `<name>-admin-bootstrap-credentials` (keys `username`, `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the DittoServer's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret. Empty: the operator-managed Secret is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Key within the Secret; required when `name` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Accepted for compatibility with core/v1 SecretKeySelector; ignored (the
+    /// referenced key is always required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// Exposure of the file and API Services.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type of `<name>-file` and `<name>-api` (default `LoadBalancer`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<ServiceType>,
+    /// Annotations put on `<name>-file` and `<name>-api` (for example a cloud load
+    /// balancer's settings). Changing them never restarts the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Kubernetes Service type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    ClusterIP,
+    /// A port on every node.
+    NodePort,
+    /// An external load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// SMB file sharing.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmbSpec {
+    /// Expose SMB on `<name>-file` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Client-facing SMB port on `<name>-file` (default 445).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Port the DittoFS SMB adapter listens on inside the pod (default 1445, the
+    /// server's own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub adapter_port: Option<i32>,
+    /// Legacy tuning of the Go operator; accepted, no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_connections: Option<i32>,
+    /// Legacy tuning of the Go operator; accepted, no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_requests_per_connection: Option<i32>,
+    /// Legacy tuning of the Go operator; accepted, no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_log_interval: Option<String>,
+    /// Legacy tuning of the Go operator; accepted, no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<SmbTimeouts>,
+    /// Legacy tuning of the Go operator; accepted, no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits: Option<SmbCredits>,
+}
+
+/// Legacy SMB timeouts (no effect).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmbTimeouts {
+    /// Read timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
+    /// Write timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
+    /// Idle timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<String>,
+    /// Shutdown timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<String>,
+}
+
+/// Legacy SMB credit settings (no effect).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmbCredits {
+    /// Credit strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<SmbCreditStrategy>,
+    /// Minimum grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_grant: Option<i32>,
+    /// Maximum grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_grant: Option<i32>,
+    /// Initial grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub initial_grant: Option<i32>,
+    /// Maximum credits per session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_session_credits: Option<i32>,
+    /// High load threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub load_threshold_high: Option<i32>,
+    /// Low load threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub load_threshold_low: Option<i32>,
+    /// Aggressive client threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub aggressive_client_threshold: Option<i32>,
+}
+
+/// Legacy SMB credit strategy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmbCreditStrategy {
+    /// Fixed grants.
+    Fixed,
+    /// Echo the client's request.
+    Echo,
+    /// Adapt to load.
+    Adaptive,
+}
+
+/// S3 credentials for the server's S3 payload stores.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// Secret holding the credentials, exposed as `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and (when present) `AWS_ENDPOINT_URL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<S3CredentialsSecretRef>,
+    /// Region, exposed as `AWS_REGION` (default `eu-west-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Bucket name; informational (stores are configured through the DittoFS API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+}
+
+/// Secret and key names of the S3 credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3CredentialsSecretRef {
+    /// Name of the Secret in the DittoServer's namespace.
+    pub secret_name: String,
+    /// Key of the access key id (default `accessKeyId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_key: Option<String>,
+    /// Key of the secret access key (default `secretAccessKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_key: Option<String>,
+    /// Key of the endpoint URL, optional in the Secret (default `endpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_key: Option<String>,
+}
+
+/// Managed PostgreSQL through the Percona PostgreSQL operator (`pgv2.percona.com/v2`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PerconaSpec {
+    /// Create a PerconaPGCluster `<name>-postgres` and connect the server to it
+    /// (default false). Takes precedence over `database`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Delete the PostgreSQL cluster (and its data) with the DittoServer. Default
+    /// false: the cluster is kept through every deletion path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_with_server: Option<bool>,
+    /// PostgreSQL instances (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: Option<i32>,
+    /// Data volume size of each instance (default `10Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub storage_size: Option<String>,
+    /// StorageClass of the PostgreSQL volumes. Unset: the cluster default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Database created for DittoFS (default `dittofs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_name: Option<String>,
+    /// pgBackRest backups to S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<PerconaBackupSpec>,
+}
+
+/// pgBackRest backups of the Percona cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PerconaBackupSpec {
+    /// Enable backups (default false; when false they are explicitly disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Secret with pgBackRest's S3 configuration (keys per Percona's docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<LocalObjectRef>,
+    /// S3 bucket; required when backups are enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// S3 endpoint; required when backups are enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// S3 region (default `eu-west-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Cron schedule of full backups (default `0 2 * * *`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_schedule: Option<String>,
+    /// Cron schedule of incremental backups (default `0 * * * *`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incr_schedule: Option<String>,
+    /// Days of full backups to keep (default 7), as pgBackRest `repo1-retention-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub retention_days: Option<i32>,
+}
+
+/// Reference to an object in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectRef {
+    /// Name of the object.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// Observed state, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DittoServerStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Desired replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Ready replicas of the StatefulSet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Available replicas of the StatefulSet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_replicas: Option<i32>,
+    /// Pending, Running, Stopped, Failed or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Hash of the configuration and referenced Secrets the pod runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// Name of the PerconaPGCluster when Percona is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percona_cluster_name: Option<String>,
+    /// Where clients connect (in-cluster DNS name and client port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+    /// Ready, Available, Progressing, Degraded, ConfigReady, DatabaseReady.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Client endpoints as `host:port`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// NFS endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<String>,
+    /// SMB endpoint, when SMB is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smb: Option<String>,
+    /// REST API endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+/// Lifecycle phase shown in `kubectl get`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Being created or waiting for a dependency.
+    Pending,
+    /// Serving.
+    Running,
+    /// Scaled to zero.
+    Stopped,
+    /// Invalid or failing; see conditions.
+    Failed,
+    /// Being deleted.
+    Deleting,
+}
+
+/// The CRD as YAML, exactly as committed in the chart and `dittofs-operator crd` prints.
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml_ng::to_string(&DittoServer::crd())
+}

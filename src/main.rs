@@ -1,0 +1,16 @@
+//! The `dittofs-operator` binary: parse the command line and hand over.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dittofs_operator::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    dittofs_operator::telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Crd => dittofs_operator::cli::print_crd(),
+        Command::Validate(args) => dittofs_operator::cli::validate::run(&args),
+        Command::Render(args) => dittofs_operator::cli::render::run(&args),
+    }
+}

@@ -1,0 +1,44 @@
+//! Names of every object the operator creates for a DittoServer `<name>`.
+
+/// ConfigMap holding `config.yaml`.
+pub fn config_map(name: &str) -> String {
+    format!("{name}-config")
+}
+/// Key of the config file inside the ConfigMap.
+pub const CONFIG_KEY: &str = "config.yaml";
+/// NFS (and SMB) Service.
+pub fn file_service(name: &str) -> String {
+    format!("{name}-file")
+}
+/// REST API Service.
+pub fn api_service(name: &str) -> String {
+    format!("{name}-api")
+}
+/// Headless Service of the StatefulSet.
+pub fn headless_service(name: &str) -> String {
+    format!("{name}-headless")
+}
+/// Metrics Service (only when metrics are enabled).
+pub fn metrics_service(name: &str) -> String {
+    format!("{name}-metrics")
+}
+/// StatefulSet (same name as the DittoServer).
+pub fn stateful_set(name: &str) -> String {
+    name.to_string()
+}
+/// Operator-managed JWT signing Secret.
+pub fn jwt_secret(name: &str) -> String {
+    format!("{name}-jwt-secret")
+}
+/// Operator-managed admin bootstrap Secret.
+pub fn admin_secret(name: &str) -> String {
+    format!("{name}-admin-bootstrap-credentials")
+}
+/// PerconaPGCluster.
+pub fn percona_cluster(name: &str) -> String {
+    format!("{name}-postgres")
+}
+/// Secret Percona creates for `user` of cluster `<name>-postgres`.
+pub fn percona_user_secret(name: &str, user: &str) -> String {
+    format!("{}-pguser-{user}", percona_cluster(name))
+}
