@@ -38,6 +38,11 @@ pub const SECRET_TYPE: &str = "kubernetes.io/tls";
 /// Field manager recorded on our writes (so `kubectl` shows who owns `caBundle`).
 pub const FIELD_MANAGER: &str = "dittofs-operator-certs";
 
+/// How often `run` repeats the bootstrap: a `caBundle` reset by `helm upgrade` is repaired,
+/// and a rotated leaf written, within this (plus the kubelet's Secret volume sync for the
+/// server to see the new files).
+pub const MAINTAIN_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How often one run retries a write that lost a race before giving up.
 const MAX_ATTEMPTS: u32 = 5;
 

@@ -14,8 +14,8 @@ pub mod bootstrap;
 pub mod issue;
 
 pub use bootstrap::{
-    API_ACCESS, ApiAccess, NamesFrom, Outcome, PatchedWebhook, SecretOutcome, WebhookKind,
-    bootstrap_once, maintain,
+    API_ACCESS, ApiAccess, MAINTAIN_INTERVAL, NamesFrom, Outcome, PatchedWebhook, SecretOutcome,
+    WebhookKind, bootstrap_once, maintain,
 };
 
 /// Everything that can go wrong while bootstrapping certificates.
