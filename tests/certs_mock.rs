@@ -181,6 +181,10 @@ async fn absent_secret_is_created_and_every_stale_bundle_patched() {
         let sent = create.body.clone();
         assert_eq!(sent["type"], SECRET_TYPE);
         assert_eq!(sent["metadata"]["name"], "hook-tls");
+        assert_eq!(
+            sent["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "dittofs-operator"
+        );
         for key in [CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY] {
             assert!(sent["data"][key].is_string(), "{key} missing");
         }
@@ -565,4 +569,54 @@ async fn maintain_rejects_invalid_arguments_without_calling_the_api() {
         .unwrap_err();
     assert!(err.to_string().contains("--namespace"), "{err}");
     api.expect_done().await;
+}
+
+#[tokio::test]
+async fn a_secret_without_our_label_is_never_overwritten() {
+    let old = material_at(Timestamp::now() - SignedDuration::from_hours(24 * 300));
+    let mut foreign = secret_json(&old, "4");
+    foreign["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "cert-manager"});
+    let (client, mut api) = mock_client();
+    let server = tokio::spawn(async move {
+        api.expect("GET", SECRET).await.reply(200, foreign);
+        // No PUT: the expiring leaf is reported, not replaced.
+        api.expect_done().await;
+    });
+    let err = bootstrap_once(client, &args(&["hook-validating"]))
+        .await
+        .unwrap_err();
+    server.await.unwrap();
+    assert!(matches!(err, CertError::SecretNotOurs { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("ops/hook-tls") && text.contains("expires"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_valid_secret_without_our_label_is_used_as_is() {
+    let m = material_at(Timestamp::now());
+    let mut foreign = secret_json(&m, "4");
+    foreign["metadata"]["labels"] = json!({});
+    let ca = m.ca_cert_pem.clone().into_bytes();
+    let (client, mut api) = mock_client();
+    let ca_for_server = ca.clone();
+    let server = tokio::spawn(async move {
+        api.expect("GET", SECRET).await.reply(200, foreign);
+        api.expect("GET", VALIDATING).await.reply(
+            200,
+            validating_config(&[("v.example.com", Some(&ca_for_server))]),
+        );
+        api.expect("GET", MUTATING_AS_VALIDATING_NAME)
+            .await
+            .reply(404, status(404, "NotFound"));
+        api.expect_done().await;
+    });
+    let outcome = bootstrap_once(client, &args(&["hook-validating"]))
+        .await
+        .unwrap();
+    server.await.unwrap();
+    assert_eq!(outcome.secret, SecretOutcome::Unchanged);
+    assert_eq!(outcome.ca_bundle, ca);
 }

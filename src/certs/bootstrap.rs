@@ -35,6 +35,10 @@ pub const TLS_CERT_KEY: &str = "tls.crt";
 pub const TLS_KEY_KEY: &str = "tls.key";
 pub const SECRET_TYPE: &str = "kubernetes.io/tls";
 
+/// Label marking the Secret as ours; a Secret without it is never overwritten.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "dittofs-operator";
+
 /// Field manager recorded on our writes (so `kubectl` shows who owns `caBundle`).
 pub const FIELD_MANAGER: &str = "dittofs-operator-certs";
 
@@ -281,6 +285,12 @@ async fn ensure_secret(
                 found: found_type,
             });
         }
+        let ours = existing
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(MANAGED_BY_LABEL))
+            .is_some_and(|value| value == MANAGED_BY);
         let data = existing.data.clone().unwrap_or_default();
         let field = |key: &str| data.get(key).map(|b| b.0.as_slice());
         let stored = Stored {
@@ -288,6 +298,12 @@ async fn ensure_secret(
             ca_key: field(CA_KEY_KEY),
             cert: field(TLS_CERT_KEY),
             key: field(TLS_KEY_KEY),
+        };
+        // Someone else's certificate (cert-manager, a hand-made Secret): report, never clobber.
+        let not_ours = |problem: String| CertError::SecretNotOurs {
+            namespace: args.namespace.clone(),
+            name: args.secret.clone(),
+            problem,
         };
         let (outcome, updates, ca) = match issue::decide(&stored, &dns_names, now) {
             Decision::Keep => {
@@ -298,6 +314,8 @@ async fn ensure_secret(
                 };
                 return Ok((outcome, stored.ca_cert.unwrap_or_default().to_vec()));
             }
+            Decision::ReissueLeaf(problem) if !ours => return Err(not_ours(problem.to_string())),
+            Decision::ReplaceCa(problem) if !ours => return Err(not_ours(problem.to_string())),
             Decision::ReissueLeaf(problem) => {
                 // decide() returned ReissueLeaf, so both CA blobs are present and usable.
                 let ca_cert = pem_text(stored.ca_cert, CA_CERT_KEY)?;
@@ -369,10 +387,7 @@ pub fn new_secret(args: &CertsArgs, material: &issue::Material) -> Secret {
             "app.kubernetes.io/component".to_string(),
             "webhook-tls".to_string(),
         ),
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            "dittofs-operator".to_string(),
-        ),
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
     ]);
     Secret {
         metadata: ObjectMeta {

@@ -45,6 +45,16 @@ pub enum CertError {
         found: String,
     },
     #[error(
+        "Secret {namespace}/{name} needs new certificates ({problem}) but is not labelled \
+         app.kubernetes.io/managed-by=dittofs-operator, so it is left alone; delete it to let \
+         the bootstrap create its own, or pass another --secret"
+    )]
+    SecretNotOurs {
+        namespace: String,
+        name: String,
+        problem: String,
+    },
+    #[error(
         "webhook configuration {name:?} was found neither as a ValidatingWebhookConfiguration \
          nor as a MutatingWebhookConfiguration; apply the webhook/ manifests first or fix \
          --webhook-config"
