@@ -329,7 +329,7 @@ async fn ensure_secret(
                 )
             }
             Decision::ReplaceCa(problem) => {
-                let m = issue::issue_all(&dns_names, now)?;
+                let m = issue::replace_ca(&stored, &problem, &dns_names, now)?;
                 let ca = m.ca_cert_pem.clone().into_bytes();
                 let updates = vec![
                     (CA_CERT_KEY, m.ca_cert_pem),

@@ -266,6 +266,39 @@ impl fmt::Display for LeafProblem {
     }
 }
 
+/// A new CA and leaf to replace a CA that [`decide`] rejected. When the old CA is merely
+/// expiring (still valid), it stays in `ca.crt` after the new one: the `caBundle` built from
+/// `ca.crt` then trusts the old leaf still being served as well as the new one, so the switch
+/// does not race the server's reload of the Secret.
+pub fn replace_ca(
+    stored: &Stored<'_>,
+    problem: &CaProblem,
+    dns_names: &[String],
+    now: Timestamp,
+) -> Result<Material, CertError> {
+    let mut material = issue_all(dns_names, now)?;
+    if let (CaProblem::Expiring { not_after }, Some(old)) = (problem, stored.ca_cert)
+        && *not_after > now
+        && let Some(old_pem) = first_certificate_block(old)
+    {
+        material.ca_cert_pem.push_str(old_pem);
+    }
+    Ok(material)
+}
+
+/// The text of the first PEM certificate block of `pem`, with its line end.
+fn first_certificate_block(pem: &[u8]) -> Option<&str> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find("-----BEGIN CERTIFICATE-----")?;
+    let end = start + text[start..].find(END)? + END.len();
+    let block = &text[start..end];
+    Some(match text[end..].chars().next() {
+        Some('\n') => &text[start..=end],
+        _ => block,
+    })
+}
+
 /// Decide whether the stored material can be kept, needs a new leaf, or needs a new CA.
 pub fn decide(stored: &Stored<'_>, wanted_dns: &[String], now: Timestamp) -> Decision {
     let ca = match check_ca(stored, now) {
@@ -709,6 +742,68 @@ mod tests {
             decide(&stored(&m), &names(), renew_at),
             Decision::ReplaceCa(CaProblem::Expiring { not_after })
         );
+    }
+
+    fn certificate_blocks(pem: &str) -> usize {
+        pem.matches("-----BEGIN CERTIFICATE-----").count()
+    }
+
+    #[test]
+    fn an_expiring_ca_is_replaced_with_the_old_one_kept_in_the_bundle() {
+        let issued = at("2030-01-01T00:00:00Z");
+        let old = issue_all(&names(), issued).unwrap();
+        let now = issued + CA_LIFETIME - CA_RENEW_BEFORE;
+        let Decision::ReplaceCa(problem) = decide(&stored(&old), &names(), now) else {
+            panic!("the CA should be due for replacement");
+        };
+        let new = replace_ca(&stored(&old), &problem, &names(), now).unwrap();
+        assert_eq!(certificate_blocks(&new.ca_cert_pem), 2);
+        assert!(new.ca_cert_pem.ends_with(&old.ca_cert_pem));
+        assert_ne!(new.ca_key_pem, old.ca_key_pem);
+        // The first block is the new CA: it signs the new leaf and is kept from now on.
+        assert_eq!(decide(&stored(&new), &names(), now), Decision::Keep);
+        let first = parse_cert(new.ca_cert_pem.as_bytes()).unwrap();
+        assert_eq!(first.not_after, now + CA_LIFETIME);
+
+        // Ten years on, only the immediately previous CA is carried: the bundle stays small.
+        let later = now + CA_LIFETIME - CA_RENEW_BEFORE;
+        let Decision::ReplaceCa(problem) = decide(&stored(&new), &names(), later) else {
+            panic!("the CA should be due for replacement");
+        };
+        let newer = replace_ca(&stored(&new), &problem, &names(), later).unwrap();
+        assert_eq!(certificate_blocks(&newer.ca_cert_pem), 2);
+        assert!(
+            newer
+                .ca_cert_pem
+                .contains(&new.ca_cert_pem[..first_block_len(&new)])
+        );
+        assert!(!newer.ca_cert_pem.contains(&old.ca_cert_pem));
+    }
+
+    fn first_block_len(m: &Material) -> usize {
+        first_certificate_block(m.ca_cert_pem.as_bytes())
+            .unwrap()
+            .len()
+    }
+
+    #[test]
+    fn a_broken_or_expired_ca_is_not_carried_into_the_bundle() {
+        let issued = at("2030-01-01T00:00:00Z");
+        let old = issue_all(&names(), issued).unwrap();
+        let other = issue_all(&names(), issued).unwrap();
+        let mismatched = Stored {
+            ca_key: Some(other.ca_key_pem.as_bytes()),
+            ..stored(&old)
+        };
+        let new = replace_ca(&mismatched, &CaProblem::KeyMismatch, &names(), issued).unwrap();
+        assert_eq!(certificate_blocks(&new.ca_cert_pem), 1);
+
+        let expired_at = issued + CA_LIFETIME + SignedDuration::from_hours(1);
+        let Decision::ReplaceCa(problem) = decide(&stored(&old), &names(), expired_at) else {
+            panic!("an expired CA must be replaced");
+        };
+        let new = replace_ca(&stored(&old), &problem, &names(), expired_at).unwrap();
+        assert_eq!(certificate_blocks(&new.ca_cert_pem), 1);
     }
 
     #[test]
