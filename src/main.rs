@@ -6,11 +6,15 @@ use clap::Parser;
 use dittofs_operator::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // ring is the only TLS provider compiled in; install it explicitly before any TLS use.
+    // An error only means one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     dittofs_operator::telemetry::init(cli.log_format);
     match cli.command {
         Command::Crd => dittofs_operator::cli::print_crd(),
         Command::Validate(args) => dittofs_operator::cli::validate::run(&args),
         Command::Render(args) => dittofs_operator::cli::render::run(&args),
+        Command::Certs(args) => dittofs_operator::cli::certs::run(&args),
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per job of the binary.
 
+pub mod certs;
 pub mod render;
 pub mod validate;
 
@@ -31,6 +32,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print every object the reconciler would apply for a DittoServer, as YAML.
     Render(RenderArgs),
+    /// Create or repair the webhook's TLS Secret and the caBundle of its configurations
+    /// (one idempotent pass; the bootstrap Job runs this).
+    Certs(crate::certs::CertsArgs),
 }
 
 /// Arguments of `validate`.
