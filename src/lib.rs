@@ -8,6 +8,7 @@ pub mod cli;
 pub mod crd;
 pub mod defaults;
 pub mod effective;
+pub mod manifest;
 pub mod names;
 pub mod resources;
 pub mod telemetry;
