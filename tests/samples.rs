@@ -130,3 +130,69 @@ fn secrets_in_the_same_file_are_checked() {
         "{text}"
     );
 }
+
+fn render(path: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dittofs-operator"))
+        .args(["--log-format", "text", "render", "-f"])
+        .arg(path)
+        .output()
+        .expect("run dittofs-operator");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_sample_renders_to_applicable_objects() {
+    use serde::Deserialize;
+    for file in yaml_files("samples") {
+        let (ok, stdout, stderr) = render(&file);
+        assert!(ok, "{}: {stderr}", file.display());
+        let kinds: Vec<String> = serde_yaml_ng::Deserializer::from_str(&stdout)
+            .map(|d| serde_json::Value::deserialize(d).expect("yaml document"))
+            .map(|v| {
+                assert!(
+                    v["apiVersion"].is_string() && v["metadata"]["name"].is_string(),
+                    "{v}"
+                );
+                v["kind"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        assert_eq!(
+            kinds.first().map(String::as_str),
+            Some("Secret"),
+            "{}",
+            file.display()
+        );
+        assert_eq!(
+            kinds.last().map(String::as_str),
+            Some("StatefulSet"),
+            "{}",
+            file.display()
+        );
+        let cm = kinds.iter().position(|k| k == "ConfigMap");
+        let sts = kinds.iter().position(|k| k == "StatefulSet");
+        assert!(cm < sts, "the ConfigMap is applied before the StatefulSet");
+        let percona = file.ends_with("percona.yaml");
+        assert_eq!(
+            kinds.iter().any(|k| k == "PerconaPGCluster"),
+            percona,
+            "{}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn render_refuses_an_invalid_server() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/invalid/nfs-api-port-collision.yaml");
+    let (ok, stdout, stderr) = render(&file);
+    assert!(!ok && stdout.is_empty());
+    assert!(
+        stderr.contains("spec.controlPlane.port: port 12049 is already used"),
+        "{stderr}"
+    );
+}
