@@ -282,12 +282,16 @@ async fn validate_review<L: ClusterLookup>(
     object: &DynamicObject,
 ) -> Answer {
     let uid = request.uid.clone();
-    let new = match parse_ditto_server(object) {
+    let mut new = match parse_ditto_server(object) {
         Ok(new) => new,
         Err(message) => {
             return Answer::from_response(ReviewResponse::deny(uid, 422, "Invalid", message));
         }
     };
+    // On CREATE the object may not carry its namespace yet; lookups (Secrets) need it.
+    if new.metadata.namespace.is_none() {
+        new.metadata.namespace = request.namespace.clone();
+    }
     let mut warnings = Vec::new();
     let old = match (&request.operation, request.old_object.as_ref()) {
         (Operation::Update, Some(old)) => match parse_ditto_server(old) {

@@ -81,6 +81,8 @@ fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 pub enum WebhookError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("no certificate source: pass --tls-cert-file and --tls-key-file, or --self-signed")]
+    NoCertificate,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -121,8 +123,8 @@ impl Webhook {
     ) -> Result<Self, WebhookError> {
         let certs = Arc::new(CertStore::new());
         let cert_gate = readiness.gate("webhook-certificate");
-        let source = match (&args.tls_cert_file, &args.tls_key_file, &args.ca_out) {
-            (Some(cert), Some(key), _) => {
+        let source = match (&args.tls_cert_file, &args.tls_key_file) {
+            (Some(cert), Some(key)) => {
                 let mut files = FileCertSource::new(cert.clone(), key.clone());
                 match files.reload(&certs) {
                     Ok(_) => {
@@ -136,16 +138,17 @@ impl Webhook {
                 }
                 CertSource::Files(files)
             }
-            (_, _, ca_out) => {
+            _ if args.self_signed => {
                 let pair = SelfSigned::generate(&tls::SELF_SIGNED_NAMES)?;
                 certs.replace(pair.certified_key()?);
-                if let Some(path) = ca_out {
+                if let Some(path) = &args.ca_out {
                     pair.write_ca(path)?;
                     tracing::info!(ca = %path.display(), "self-signed certificate for localhost/127.0.0.1; CA written");
                 }
                 cert_gate.set_ready(true);
                 CertSource::Fixed
             }
+            _ => return Err(WebhookError::NoCertificate),
         };
         let tls = Arc::new(tls::server_config(certs.clone())?);
         let listener =
