@@ -17,7 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 /// A client must finish the TLS handshake within this time.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A client must send a request's headers within this time (slowloris guard).
+/// An HTTP/1 client must send a request's headers within this time (slowloris
+/// guard). hyper also applies it between keep-alive requests, so an HTTP/1 connection
+/// idle this long is closed. The API server negotiates h2 (see
+/// [`super::tls::ALPN_PROTOCOLS`]), where this does not apply; HTTP/1 clients (curl,
+/// an API server with HTTP/2 disabled) simply reconnect.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// In-flight requests get this long to finish once shutdown begins (above the API
 /// server's 10 s default webhook timeout would be pointless: it has given up by then).
