@@ -231,8 +231,23 @@ async fn checks(cluster: &Cluster) {
         "{warnings:?}"
     );
 
-    // Defaults appear on the stored object.
+    // Defaults appear on the stored object. The mutating configuration may become
+    // active a moment after the validating one: wait for a dry run to come back
+    // defaulted before creating for real.
     let minimal = object("defaulted", json!({"storage": {"metadataSize": "1Gi"}}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, body) = cluster.create(&minimal, true).await;
+        assert!(status < 300, "{status} {body}");
+        if body["spec"]["image"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mutating webhook never active: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let (status, _, body) = cluster.create(&minimal, false).await;
     assert!(status < 300, "{status} {body}");
     let api: Api<DynamicObject> = Api::namespaced_with(

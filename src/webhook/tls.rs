@@ -224,6 +224,9 @@ impl FileCertSource {
     ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A failure that repeats poll after poll (files still missing) is logged and
+        // counted once; content that fails to load is judged once (see `last_seen`).
+        let mut last_error: Option<String> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -231,12 +234,19 @@ impl FileCertSource {
             }
             match self.reload(&store) {
                 Ok(Reload::Loaded) => {
+                    last_error = None;
                     metrics.certificate_reloaded(true);
                     gate.set_ready(true);
                     tracing::info!(cert = %self.cert_path.display(), "serving certificate loaded");
                 }
-                Ok(Reload::Unchanged) => {}
+                // Content already judged: a later failure of other content is news.
+                Ok(Reload::Unchanged) => last_error = None,
                 Err(e) => {
+                    let message = e.to_string();
+                    if last_error.as_ref() == Some(&message) {
+                        continue;
+                    }
+                    last_error = Some(message);
                     metrics.certificate_reloaded(false);
                     if store.current().is_some() {
                         tracing::warn!(error = %e, "certificate files not loaded; still serving the previous certificate");
