@@ -3,6 +3,7 @@
 //! Layout: [`crd`] (the API), [`defaults`] and [`effective`] (what will run),
 //! [`validation`] (the one validation core), [`resources`] (pure builders),
 //! [`cli`] (offline commands).
+pub mod certs;
 pub mod cli;
 pub mod crd;
 pub mod defaults;

@@ -6,16 +6,16 @@ use clap::Parser;
 use dittofs_operator::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // ring is the only provider compiled in; installing it explicitly keeps every
-    // rustls user (kube client, webhook server) on it. An error only means it is
-    // already installed.
+    // ring is the only TLS provider compiled in; install it explicitly before any TLS use.
+    // An error only means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
     dittofs_operator::telemetry::init(cli.log_format);
     match cli.command {
         Command::Crd => dittofs_operator::cli::print_crd(),
         Command::Validate(args) => dittofs_operator::cli::validate::run(&args),
         Command::Render(args) => dittofs_operator::cli::render::run(&args),
         Command::Webhook(args) => dittofs_operator::cli::webhook::run(&args),
+        Command::Certs(args) => dittofs_operator::cli::certs::run(&args),
     }
 }

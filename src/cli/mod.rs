@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per job of the binary.
 
+pub mod certs;
 pub mod render;
 pub mod validate;
 pub mod webhook;
@@ -34,6 +35,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Serve the validating and defaulting admission webhook over HTTPS.
     Webhook(WebhookArgs),
+    /// Create or repair the webhook's TLS Secret and the caBundle of its configurations
+    /// (one idempotent pass; the bootstrap Job runs this).
+    Certs(crate::certs::CertsArgs),
 }
 
 /// Arguments of `webhook`.

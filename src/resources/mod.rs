@@ -10,9 +10,6 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::DynamicObject;
 
-use crate::crd::DittoServer;
-use crate::effective::EffectiveSpec;
-
 /// Secret data by Secret name, then key. Bytes as stored in the Secret.
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
