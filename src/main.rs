@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Crd => dittofs_operator::cli::print_crd(),
         Command::Validate(args) => dittofs_operator::cli::validate::run(&args),
         Command::Render(args) => dittofs_operator::cli::render::run(&args),
+        Command::Webhook(args) => dittofs_operator::cli::webhook::run(&args),
         Command::Certs(args) => dittofs_operator::cli::certs::run(&args),
     }
 }

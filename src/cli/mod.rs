@@ -3,6 +3,7 @@
 pub mod certs;
 pub mod render;
 pub mod validate;
+pub mod webhook;
 
 use std::path::PathBuf;
 
@@ -32,9 +33,22 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print every object the reconciler would apply for a DittoServer, as YAML.
     Render(RenderArgs),
+    /// Serve the validating and defaulting admission webhook over HTTPS.
+    Webhook(WebhookArgs),
     /// Create or repair the webhook's TLS Secret and the caBundle of its configurations
     /// (one idempotent pass; the bootstrap Job runs this).
     Certs(crate::certs::CertsArgs),
+}
+
+/// Arguments of `webhook`.
+#[derive(clap::Args, Debug)]
+pub struct WebhookArgs {
+    #[command(flatten)]
+    pub server: crate::webhook::ServerArgs,
+    /// Development: answer every cluster question (StorageClass, Secrets, Percona CRD)
+    /// with "not checked" instead of asking a cluster.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// Arguments of `validate`.

@@ -1,0 +1,82 @@
+//! `dittofs-operator webhook`: the admission server alone.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use super::WebhookArgs;
+use crate::probes::{self, ProbeError, Readiness};
+use crate::validation::Offline;
+use crate::webhook::{KubeLookup, Webhook, WebhookError, WebhookMetrics};
+
+#[derive(Debug, thiserror::Error)]
+enum WebhookCommandError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot reach the cluster (use --offline to skip cluster checks): {0}")]
+    Client(kube::Error),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    Probes(#[from] ProbeError),
+}
+
+/// Run `webhook` until SIGTERM/SIGINT.
+pub fn run(args: &WebhookArgs) -> ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(WebhookCommandError::Runtime)
+        .and_then(|runtime| runtime.block_on(serve(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook failed");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: &WebhookArgs) -> Result<(), WebhookCommandError> {
+    let readiness = Readiness::new();
+    let mut registry = Registry::with_prefix("dittofs_operator");
+    let metrics = WebhookMetrics::register(&mut registry);
+    let shutdown = CancellationToken::new();
+    let probe_shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(
+        shutdown.clone(),
+        readiness.clone(),
+        args.server.shutdown_delay,
+    );
+
+    let probe_listener = probes::bind(args.server.probe_listen).await?;
+    let webhook = if args.offline {
+        tracing::warn!(
+            "--offline: cluster checks (StorageClass, Secrets, Percona CRD) are skipped"
+        );
+        Webhook::bind(&args.server, Arc::new(Offline), &readiness, metrics).await?
+    } else {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(WebhookCommandError::Client)?;
+        let lookup = KubeLookup::start(client, &readiness, shutdown.clone());
+        Webhook::bind(&args.server, Arc::new(lookup), &readiness, metrics).await?
+    };
+    let probes = tokio::spawn(probes::serve(
+        probe_listener,
+        readiness,
+        Arc::new(registry),
+        probe_shutdown.clone(),
+    ));
+    webhook.run(shutdown).await;
+    probe_shutdown.cancel();
+    match probes.await {
+        Ok(result) => result?,
+        Err(e) => tracing::error!(error = %e, "probe server task failed"),
+    }
+    tracing::info!("webhook stopped");
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! The production [`ClusterLookup`]: answers in bounded time, never hangs an
+//! admission request.
+//!
+//! - StorageClasses: a metadata-only reflector fed by a watch; no API call on the hot
+//!   path ("unknown" until the first list completes).
+//! - Secrets: a direct GET in the object's namespace, bounded by [`SECRET_TIMEOUT`]
+//!   (Secrets are not cached: caching every Secret of the cluster costs memory and
+//!   RBAC the webhook should not need).
+//! - The Percona CRD: discovery of `pgv2.percona.com/v2` `PerconaPGCluster`, cached;
+//!   "present" is trusted for [`PERCONA_FOUND_TTL`], "absent or unknown" is re-asked
+//!   at most every [`PERCONA_RETRY_INTERVAL`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, GroupVersionKind};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Error as KubeError};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::probes::Readiness;
+use crate::validation::{ClusterLookup, Lookup};
+
+/// Bound on a Secret GET.
+pub const SECRET_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on a discovery request.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// A miss (absent or unknown) is re-checked at most this often.
+pub const PERCONA_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+/// A found CRD is re-checked after this long (it may have been uninstalled).
+pub const PERCONA_FOUND_TTL: Duration = Duration::from_secs(600);
+
+const PERCONA_GROUP: &str = "pgv2.percona.com";
+const PERCONA_VERSION: &str = "v2";
+const PERCONA_KIND: &str = "PerconaPGCluster";
+
+/// The last discovery answer and when it was obtained.
+#[derive(Clone, Debug, Default)]
+struct DiscoveryCache {
+    last: Option<(Lookup<()>, Instant)>,
+}
+
+impl DiscoveryCache {
+    /// The cached answer if still fresh at `now`: "found" for [`PERCONA_FOUND_TTL`],
+    /// anything else for [`PERCONA_RETRY_INTERVAL`].
+    fn fresh(&self, now: Instant) -> Option<Lookup<()>> {
+        let (answer, at) = self.last.as_ref()?;
+        let ttl = match answer {
+            Lookup::Found(()) => PERCONA_FOUND_TTL,
+            _ => PERCONA_RETRY_INTERVAL,
+        };
+        (now.saturating_duration_since(*at) < ttl).then(|| answer.clone())
+    }
+
+    fn store(&mut self, answer: Lookup<()>, at: Instant) {
+        self.last = Some((answer, at));
+    }
+}
+
+/// Cluster lookups backed by the API server.
+#[derive(Clone)]
+pub struct KubeLookup {
+    client: Client,
+    storage_classes: Store<PartialObjectMeta<StorageClass>>,
+    /// Set once the first StorageClass list is in the store.
+    storage_classes_synced: Arc<AtomicBool>,
+    percona: Arc<Mutex<DiscoveryCache>>,
+}
+
+impl KubeLookup {
+    /// Start the StorageClass watch (until `shutdown`) and return the lookup. The
+    /// readiness gate `storageclass-cache` opens when the first list has completed.
+    pub fn start(client: Client, readiness: &Readiness, shutdown: CancellationToken) -> Self {
+        let gate = readiness.gate("storageclass-cache");
+        let (store, writer) = reflector::store();
+        // `Api<PartialObjectMeta<_>>` watches metadata only: names are all we need.
+        let api: Api<PartialObjectMeta<StorageClass>> = Api::all(client.clone());
+        let stream = reflector::reflector(
+            writer,
+            watcher::watcher(api, watcher::Config::default()).default_backoff(),
+        )
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "StorageClass watch error; retrying with backoff");
+            }
+        });
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stream => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+        let ready_store = store.clone();
+        let synced = Arc::new(AtomicBool::new(false));
+        let synced_flag = synced.clone();
+        tokio::spawn(async move {
+            if ready_store.wait_until_ready().await.is_ok() {
+                synced_flag.store(true, Ordering::Release);
+                gate.set_ready(true);
+                tracing::info!("StorageClass cache synced");
+            }
+        });
+        Self {
+            client,
+            storage_classes: store,
+            storage_classes_synced: synced,
+            percona: Arc::new(Mutex::new(DiscoveryCache::default())),
+        }
+    }
+
+    async fn discover_percona(&self) -> Lookup<()> {
+        let gvk = GroupVersionKind::gvk(PERCONA_GROUP, PERCONA_VERSION, PERCONA_KIND);
+        let query = kube::discovery::oneshot::pinned_kind(&self.client, &gvk);
+        match tokio::time::timeout(DISCOVERY_TIMEOUT, query).await {
+            Ok(Ok(_)) => Lookup::Found(()),
+            Ok(Err(KubeError::Api(status))) if status.is_not_found() => Lookup::NotFound,
+            Ok(Err(KubeError::Discovery(_))) => Lookup::NotFound,
+            Ok(Err(e)) => Lookup::Unknown(format!(
+                "API discovery of {PERCONA_GROUP}/{PERCONA_VERSION} failed: {e}"
+            )),
+            Err(_) => Lookup::Unknown(format!(
+                "API discovery of {PERCONA_GROUP}/{PERCONA_VERSION} did not answer within {} s",
+                DISCOVERY_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+impl ClusterLookup for KubeLookup {
+    async fn storage_class(&self, name: &str) -> Lookup<()> {
+        if !self.storage_classes_synced.load(Ordering::Acquire) {
+            return Lookup::Unknown("the StorageClass cache has not synced yet".to_string());
+        }
+        match self.storage_classes.get(&ObjectRef::new(name)) {
+            Some(_) => Lookup::Found(()),
+            None => Lookup::NotFound,
+        }
+    }
+
+    async fn secret_keys(&self, namespace: &str, name: &str) -> Lookup<BTreeSet<String>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        match tokio::time::timeout(SECRET_TIMEOUT, api.get_opt(name)).await {
+            Ok(Ok(Some(secret))) => {
+                let mut keys: BTreeSet<String> =
+                    secret.data.unwrap_or_default().into_keys().collect();
+                keys.extend(secret.string_data.unwrap_or_default().into_keys());
+                Lookup::Found(keys)
+            }
+            Ok(Ok(None)) => Lookup::NotFound,
+            Ok(Err(KubeError::Api(status))) if status.is_forbidden() => Lookup::Unknown(format!(
+                "the operator may not read Secrets in namespace {namespace} (forbidden)"
+            )),
+            Ok(Err(e)) => Lookup::Unknown(format!("reading Secret {namespace}/{name} failed: {e}")),
+            Err(_) => Lookup::Unknown(format!(
+                "reading Secret {namespace}/{name} did not answer within {} s",
+                SECRET_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    async fn percona_crd(&self) -> Lookup<()> {
+        // One discovery at a time; callers that waited reuse its answer.
+        let mut cache = self.percona.lock().await;
+        if let Some(answer) = cache.fresh(Instant::now()) {
+            return answer;
+        }
+        let answer = self.discover_percona().await;
+        cache.store(answer.clone(), Instant::now());
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use std::sync::atomic::AtomicUsize;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn json_response(status: u16, body: serde_json::Value) -> Response<Body> {
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    }
+
+    fn status(code: u16, reason: &str) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason, "message": reason})
+    }
+
+    /// A fake API server: StorageClass `standard`; Secrets `s3` (keys accessKeyId,
+    /// secretAccessKey), `locked` (403), `slow` (never answers); Percona discovery
+    /// 404 until `percona_installed` is set. Counts discovery requests.
+    fn fake_api(
+        mut handle: Handle,
+        discovery_calls: Arc<AtomicUsize>,
+        percona_installed: Arc<AtomicBool>,
+    ) {
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                let path = request.uri().path().to_string();
+                let query = request.uri().query().unwrap_or_default().to_string();
+                let response = match path.as_str() {
+                    "/apis/storage.k8s.io/v1/storageclasses" if query.contains("watch=true") => {
+                        held.push(send); // a watch that never sends an event
+                        continue;
+                    }
+                    "/apis/storage.k8s.io/v1/storageclasses" => json_response(
+                        200,
+                        serde_json::json!({
+                            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                            "metadata": {"resourceVersion": "10"},
+                            "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                                       "metadata": {"name": "standard", "resourceVersion": "9"}}]
+                        }),
+                    ),
+                    "/api/v1/namespaces/team/secrets/s3" => json_response(
+                        200,
+                        serde_json::json!({
+                            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": "team"},
+                            "data": {"accessKeyId": "YQ==", "secretAccessKey": "Yg=="}
+                        }),
+                    ),
+                    "/api/v1/namespaces/team/secrets/locked" => {
+                        json_response(403, status(403, "Forbidden"))
+                    }
+                    "/api/v1/namespaces/team/secrets/slow" => {
+                        held.push(send);
+                        continue;
+                    }
+                    "/apis/pgv2.percona.com/v2" => {
+                        discovery_calls.fetch_add(1, Ordering::SeqCst);
+                        if percona_installed.load(Ordering::SeqCst) {
+                            json_response(
+                                200,
+                                serde_json::json!({
+                                    "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "pgv2.percona.com/v2",
+                                    "resources": [{"name": "perconapgclusters", "singularName": "perconapgcluster",
+                                                   "namespaced": true, "kind": "PerconaPGCluster",
+                                                   "verbs": ["get", "list", "watch", "create", "patch", "delete"]}]
+                                }),
+                            )
+                        } else {
+                            json_response(404, status(404, "NotFound"))
+                        }
+                    }
+                    _ => json_response(404, status(404, "NotFound")),
+                };
+                send.send_response(response);
+            }
+        });
+    }
+
+    async fn lookup() -> (KubeLookup, Readiness, Arc<AtomicUsize>, Arc<AtomicBool>) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let installed = Arc::new(AtomicBool::new(false));
+        fake_api(handle, calls.clone(), installed.clone());
+        let client = Client::new(service, "default");
+        let readiness = Readiness::new();
+        let lookup = KubeLookup::start(client, &readiness, CancellationToken::new());
+        (lookup, readiness, calls, installed)
+    }
+
+    #[tokio::test]
+    async fn storage_classes_come_from_the_synced_cache() {
+        let (lookup, readiness, _, _) = lookup().await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !readiness.is_ready() {
+            assert!(Instant::now() < deadline, "cache never synced");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(lookup.storage_class("standard").await, Lookup::Found(()));
+        assert_eq!(lookup.storage_class("fast").await, Lookup::NotFound);
+    }
+
+    #[tokio::test]
+    async fn storage_classes_are_unknown_before_the_cache_syncs() {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        // The handle never answers: the first list never completes.
+        let readiness = Readiness::new();
+        let lookup = KubeLookup::start(
+            Client::new(service, "default"),
+            &readiness,
+            CancellationToken::new(),
+        );
+        assert!(matches!(
+            lookup.storage_class("standard").await,
+            Lookup::Unknown(_)
+        ));
+        assert_eq!(readiness.pending(), vec!["storageclass-cache"]);
+    }
+
+    #[tokio::test]
+    async fn secrets_are_read_in_the_namespace_with_a_bounded_wait() {
+        let (lookup, _, _, _) = lookup().await;
+        assert_eq!(
+            lookup.secret_keys("team", "s3").await,
+            Lookup::Found(["accessKeyId".to_string(), "secretAccessKey".to_string()].into())
+        );
+        assert_eq!(lookup.secret_keys("team", "absent").await, Lookup::NotFound);
+        let Lookup::Unknown(reason) = lookup.secret_keys("team", "locked").await else {
+            panic!("forbidden must be unknown");
+        };
+        assert!(reason.contains("forbidden"), "{reason}");
+        let started = Instant::now();
+        let Lookup::Unknown(reason) = lookup.secret_keys("team", "slow").await else {
+            panic!("a hanging GET must be unknown");
+        };
+        assert!(reason.contains("did not answer"), "{reason}");
+        assert!(started.elapsed() < SECRET_TIMEOUT + Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn percona_discovery_is_cached() {
+        let (lookup, _, calls, installed) = lookup().await;
+        assert_eq!(lookup.percona_crd().await, Lookup::NotFound);
+        installed.store(true, Ordering::SeqCst);
+        // Within the retry interval the miss is answered from the cache.
+        assert_eq!(lookup.percona_crd().await, Lookup::NotFound);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Once the cached miss is stale, discovery runs again and finds the CRD.
+        lookup
+            .percona
+            .lock()
+            .await
+            .store(Lookup::NotFound, Instant::now() - PERCONA_RETRY_INTERVAL);
+        assert_eq!(lookup.percona_crd().await, Lookup::Found(()));
+        assert_eq!(lookup.percona_crd().await, Lookup::Found(()));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn cache_freshness_depends_on_the_answer() {
+        let now = Instant::now();
+        let mut cache = DiscoveryCache::default();
+        assert_eq!(cache.fresh(now), None);
+        cache.store(Lookup::NotFound, now);
+        assert_eq!(
+            cache.fresh(now + Duration::from_secs(29)),
+            Some(Lookup::NotFound)
+        );
+        assert_eq!(cache.fresh(now + PERCONA_RETRY_INTERVAL), None);
+        cache.store(Lookup::Found(()), now);
+        assert_eq!(
+            cache.fresh(now + Duration::from_secs(300)),
+            Some(Lookup::Found(()))
+        );
+        assert_eq!(cache.fresh(now + PERCONA_FOUND_TTL), None);
+    }
+}
