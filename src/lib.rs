@@ -8,7 +8,6 @@ pub mod cli;
 pub mod crd;
 pub mod defaults;
 // TEMPORARY (webhook branch): drop at merge, see the file's header.
-pub mod defaults_patch_tmp;
 pub mod effective;
 pub mod manifest;
 pub mod names;

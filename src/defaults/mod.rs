@@ -175,5 +175,3 @@ pub const ADMIN_PASSWORD_KEY: &str = "password";
 /// The PostgreSQL user the Percona cluster creates for DittoFS.
 pub const PERCONA_USER: &str = "dittofs";
 
-// TEMPORARY (webhook branch): drop at merge with src/defaults_patch_tmp.rs.
-pub use crate::defaults_patch_tmp::{DefaultingError, defaulting_patch};
