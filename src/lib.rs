@@ -5,6 +5,7 @@
 //! [`cli`] (offline commands).
 pub mod certs;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod defaults;
 // TEMPORARY (webhook branch): drop at merge, see the file's header.

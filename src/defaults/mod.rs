@@ -174,4 +174,3 @@ pub const ADMIN_USERNAME_KEY: &str = "username";
 pub const ADMIN_PASSWORD_KEY: &str = "password";
 /// The PostgreSQL user the Percona cluster creates for DittoFS.
 pub const PERCONA_USER: &str = "dittofs";
-
