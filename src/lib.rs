@@ -10,6 +10,7 @@ pub mod crd;
 pub mod defaults;
 // TEMPORARY (webhook branch): drop at merge, see the file's header.
 pub mod effective;
+pub mod leader;
 pub mod manifest;
 pub mod names;
 pub mod probes;
