@@ -42,7 +42,7 @@ pub enum Command {
     /// Run the reconciler alone (leader-elected), with probes and metrics.
     Controller(ControllerCommandArgs),
     /// Run everything: admission webhook, reconciler and certificate maintenance.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// Arguments of `controller`.
