@@ -14,6 +14,7 @@ pub mod leader;
 pub mod manifest;
 pub mod names;
 pub mod probes;
+pub mod rbac;
 pub mod reference;
 pub mod resources;
 pub mod shutdown;

@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the DittoServer CustomResourceDefinition as YAML.
     Crd,
+    /// Print the operator's ClusterRole (least privilege) as YAML.
+    Rbac,
     /// Default and validate DittoServer manifests offline (cluster checks are skipped).
     Validate(ValidateArgs),
     /// Print every object the reconciler would apply for a DittoServer, as YAML.
@@ -113,15 +115,37 @@ pub struct RenderArgs {
     pub secrets: Vec<PathBuf>,
 }
 
+/// `rbac`: print the generated ClusterRole.
+pub fn print_rbac() -> std::process::ExitCode {
+    match crate::rbac::cluster_role_yaml() {
+        Ok(yaml) => write_stdout(&yaml),
+        Err(e) => {
+            eprintln!("error: cannot render the ClusterRole: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// `crd`: print the CRD YAML generated from the Rust types.
 pub fn print_crd() -> std::process::ExitCode {
     match crate::crd::crd_yaml() {
-        Ok(yaml) => {
-            print!("{yaml}");
-            std::process::ExitCode::SUCCESS
-        }
+        Ok(yaml) => write_stdout(&yaml),
         Err(e) => {
             eprintln!("error: cannot render the CRD: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Write command output; a closed pipe (`| head`) ends quietly instead of panicking.
+pub fn write_stdout(text: &str) -> std::process::ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write output: {e}");
             std::process::ExitCode::FAILURE
         }
     }

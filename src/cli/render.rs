@@ -36,10 +36,7 @@ pub enum RenderError {
 /// Run `render`.
 pub fn run(args: &RenderArgs) -> ExitCode {
     match render(args) {
-        Ok(yaml) => {
-            print!("{yaml}");
-            ExitCode::SUCCESS
-        }
+        Ok(yaml) => super::write_stdout(&yaml),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -63,13 +63,11 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for line in &lines {
-        println!("{line}");
-    }
+    let written = super::write_stdout(&(lines.join("\n") + "\n"));
     if errors > 0 {
         ExitCode::FAILURE
     } else {
-        ExitCode::SUCCESS
+        written
     }
 }
 
