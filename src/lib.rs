@@ -8,6 +8,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod defaults;
+pub mod duration;
 // TEMPORARY (webhook branch): drop at merge, see the file's header.
 pub mod effective;
 pub mod leader;

@@ -150,3 +150,29 @@ pub fn write_stdout(text: &str) -> std::process::ExitCode {
         }
     }
 }
+
+/// Run a long-lived command on a multi-threaded runtime; an error is logged and
+/// printed, and becomes exit code 1.
+pub fn run_async<E: std::fmt::Display>(
+    what: &str,
+    command: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{what} failed");
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

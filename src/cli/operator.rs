@@ -16,8 +16,6 @@ use crate::webhook::{KubeLookup, Webhook, WebhookError, WebhookMetrics};
 
 #[derive(Debug, thiserror::Error)]
 enum OperatorError {
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
     #[error("cannot reach the cluster: {0}")]
     Client(kube::Error),
     #[error(transparent)]
@@ -32,30 +30,14 @@ enum OperatorError {
     CertArgs,
 }
 
-fn block_on(f: impl std::future::Future<Output = Result<(), OperatorError>>) -> ExitCode {
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(OperatorError::Runtime)
-        .and_then(|runtime| runtime.block_on(f));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "operator failed");
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Run `controller` until SIGTERM/SIGINT.
 pub fn run_controller(args: &ControllerCommandArgs) -> ExitCode {
-    block_on(controller_only(args))
+    super::run_async("controller", controller_only(args))
 }
 
 /// Run `run` until SIGTERM/SIGINT.
 pub fn run_all(args: &RunArgs) -> ExitCode {
-    block_on(everything(args))
+    super::run_async("operator", everything(args))
 }
 
 async fn controller_only(args: &ControllerCommandArgs) -> Result<(), OperatorError> {

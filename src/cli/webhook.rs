@@ -13,8 +13,6 @@ use crate::webhook::{KubeLookup, Webhook, WebhookError, WebhookMetrics};
 
 #[derive(Debug, thiserror::Error)]
 enum WebhookCommandError {
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
     #[error("cannot reach the cluster (use --offline to skip cluster checks): {0}")]
     Client(kube::Error),
     #[error(transparent)]
@@ -25,19 +23,7 @@ enum WebhookCommandError {
 
 /// Run `webhook` until SIGTERM/SIGINT.
 pub fn run(args: &WebhookArgs) -> ExitCode {
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(WebhookCommandError::Runtime)
-        .and_then(|runtime| runtime.block_on(serve(args)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "webhook failed");
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    super::run_async("webhook", serve(args))
 }
 
 async fn serve(args: &WebhookArgs) -> Result<(), WebhookCommandError> {

@@ -288,7 +288,7 @@ fn check_identity(spec: &DittoServerSpec, out: &mut Findings) {
             ),
         ] {
             if let Some(v) = value
-                && parse_go_duration(v).is_none_or(|secs| secs <= 0.0)
+                && crate::duration::parse_go_duration_secs(v).is_none_or(|secs| secs <= 0.0)
             {
                 out.error(
                     field,
@@ -319,43 +319,6 @@ fn secret_key_needs_key(r: &crate::crd::SecretKeyRef, field: &str, out: &mut Fin
             format!("is required when {field}.name is set: name the key inside the Secret"),
         );
     }
-}
-
-/// Parse a Go `time.ParseDuration` string into seconds (`300ms`, `1h30m`, `-5s`).
-pub(crate) fn parse_go_duration(s: &str) -> Option<f64> {
-    let (negative, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0.0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * factor;
-    }
-    Some(if negative { -total } else { total })
 }
 
 /// A 5-field cron schedule with characters cron accepts.

@@ -260,15 +260,6 @@ fn jwt_durations_parse() {
 }
 
 #[test]
-fn go_durations() {
-    assert_eq!(rules::parse_go_duration("1h30m"), Some(5400.0));
-    assert_eq!(rules::parse_go_duration("300ms"), Some(0.3));
-    assert_eq!(rules::parse_go_duration("-1.5s"), Some(-1.5));
-    assert_eq!(rules::parse_go_duration("15"), None);
-    assert_eq!(rules::parse_go_duration("5d"), None);
-}
-
-#[test]
 fn postgres_type_needs_a_source() {
     let r = check("database: {type: postgres}\nstorage: {metadataSize: 1Gi}");
     assert!(has_error(

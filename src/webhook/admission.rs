@@ -174,46 +174,9 @@ fn work_budget(query: Option<&str>) -> Duration {
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|pair| pair.strip_prefix("timeout="))
-        .and_then(parse_go_duration)
+        .and_then(crate::duration::parse_go_duration)
         .unwrap_or(DEFAULT_API_SERVER_TIMEOUT);
     sent.saturating_sub(TIMEOUT_MARGIN).max(MIN_BUDGET)
-}
-
-/// Parse a Go `time.Duration` string (`10s`, `1m30s`, `500ms`, `1.5s`).
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    if rest == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if number_len == 0 {
-            return None;
-        }
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds_per_unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * seconds_per_unit;
-    }
-    Duration::try_from_secs_f64(total).ok()
 }
 
 struct Answer {
@@ -519,19 +482,6 @@ async fn not_found() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_go_duration("10"), None);
-        assert_eq!(parse_go_duration("s"), None);
-        assert_eq!(parse_go_duration("10x"), None);
-        assert_eq!(parse_go_duration(""), None);
-    }
 
     #[test]
     fn budget_stays_below_the_api_server_timeout() {

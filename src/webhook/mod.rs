@@ -72,7 +72,7 @@ pub struct ServerArgs {
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    admission::parse_go_duration(text)
+    crate::duration::parse_go_duration(text)
         .ok_or_else(|| format!("`{text}` is not a duration; write e.g. 5s, 500ms or 1m"))
 }
 
