@@ -390,3 +390,67 @@ async fn a_replica_that_is_not_leader_does_nothing() {
     h.pass().await.unwrap();
     assert!(h.api.requests.lock().unwrap().is_empty());
 }
+
+/// (apiGroup, resource) of an API path, e.g. `/apis/apps/v1/namespaces/ns/statefulsets/d`.
+fn group_resource(path: &str) -> (String, String) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts.first() {
+        Some(&"api") => (String::new(), &parts[2..]),
+        _ => (
+            parts.get(1).copied().unwrap_or_default().to_string(),
+            &parts[3.min(parts.len())..],
+        ),
+    };
+    let rest: Vec<&str> = if rest.first() == Some(&"namespaces") {
+        rest[2.min(rest.len())..].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    let mut resource = rest.first().copied().unwrap_or_default().to_string();
+    if rest.get(2) == Some(&"status") {
+        resource.push_str("/status");
+    }
+    (group, resource)
+}
+
+#[tokio::test]
+async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
+    // Exercise every path: create, Percona wait and ready, metrics pruning, deletion.
+    let h = Harness::new(
+        json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}, "percona": {"enabled": true, "deleteWithServer": true}}),
+    );
+    h.pass().await.unwrap();
+    let mut cluster = h.api.get(PG_PATH).unwrap();
+    cluster["status"] = json!({"state": "ready"});
+    h.api.put(PG_PATH, cluster);
+    h.pass().await.unwrap();
+    h.edit_spec(|spec| spec["metrics"] = json!({"enabled": false}));
+    h.pass().await.unwrap();
+    deleting(&h, 1);
+    h.pass().await.unwrap();
+
+    let requests = h.api.requests.lock().unwrap().clone();
+    assert!(requests.len() > 20);
+    for (method, path) in requests {
+        let (group, resource) = group_resource(&path);
+        let verbs: &[&str] = match method {
+            Method::GET => &["get"],
+            // Server-side apply may create: both verbs are needed.
+            Method::PATCH => &["patch"],
+            Method::POST => &["create"],
+            Method::DELETE => &["delete"],
+            _ => &["update"],
+        };
+        for verb in verbs {
+            let allowed = dittofs_operator::rbac::RULES.iter().any(|r| {
+                r.api_group == group
+                    && r.resources.contains(&resource.as_str())
+                    && r.verbs.contains(verb)
+            });
+            assert!(
+                allowed,
+                "{method} {path}: ({group:?}, {resource}, {verb}) is not in src/rbac.rs"
+            );
+        }
+    }
+}
