@@ -100,7 +100,7 @@ async fn main() {
         micros(first)
     );
     println!(
-        "idle resync pass (reads only): p50 {:.0} µs, p99 {:.0} µs over {passes} passes; writes during the run: {writes} (all from the first two passes)",
+        "idle resync pass (reads only): p50 {:.0} µs, p99 {:.0} µs over {passes} passes; writes during these passes: {writes}",
         micros(times[passes / 2]),
         micros(times[passes * 99 / 100])
     );
