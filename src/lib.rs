@@ -5,13 +5,16 @@
 //! [`cli`] (offline commands).
 pub mod certs;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod defaults;
 // TEMPORARY (webhook branch): drop at merge, see the file's header.
-pub mod defaults_patch_tmp;
 pub mod effective;
+pub mod leader;
+pub mod manifest;
 pub mod names;
 pub mod probes;
+pub mod reference;
 pub mod resources;
 pub mod shutdown;
 pub mod telemetry;

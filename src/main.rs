@@ -17,5 +17,7 @@ fn main() -> ExitCode {
         Command::Render(args) => dittofs_operator::cli::render::run(&args),
         Command::Webhook(args) => dittofs_operator::cli::webhook::run(&args),
         Command::Certs(args) => dittofs_operator::cli::certs::run(&args),
+        Command::Controller(args) => dittofs_operator::cli::operator::run_controller(&args),
+        Command::Run(args) => dittofs_operator::cli::operator::run_all(&args),
     }
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per job of the binary.
 
 pub mod certs;
+pub mod operator;
 pub mod render;
 pub mod validate;
 pub mod webhook;
@@ -38,6 +39,47 @@ pub enum Command {
     /// Create or repair the webhook's TLS Secret and the caBundle of its configurations
     /// (one idempotent pass; the bootstrap Job runs this).
     Certs(crate::certs::CertsArgs),
+    /// Run the reconciler alone (leader-elected), with probes and metrics.
+    Controller(ControllerCommandArgs),
+    /// Run everything: admission webhook, reconciler and certificate maintenance.
+    Run(Box<RunArgs>),
+}
+
+/// Arguments of `controller`.
+#[derive(clap::Args, Debug)]
+pub struct ControllerCommandArgs {
+    #[command(flatten)]
+    pub controller: crate::controller::ControllerArgs,
+    #[command(flatten)]
+    pub leader: crate::leader::LeaderArgs,
+    /// Plain-HTTP address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8081", env = "DITTOFS_PROBE_LISTEN")]
+    pub probe_listen: std::net::SocketAddr,
+}
+
+/// Arguments of `run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub server: crate::webhook::ServerArgs,
+    #[command(flatten)]
+    pub controller: crate::controller::ControllerArgs,
+    #[command(flatten)]
+    pub leader: crate::leader::LeaderArgs,
+    /// Keep this `kubernetes.io/tls` Secret (in the operator's namespace) and the
+    /// webhook configurations' caBundle in order, every 30 s. Needs
+    /// --webhook-service and --webhook-config.
+    #[arg(long)]
+    pub cert_secret: Option<String>,
+    /// The webhook Service the certificate is issued for.
+    #[arg(long)]
+    pub webhook_service: Option<String>,
+    /// Validating/Mutating WebhookConfiguration whose caBundle is maintained (repeatable).
+    #[arg(long = "webhook-config", value_name = "NAME")]
+    pub webhook_configs: Vec<String>,
+    /// Cluster DNS domain, for the fully qualified Service name.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
 }
 
 /// Arguments of `webhook`.

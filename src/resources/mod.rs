@@ -9,6 +9,37 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::DynamicObject;
+use thiserror::Error;
+
+use crate::crd::DittoServer;
+use crate::effective::EffectiveSpec;
+
+pub mod configmap;
+pub mod hash;
+pub mod labels;
+pub mod percona;
+pub mod secrets;
+pub mod service;
+pub mod statefulset;
+#[cfg(test)]
+mod tests;
+
+pub use secrets::generate_managed_values;
+pub use statefulset::CONFIG_HASH_ANNOTATION;
+
+/// Why the objects could not be built.
+#[derive(Debug, Error)]
+pub enum BuildError {
+    /// Serializing a generated object failed.
+    #[error("cannot serialize {object}: {message}")]
+    Serialize {
+        object: &'static str,
+        message: String,
+    },
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+}
 
 /// Secret data by Secret name, then key. Bytes as stored in the Secret.
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
@@ -46,4 +77,49 @@ pub struct Children {
     pub percona_cluster: Option<DynamicObject>,
     /// The pod-template annotation `dittofs.io/config-hash`.
     pub config_hash: String,
+}
+
+/// Build every object for one DittoServer. Pure: the same inputs give the same
+/// objects, byte for byte.
+pub fn build_all(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    inputs: &BuildInputs,
+) -> Result<Children, BuildError> {
+    let config_yaml = configmap::render_config(eff)?;
+    let config_map = configmap::build_config_map(ds, eff, &config_yaml);
+    let managed_secrets = secrets::build_managed_secrets(ds, eff, &inputs.managed);
+
+    // Hash the Secret data the pod will really see: what exists, with the managed
+    // Secrets as we are about to apply them.
+    let mut hashed = inputs.secrets.clone();
+    for s in &managed_secrets {
+        if let (Some(name), Some(data)) = (&s.metadata.name, &s.data) {
+            hashed.insert(
+                name.clone(),
+                data.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+            );
+        }
+    }
+    let unhashed = statefulset::build_stateful_set(ds, eff, "");
+    let template =
+        serde_json::to_vec(&unhashed.spec.as_ref().map(|s| &s.template)).map_err(|e| {
+            BuildError::Serialize {
+                object: "pod template",
+                message: e.to_string(),
+            }
+        })?;
+    let config_hash = hash::config_hash(&config_yaml, &hashed, &template);
+
+    Ok(Children {
+        config_map,
+        managed_secrets,
+        services: service::build_services(ds, eff),
+        stateful_set: statefulset::build_stateful_set(ds, eff, &config_hash),
+        percona_cluster: eff
+            .percona
+            .as_ref()
+            .map(|p| percona::build_percona_cluster(ds, eff, p)),
+        config_hash,
+    })
 }

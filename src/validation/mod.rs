@@ -10,6 +10,15 @@ use std::fmt;
 use std::future::Future;
 
 use crate::crd::DittoServer;
+use crate::effective::EffectiveSpec;
+
+mod cluster;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+pub use cluster::POSTGRES_SECRET_KEYS;
+pub use rules::{CONTROL_PLANE_DIR, is_valid_size};
 
 /// One finding: the field path it is about, and what to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +100,17 @@ pub async fn validate<L: ClusterLookup>(
     old: Option<&DittoServer>,
     lookup: &L,
 ) -> Report {
-    let _ = (new, old, lookup);
-    Report::default()
+    let eff = EffectiveSpec::resolve(new);
+    let mut findings = rules::Findings::default();
+    rules::check_spec(&new.spec, &eff, &mut findings);
+    if let Some(old) = old {
+        rules::check_transition(&eff, &EffectiveSpec::resolve(old), &mut findings);
+    }
+    let mut skipped = Vec::new();
+    cluster::check_cluster(&eff, lookup, &mut findings, &mut skipped).await;
+    Report {
+        errors: findings.errors,
+        warnings: findings.warnings,
+        skipped,
+    }
 }

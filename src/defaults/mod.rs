@@ -7,6 +7,9 @@
 
 use crate::crd::*;
 
+mod patch;
+pub use patch::{DefaultingError, SpecParseError, defaulting_patch, parse_spec};
+
 /// Image used when `spec.image` is unset: the DittoFS release this operator targets.
 pub const DEFAULT_IMAGE: &str = "marmos91c/dittofs:v0.29.0";
 pub const DEFAULT_REPLICAS: i32 = 1;
@@ -171,6 +174,3 @@ pub const ADMIN_USERNAME_KEY: &str = "username";
 pub const ADMIN_PASSWORD_KEY: &str = "password";
 /// The PostgreSQL user the Percona cluster creates for DittoFS.
 pub const PERCONA_USER: &str = "dittofs";
-
-// TEMPORARY (webhook branch): drop at merge with src/defaults_patch_tmp.rs.
-pub use crate::defaults_patch_tmp::{DefaultingError, defaulting_patch};

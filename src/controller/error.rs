@@ -1,0 +1,75 @@
+//! Reconcile errors: one variant per pipeline step, with what was being done.
+
+use thiserror::Error;
+
+use crate::resources::BuildError;
+
+/// Why a reconcile pass failed.
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    /// Reading a referenced or owned object failed.
+    #[error("reading {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Building the desired objects failed.
+    #[error("building objects: {0}")]
+    Build(#[from] BuildError),
+    /// Server-side apply of a child failed.
+    #[error("applying {what}: {source}")]
+    Apply {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting a child that is no longer wanted failed.
+    #[error("deleting {what}: {source}")]
+    Delete {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Adding or removing our finalizer failed.
+    #[error("updating the finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
+    /// Writing the status failed.
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+    /// Cleaning up the Percona cluster on deletion failed (retried until the bound).
+    #[error("cleaning up the PerconaPGCluster: {0}")]
+    Cleanup(#[source] kube::Error),
+    /// A generated object could not be serialized (a bug, reported, not a panic).
+    #[error("serializing {what}: {message}")]
+    Serialize { what: String, message: String },
+}
+
+impl ReconcileError {
+    /// The failing step, a bounded label for metrics and event notes.
+    pub fn step(&self) -> &'static str {
+        match self {
+            ReconcileError::Read { .. } => "dereference",
+            ReconcileError::Build(_) | ReconcileError::Serialize { .. } => "build",
+            ReconcileError::Apply { .. } => "apply",
+            ReconcileError::Delete { .. } => "prune",
+            ReconcileError::Finalizer(_) => "finalizer",
+            ReconcileError::Status(_) => "status",
+            ReconcileError::Cleanup(_) => "cleanup",
+        }
+    }
+
+    /// A 409 conflict: someone wrote in between; retry at once rather than back off.
+    pub fn is_conflict(&self) -> bool {
+        let source = match self {
+            ReconcileError::Read { source, .. }
+            | ReconcileError::Apply { source, .. }
+            | ReconcileError::Delete { source, .. } => source,
+            ReconcileError::Finalizer(e)
+            | ReconcileError::Status(e)
+            | ReconcileError::Cleanup(e) => e,
+            _ => return false,
+        };
+        matches!(source, kube::Error::Api(s) if s.code == 409)
+    }
+}

@@ -1,0 +1,460 @@
+//! Status: pure computation of phase and conditions from what was observed.
+//!
+//! `lastTransitionTime` moves only when a condition's status flips, and nothing
+//! else in the status depends on the clock, so a pass that changes nothing
+//! computes an identical status — and writes nothing.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{DittoServerStatus, Endpoints, Phase};
+use crate::effective::{Database, EffectiveSpec};
+use crate::names;
+
+/// Condition types, in the order they are listed.
+pub const READY: &str = "Ready";
+pub const AVAILABLE: &str = "Available";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+pub const CONFIG_READY: &str = "ConfigReady";
+pub const DATABASE_READY: &str = "DatabaseReady";
+
+/// What the reconciler saw on this pass.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub generation: Option<i64>,
+    /// Validation errors, joined; the spec was not applied.
+    pub invalid: Option<String>,
+    /// A failed pipeline step (`step: error`).
+    pub failed: Option<String>,
+    /// Percona cluster state (`status.state`), `None` if it does not exist yet.
+    pub percona_state: Option<String>,
+    /// The live StatefulSet, if any.
+    pub stateful_set: Option<StatefulSet>,
+    pub config_hash: Option<String>,
+    pub deleting: bool,
+}
+
+struct Cond {
+    type_: &'static str,
+    ok: bool,
+    reason: &'static str,
+    message: String,
+}
+
+fn cond(type_: &'static str, ok: bool, reason: &'static str, message: impl Into<String>) -> Cond {
+    Cond {
+        type_,
+        ok,
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Compute the status; `now` is used only for conditions whose status flips.
+pub fn compute(
+    old: Option<&DittoServerStatus>,
+    eff: &EffectiveSpec,
+    obs: &Observed,
+    now: &Time,
+) -> DittoServerStatus {
+    let desired = eff.replicas;
+    let sts_status = obs.stateful_set.as_ref().and_then(|s| s.status.as_ref());
+    let ready = sts_status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let available = sts_status.and_then(|s| s.available_replicas).unwrap_or(0);
+
+    let config = match &obs.invalid {
+        Some(msg) => cond(CONFIG_READY, false, "InvalidSpec", msg.clone()),
+        None => cond(
+            CONFIG_READY,
+            true,
+            "ConfigApplied",
+            format!(
+                "config.yaml is in ConfigMap {}",
+                names::config_map(&eff.name)
+            ),
+        ),
+    };
+
+    let database = match &eff.database {
+        Database::Sqlite { path } => cond(
+            DATABASE_READY,
+            true,
+            "SQLite",
+            format!("SQLite at {path} on the control-plane volume"),
+        ),
+        Database::Postgres { secret_name } => cond(
+            DATABASE_READY,
+            true,
+            "ExternalPostgres",
+            format!("PostgreSQL connection from Secret {secret_name}"),
+        ),
+        Database::Percona { .. } => match obs.percona_state.as_deref() {
+            Some("ready") => cond(
+                DATABASE_READY,
+                true,
+                "PerconaReady",
+                "PostgreSQL cluster is ready",
+            ),
+            Some(state) => cond(
+                DATABASE_READY,
+                false,
+                "PerconaNotReady",
+                format!(
+                    "PostgreSQL cluster state: {}",
+                    if state.is_empty() { "unknown" } else { state }
+                ),
+            ),
+            None => cond(
+                DATABASE_READY,
+                false,
+                "PerconaNotFound",
+                format!(
+                    "PerconaPGCluster {} does not exist yet",
+                    names::percona_cluster(&eff.name)
+                ),
+            ),
+        },
+    };
+
+    let available_cond = if desired == 0 {
+        cond(
+            AVAILABLE,
+            true,
+            "Stopped",
+            "DittoServer is stopped (replicas=0)",
+        )
+    } else if available >= desired {
+        cond(
+            AVAILABLE,
+            true,
+            "MinimumReplicasAvailable",
+            format!("{available}/{desired} replicas available"),
+        )
+    } else {
+        cond(
+            AVAILABLE,
+            false,
+            "NoReplicasAvailable",
+            format!("Waiting for replicas: {ready}/{desired} ready"),
+        )
+    };
+
+    let progressing = match (&obs.stateful_set, sts_status) {
+        _ if obs.invalid.is_some() => cond(
+            PROGRESSING,
+            false,
+            "InvalidSpec",
+            "Not progressing until the spec is fixed",
+        ),
+        (None, _) => cond(
+            PROGRESSING,
+            true,
+            "Creating",
+            "StatefulSet is being created",
+        ),
+        (Some(sts), status) => {
+            let generation = sts.metadata.generation.unwrap_or(0);
+            let observed = status.and_then(|s| s.observed_generation).unwrap_or(0);
+            let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+            let revisions_differ = status.is_some_and(|s| {
+                s.update_revision.is_some() && s.current_revision != s.update_revision
+            });
+            if observed < generation || (desired > 0 && (updated < desired || revisions_differ)) {
+                cond(
+                    PROGRESSING,
+                    true,
+                    "RollingUpdate",
+                    "StatefulSet is rolling out a new pod template",
+                )
+            } else if ready != desired {
+                cond(
+                    PROGRESSING,
+                    true,
+                    "ScalingReplicas",
+                    format!("Scaling: {ready}/{desired} replicas ready"),
+                )
+            } else {
+                cond(
+                    PROGRESSING,
+                    false,
+                    "ReconcileComplete",
+                    "All resources are up to date",
+                )
+            }
+        }
+    };
+
+    let degraded = match (&obs.invalid, &obs.failed) {
+        (Some(_), _) => cond(
+            DEGRADED,
+            true,
+            "InvalidSpec",
+            "The spec failed validation; see ConfigReady",
+        ),
+        (None, Some(step)) => cond(DEGRADED, true, "ReconcileFailed", step.clone()),
+        (None, None) => cond(DEGRADED, false, "AsExpected", "Reconciled without errors"),
+    };
+
+    let mut not_met = Vec::new();
+    for (c, what) in [
+        (&config, "ConfigNotReady"),
+        (&database, "DatabaseNotReady"),
+        (&available_cond, "NotAvailable"),
+    ] {
+        if !c.ok {
+            not_met.push(what);
+        }
+    }
+    if progressing.ok {
+        not_met.push("StillProgressing");
+    }
+    if degraded.ok {
+        not_met.push("Degraded");
+    }
+    let ready_cond = if not_met.is_empty() {
+        cond(
+            READY,
+            true,
+            "AllConditionsMet",
+            "DittoServer is fully operational",
+        )
+    } else {
+        cond(
+            READY,
+            false,
+            "ConditionsNotMet",
+            format!("Not ready: {}", not_met.join(", ")),
+        )
+    };
+
+    let phase = if obs.deleting {
+        Phase::Deleting
+    } else if obs.invalid.is_some() {
+        Phase::Failed
+    } else if desired == 0 {
+        Phase::Stopped
+    } else if ready_cond.ok {
+        Phase::Running
+    } else {
+        Phase::Pending
+    };
+
+    let conditions = [
+        ready_cond,
+        available_cond,
+        progressing,
+        degraded,
+        config,
+        database,
+    ]
+    .into_iter()
+    .map(|c| to_condition(c, old, obs.generation, now))
+    .collect();
+
+    let ns = &eff.namespace;
+    let file = names::file_service(&eff.name);
+    DittoServerStatus {
+        observed_generation: obs.generation,
+        replicas: Some(desired),
+        ready_replicas: Some(ready),
+        available_replicas: Some(available),
+        phase: Some(phase),
+        config_hash: obs
+            .config_hash
+            .clone()
+            .or_else(|| old.and_then(|o| o.config_hash.clone())),
+        percona_cluster_name: eff.percona.as_ref().map(|p| p.cluster_name.clone()),
+        endpoints: Some(Endpoints {
+            nfs: Some(format!("{file}.{ns}.svc:{}", eff.ports.nfs.service)),
+            smb: eff
+                .ports
+                .smb
+                .map(|p| format!("{file}.{ns}.svc:{}", p.service)),
+            api: Some(format!(
+                "{}.{ns}.svc:{}",
+                names::api_service(&eff.name),
+                eff.ports.api.service
+            )),
+        }),
+        conditions,
+    }
+}
+
+fn to_condition(
+    c: Cond,
+    old: Option<&DittoServerStatus>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if c.ok { "True" } else { "False" };
+    let previous = old.and_then(|o| o.conditions.iter().find(|p| p.type_ == c.type_));
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => now.clone(),
+    };
+    Condition {
+        type_: c.type_.into(),
+        status: status.into(),
+        reason: c.reason.into(),
+        message: c.message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The current status of condition `type_`, if present.
+pub fn condition_status<'a>(status: Option<&'a DittoServerStatus>, type_: &str) -> Option<&'a str> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+    use crate::crd::DittoServer;
+
+    fn eff(spec: &str) -> EffectiveSpec {
+        let ds: DittoServer = serde_yaml_ng::from_str(&format!(
+            "apiVersion: dittofs.dittofs.com/v1alpha1\nkind: DittoServer\nmetadata: {{name: d, namespace: ns}}\nspec: {spec}\n"
+        ))
+        .expect("fixture");
+        EffectiveSpec::resolve(&ds)
+    }
+
+    fn time(s: i64) -> Time {
+        Time(jiff::Timestamp::from_second(s).expect("time"))
+    }
+
+    fn sts(ready: i32, generation: i64, observed: i64) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            status: Some(StatefulSetStatus {
+                replicas: 1,
+                ready_replicas: Some(ready),
+                available_replicas: Some(ready),
+                updated_replicas: Some(1),
+                observed_generation: Some(observed),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ready_when_the_pod_is_ready_and_times_are_stable() {
+        let e = eff("{storage: {metadataSize: 1Gi}}");
+        let waiting = Observed {
+            generation: Some(1),
+            stateful_set: Some(sts(0, 1, 1)),
+            ..Default::default()
+        };
+        let first = compute(None, &e, &waiting, &time(100));
+        assert_eq!(condition_status(Some(&first), READY), Some("False"));
+        assert_eq!(first.phase, Some(Phase::Pending));
+
+        let running = Observed {
+            stateful_set: Some(sts(1, 1, 1)),
+            ..waiting.clone()
+        };
+        let second = compute(Some(&first), &e, &running, &time(200));
+        assert_eq!(condition_status(Some(&second), READY), Some("True"));
+        assert_eq!(second.phase, Some(Phase::Running));
+        let t = |s: &DittoServerStatus, ty: &str| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == ty)
+                .map(|c| c.last_transition_time.clone())
+        };
+        assert_eq!(t(&second, READY), Some(time(200)), "flipped");
+        assert_eq!(
+            t(&second, CONFIG_READY),
+            Some(time(100)),
+            "unchanged keeps its time"
+        );
+
+        let third = compute(Some(&second), &e, &running, &time(300));
+        assert_eq!(third, second, "nothing changed: identical status, no write");
+    }
+
+    #[test]
+    fn invalid_spec_fails_config_ready() {
+        let e = eff("{storage: {metadataSize: 1Gi}}");
+        let obs = Observed {
+            invalid: Some("spec.replicas: bad".into()),
+            ..Default::default()
+        };
+        let s = compute(None, &e, &obs, &time(1));
+        assert_eq!(condition_status(Some(&s), CONFIG_READY), Some("False"));
+        assert_eq!(condition_status(Some(&s), DEGRADED), Some("True"));
+        assert_eq!(s.phase, Some(Phase::Failed));
+    }
+
+    #[test]
+    fn percona_waiting_shows_database_not_ready() {
+        let e = eff("{storage: {metadataSize: 1Gi}, percona: {enabled: true}}");
+        let obs = Observed {
+            percona_state: Some("initializing".into()),
+            ..Default::default()
+        };
+        let s = compute(None, &e, &obs, &time(1));
+        let db = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == DATABASE_READY)
+            .expect("DatabaseReady");
+        assert_eq!(
+            (db.status.as_str(), db.reason.as_str()),
+            ("False", "PerconaNotReady")
+        );
+        assert_eq!(s.percona_cluster_name.as_deref(), Some("d-postgres"));
+    }
+
+    #[test]
+    fn rollout_is_progressing_and_stopped_is_available() {
+        let e = eff("{storage: {metadataSize: 1Gi}}");
+        let rolling = Observed {
+            stateful_set: Some(sts(1, 2, 1)),
+            ..Default::default()
+        };
+        assert_eq!(
+            condition_status(Some(&compute(None, &e, &rolling, &time(1))), PROGRESSING),
+            Some("True")
+        );
+        let stopped = eff("{replicas: 0, storage: {metadataSize: 1Gi}}");
+        let mut idle = sts(0, 1, 1);
+        if let Some(s) = idle.status.as_mut() {
+            s.updated_replicas = Some(0);
+        }
+        let s = compute(
+            None,
+            &stopped,
+            &Observed {
+                stateful_set: Some(idle),
+                ..Default::default()
+            },
+            &time(1),
+        );
+        assert_eq!(s.phase, Some(Phase::Stopped));
+        assert_eq!(condition_status(Some(&s), AVAILABLE), Some("True"));
+    }
+
+    #[test]
+    fn endpoints_name_service_and_client_port() {
+        let e = eff("{storage: {metadataSize: 1Gi}, smb: {enabled: true}}");
+        let s = compute(None, &e, &Observed::default(), &time(1));
+        let ep = s.endpoints.expect("endpoints");
+        assert_eq!(ep.nfs.as_deref(), Some("d-file.ns.svc:2049"));
+        assert_eq!(ep.smb.as_deref(), Some("d-file.ns.svc:445"));
+        assert_eq!(ep.api.as_deref(), Some("d-api.ns.svc:8080"));
+    }
+}

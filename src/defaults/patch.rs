@@ -1,0 +1,174 @@
+//! The mutating webhook's JSON patch: add every missing default, touch nothing else.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use serde_json::Value;
+use thiserror::Error;
+
+use super::apply_defaults;
+use crate::crd::DittoServerSpec;
+
+/// Why no defaulting patch could be computed.
+#[derive(Debug, Error)]
+pub enum DefaultingError {
+    /// The object has no `spec`.
+    #[error("spec is missing: a DittoServer needs at least spec.storage.metadataSize")]
+    MissingSpec,
+    /// The spec does not match the DittoServer schema.
+    #[error("{0}")]
+    InvalidSpec(#[from] SpecParseError),
+    /// Serializing the defaulted spec failed (a bug, reported rather than panicking).
+    #[error("cannot serialize the defaulted spec: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+/// A spec that does not parse, with the path of the offending field.
+#[derive(Debug, Error)]
+#[error("spec.{path}: {message}")]
+pub struct SpecParseError {
+    /// Dotted path below `spec`, e.g. `storage.metadataSize`.
+    pub path: String,
+    /// What serde found wrong there.
+    pub message: String,
+}
+
+/// Parse a DittoServer spec from JSON, naming the field that failed.
+pub fn parse_spec(raw: &Value) -> Result<DittoServerSpec, SpecParseError> {
+    serde_path_to_error::deserialize(raw).map_err(|e| SpecParseError {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+/// JSON patch adding every effective default missing from `object` (a whole
+/// DittoServer as JSON). Only `add` operations, parents before children; never
+/// removes or rewrites what the user wrote, unknown fields included. Empty when
+/// nothing is missing.
+pub fn defaulting_patch(object: &Value) -> Result<Patch, DefaultingError> {
+    let raw = object.get("spec").ok_or(DefaultingError::MissingSpec)?;
+    let mut spec = parse_spec(raw)?;
+    apply_defaults(&mut spec);
+    let defaulted = serde_json::to_value(&spec)?;
+    let mut ops = Vec::new();
+    let mut path = PointerBuf::from_tokens(["spec"]);
+    collect_additions(raw, &defaulted, &mut path, &mut ops);
+    Ok(Patch(ops))
+}
+
+/// Add what `wanted` has and `current` lacks; recurse where both have an object.
+fn collect_additions(
+    current: &Value,
+    wanted: &Value,
+    path: &mut PointerBuf,
+    ops: &mut Vec<PatchOperation>,
+) {
+    let (Value::Object(have), Value::Object(want)) = (current, wanted) else {
+        return;
+    };
+    for (key, value) in want {
+        path.push_back(key.as_str());
+        match have.get(key) {
+            // An explicit null is "unset" to the API server too: replace it by the default.
+            None | Some(Value::Null) => ops.push(PatchOperation::Add(AddOperation {
+                path: path.clone(),
+                value: value.clone(),
+            })),
+            Some(existing) => collect_additions(existing, value, path, ops),
+        }
+        path.pop_back();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn apply(object: &Value, patch: &Patch) -> Value {
+        let mut out = object.clone();
+        json_patch::patch(&mut out, patch).expect("patch applies");
+        out
+    }
+
+    #[test]
+    fn fills_every_block_when_absent() {
+        let obj = json!({"spec": {"storage": {"metadataSize": "10Gi"}}});
+        let patch = defaulting_patch(&obj).unwrap();
+        let patched = apply(&obj, &patch);
+        let mut expected: DittoServerSpec = parse_spec(&obj["spec"]).unwrap();
+        apply_defaults(&mut expected);
+        assert_eq!(patched["spec"], serde_json::to_value(&expected).unwrap());
+        for key in [
+            "image",
+            "replicas",
+            "database",
+            "metrics",
+            "controlPlane",
+            "identity",
+            "service",
+            "nfsPort",
+            "smb",
+            "percona",
+        ] {
+            assert!(patched["spec"].get(key).is_some(), "{key} defaulted");
+        }
+        assert_eq!(patched["spec"]["service"]["type"], "LoadBalancer");
+        assert_eq!(patched["spec"]["nfsAdapterPort"], 12049);
+    }
+
+    #[test]
+    fn is_idempotent() {
+        let obj = json!({"spec": {"storage": {"metadataSize": "10Gi"}, "smb": {"enabled": true}}});
+        let once = apply(&obj, &defaulting_patch(&obj).unwrap());
+        assert!(defaulting_patch(&once).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn keeps_user_values_and_unknown_fields() {
+        let obj = json!({"spec": {
+            "storage": {"metadataSize": "10Gi", "cacheSize": "7Gi"},
+            "service": {"type": "NodePort"},
+            "metrics": {"enabled": true},
+            "futureField": {"x": 1}
+        }});
+        let patch = defaulting_patch(&obj).unwrap();
+        assert!(
+            patch
+                .0
+                .iter()
+                .all(|op| matches!(op, PatchOperation::Add(_)))
+        );
+        let patched = apply(&obj, &patch);
+        assert_eq!(patched["spec"]["storage"]["cacheSize"], "7Gi");
+        assert_eq!(patched["spec"]["service"]["type"], "NodePort");
+        assert_eq!(patched["spec"]["metrics"]["port"], 9090);
+        assert_eq!(patched["spec"]["futureField"], json!({"x": 1}));
+    }
+
+    #[test]
+    fn present_blocks_get_only_their_missing_fields() {
+        let obj =
+            json!({"spec": {"storage": {"metadataSize": "1Gi"}, "controlPlane": {"port": 9000}}});
+        let patched = apply(&obj, &defaulting_patch(&obj).unwrap());
+        // The client port follows the server port unless set.
+        assert_eq!(
+            patched["spec"]["controlPlane"],
+            json!({"port": 9000, "servicePort": 9000})
+        );
+    }
+
+    #[test]
+    fn names_the_field_that_does_not_parse() {
+        let obj = json!({"spec": {"storage": {"metadataSize": 10}}});
+        let err = defaulting_patch(&obj).unwrap_err().to_string();
+        assert!(
+            err.starts_with("spec.storage.metadataSize: invalid type"),
+            "{err}"
+        );
+        assert!(matches!(
+            defaulting_patch(&json!({})),
+            Err(DefaultingError::MissingSpec)
+        ));
+    }
+}

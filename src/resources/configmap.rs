@@ -1,0 +1,133 @@
+//! ConfigMap `<name>-config`, key `config.yaml`, in the DittoFS server's own format.
+//!
+//! Only keys the server (v0.29 `pkg/config`) reads are rendered. Secrets never
+//! appear here: they reach the pod as environment variables (see `statefulset.rs`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde::Serialize;
+
+use crate::crd::DittoServer;
+use crate::defaults::SERVER_SHUTDOWN_TIMEOUT_SECONDS;
+use crate::effective::{Database, EffectiveSpec};
+use crate::names;
+
+use super::BuildError;
+use super::labels::child_meta;
+
+/// The config file, field order as the server documents it.
+#[derive(Serialize)]
+struct ServerConfig<'a> {
+    logging: Logging,
+    shutdown_timeout: String,
+    database: DatabaseConfig<'a>,
+    controlplane: ControlPlane<'a>,
+    admin: Admin<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<Metrics>,
+}
+
+#[derive(Serialize)]
+struct Logging {
+    level: &'static str,
+    format: &'static str,
+    /// The server's default is a log file; pods log to stdout.
+    output: &'static str,
+}
+
+#[derive(Serialize)]
+struct DatabaseConfig<'a> {
+    #[serde(rename = "type")]
+    db_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sqlite: Option<Sqlite<'a>>,
+}
+
+#[derive(Serialize)]
+struct Sqlite<'a> {
+    path: &'a str,
+}
+
+#[derive(Serialize)]
+struct ControlPlane<'a> {
+    /// The server binds loopback by default; Services and probes need all interfaces.
+    host: &'static str,
+    port: i32,
+    jwt: Jwt<'a>,
+}
+
+#[derive(Serialize)]
+struct Jwt<'a> {
+    access_token_duration: &'a str,
+    refresh_token_duration: &'a str,
+}
+
+#[derive(Serialize)]
+struct Admin<'a> {
+    username: &'a str,
+}
+
+#[derive(Serialize)]
+struct Metrics {
+    enabled: bool,
+    host: &'static str,
+    port: i32,
+}
+
+/// Render `config.yaml`. PostgreSQL connection fields are not rendered: the server
+/// binds every key to `DITTOFS_<PATH>` environment variables, which the pod gets
+/// from the Secret.
+pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
+    let database = match &eff.database {
+        Database::Sqlite { path } => DatabaseConfig {
+            db_type: "sqlite",
+            sqlite: Some(Sqlite { path }),
+        },
+        Database::Postgres { .. } | Database::Percona { .. } => DatabaseConfig {
+            db_type: "postgres",
+            sqlite: None,
+        },
+    };
+    let config = ServerConfig {
+        logging: Logging {
+            level: "INFO",
+            format: "json",
+            output: "stdout",
+        },
+        shutdown_timeout: format!("{SERVER_SHUTDOWN_TIMEOUT_SECONDS}s"),
+        database,
+        controlplane: ControlPlane {
+            host: "0.0.0.0",
+            port: eff.ports.api.container,
+            jwt: Jwt {
+                access_token_duration: &eff.jwt.access_token_duration,
+                refresh_token_duration: &eff.jwt.refresh_token_duration,
+            },
+        },
+        admin: Admin {
+            username: &eff.admin.username,
+        },
+        metrics: eff.metrics_port.map(|port| Metrics {
+            enabled: true,
+            host: "0.0.0.0",
+            port,
+        }),
+    };
+    serde_yaml_ng::to_string(&config).map_err(|e| BuildError::Serialize {
+        object: "config.yaml",
+        message: e.to_string(),
+    })
+}
+
+/// Build the ConfigMap around the rendered config.
+pub fn build_config_map(ds: &DittoServer, eff: &EffectiveSpec, config_yaml: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: child_meta(ds, eff, names::config_map(&eff.name), "config"),
+        data: Some(BTreeMap::from([(
+            names::CONFIG_KEY.to_string(),
+            config_yaml.to_string(),
+        )])),
+        ..Default::default()
+    }
+}

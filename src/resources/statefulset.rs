@@ -1,0 +1,391 @@
+//! StatefulSet `<name>`: one DittoFS pod with its volumes, configuration,
+//! Secret-sourced environment, probes and a restricted security posture.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
+    SecurityContext, SleepAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::crd::DittoServer;
+use crate::defaults::PRE_STOP_DRAIN_SECONDS;
+use crate::effective::{Database, EffectiveSpec, SecretKey};
+use crate::names;
+
+use super::labels::{child_meta, labels, selector};
+use super::service::{API_PORT_NAME, METRICS_PORT_NAME, NFS_PORT_NAME, SMB_PORT_NAME};
+
+/// Pod-template annotation carrying the config hash (SPEC R2.2).
+pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";
+/// The DittoFS image's user and group.
+pub const DITTOFS_UID: i64 = 65532;
+/// Where the config file is mounted.
+pub const CONFIG_DIR: &str = "/config";
+/// Image of the init container that waits for PostgreSQL.
+pub const WAIT_FOR_POSTGRES_IMAGE: &str = "postgres:16-alpine";
+/// Upper bound of that wait.
+pub const WAIT_FOR_POSTGRES_SECONDS: u32 = 300;
+
+/// One volumeClaimTemplate and where it is mounted.
+struct DataVolume {
+    name: &'static str,
+    mount: &'static str,
+    size: String,
+}
+
+fn data_volumes(eff: &EffectiveSpec) -> Vec<DataVolume> {
+    let s = &eff.storage;
+    let mut v = vec![DataVolume {
+        name: "metadata",
+        mount: "/data/metadata",
+        size: s.metadata_size.clone(),
+    }];
+    if let Some(content) = &s.content_size {
+        v.push(DataVolume {
+            name: "content",
+            mount: "/data/content",
+            size: content.clone(),
+        });
+    }
+    v.push(DataVolume {
+        name: "cache",
+        mount: "/data/cache",
+        size: s.cache_size.clone(),
+    });
+    v.push(DataVolume {
+        name: "controlplane",
+        mount: "/data/controlplane",
+        size: s.control_plane_size.clone(),
+    });
+    v
+}
+
+/// Build the StatefulSet. `config_hash` goes into the pod template annotation; the
+/// hash itself is computed over the template built with an empty one (`hash.rs`).
+pub fn build_stateful_set(ds: &DittoServer, eff: &EffectiveSpec, config_hash: &str) -> StatefulSet {
+    let volumes = data_volumes(eff);
+    let claim_templates = volumes
+        .iter()
+        .map(|v| PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(v.name.to_string()),
+                labels: Some(labels(&eff.name, "storage")),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: eff.storage.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".into(),
+                        Quantity(v.size.clone()),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+
+    StatefulSet {
+        metadata: child_meta(ds, eff, names::stateful_set(&eff.name), "server"),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(eff.replicas),
+            service_name: Some(names::headless_service(&eff.name)),
+            selector: LabelSelector {
+                match_labels: Some(selector(&eff.name)),
+                ..Default::default()
+            },
+            // Deleting the DittoServer or scaling to 0 never deletes data.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".into()),
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            template: pod_template(eff, &volumes, config_hash),
+            volume_claim_templates: Some(claim_templates),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_template(eff: &EffectiveSpec, volumes: &[DataVolume], config_hash: &str) -> PodTemplateSpec {
+    let mut annotations = BTreeMap::new();
+    if !config_hash.is_empty() {
+        annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string());
+    }
+    let mut init_containers = Vec::new();
+    if let Database::Percona { secret_name } = &eff.database {
+        init_containers.push(wait_for_postgres(secret_name));
+    }
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(&eff.name, "server")),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            // DittoFS never talks to the Kubernetes API.
+            automount_service_account_token: Some(false),
+            // Service links would inject *_PORT variables next to DITTOFS_* ones.
+            enable_service_links: Some(false),
+            security_context: Some(pod_security_context(eff)),
+            termination_grace_period_seconds: Some(eff.termination_grace_period_seconds),
+            init_containers: (!init_containers.is_empty()).then_some(init_containers),
+            containers: vec![server_container(eff, volumes)],
+            volumes: Some(vec![Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::config_map(&eff.name),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn pod_security_context(eff: &EffectiveSpec) -> PodSecurityContext {
+    eff.pod_security_context
+        .clone()
+        .unwrap_or_else(|| PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(DITTOFS_UID),
+            run_as_group: Some(DITTOFS_UID),
+            fs_group: Some(DITTOFS_UID),
+            fs_group_change_policy: Some("OnRootMismatch".into()),
+            seccomp_profile: Some(runtime_default()),
+            ..Default::default()
+        })
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..Default::default()
+    }
+}
+
+/// Restricted Pod Security defaults, with the user's fields laid over them.
+fn container_security_context(user: Option<&SecurityContext>) -> SecurityContext {
+    let mut sc = user.cloned().unwrap_or_default();
+    sc.allow_privilege_escalation.get_or_insert(false);
+    sc.run_as_non_root.get_or_insert(true);
+    sc.seccomp_profile.get_or_insert_with(runtime_default);
+    let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
+    let drop = caps.drop.get_or_insert_with(Vec::new);
+    if !drop.iter().any(|c| c == "ALL") {
+        drop.push("ALL".into());
+    }
+    sc
+}
+
+fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
+    let mut ports = vec![container_port(NFS_PORT_NAME, eff.ports.nfs.container)];
+    if let Some(smb) = eff.ports.smb {
+        ports.push(container_port(SMB_PORT_NAME, smb.container));
+    }
+    ports.push(container_port(API_PORT_NAME, eff.ports.api.container));
+    if let Some(p) = eff.metrics_port {
+        ports.push(container_port(METRICS_PORT_NAME, p));
+    }
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }];
+    mounts.extend(volumes.iter().map(|v| VolumeMount {
+        name: v.name.into(),
+        mount_path: v.mount.into(),
+        ..Default::default()
+    }));
+    Container {
+        name: "dittofs".into(),
+        image: Some(eff.image.clone()),
+        // The image's entrypoint is the server binary; --foreground keeps it PID 1.
+        args: Some(vec![
+            "start".into(),
+            "--foreground".into(),
+            "--config".into(),
+            format!("{CONFIG_DIR}/{}", names::CONFIG_KEY),
+        ]),
+        ports: Some(ports),
+        env: Some(server_env(eff)),
+        volume_mounts: Some(mounts),
+        resources: eff.resources.clone(),
+        security_context: Some(container_security_context(eff.security_context.as_ref())),
+        liveness_probe: Some(http_probe("/health", 15, 10, 3)),
+        readiness_probe: Some(http_probe("/health/ready", 5, 5, 3)),
+        // Up to 30 × 5 s = 150 s to start (first boot migrates the database).
+        startup_probe: Some(http_probe("/health", 0, 5, 30)),
+        lifecycle: Some(Lifecycle {
+            // Let endpoints drop the pod before the server stops accepting; the
+            // sleep action needs no shell in the image.
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_DRAIN_SECONDS,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, initial_delay: i32, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(API_PORT_NAME.into()),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: (initial_delay > 0).then_some(initial_delay),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+fn from_secret(env: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: env.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: optional.then_some(true),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn from_key(env: &str, r: &SecretKey) -> EnvVar {
+    from_secret(env, &r.name, &r.key, false)
+}
+
+/// Environment of the server: every secret arrives here, under the names the
+/// DittoFS server reads (`DITTOFS_<config path>`), never in the ConfigMap.
+pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
+    let mut env = vec![
+        from_key("DITTOFS_CONTROLPLANE_SECRET", &eff.jwt.secret),
+        // Read only when the admin user does not exist yet (first boot).
+        from_key("DITTOFS_ADMIN_INITIAL_PASSWORD", &eff.admin.password),
+    ];
+    match &eff.database {
+        Database::Sqlite { .. } => {}
+        Database::Postgres { secret_name } => {
+            for (var, key, optional) in [
+                ("DITTOFS_DATABASE_POSTGRES_HOST", "host", false),
+                ("DITTOFS_DATABASE_POSTGRES_PORT", "port", false),
+                ("DITTOFS_DATABASE_POSTGRES_DATABASE", "database", false),
+                ("DITTOFS_DATABASE_POSTGRES_USER", "user", false),
+                ("DITTOFS_DATABASE_POSTGRES_PASSWORD", "password", false),
+                ("DITTOFS_DATABASE_POSTGRES_SSLMODE", "sslmode", true),
+            ] {
+                env.push(from_secret(var, secret_name, key, optional));
+            }
+        }
+        Database::Percona { secret_name } => {
+            // Percona's pguser Secret names the database `dbname`.
+            for (var, key) in [
+                ("DITTOFS_DATABASE_POSTGRES_HOST", "host"),
+                ("DITTOFS_DATABASE_POSTGRES_PORT", "port"),
+                ("DITTOFS_DATABASE_POSTGRES_DATABASE", "dbname"),
+                ("DITTOFS_DATABASE_POSTGRES_USER", "user"),
+                ("DITTOFS_DATABASE_POSTGRES_PASSWORD", "password"),
+            ] {
+                env.push(from_secret(var, secret_name, key, false));
+            }
+            // Percona serves TLS with its own CA; require encryption.
+            env.push(EnvVar {
+                name: "DITTOFS_DATABASE_POSTGRES_SSLMODE".into(),
+                value: Some("require".into()),
+                ..Default::default()
+            });
+        }
+    }
+    if let Some(s3) = &eff.s3 {
+        env.push(from_secret(
+            "AWS_ACCESS_KEY_ID",
+            &s3.secret_name,
+            &s3.access_key_id_key,
+            false,
+        ));
+        env.push(from_secret(
+            "AWS_SECRET_ACCESS_KEY",
+            &s3.secret_name,
+            &s3.secret_access_key_key,
+            false,
+        ));
+        env.push(from_secret(
+            "AWS_ENDPOINT_URL",
+            &s3.secret_name,
+            &s3.endpoint_key,
+            true,
+        ));
+        env.push(EnvVar {
+            name: "AWS_REGION".into(),
+            value: Some(s3.region.clone()),
+            ..Default::default()
+        });
+    }
+    env
+}
+
+/// Waits (at most five minutes) until the Percona PostgreSQL answers, so the
+/// server never starts against a database that is still initialising.
+fn wait_for_postgres(secret_name: &str) -> Container {
+    let script = format!(
+        "deadline=$(( $(date +%s) + {WAIT_FOR_POSTGRES_SECONDS} )); \
+         until pg_isready -h \"$PGHOST\" -p \"$PGPORT\" -U \"$PGUSER\" -d \"$PGDATABASE\" -t 5; do \
+         if [ \"$(date +%s)\" -ge \"$deadline\" ]; then echo 'PostgreSQL not ready after {WAIT_FOR_POSTGRES_SECONDS}s' >&2; exit 1; fi; \
+         sleep 2; done"
+    );
+    Container {
+        name: "wait-for-postgres".into(),
+        image: Some(WAIT_FOR_POSTGRES_IMAGE.into()),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+        env: Some(vec![
+            from_secret("PGHOST", secret_name, "host", false),
+            from_secret("PGPORT", secret_name, "port", false),
+            from_secret("PGUSER", secret_name, "user", false),
+            from_secret("PGDATABASE", secret_name, "dbname", false),
+        ]),
+        security_context: Some(SecurityContext {
+            // postgres:alpine's postgres user; any non-root uid works for pg_isready.
+            run_as_user: Some(70),
+            run_as_group: Some(70),
+            ..container_security_context(None)
+        }),
+        resources: None,
+        ..Default::default()
+    }
+}

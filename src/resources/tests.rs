@@ -1,0 +1,479 @@
+//! Builder tests from the YAML samples (no cluster, no I/O beyond reading fixtures).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Service};
+
+use super::*;
+
+fn sample(name: &str) -> DittoServer {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).expect("sample exists");
+    let docs = crate::manifest::parse_documents(&path.display().to_string(), &text).expect("yaml");
+    let doc = docs
+        .iter()
+        .find(|d| crate::manifest::is_ditto_server(d))
+        .expect("a DittoServer");
+    crate::manifest::ditto_server(doc).expect("valid DittoServer")
+}
+
+fn from_yaml(spec: &str) -> DittoServer {
+    let doc = format!(
+        "apiVersion: dittofs.dittofs.com/v1alpha1\nkind: DittoServer\nmetadata: {{name: t, namespace: ns, uid: 1234}}\nspec:\n{}",
+        spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    serde_yaml_ng::from_str(&doc).expect("fixture parses")
+}
+
+fn inputs() -> BuildInputs {
+    BuildInputs {
+        secrets: BTreeMap::new(),
+        managed: ManagedSecretValues {
+            jwt_secret: "j".repeat(43),
+            admin_password: "p".repeat(32),
+        },
+    }
+}
+
+fn build(ds: &DittoServer) -> Children {
+    build_all(ds, &EffectiveSpec::resolve(ds), &inputs()).expect("builds")
+}
+
+fn pod(c: &Children) -> &PodSpec {
+    c.stateful_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+}
+
+fn server(c: &Children) -> &Container {
+    &pod(c).containers[0]
+}
+
+fn svc<'a>(c: &'a Children, name: &str) -> &'a Service {
+    c.services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(name))
+        .expect("service exists")
+}
+
+fn env<'a>(c: &'a Children, name: &str) -> Option<&'a EnvVar> {
+    server(c).env.iter().flatten().find(|e| e.name == name)
+}
+
+const SAMPLES: [&str; 7] = [
+    "minimal", "memory", "s3", "postgres", "percona", "smb", "metrics",
+];
+
+#[test]
+fn config_yaml_matches_golden_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for name in SAMPLES {
+        let rendered =
+            configmap::render_config(&EffectiveSpec::resolve(&sample(name))).expect("renders");
+        let golden = dir.join(format!("{name}.config.yaml"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(&golden, &rendered).expect("write golden");
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", golden.display()));
+        assert_eq!(
+            rendered,
+            expected,
+            "{name}: config.yaml differs from {}",
+            golden.display()
+        );
+    }
+}
+
+#[test]
+fn config_never_contains_secrets() {
+    for name in SAMPLES {
+        let c = build(&sample(name));
+        let yaml = &c.config_map.data.as_ref().expect("data")["config.yaml"];
+        for needle in [
+            "jjjj",
+            "pppp",
+            "password:",
+            "secret:",
+            "example-secret-access-key",
+        ] {
+            assert!(!yaml.contains(needle), "{name}: config.yaml leaks {needle}");
+        }
+    }
+}
+
+#[test]
+fn file_service_maps_client_ports_to_adapter_ports() {
+    let c = build(&sample("smb"));
+    let file = svc(&c, "files-file");
+    let spec = file.spec.as_ref().expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    let ports: Vec<(String, i32, String)> = spec
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| {
+            let target = match &p.target_port {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s)) => {
+                    s.clone()
+                }
+                other => format!("{other:?}"),
+            };
+            (p.name.clone().unwrap_or_default(), p.port, target)
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("nfs".into(), 2049, "nfs".into()),
+            ("smb".into(), 445, "smb".into())
+        ]
+    );
+    let container: Vec<(String, i32)> = server(&c)
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect();
+    assert_eq!(
+        container,
+        [
+            ("nfs".into(), 12049),
+            ("smb".into(), 1445),
+            ("api".into(), 8080)
+        ]
+    );
+}
+
+#[test]
+fn services_carry_type_and_annotations_headless_and_metrics_do_not() {
+    let c = build(&sample("s3"));
+    let api = svc(&c, "s3-backed-api");
+    assert_eq!(
+        api.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("LoadBalancer")
+    );
+    assert!(
+        api.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("service.beta.kubernetes.io/aws-load-balancer-type"))
+    );
+    let headless = svc(&c, "s3-backed-headless");
+    assert_eq!(
+        headless.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()),
+        Some("None")
+    );
+    assert!(headless.metadata.annotations.is_none());
+    assert_eq!(c.services.len(), 3, "no metrics Service unless enabled");
+    let m = build(&sample("metrics"));
+    let metrics = svc(&m, "observed-metrics");
+    assert_eq!(
+        metrics.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("ClusterIP")
+    );
+}
+
+#[test]
+fn volume_claim_templates_and_retention() {
+    let minimal = build(&sample("minimal"));
+    let sts = minimal.stateful_set.spec.as_ref().expect("spec");
+    let names: Vec<_> = sts
+        .volume_claim_templates
+        .iter()
+        .flatten()
+        .filter_map(|v| v.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["metadata", "cache", "controlplane"]);
+    let policy = sts
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .expect("policy");
+    assert_eq!(
+        (
+            policy.when_deleted.as_deref(),
+            policy.when_scaled.as_deref()
+        ),
+        (Some("Retain"), Some("Retain"))
+    );
+    let mounts: Vec<_> = server(&minimal)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert!(
+        mounts.contains(&"/data/controlplane".to_string()),
+        "the SQLite DB must live on a PVC"
+    );
+    let with_content = build(&sample("postgres"));
+    let n = with_content
+        .stateful_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .map(Vec::len);
+    assert_eq!(n, Some(4));
+}
+
+#[test]
+fn secrets_reach_the_pod_as_env_under_the_server_names() {
+    let c = build(&sample("postgres"));
+    let host = env(&c, "DITTOFS_DATABASE_POSTGRES_HOST").expect("host env");
+    let r = host
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("secret ref");
+    assert_eq!(
+        (r.name.as_str(), r.key.as_str()),
+        ("dittofs-postgres", "host")
+    );
+    assert!(env(&c, "DITTOFS_CONTROLPLANE_SECRET").is_some());
+    assert!(env(&c, "DITTOFS_ADMIN_INITIAL_PASSWORD").is_some());
+    assert!(
+        env(&c, "DITTOFS_ADMIN_PASSWORD_HASH").is_none(),
+        "the Go operator's dead variable"
+    );
+
+    let p = build(&sample("percona"));
+    let db = env(&p, "DITTOFS_DATABASE_POSTGRES_DATABASE")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("db env");
+    assert_eq!(
+        (db.name.as_str(), db.key.as_str()),
+        ("ha-db-postgres-pguser-dittofs", "dbname")
+    );
+    let config = &p.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(
+        config.contains("type: postgres"),
+        "Percona really connects the server"
+    );
+
+    let s3 = build(&sample("s3"));
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+    ] {
+        assert!(env(&s3, var).is_some(), "{var}");
+    }
+}
+
+#[test]
+fn pod_is_restricted_and_probed() {
+    for name in SAMPLES {
+        let c = build(&sample(name));
+        let pod = pod(&c);
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        for container in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
+            let sc = container
+                .security_context
+                .as_ref()
+                .expect("security context");
+            assert_eq!(
+                sc.allow_privilege_escalation,
+                Some(false),
+                "{name}/{}",
+                container.name
+            );
+            assert_eq!(sc.run_as_non_root, Some(true));
+            assert!(
+                sc.capabilities
+                    .as_ref()
+                    .and_then(|c| c.drop.as_ref())
+                    .is_some_and(|d| d.contains(&"ALL".to_string()))
+            );
+            assert_eq!(
+                sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+                Some("RuntimeDefault")
+            );
+        }
+        let s = server(&c);
+        let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+            p.as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.clone())
+        };
+        assert_eq!(path(&s.liveness_probe).as_deref(), Some("/health"));
+        assert_eq!(path(&s.readiness_probe).as_deref(), Some("/health/ready"));
+        let startup = s.startup_probe.as_ref().expect("startup");
+        assert_eq!(
+            startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3),
+            150
+        );
+        assert!(pod.termination_grace_period_seconds.unwrap_or(30) >= 35);
+    }
+    let p = build(&sample("percona"));
+    let init = pod(&p).init_containers.as_ref().expect("wait-for-postgres");
+    assert_eq!(init[0].name, "wait-for-postgres");
+}
+
+#[test]
+fn user_security_context_is_merged_over_the_defaults() {
+    let c = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\nsecurityContext: {readOnlyRootFilesystem: true, capabilities: {add: [NET_BIND_SERVICE]}}",
+    ));
+    let sc = server(&c).security_context.as_ref().expect("sc");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let caps = sc.capabilities.as_ref().expect("caps");
+    assert_eq!(
+        caps.add.as_deref(),
+        Some(&["NET_BIND_SERVICE".to_string()][..])
+    );
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+}
+
+#[test]
+fn managed_secrets_only_when_the_user_gives_none() {
+    let managed = build(&from_yaml("storage: {metadataSize: 1Gi}"));
+    let names: Vec<_> = managed
+        .managed_secrets
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["t-jwt-secret", "t-admin-bootstrap-credentials"]);
+    let user = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\nidentity: {jwt: {secretRef: {name: j, key: k}}, admin: {passwordSecretRef: {name: a, key: p}}}",
+    ));
+    assert!(user.managed_secrets.is_empty());
+    let jwt = env(&user, "DITTOFS_CONTROLPLANE_SECRET")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("ref");
+    assert_eq!((jwt.name.as_str(), jwt.key.as_str()), ("j", "k"));
+}
+
+#[test]
+fn generated_values_are_long_and_random() {
+    let a = generate_managed_values().expect("rng");
+    let b = generate_managed_values().expect("rng");
+    assert!(a.jwt_secret.len() >= 32 && a.admin_password.len() >= 24);
+    assert_ne!(a, b);
+}
+
+#[test]
+fn percona_owner_reference_only_with_delete_with_server() {
+    let kept = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\npercona: {enabled: true}",
+    ));
+    let cluster = kept.percona_cluster.as_ref().expect("cluster");
+    assert!(
+        cluster.metadata.owner_references.is_none(),
+        "GC must never take the database"
+    );
+    assert_eq!(cluster.data["spec"]["backups"]["enabled"], false);
+    let deleted = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\npercona: {enabled: true, deleteWithServer: true}",
+    ));
+    assert!(
+        deleted
+            .percona_cluster
+            .as_ref()
+            .and_then(|c| c.metadata.owner_references.as_ref())
+            .is_some()
+    );
+    // Our other children are owned, so GC removes them with the DittoServer.
+    assert!(kept.config_map.metadata.owner_references.is_some());
+}
+
+#[test]
+fn percona_backups_when_configured() {
+    let c = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\npercona: {enabled: true, backup: {enabled: true, bucket: b, endpoint: e, retentionDays: 14, credentialsSecretRef: {name: creds}}}",
+    ));
+    let backups = &c.percona_cluster.as_ref().expect("cluster").data["spec"]["backups"];
+    assert_eq!(backups["enabled"], true);
+    assert_eq!(
+        backups["pgbackrest"]["global"]["repo1-retention-full"],
+        "14"
+    );
+    assert_eq!(backups["pgbackrest"]["repos"][0]["s3"]["bucket"], "b");
+    assert_eq!(
+        backups["pgbackrest"]["configuration"][0]["secret"]["name"],
+        "creds"
+    );
+}
+
+fn hash_of(spec: &str, secrets: &SecretData) -> String {
+    let ds = from_yaml(spec);
+    let mut i = inputs();
+    i.secrets = secrets.clone();
+    build_all(&ds, &EffectiveSpec::resolve(&ds), &i)
+        .expect("builds")
+        .config_hash
+}
+
+#[test]
+fn service_only_edits_keep_the_hash() {
+    let none = SecretData::new();
+    let base = hash_of("storage: {metadataSize: 1Gi}", &none);
+    for edit in [
+        "storage: {metadataSize: 1Gi}\nservice: {type: NodePort, annotations: {a: b}}",
+        "storage: {metadataSize: 1Gi}\nnfsPort: 3049",
+        "storage: {metadataSize: 1Gi}\ncontrolPlane: {servicePort: 80}",
+    ] {
+        assert_eq!(hash_of(edit, &none), base, "{edit}");
+    }
+}
+
+#[test]
+fn pod_affecting_edits_change_the_hash() {
+    let none = SecretData::new();
+    let base = hash_of("storage: {metadataSize: 1Gi}", &none);
+    for edit in [
+        "storage: {metadataSize: 1Gi}\nimage: other:1",
+        "storage: {metadataSize: 1Gi}\nresources: {limits: {memory: 1Gi}}",
+        "storage: {metadataSize: 1Gi}\nidentity: {jwt: {accessTokenDuration: 5m}}",
+        "storage: {metadataSize: 1Gi}\nmetrics: {enabled: true}",
+    ] {
+        assert_ne!(hash_of(edit, &none), base, "{edit}");
+    }
+    let spec = "storage: {metadataSize: 1Gi}\ns3: {credentialsSecretRef: {secretName: s3}}";
+    let v1 = BTreeMap::from([(
+        "s3".to_string(),
+        BTreeMap::from([("accessKeyId".to_string(), b"a".to_vec())]),
+    )]);
+    let v2 = BTreeMap::from([(
+        "s3".to_string(),
+        BTreeMap::from([("accessKeyId".to_string(), b"b".to_vec())]),
+    )]);
+    assert_ne!(
+        hash_of(spec, &v1),
+        hash_of(spec, &v2),
+        "a rotated Secret rolls the pod"
+    );
+    let sts_hash = build(&from_yaml(spec))
+        .stateful_set
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned());
+    assert!(sts_hash.is_some_and(|h| h.len() == 64));
+}
+
+#[test]
+fn building_is_deterministic() {
+    let ds = sample("percona");
+    let eff = EffectiveSpec::resolve(&ds);
+    let a = build_all(&ds, &eff, &inputs()).expect("a");
+    let b = build_all(&ds, &eff, &inputs()).expect("b");
+    assert_eq!(a.config_hash, b.config_hash);
+    assert_eq!(
+        serde_json::to_string(&a.stateful_set).ok(),
+        serde_json::to_string(&b.stateful_set).ok()
+    );
+}

@@ -1,0 +1,204 @@
+//! Rules that need cluster facts, asked through [`ClusterLookup`]. All questions
+//! are asked concurrently, so the slowest lookup bounds the latency, not the sum.
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+
+use crate::effective::{Database, EffectiveSpec};
+
+use super::rules::Findings;
+use super::{ClusterLookup, Finding, Lookup};
+
+/// Keys an external PostgreSQL Secret must hold.
+pub const POSTGRES_SECRET_KEYS: [&str; 5] = ["host", "port", "database", "user", "password"];
+
+/// One Secret to look at: where it is referenced and which keys it needs.
+struct SecretCheck {
+    field: &'static str,
+    name: String,
+    required_keys: Vec<String>,
+    /// Only S3 endpoint-style keys are optional; absent Secrets are warnings anyway.
+    purpose: &'static str,
+}
+
+pub(crate) async fn check_cluster<L: ClusterLookup>(
+    eff: &EffectiveSpec,
+    lookup: &L,
+    out: &mut Findings,
+    skipped: &mut Vec<Finding>,
+) {
+    let classes: Vec<(&'static str, &str)> = [
+        (
+            "spec.storage.storageClassName",
+            eff.storage.storage_class_name.as_deref(),
+        ),
+        (
+            "spec.percona.storageClassName",
+            eff.percona
+                .as_ref()
+                .and_then(|p| p.storage_class_name.as_deref()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(f, c)| c.map(|c| (f, c)))
+    .collect();
+
+    let secrets = secret_checks(eff);
+
+    let class_answers = join_all(classes.iter().map(|(_, c)| lookup.storage_class(c)));
+    let secret_answers = join_all(
+        secrets
+            .iter()
+            .map(|s| lookup.secret_keys(&eff.namespace, &s.name)),
+    );
+    let percona_answer = async {
+        match eff.percona {
+            Some(_) => Some(lookup.percona_crd().await),
+            None => None,
+        }
+    };
+    let (class_answers, secret_answers, percona_answer) =
+        futures::join!(class_answers, secret_answers, percona_answer);
+
+    for ((field, class), answer) in classes.iter().zip(class_answers) {
+        match answer {
+            Lookup::Found(()) => {}
+            Lookup::NotFound => out.errors.push(Finding {
+                field: field.to_string(),
+                message: format!(
+                    "StorageClass {class:?} does not exist in the cluster: create it, pick another (kubectl get storageclass), or remove the field to use the default"
+                ),
+            }),
+            Lookup::Unknown(reason) => out.warnings.push(Finding {
+                field: field.to_string(),
+                message: format!("could not verify that StorageClass {class:?} exists: {reason}"),
+            }),
+            Lookup::Skipped => skipped.push(Finding {
+                field: field.to_string(),
+                message: format!("StorageClass {class:?} not checked (no cluster)"),
+            }),
+        }
+    }
+
+    if let Some(answer) = percona_answer {
+        match answer {
+            Lookup::Found(()) => {}
+            Lookup::NotFound => out.errors.push(Finding {
+                field: "spec.percona.enabled".into(),
+                message: "the Percona PostgreSQL operator is not installed (no perconapgclusters.pgv2.percona.com CRD): install it first, or set percona.enabled: false".into(),
+            }),
+            Lookup::Unknown(reason) => out.warnings.push(Finding {
+                field: "spec.percona.enabled".into(),
+                message: format!("could not verify that the Percona PostgreSQL operator is installed: {reason}"),
+            }),
+            Lookup::Skipped => skipped.push(Finding {
+                field: "spec.percona.enabled".into(),
+                message: "Percona CRD presence not checked (no cluster)".into(),
+            }),
+        }
+    }
+
+    for (check, answer) in secrets.iter().zip(secret_answers) {
+        report_secret(check, answer, &eff.namespace, out, skipped);
+    }
+}
+
+fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
+    let mut checks = Vec::new();
+    if !eff.jwt.secret.managed {
+        checks.push(SecretCheck {
+            field: "spec.identity.jwt.secretRef",
+            name: eff.jwt.secret.name.clone(),
+            required_keys: vec![eff.jwt.secret.key.clone()],
+            purpose: "JWT signing secret",
+        });
+    }
+    if !eff.admin.password.managed {
+        checks.push(SecretCheck {
+            field: "spec.identity.admin.passwordSecretRef",
+            name: eff.admin.password.name.clone(),
+            required_keys: vec![eff.admin.password.key.clone()],
+            purpose: "admin password",
+        });
+    }
+    if let Database::Postgres { secret_name } = &eff.database {
+        checks.push(SecretCheck {
+            field: "spec.database.postgresSecretRef",
+            name: secret_name.clone(),
+            required_keys: POSTGRES_SECRET_KEYS.iter().map(|k| k.to_string()).collect(),
+            purpose: "PostgreSQL connection",
+        });
+    }
+    if let Some(s3) = &eff.s3 {
+        checks.push(SecretCheck {
+            field: "spec.s3.credentialsSecretRef",
+            name: s3.secret_name.clone(),
+            required_keys: vec![
+                s3.access_key_id_key.clone(),
+                s3.secret_access_key_key.clone(),
+            ],
+            purpose: "S3 credentials",
+        });
+    }
+    if let Some(name) = eff
+        .percona
+        .as_ref()
+        .and_then(|p| p.backup.as_ref())
+        .and_then(|b| b.credentials_secret.clone())
+    {
+        checks.push(SecretCheck {
+            field: "spec.percona.backup.credentialsSecretRef",
+            name,
+            required_keys: Vec::new(),
+            purpose: "pgBackRest credentials",
+        });
+    }
+    checks
+}
+
+fn report_secret(
+    check: &SecretCheck,
+    answer: Lookup<BTreeSet<String>>,
+    namespace: &str,
+    out: &mut Findings,
+    skipped: &mut Vec<Finding>,
+) {
+    let field = check.field.to_string();
+    let name = &check.name;
+    match answer {
+        Lookup::Found(keys) => {
+            let missing: Vec<&str> = check
+                .required_keys
+                .iter()
+                .filter(|k| !keys.contains(k.as_str()))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                out.warnings.push(Finding {
+                    field,
+                    message: format!(
+                        "Secret {namespace}/{name} ({}) has no key {}: add it, or the server will not start",
+                        check.purpose,
+                        missing.join(", ")
+                    ),
+                });
+            }
+        }
+        Lookup::NotFound => out.warnings.push(Finding {
+            field,
+            message: format!(
+                "Secret {namespace}/{name} ({}) does not exist yet: create it before the server can start",
+                check.purpose
+            ),
+        }),
+        Lookup::Unknown(reason) => out.warnings.push(Finding {
+            field,
+            message: format!("could not verify Secret {namespace}/{name}: {reason}"),
+        }),
+        Lookup::Skipped => skipped.push(Finding {
+            field,
+            message: format!("Secret {namespace}/{name} not checked (no cluster)"),
+        }),
+    }
+}

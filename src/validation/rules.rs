@@ -1,0 +1,596 @@
+//! Pure rules: judge one DittoServer (and the transition from the old one) with no
+//! cluster access. Findings come out in spec order, so messages are deterministic.
+
+use crate::crd::{DatabaseType, DittoServerSpec};
+use crate::defaults::{
+    DEFAULT_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS, SERVER_SHUTDOWN_TIMEOUT_SECONDS,
+};
+use crate::effective::EffectiveSpec;
+
+use super::Finding;
+
+/// Where the SQLite file must live: the control-plane PVC's mount point.
+pub const CONTROL_PLANE_DIR: &str = "/data/controlplane/";
+
+/// Collects findings in order.
+#[derive(Default)]
+pub(crate) struct Findings {
+    pub errors: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+}
+
+impl Findings {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(finding(field, message));
+    }
+    fn warn(&mut self, field: &str, message: impl Into<String>) {
+        self.warnings.push(finding(field, message));
+    }
+}
+
+fn finding(field: &str, message: impl Into<String>) -> Finding {
+    Finding {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Every rule that needs neither the cluster nor the old object.
+pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    if spec.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
+        out.error(
+            "spec.image",
+            "must not be empty; remove the field to use the default DittoFS image",
+        );
+    }
+    if !(0..=1).contains(&eff.replicas) {
+        out.error(
+            "spec.replicas",
+            format!(
+                "is {}; DittoFS runs a single replica: use 1 (running) or 0 (stopped)",
+                eff.replicas
+            ),
+        );
+    }
+    check_storage(spec, out);
+    check_database(spec, eff, out);
+    check_ports(spec, eff, out);
+    check_identity(spec, out);
+    check_percona(spec, out);
+    check_legacy(spec, out);
+    check_grace_period(eff, out);
+}
+
+/// A PVC size as the CRD pattern `^[0-9]+(Mi|Gi|Ti)$` accepts it, and not zero.
+pub fn is_valid_size(size: &str) -> bool {
+    let Some(digits) = size
+        .strip_suffix("Mi")
+        .or_else(|| size.strip_suffix("Gi"))
+        .or_else(|| size.strip_suffix("Ti"))
+    else {
+        return false;
+    };
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits.bytes().any(|b| b != b'0')
+}
+
+fn check_size(field: &str, value: Option<&str>, out: &mut Findings) {
+    if let Some(v) = value
+        && !is_valid_size(v)
+    {
+        out.error(
+            field,
+            format!("{v:?} is not a size: use a whole number followed by Mi, Gi or Ti, for example \"10Gi\""),
+        );
+    }
+}
+
+fn check_storage(spec: &DittoServerSpec, out: &mut Findings) {
+    let s = &spec.storage;
+    if s.metadata_size.trim().is_empty() {
+        out.error(
+            "spec.storage.metadataSize",
+            "is required: set the size of the metadata volume, for example \"10Gi\"",
+        );
+    } else {
+        check_size("spec.storage.metadataSize", Some(&s.metadata_size), out);
+    }
+    check_size("spec.storage.contentSize", s.content_size.as_deref(), out);
+    check_size("spec.storage.cacheSize", s.cache_size.as_deref(), out);
+    check_size(
+        "spec.storage.controlPlaneSize",
+        s.control_plane_size.as_deref(),
+        out,
+    );
+    if s.storage_class_name.as_deref() == Some("") {
+        out.error(
+            "spec.storage.storageClassName",
+            "is empty; remove the field to use the cluster's default StorageClass, or name one",
+        );
+    }
+}
+
+fn check_database(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    let Some(db) = spec.database.as_ref() else {
+        return;
+    };
+    let percona = eff.percona.is_some();
+    let secret_ref = db.postgres_secret_ref.as_ref();
+    if let Some(r) = secret_ref
+        && r.name.trim().is_empty()
+    {
+        out.error(
+            "spec.database.postgresSecretRef.name",
+            "is empty: name the Secret holding host, port, database, user and password",
+        );
+    }
+    match db.db_type {
+        Some(DatabaseType::Postgres) if secret_ref.is_none() && !percona => out.error(
+            "spec.database.type",
+            "is postgres but neither database.postgresSecretRef nor percona.enabled is set: add postgresSecretRef, enable percona, or set database.type: sqlite",
+        ),
+        Some(DatabaseType::Sqlite) if secret_ref.is_some() && !percona => out.warn(
+            "spec.database.type",
+            "is sqlite but database.postgresSecretRef is set: PostgreSQL will be used; set database.type: postgres to say so",
+        ),
+        _ => {}
+    }
+    if percona && secret_ref.is_some() {
+        out.warn(
+            "spec.database.postgresSecretRef",
+            "is ignored because percona.enabled is true: the Percona-managed PostgreSQL is used; remove one of them",
+        );
+    }
+    if let Some(path) = db.sqlite.as_ref().and_then(|s| s.path.as_deref())
+        && !(path.starts_with(CONTROL_PLANE_DIR) && path.len() > CONTROL_PLANE_DIR.len())
+    {
+        out.error(
+            "spec.database.sqlite.path",
+            format!(
+                "{path:?} is not on the control-plane volume: use a file under {CONTROL_PLANE_DIR} (default {CONTROL_PLANE_DIR}controlplane.db), or shares and users are lost on every restart"
+            ),
+        );
+    }
+}
+
+/// One listening or client-facing port, for range and collision checks.
+struct NamedPort {
+    field: &'static str,
+    what: &'static str,
+    port: i32,
+}
+
+fn check_ports(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    let smb = spec.smb.as_ref();
+    let cp = spec.control_plane.as_ref();
+    let metrics = spec.metrics.as_ref();
+
+    // Range: every port the user wrote (defaults are in range by construction).
+    let written = [
+        ("spec.nfsPort", spec.nfs_port),
+        ("spec.nfsAdapterPort", spec.nfs_adapter_port),
+        ("spec.smb.port", smb.and_then(|s| s.port)),
+        ("spec.smb.adapterPort", smb.and_then(|s| s.adapter_port)),
+        ("spec.controlPlane.port", cp.and_then(|c| c.port)),
+        (
+            "spec.controlPlane.servicePort",
+            cp.and_then(|c| c.service_port),
+        ),
+        ("spec.metrics.port", metrics.and_then(|m| m.port)),
+    ];
+    let mut out_of_range = false;
+    for (field, port) in written {
+        if let Some(p) = port
+            && !(1..=65535).contains(&p)
+        {
+            out_of_range = true;
+            out.error(
+                field,
+                format!("{p} is not a port: use a value from 1 to 65535"),
+            );
+        }
+    }
+    if out_of_range {
+        return;
+    }
+
+    // Ports the pod listens on share one network namespace: they must differ.
+    let mut container = vec![NamedPort {
+        field: "spec.nfsAdapterPort",
+        what: "the NFS adapter",
+        port: eff.ports.nfs.container,
+    }];
+    if let Some(p) = eff.ports.smb {
+        container.push(NamedPort {
+            field: "spec.smb.adapterPort",
+            what: "the SMB adapter",
+            port: p.container,
+        });
+    }
+    container.push(NamedPort {
+        field: "spec.controlPlane.port",
+        what: "the REST API",
+        port: eff.ports.api.container,
+    });
+    if let Some(p) = eff.metrics_port {
+        container.push(NamedPort {
+            field: "spec.metrics.port",
+            what: "metrics",
+            port: p,
+        });
+    }
+    report_collisions(&container, "inside the pod", out);
+
+    // Client ports may share one load-balancer IP: they must differ too.
+    let mut client = vec![NamedPort {
+        field: "spec.nfsPort",
+        what: "NFS clients",
+        port: eff.ports.nfs.service,
+    }];
+    if let Some(p) = eff.ports.smb {
+        client.push(NamedPort {
+            field: "spec.smb.port",
+            what: "SMB clients",
+            port: p.service,
+        });
+    }
+    client.push(NamedPort {
+        field: "spec.controlPlane.servicePort",
+        what: "REST API clients",
+        port: eff.ports.api.service,
+    });
+    report_collisions(&client, "on the Services", out);
+
+    for p in &container {
+        if p.port < 1024 {
+            out.warn(
+                p.field,
+                format!(
+                    "{} listens on privileged port {} in the pod, which needs NET_BIND_SERVICE (dropped by default); keep an unprivileged port there and map the client port on the Service instead",
+                    p.what, p.port
+                ),
+            );
+        }
+    }
+}
+
+fn report_collisions(ports: &[NamedPort], place: &str, out: &mut Findings) {
+    for (i, later) in ports.iter().enumerate() {
+        if let Some(first) = ports[..i].iter().find(|p| p.port == later.port) {
+            out.error(
+                later.field,
+                format!(
+                    "port {} is already used by {} ({}) {place}: choose a different port",
+                    later.port, first.what, first.field
+                ),
+            );
+        }
+    }
+}
+
+fn check_identity(spec: &DittoServerSpec, out: &mut Findings) {
+    let Some(identity) = spec.identity.as_ref() else {
+        return;
+    };
+    if let Some(jwt) = identity.jwt.as_ref() {
+        if let Some(r) = jwt.secret_ref.as_ref() {
+            secret_key_needs_key(r, "spec.identity.jwt.secretRef", out);
+        }
+        for (field, value) in [
+            (
+                "spec.identity.jwt.accessTokenDuration",
+                jwt.access_token_duration.as_deref(),
+            ),
+            (
+                "spec.identity.jwt.refreshTokenDuration",
+                jwt.refresh_token_duration.as_deref(),
+            ),
+        ] {
+            if let Some(v) = value
+                && parse_go_duration(v).is_none_or(|secs| secs <= 0.0)
+            {
+                out.error(
+                    field,
+                    format!("{v:?} is not a positive duration: use a Go duration such as \"15m\", \"1h30m\" or \"168h\""),
+                );
+            }
+        }
+    }
+    if let Some(admin) = identity.admin.as_ref() {
+        if let Some(r) = admin.password_secret_ref.as_ref() {
+            secret_key_needs_key(r, "spec.identity.admin.passwordSecretRef", out);
+        }
+        if admin.username.as_deref() == Some("") {
+            out.error(
+                "spec.identity.admin.username",
+                "is empty: remove it to use \"admin\", or name the user",
+            );
+        }
+    }
+}
+
+fn secret_key_needs_key(r: &crate::crd::SecretKeyRef, field: &str, out: &mut Findings) {
+    let has_name = r.name.as_deref().is_some_and(|n| !n.is_empty());
+    let has_key = r.key.as_deref().is_some_and(|k| !k.is_empty());
+    if has_name && !has_key {
+        out.error(
+            &format!("{field}.key"),
+            format!("is required when {field}.name is set: name the key inside the Secret"),
+        );
+    }
+}
+
+/// Parse a Go `time.ParseDuration` string into seconds (`300ms`, `1h30m`, `-5s`).
+pub(crate) fn parse_go_duration(s: &str) -> Option<f64> {
+    let (negative, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Some(0.0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * factor;
+    }
+    Some(if negative { -total } else { total })
+}
+
+/// A 5-field cron schedule with characters cron accepts.
+pub(crate) fn is_cron(schedule: &str) -> bool {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    fields.len() == 5
+        && fields.iter().all(|f| {
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "*/,-?".contains(c))
+        })
+}
+
+fn check_percona(spec: &DittoServerSpec, out: &mut Findings) {
+    let Some(p) = spec.percona.as_ref() else {
+        return;
+    };
+    if p.enabled != Some(true) {
+        return;
+    }
+    check_size("spec.percona.storageSize", p.storage_size.as_deref(), out);
+    if let Some(r) = p.replicas
+        && !(1..=5).contains(&r)
+    {
+        out.error(
+            "spec.percona.replicas",
+            format!("is {r}: use 1 to 5 PostgreSQL instances"),
+        );
+    }
+    if p.database_name.as_deref() == Some("") {
+        out.error(
+            "spec.percona.databaseName",
+            "is empty: remove it to use \"dittofs\", or name the database",
+        );
+    }
+    let Some(b) = p.backup.as_ref().filter(|b| b.enabled == Some(true)) else {
+        return;
+    };
+    if b.bucket.as_deref().is_none_or(str::is_empty) {
+        out.error(
+            "spec.percona.backup.bucket",
+            "is required when backups are enabled: name the S3 bucket for pgBackRest",
+        );
+    }
+    if b.endpoint.as_deref().is_none_or(str::is_empty) {
+        out.error(
+            "spec.percona.backup.endpoint",
+            "is required when backups are enabled: set the S3 endpoint, for example \"s3.eu-west-1.amazonaws.com\"",
+        );
+    }
+    for (field, value) in [
+        (
+            "spec.percona.backup.fullSchedule",
+            b.full_schedule.as_deref(),
+        ),
+        (
+            "spec.percona.backup.incrSchedule",
+            b.incr_schedule.as_deref(),
+        ),
+    ] {
+        if let Some(v) = value
+            && !is_cron(v)
+        {
+            out.error(
+                field,
+                format!("{v:?} is not a cron schedule: use five fields, for example \"0 2 * * *\""),
+            );
+        }
+    }
+    if b.credentials_secret_ref
+        .as_ref()
+        .is_none_or(|r| r.name.is_empty())
+    {
+        out.warn(
+            "spec.percona.backup.credentialsSecretRef",
+            "is not set: pgBackRest may fail to authenticate with S3; reference a Secret with its S3 credentials",
+        );
+    }
+}
+
+/// Fields the Go operator accepted that no longer do anything.
+fn check_legacy(spec: &DittoServerSpec, out: &mut Findings) {
+    const NO_EFFECT: &str = "has no effect on current DittoFS releases and can be removed";
+    if let Some(c) = spec.cache.as_ref() {
+        if c.path.is_some() {
+            out.warn("spec.cache.path", NO_EFFECT);
+        }
+        if c.size.is_some() {
+            out.warn("spec.cache.size", NO_EFFECT);
+        }
+    }
+    if let Some(db) = spec
+        .database
+        .as_ref()
+        .and_then(|d| d.postgres_secret_ref.as_ref())
+    {
+        if db.key.is_some() {
+            out.warn(
+                "spec.database.postgresSecretRef.key",
+                "is ignored: the Secret must hold the keys host, port, database, user and password (sslmode optional)",
+            );
+        }
+        if db.optional.is_some() {
+            out.warn("spec.database.postgresSecretRef.optional", NO_EFFECT);
+        }
+    }
+    if let Some(identity) = spec.identity.as_ref() {
+        if let Some(jwt) = identity.jwt.as_ref() {
+            if jwt.issuer.is_some() {
+                out.warn(
+                    "spec.identity.jwt.issuer",
+                    "has no effect: DittoFS always signs with issuer \"dittofs\"; remove it",
+                );
+            }
+            if jwt
+                .secret_ref
+                .as_ref()
+                .is_some_and(|r| r.optional.is_some())
+            {
+                out.warn("spec.identity.jwt.secretRef.optional", NO_EFFECT);
+            }
+        }
+        if identity
+            .admin
+            .as_ref()
+            .and_then(|a| a.password_secret_ref.as_ref())
+            .is_some_and(|r| r.optional.is_some())
+        {
+            out.warn("spec.identity.admin.passwordSecretRef.optional", NO_EFFECT);
+        }
+    }
+    if let Some(smb) = spec.smb.as_ref() {
+        let tuning = [
+            ("spec.smb.maxConnections", smb.max_connections.is_some()),
+            (
+                "spec.smb.maxRequestsPerConnection",
+                smb.max_requests_per_connection.is_some(),
+            ),
+            (
+                "spec.smb.metricsLogInterval",
+                smb.metrics_log_interval.is_some(),
+            ),
+            ("spec.smb.timeouts", smb.timeouts.is_some()),
+            ("spec.smb.credits", smb.credits.is_some()),
+        ];
+        for (field, set) in tuning {
+            if set {
+                out.warn(
+                    field,
+                    "has no effect: DittoFS keeps SMB adapter settings in its own database (set them with dfsctl); remove it",
+                );
+            }
+        }
+    }
+}
+
+fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
+    let needed = PRE_STOP_DRAIN_SECONDS + SERVER_SHUTDOWN_TIMEOUT_SECONDS;
+    if eff.termination_grace_period_seconds < needed {
+        out.warn(
+            "spec.terminationGracePeriodSeconds",
+            format!(
+                "{}s does not cover the {PRE_STOP_DRAIN_SECONDS}s drain plus the server's {SERVER_SHUTDOWN_TIMEOUT_SECONDS}s shutdown: the pod may be killed mid-flush; use at least {needed} (default {DEFAULT_TERMINATION_GRACE_SECONDS})",
+                eff.termination_grace_period_seconds
+            ),
+        );
+    }
+}
+
+/// UPDATE rules: volumeClaimTemplates are immutable, so storage cannot change.
+pub(crate) fn check_transition(new: &EffectiveSpec, old: &EffectiveSpec, out: &mut Findings) {
+    let (n, o) = (&new.storage, &old.storage);
+    let expand = |vct: &str| {
+        format!(
+            "StatefulSet volumeClaimTemplates cannot change: put the old value back, then expand the PVC {vct}-{}-0 directly (kubectl patch pvc, if its StorageClass allows expansion)",
+            new.name
+        )
+    };
+    if n.metadata_size != o.metadata_size {
+        out.error(
+            "spec.storage.metadataSize",
+            format!(
+                "cannot change from {} to {}: {}",
+                o.metadata_size,
+                n.metadata_size,
+                expand("metadata")
+            ),
+        );
+    }
+    if n.content_size != o.content_size {
+        let what = match (&o.content_size, &n.content_size) {
+            (None, Some(_)) => "cannot be added after creation".to_string(),
+            (Some(_), None) => "cannot be removed after creation".to_string(),
+            (Some(a), Some(b)) => format!("cannot change from {a} to {b}"),
+            (None, None) => String::new(),
+        };
+        out.error(
+            "spec.storage.contentSize",
+            format!(
+                "{what}: StatefulSet volumeClaimTemplates cannot change; restore the old value (expand PVC content-{}-0 directly), or create a new DittoServer with the content volume",
+                new.name
+            ),
+        );
+    }
+    if n.cache_size != o.cache_size {
+        out.error(
+            "spec.storage.cacheSize",
+            format!(
+                "cannot change from {} to {}: {}",
+                o.cache_size,
+                n.cache_size,
+                expand("cache")
+            ),
+        );
+    }
+    if n.control_plane_size != o.control_plane_size {
+        out.error(
+            "spec.storage.controlPlaneSize",
+            format!(
+                "cannot change from {} to {}: {}",
+                o.control_plane_size,
+                n.control_plane_size,
+                expand("controlplane")
+            ),
+        );
+    }
+    if n.storage_class_name != o.storage_class_name {
+        let show =
+            |s: &Option<String>| s.clone().unwrap_or_else(|| "(cluster default)".to_string());
+        out.error(
+            "spec.storage.storageClassName",
+            format!(
+                "cannot change from {} to {}: volumes keep their StorageClass; create a new DittoServer to move data to another class",
+                show(&o.storage_class_name),
+                show(&n.storage_class_name)
+            ),
+        );
+    }
+}

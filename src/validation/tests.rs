@@ -1,0 +1,545 @@
+//! One passing and one failing case per rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::executor::block_on;
+
+use super::*;
+
+/// A cluster held in memory: StorageClasses, Secrets (name → keys), Percona CRD.
+#[derive(Default)]
+struct FakeCluster {
+    classes: Vec<&'static str>,
+    secrets: BTreeMap<&'static str, Vec<&'static str>>,
+    percona: bool,
+    broken: bool,
+}
+
+impl ClusterLookup for FakeCluster {
+    async fn storage_class(&self, name: &str) -> Lookup<()> {
+        if self.broken {
+            return Lookup::Unknown("timeout".into());
+        }
+        if self.classes.contains(&name) {
+            Lookup::Found(())
+        } else {
+            Lookup::NotFound
+        }
+    }
+    async fn secret_keys(&self, _ns: &str, name: &str) -> Lookup<BTreeSet<String>> {
+        if self.broken {
+            return Lookup::Unknown("timeout".into());
+        }
+        match self.secrets.get(name) {
+            Some(keys) => Lookup::Found(keys.iter().map(|k| k.to_string()).collect()),
+            None => Lookup::NotFound,
+        }
+    }
+    async fn percona_crd(&self) -> Lookup<()> {
+        if self.broken {
+            Lookup::Unknown("timeout".into())
+        } else if self.percona {
+            Lookup::Found(())
+        } else {
+            Lookup::NotFound
+        }
+    }
+}
+
+fn ds(spec_yaml: &str) -> DittoServer {
+    let doc = format!(
+        "apiVersion: dittofs.dittofs.com/v1alpha1\nkind: DittoServer\nmetadata: {{name: t, namespace: ns}}\nspec:\n{}",
+        spec_yaml
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    serde_yaml_ng::from_str(&doc).expect("test fixture parses")
+}
+
+fn check(spec: &str) -> Report {
+    block_on(validate(&ds(spec), None, &Offline))
+}
+
+fn check_with(spec: &str, cluster: &FakeCluster) -> Report {
+    block_on(validate(&ds(spec), None, cluster))
+}
+
+fn fields(f: &[Finding]) -> Vec<&str> {
+    f.iter().map(|f| f.field.as_str()).collect()
+}
+
+fn has_error(r: &Report, field: &str, text: &str) -> bool {
+    r.errors
+        .iter()
+        .any(|f| f.field == field && f.message.contains(text))
+}
+
+fn has_warning(r: &Report, field: &str, text: &str) -> bool {
+    r.warnings
+        .iter()
+        .any(|f| f.field == field && f.message.contains(text))
+}
+
+const MINIMAL: &str = "storage: {metadataSize: 10Gi}";
+
+#[test]
+fn minimal_is_clean() {
+    let r = check(MINIMAL);
+    assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+}
+
+#[test]
+fn metadata_size_required_and_formatted() {
+    assert!(has_error(
+        &check("storage: {metadataSize: ''}"),
+        "spec.storage.metadataSize",
+        "is required"
+    ));
+    assert!(has_error(
+        &check("storage: {metadataSize: 10GB}"),
+        "spec.storage.metadataSize",
+        "not a size"
+    ));
+    assert!(has_error(
+        &check("storage: {metadataSize: 0Gi}"),
+        "spec.storage.metadataSize",
+        "not a size"
+    ));
+    assert!(check("storage: {metadataSize: 512Mi}").is_valid());
+}
+
+#[test]
+fn other_sizes_formatted() {
+    for field in ["contentSize", "cacheSize", "controlPlaneSize"] {
+        let bad = check(&format!("storage: {{metadataSize: 1Gi, {field}: lots}}"));
+        assert!(
+            has_error(&bad, &format!("spec.storage.{field}"), "not a size"),
+            "{bad:?}"
+        );
+        assert!(check(&format!("storage: {{metadataSize: 1Gi, {field}: 2Ti}}")).is_valid());
+    }
+}
+
+#[test]
+fn replicas_zero_or_one() {
+    assert!(has_error(
+        &check("replicas: 2\nstorage: {metadataSize: 1Gi}"),
+        "spec.replicas",
+        "single replica"
+    ));
+    assert!(check("replicas: 0\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn image_not_empty() {
+    assert!(has_error(
+        &check("image: ''\nstorage: {metadataSize: 1Gi}"),
+        "spec.image",
+        "must not be empty"
+    ));
+    assert!(check("image: example/dittofs:1\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn ports_in_range() {
+    let r = check("nfsPort: 70000\nstorage: {metadataSize: 1Gi}");
+    assert!(has_error(&r, "spec.nfsPort", "1 to 65535"), "{r:?}");
+    let r = check("controlPlane: {port: 0}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_error(&r, "spec.controlPlane.port", "1 to 65535"));
+    assert!(check("nfsPort: 20490\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn nfs_and_api_container_ports_collide() {
+    // The Go operator silently accepted this one.
+    let r = check("nfsAdapterPort: 8080\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_error(
+            &r,
+            "spec.controlPlane.port",
+            "already used by the NFS adapter"
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn smb_and_metrics_ports_collide_only_when_enabled() {
+    let clash = "smb: {enabled: true, adapterPort: 9090}\nmetrics: {enabled: true, port: 9090}\nstorage: {metadataSize: 1Gi}";
+    assert!(has_error(
+        &check(clash),
+        "spec.metrics.port",
+        "already used by the SMB adapter"
+    ));
+    let off = "smb: {enabled: false, adapterPort: 9090}\nmetrics: {enabled: true, port: 9090}\nstorage: {metadataSize: 1Gi}";
+    assert!(check(off).is_valid());
+}
+
+#[test]
+fn client_ports_collide() {
+    let r = check("smb: {enabled: true, port: 2049}\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_error(&r, "spec.smb.port", "already used by NFS clients"),
+        "{r:?}"
+    );
+    assert!(check("smb: {enabled: true, port: 445}\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn privileged_container_port_warns() {
+    let r = check("nfsAdapterPort: 900\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_warning(&r, "spec.nfsAdapterPort", "privileged port 900"),
+        "{r:?}"
+    );
+    assert!(r.is_valid());
+    // Client ports below 1024 are normal: the Service maps them.
+    assert!(
+        check("smb: {enabled: true, port: 445}\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+}
+
+#[test]
+fn warnings_come_in_spec_order() {
+    let r = check("nfsAdapterPort: 111\ncontrolPlane: {port: 80}\nstorage: {metadataSize: 1Gi}");
+    assert_eq!(
+        fields(&r.warnings),
+        ["spec.nfsAdapterPort", "spec.controlPlane.port"]
+    );
+}
+
+#[test]
+fn jwt_secret_ref_needs_key() {
+    let r = check("identity: {jwt: {secretRef: {name: s}}}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_error(
+        &r,
+        "spec.identity.jwt.secretRef.key",
+        "is required"
+    ));
+    assert!(
+        check("identity: {jwt: {secretRef: {name: s, key: k}}}\nstorage: {metadataSize: 1Gi}")
+            .is_valid()
+    );
+    // An empty name means the managed Secret.
+    assert!(
+        check("identity: {jwt: {secretRef: {name: ''}}}\nstorage: {metadataSize: 1Gi}").is_valid()
+    );
+}
+
+#[test]
+fn admin_secret_ref_needs_key() {
+    let r =
+        check("identity: {admin: {passwordSecretRef: {name: s}}}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_error(
+        &r,
+        "spec.identity.admin.passwordSecretRef.key",
+        "is required"
+    ));
+    assert!(check("identity: {admin: {passwordSecretRef: {name: s, key: p}}}\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn jwt_durations_parse() {
+    let r =
+        check("identity: {jwt: {accessTokenDuration: 15 minutes}}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_error(
+        &r,
+        "spec.identity.jwt.accessTokenDuration",
+        "Go duration"
+    ));
+    let r = check("identity: {jwt: {refreshTokenDuration: '0'}}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_error(
+        &r,
+        "spec.identity.jwt.refreshTokenDuration",
+        "positive"
+    ));
+    assert!(check("identity: {jwt: {accessTokenDuration: 1h30m, refreshTokenDuration: 720h}}\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn go_durations() {
+    assert_eq!(rules::parse_go_duration("1h30m"), Some(5400.0));
+    assert_eq!(rules::parse_go_duration("300ms"), Some(0.3));
+    assert_eq!(rules::parse_go_duration("-1.5s"), Some(-1.5));
+    assert_eq!(rules::parse_go_duration("15"), None);
+    assert_eq!(rules::parse_go_duration("5d"), None);
+}
+
+#[test]
+fn postgres_type_needs_a_source() {
+    let r = check("database: {type: postgres}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_error(
+        &r,
+        "spec.database.type",
+        "neither database.postgresSecretRef nor percona.enabled"
+    ));
+    assert!(check("database: {type: postgres, postgresSecretRef: {name: pg}}\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn postgres_secret_with_sqlite_type_warns() {
+    let r = check(
+        "database: {type: sqlite, postgresSecretRef: {name: pg}}\nstorage: {metadataSize: 1Gi}",
+    );
+    assert!(has_warning(
+        &r,
+        "spec.database.type",
+        "PostgreSQL will be used"
+    ));
+    assert!(r.is_valid());
+}
+
+#[test]
+fn percona_and_postgres_secret_warns() {
+    let r = check(
+        "database: {postgresSecretRef: {name: pg}}\npercona: {enabled: true}\nstorage: {metadataSize: 1Gi}",
+    );
+    assert!(has_warning(
+        &r,
+        "spec.database.postgresSecretRef",
+        "Percona-managed"
+    ));
+    assert!(
+        check("percona: {enabled: true}\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+}
+
+#[test]
+fn sqlite_path_on_the_control_plane_volume() {
+    let r = check("database: {sqlite: {path: /tmp/cp.db}}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_error(
+        &r,
+        "spec.database.sqlite.path",
+        "not on the control-plane volume"
+    ));
+    assert!(has_error(
+        &check("database: {sqlite: {path: /data/controlplane/}}\nstorage: {metadataSize: 1Gi}"),
+        "spec.database.sqlite.path",
+        "control-plane"
+    ));
+    assert!(
+        check("database: {sqlite: {path: /data/controlplane/x.db}}\nstorage: {metadataSize: 1Gi}")
+            .is_valid()
+    );
+}
+
+#[test]
+fn backup_needs_bucket_endpoint_and_cron() {
+    let r = check(
+        "percona: {enabled: true, backup: {enabled: true, fullSchedule: daily}}\nstorage: {metadataSize: 1Gi}",
+    );
+    assert!(has_error(&r, "spec.percona.backup.bucket", "is required"));
+    assert!(has_error(&r, "spec.percona.backup.endpoint", "is required"));
+    assert!(has_error(
+        &r,
+        "spec.percona.backup.fullSchedule",
+        "not a cron schedule"
+    ));
+    assert!(has_warning(
+        &r,
+        "spec.percona.backup.credentialsSecretRef",
+        "is not set"
+    ));
+    let ok = "percona: {enabled: true, backup: {enabled: true, bucket: b, endpoint: s3.example.com, credentialsSecretRef: {name: c}}}\nstorage: {metadataSize: 1Gi}";
+    let r = check(ok);
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+}
+
+#[test]
+fn percona_replicas_and_size() {
+    let r = check(
+        "percona: {enabled: true, replicas: 9, storageSize: big}\nstorage: {metadataSize: 1Gi}",
+    );
+    assert!(has_error(&r, "spec.percona.replicas", "1 to 5"));
+    assert!(has_error(&r, "spec.percona.storageSize", "not a size"));
+}
+
+#[test]
+fn legacy_fields_warn() {
+    let r = check(
+        "cache: {size: 1GB}\nidentity: {jwt: {issuer: me}}\nsmb: {maxConnections: 3}\ndatabase: {postgresSecretRef: {name: pg, key: dsn}}\nstorage: {metadataSize: 1Gi}",
+    );
+    assert_eq!(
+        fields(&r.warnings),
+        [
+            "spec.cache.size",
+            "spec.database.postgresSecretRef.key",
+            "spec.identity.jwt.issuer",
+            "spec.smb.maxConnections"
+        ]
+    );
+    assert!(r.is_valid());
+}
+
+#[test]
+fn short_grace_period_warns() {
+    let r = check("terminationGracePeriodSeconds: 20\nstorage: {metadataSize: 1Gi}");
+    assert!(has_warning(
+        &r,
+        "spec.terminationGracePeriodSeconds",
+        "does not cover"
+    ));
+    assert!(
+        check("terminationGracePeriodSeconds: 60\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+}
+
+#[test]
+fn storage_class_lookup() {
+    let spec = "storage: {metadataSize: 1Gi, storageClassName: fast}";
+    let missing = check_with(spec, &FakeCluster::default());
+    assert!(has_error(
+        &missing,
+        "spec.storage.storageClassName",
+        "does not exist"
+    ));
+    let present = FakeCluster {
+        classes: vec!["fast"],
+        ..Default::default()
+    };
+    assert!(check_with(spec, &present).is_valid());
+    let broken = FakeCluster {
+        broken: true,
+        ..Default::default()
+    };
+    let r = check_with(spec, &broken);
+    assert!(r.is_valid() && has_warning(&r, "spec.storage.storageClassName", "could not verify"));
+    let offline = check(spec);
+    assert_eq!(fields(&offline.skipped), ["spec.storage.storageClassName"]);
+}
+
+#[test]
+fn percona_crd_lookup() {
+    let spec = "percona: {enabled: true, storageClassName: pgclass}\nstorage: {metadataSize: 1Gi}";
+    let none = FakeCluster {
+        classes: vec!["pgclass"],
+        ..Default::default()
+    };
+    assert!(has_error(
+        &check_with(spec, &none),
+        "spec.percona.enabled",
+        "not installed"
+    ));
+    let installed = FakeCluster {
+        classes: vec!["pgclass"],
+        percona: true,
+        ..Default::default()
+    };
+    assert!(check_with(spec, &installed).is_valid());
+    let no_class = FakeCluster {
+        percona: true,
+        ..Default::default()
+    };
+    assert!(has_error(
+        &check_with(spec, &no_class),
+        "spec.percona.storageClassName",
+        "does not exist"
+    ));
+}
+
+#[test]
+fn s3_secret_lookup() {
+    let spec = "s3: {credentialsSecretRef: {secretName: creds}}\nstorage: {metadataSize: 1Gi}";
+    let r = check_with(spec, &FakeCluster::default());
+    assert!(r.is_valid() && has_warning(&r, "spec.s3.credentialsSecretRef", "does not exist yet"));
+    let partial = FakeCluster {
+        secrets: BTreeMap::from([("creds", vec!["accessKeyId"])]),
+        ..Default::default()
+    };
+    assert!(has_warning(
+        &check_with(spec, &partial),
+        "spec.s3.credentialsSecretRef",
+        "no key secretAccessKey"
+    ));
+    let full = FakeCluster {
+        secrets: BTreeMap::from([("creds", vec!["accessKeyId", "secretAccessKey"])]),
+        ..Default::default()
+    };
+    assert!(check_with(spec, &full).warnings.is_empty());
+}
+
+#[test]
+fn postgres_secret_lookup() {
+    let spec = "database: {postgresSecretRef: {name: pg}}\nstorage: {metadataSize: 1Gi}";
+    let partial = FakeCluster {
+        secrets: BTreeMap::from([("pg", vec!["host", "user"])]),
+        ..Default::default()
+    };
+    let r = check_with(spec, &partial);
+    assert!(
+        has_warning(
+            &r,
+            "spec.database.postgresSecretRef",
+            "no key port, database, password"
+        ),
+        "{r:?}"
+    );
+    let full = FakeCluster {
+        secrets: BTreeMap::from([("pg", POSTGRES_SECRET_KEYS.to_vec())]),
+        ..Default::default()
+    };
+    assert!(check_with(spec, &full).warnings.is_empty());
+}
+
+#[test]
+fn jwt_and_admin_secret_lookup() {
+    let spec = "identity: {jwt: {secretRef: {name: j, key: k}}, admin: {passwordSecretRef: {name: a, key: p}}}\nstorage: {metadataSize: 1Gi}";
+    let r = check_with(spec, &FakeCluster::default());
+    assert_eq!(
+        fields(&r.warnings),
+        [
+            "spec.identity.jwt.secretRef",
+            "spec.identity.admin.passwordSecretRef"
+        ]
+    );
+    let ok = FakeCluster {
+        secrets: BTreeMap::from([("j", vec!["k"]), ("a", vec!["p"])]),
+        ..Default::default()
+    };
+    assert!(check_with(spec, &ok).warnings.is_empty());
+    // Managed Secrets are the operator's business: never looked up.
+    assert!(
+        check_with(MINIMAL, &FakeCluster::default())
+            .warnings
+            .is_empty()
+    );
+}
+
+#[test]
+fn storage_is_immutable_on_update() {
+    let old = ds("storage: {metadataSize: 10Gi}");
+    let grow = ds("storage: {metadataSize: 20Gi}");
+    let r = block_on(validate(&grow, Some(&old), &Offline));
+    assert!(
+        has_error(
+            &r,
+            "spec.storage.metadataSize",
+            "expand the PVC metadata-t-0"
+        ),
+        "{r:?}"
+    );
+    let add_content = ds("storage: {metadataSize: 10Gi, contentSize: 5Gi}");
+    assert!(has_error(
+        &block_on(validate(&add_content, Some(&old), &Offline)),
+        "spec.storage.contentSize",
+        "cannot be added"
+    ));
+    let class = ds("storage: {metadataSize: 10Gi, storageClassName: x}");
+    assert!(has_error(
+        &block_on(validate(&class, Some(&old), &Offline)),
+        "spec.storage.storageClassName",
+        "cannot change"
+    ));
+    // Writing down a default is not a change.
+    let defaulted = ds("storage: {metadataSize: 10Gi, cacheSize: 5Gi, controlPlaneSize: 1Gi}");
+    assert!(block_on(validate(&defaulted, Some(&old), &Offline)).is_valid());
+    let other_edit = ds("replicas: 0\nstorage: {metadataSize: 10Gi}");
+    assert!(block_on(validate(&other_edit, Some(&old), &Offline)).is_valid());
+}
