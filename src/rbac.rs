@@ -1,8 +1,10 @@
-//! The operator's ClusterRole, from one source: every rule names the code that
-//! needs it. `dittofs-operator rbac` prints it; the committed copies in `deploy/`
-//! and the Helm chart are compared with it by a test.
+//! The operator's RBAC, from one source: every rule names the code that needs it.
+//! Cluster-wide rules go in a ClusterRole; what only concerns the operator's own
+//! namespace (its Lease, its webhook TLS Secret) in a Role there. `dittofs-operator
+//! rbac` prints both; the committed copies in `deploy/` and the Helm chart are
+//! compared with it by a test.
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// One RBAC rule.
@@ -19,7 +21,10 @@ pub struct Rule {
 pub const WEBHOOK_CONFIGURATIONS: &[&str] =
     &["dittofs-operator-validating", "dittofs-operator-mutating"];
 
-/// Every rule, least privilege.
+/// The webhook's TLS Secret in the operator's namespace.
+pub const WEBHOOK_TLS_SECRET: &str = "dittofs-operator-webhook-tls";
+
+/// Every cluster-wide rule, least privilege.
 pub const RULES: &[Rule] = &[
     // controller: watch DittoServers; finalizer add/remove (JSON patch).
     Rule {
@@ -112,13 +117,31 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
+/// Rules of the Role in the operator's own namespace.
+pub const NAMESPACED_RULES: &[Rule] = &[
+    // leader.rs: kube-lease-manager gets, creates and server-side applies the Lease.
+    Rule {
+        api_group: "coordination.k8s.io",
+        resources: &["leases"],
+        verbs: &["get", "create", "patch"],
+        resource_names: &[],
+    },
+    // certs (inside `run`): rotate the serving certificate of the TLS Secret.
+    Rule {
+        api_group: "",
+        resources: &["secrets"],
+        verbs: &["update"],
+        resource_names: &[WEBHOOK_TLS_SECRET],
+    },
+];
+
 fn strings(items: &[&str]) -> Option<Vec<String>> {
     (!items.is_empty()).then(|| items.iter().map(|s| s.to_string()).collect())
 }
 
-/// The rules as Kubernetes PolicyRules.
-pub fn policy_rules() -> Vec<PolicyRule> {
-    RULES
+/// Rules as Kubernetes PolicyRules.
+pub fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
+    rules
         .iter()
         .map(|r| PolicyRule {
             api_groups: Some(vec![r.api_group.to_string()]),
@@ -144,17 +167,46 @@ pub fn cluster_role(name: &str) -> ClusterRole {
             ),
             ..Default::default()
         },
-        rules: Some(policy_rules()),
+        rules: Some(policy_rules(RULES)),
         ..Default::default()
     }
 }
 
-/// The ClusterRole as YAML (what `dittofs-operator rbac` prints).
-pub fn cluster_role_yaml() -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(&cluster_role("dittofs-operator"))
+/// The Role named `name` in `namespace`.
+pub fn role(name: &str, namespace: &str) -> Role {
+    Role {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/name".to_string(),
+                    "dittofs-operator".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        rules: Some(policy_rules(NAMESPACED_RULES)),
+    }
 }
 
-/// The rules alone as YAML (the chart includes them under its templated name).
+/// The ClusterRole and the Role (namespace `dittofs-system`) as YAML: what
+/// `dittofs-operator rbac` prints and `deploy/rbac.yaml` holds.
+pub fn rbac_yaml() -> Result<String, serde_yaml_ng::Error> {
+    Ok(format!(
+        "{}---\n{}",
+        serde_yaml_ng::to_string(&cluster_role("dittofs-operator"))?,
+        serde_yaml_ng::to_string(&role("dittofs-operator", "dittofs-system"))?
+    ))
+}
+
+/// The cluster-wide rules alone (the chart includes them under its templated name).
 pub fn rules_yaml() -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(&policy_rules())
+    serde_yaml_ng::to_string(&policy_rules(RULES))
+}
+
+/// The namespaced rules alone (the chart's Role).
+pub fn namespaced_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
+    serde_yaml_ng::to_string(&policy_rules(NAMESPACED_RULES))
 }

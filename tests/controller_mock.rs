@@ -442,11 +442,14 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
             _ => &["update"],
         };
         for verb in verbs {
-            let allowed = dittofs_operator::rbac::RULES.iter().any(|r| {
-                r.api_group == group
-                    && r.resources.contains(&resource.as_str())
-                    && r.verbs.contains(verb)
-            });
+            let allowed = dittofs_operator::rbac::RULES
+                .iter()
+                .chain(dittofs_operator::rbac::NAMESPACED_RULES)
+                .any(|r| {
+                    r.api_group == group
+                        && r.resources.contains(&resource.as_str())
+                        && r.verbs.contains(verb)
+                });
             assert!(
                 allowed,
                 "{method} {path}: ({group:?}, {resource}, {verb}) is not in src/rbac.rs"

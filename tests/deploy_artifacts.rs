@@ -50,6 +50,10 @@ fn every_deploy_manifest_parses_as_its_kind() {
                     serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(doc)
                         .is_ok()
                 }
+                "Role" => serde_json::from_value::<k8s_openapi::api::rbac::v1::Role>(doc).is_ok(),
+                "RoleBinding" => {
+                    serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(doc).is_ok()
+                }
                 "Deployment" => serde_json::from_value::<Deployment>(doc).is_ok(),
                 "PodDisruptionBudget" => {
                     serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(doc)

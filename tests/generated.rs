@@ -29,12 +29,15 @@ fn chart_crd_equals_the_generator() {
 }
 
 #[test]
-fn deploy_clusterrole_equals_the_generator() {
-    let yaml = dittofs_operator::rbac::cluster_role_yaml().expect("rbac");
-    check(
-        "deploy/clusterrole.yaml",
-        &format!("{GENERATED_HEADER}{yaml}"),
-    );
+fn deploy_rbac_equals_the_generator() {
+    let yaml = dittofs_operator::rbac::rbac_yaml().expect("rbac");
+    check("deploy/rbac.yaml", &format!("{GENERATED_HEADER}{yaml}"));
+}
+
+#[test]
+fn chart_namespaced_rules_equal_the_generator() {
+    let yaml = dittofs_operator::rbac::namespaced_rules_yaml().expect("rules");
+    check("charts/dittofs-operator/files/role-rules.yaml", &yaml);
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Print the DittoServer CustomResourceDefinition as YAML.
     Crd,
-    /// Print the operator's ClusterRole (least privilege) as YAML.
+    /// Print the operator's ClusterRole and namespaced Role (least privilege) as YAML.
     Rbac,
     /// Default and validate DittoServer manifests offline (cluster checks are skipped).
     Validate(ValidateArgs),
@@ -115,9 +115,9 @@ pub struct RenderArgs {
     pub secrets: Vec<PathBuf>,
 }
 
-/// `rbac`: print the generated ClusterRole.
+/// `rbac`: print the generated ClusterRole and Role.
 pub fn print_rbac() -> std::process::ExitCode {
-    match crate::rbac::cluster_role_yaml() {
+    match crate::rbac::rbac_yaml() {
         Ok(yaml) => write_stdout(&yaml),
         Err(e) => {
             eprintln!("error: cannot render the ClusterRole: {e}");
