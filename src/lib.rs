@@ -1,8 +1,13 @@
 //! dittofs-operator: admission webhook + reconciler for DittoFS servers.
 //!
-//! Layout: [`crd`] (the API), [`defaults`] and [`effective`] (what will run),
-//! [`validation`] (the one validation core), [`resources`] (pure builders),
-//! [`cli`] (offline commands).
+//! Layout (see `docs/architecture.md`):
+//! - the API and the one core: [`crd`], [`defaults`] and [`effective`] (what will
+//!   run), [`validation`] (shared by webhook, reconciler and CLI), [`resources`]
+//!   (pure builders — Service ports are decided in `resources::service`);
+//! - the servers: [`webhook`] (HTTPS admission), [`certs`] (certificate bootstrap),
+//!   [`controller`] (reconciler), [`leader`] (Lease), [`probes`], [`shutdown`];
+//! - the edges: [`cli`], [`manifest`] (reading YAML), [`rbac`] and [`reference`]
+//!   (generated artifacts), [`telemetry`], [`names`], [`duration`].
 pub mod certs;
 pub mod cli;
 pub mod controller;
