@@ -194,7 +194,8 @@ pub struct DatabaseSpec {
     pub postgres_secret_ref: Option<PostgresSecretRef>,
 }
 
-/// Database engine of the control plane.
+// Database engine of the control plane (no doc comment: the field's own doc must
+// reach `kubectl explain`, and schemars would put the type's doc in its place).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DatabaseType {
@@ -283,7 +284,7 @@ pub struct IdentitySpec {
     pub admin: Option<AdminSpec>,
 }
 
-/// Identity store type.
+// Identity store type (a comment: the field doc, not this, must reach `kubectl explain`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityType {
@@ -353,7 +354,7 @@ pub struct ServiceSpec {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-/// Kubernetes Service type.
+// Kubernetes Service type (a comment: the field doc, not this, must reach `kubectl explain`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum ServiceType {
     /// Reachable inside the cluster only.
@@ -465,7 +466,7 @@ pub struct SmbCredits {
     pub aggressive_client_threshold: Option<i32>,
 }
 
-/// Legacy SMB credit strategy.
+// Legacy SMB credit strategy (a comment: the field doc, not this, must reach `kubectl explain`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SmbCreditStrategy {
@@ -630,7 +631,7 @@ pub struct Endpoints {
     pub api: Option<String>,
 }
 
-/// Lifecycle phase shown in `kubectl get`.
+// Lifecycle phase shown in `kubectl get` (a comment: the field doc, not this, must reach `kubectl explain`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     /// Being created or waiting for a dependency.
