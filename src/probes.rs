@@ -154,6 +154,38 @@ pub async fn serve(
         .map_err(ProbeError::Serve)
 }
 
+/// The probe server running in the background; stop it last.
+pub struct ProbeTask {
+    task: tokio::task::JoinHandle<Result<(), ProbeError>>,
+    shutdown: CancellationToken,
+}
+
+impl ProbeTask {
+    /// Start serving probes on `listener` (bound earlier with [`bind`]).
+    pub fn spawn(listener: TcpListener, readiness: Readiness, registry: Registry) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(
+            listener,
+            readiness,
+            Arc::new(registry),
+            shutdown.clone(),
+        ));
+        Self { task, shutdown }
+    }
+
+    /// Stop after everything else has drained, so `/readyz` answered 503 meanwhile.
+    pub async fn stop(self) -> Result<(), ProbeError> {
+        self.shutdown.cancel();
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "probe server task failed");
+                Ok(())
+            }
+        }
+    }
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }

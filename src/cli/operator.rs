@@ -11,7 +11,7 @@ use super::{ControllerCommandArgs, RunArgs};
 use crate::certs::{self, CertsArgs};
 use crate::controller::{self, ControllerMetrics};
 use crate::leader::{self, LeaderError};
-use crate::probes::{self, ProbeError, Readiness};
+use crate::probes::{self, ProbeError, ProbeTask, Readiness};
 use crate::webhook::{KubeLookup, Webhook, WebhookError, WebhookMetrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,6 @@ async fn controller_only(args: &ControllerCommandArgs) -> Result<(), OperatorErr
     let mut registry = Registry::with_prefix("dittofs_operator");
     let metrics = ControllerMetrics::register(&mut registry);
     let shutdown = CancellationToken::new();
-    let probe_shutdown = CancellationToken::new();
     crate::shutdown::on_signal(
         shutdown.clone(),
         readiness.clone(),
@@ -58,12 +57,7 @@ async fn controller_only(args: &ControllerCommandArgs) -> Result<(), OperatorErr
     let leading = leader::leadership(client.clone(), &args.leader, shutdown.clone()).await?;
     let lookup = KubeLookup::start(client.clone(), &readiness, shutdown.clone());
     let gate = readiness.gate("controller");
-    let probes = tokio::spawn(probes::serve(
-        probe_listener,
-        readiness,
-        Arc::new(registry),
-        probe_shutdown.clone(),
-    ));
+    let probes = ProbeTask::spawn(probe_listener, readiness, registry);
     controller::run(
         client,
         args.controller.clone(),
@@ -74,10 +68,7 @@ async fn controller_only(args: &ControllerCommandArgs) -> Result<(), OperatorErr
         shutdown,
     )
     .await;
-    probe_shutdown.cancel();
-    if let Ok(result) = probes.await {
-        result?;
-    }
+    probes.stop().await?;
     tracing::info!("controller stopped");
     Ok(())
 }
@@ -103,7 +94,6 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
     let webhook_metrics = WebhookMetrics::register(&mut registry);
     let controller_metrics = ControllerMetrics::register(&mut registry);
     let shutdown = CancellationToken::new();
-    let probe_shutdown = CancellationToken::new();
     crate::shutdown::on_signal(
         shutdown.clone(),
         readiness.clone(),
@@ -138,12 +128,7 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
     .await?;
     let leading = leader::leadership(client.clone(), &args.leader, shutdown.clone()).await?;
     let gate = readiness.gate("controller");
-    let probes = tokio::spawn(probes::serve(
-        probe_listener,
-        readiness,
-        Arc::new(registry),
-        probe_shutdown.clone(),
-    ));
+    let probes = ProbeTask::spawn(probe_listener, readiness, registry);
     let reconciler = controller::run(
         client,
         args.controller.clone(),
@@ -154,10 +139,7 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
         shutdown.clone(),
     );
     tokio::join!(webhook.run(shutdown.clone()), reconciler);
-    probe_shutdown.cancel();
-    if let Ok(result) = probes.await {
-        result?;
-    }
+    probes.stop().await?;
     tracing::info!("operator stopped");
     Ok(())
 }

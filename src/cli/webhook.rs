@@ -7,7 +7,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::WebhookArgs;
-use crate::probes::{self, ProbeError, Readiness};
+use crate::probes::{self, ProbeError, ProbeTask, Readiness};
 use crate::validation::Offline;
 use crate::webhook::{KubeLookup, Webhook, WebhookError, WebhookMetrics};
 
@@ -31,7 +31,6 @@ async fn serve(args: &WebhookArgs) -> Result<(), WebhookCommandError> {
     let mut registry = Registry::with_prefix("dittofs_operator");
     let metrics = WebhookMetrics::register(&mut registry);
     let shutdown = CancellationToken::new();
-    let probe_shutdown = CancellationToken::new();
     crate::shutdown::on_signal(
         shutdown.clone(),
         readiness.clone(),
@@ -51,18 +50,9 @@ async fn serve(args: &WebhookArgs) -> Result<(), WebhookCommandError> {
         let lookup = KubeLookup::start(client, &readiness, shutdown.clone());
         Webhook::bind(&args.server, Arc::new(lookup), &readiness, metrics).await?
     };
-    let probes = tokio::spawn(probes::serve(
-        probe_listener,
-        readiness,
-        Arc::new(registry),
-        probe_shutdown.clone(),
-    ));
+    let probes = ProbeTask::spawn(probe_listener, readiness, registry);
     webhook.run(shutdown).await;
-    probe_shutdown.cancel();
-    match probes.await {
-        Ok(result) => result?,
-        Err(e) => tracing::error!(error = %e, "probe server task failed"),
-    }
+    probes.stop().await?;
     tracing::info!("webhook stopped");
     Ok(())
 }
