@@ -201,12 +201,34 @@ pub fn rbac_yaml() -> Result<String, serde_yaml_ng::Error> {
     ))
 }
 
-/// The cluster-wide rules alone (the chart includes them under its templated name).
-pub fn rules_yaml() -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(&policy_rules(RULES))
+/// The cluster-wide rules for the Helm chart: object names follow the release name
+/// (the chart renders this file with `tpl`).
+pub fn chart_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
+    Ok(for_release(&serde_yaml_ng::to_string(&policy_rules(
+        RULES,
+    ))?))
 }
 
-/// The namespaced rules alone (the chart's Role).
-pub fn namespaced_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(&policy_rules(NAMESPACED_RULES))
+/// The namespaced rules for the Helm chart's Role (rendered with `tpl`).
+pub fn chart_namespaced_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
+    Ok(for_release(&serde_yaml_ng::to_string(&policy_rules(
+        NAMESPACED_RULES,
+    ))?))
+}
+
+/// Our object names start with the default release name; in the chart they start
+/// with the actual one.
+fn for_release(yaml: &str) -> String {
+    yaml.replace("- dittofs-operator-", "- '{{ .Release.Name }}-")
+        .lines()
+        .map(|l| {
+            if l.contains("'{{ .Release.Name }}-") {
+                format!("{l}'")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }

@@ -36,13 +36,13 @@ fn deploy_rbac_equals_the_generator() {
 
 #[test]
 fn chart_namespaced_rules_equal_the_generator() {
-    let yaml = dittofs_operator::rbac::namespaced_rules_yaml().expect("rules");
+    let yaml = dittofs_operator::rbac::chart_namespaced_rules_yaml().expect("rules");
     check("charts/dittofs-operator/files/role-rules.yaml", &yaml);
 }
 
 #[test]
 fn chart_rules_equal_the_generator() {
-    let yaml = dittofs_operator::rbac::rules_yaml().expect("rules");
+    let yaml = dittofs_operator::rbac::chart_rules_yaml().expect("rules");
     check(
         "charts/dittofs-operator/files/clusterrole-rules.yaml",
         &yaml,
