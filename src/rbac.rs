@@ -153,20 +153,25 @@ pub fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
         .collect()
 }
 
+fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: Some(
+            [(
+                "app.kubernetes.io/name".to_string(),
+                "dittofs-operator".to_string(),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
 /// The ClusterRole named `name`.
 pub fn cluster_role(name: &str) -> ClusterRole {
     ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/name".to_string(),
-                    "dittofs-operator".to_string(),
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        },
+        metadata: meta(name, None),
         rules: Some(policy_rules(RULES)),
         ..Default::default()
     }
@@ -175,18 +180,7 @@ pub fn cluster_role(name: &str) -> ClusterRole {
 /// The Role named `name` in `namespace`.
 pub fn role(name: &str, namespace: &str) -> Role {
     Role {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/name".to_string(),
-                    "dittofs-operator".to_string(),
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        },
+        metadata: meta(name, Some(namespace)),
         rules: Some(policy_rules(NAMESPACED_RULES)),
     }
 }
