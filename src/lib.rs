@@ -6,15 +6,16 @@
 //!   (pure builders — Service ports are decided in `resources::service`);
 //! - the servers: [`webhook`] (HTTPS admission), [`certs`] (certificate bootstrap),
 //!   [`controller`] (reconciler), [`leader`] (Lease), [`probes`], [`shutdown`];
-//! - the edges: [`cli`], [`manifest`] (reading YAML), [`rbac`] and [`reference`]
+//! - the edges: [`cli`], [`manifest`] (reading YAML), [`api_error`] (what a 404
+//!   means), [`rbac`] and [`reference`]
 //!   (generated artifacts), [`telemetry`], [`names`], [`duration`].
+pub mod api_error;
 pub mod certs;
 pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod defaults;
 pub mod duration;
-// TEMPORARY (webhook branch): drop at merge, see the file's header.
 pub mod effective;
 pub mod leader;
 pub mod manifest;

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use dittofs_operator::probes::Readiness;
-use dittofs_operator::validation::{ClusterLookup, Lookup};
+use dittofs_operator::validation::{ClusterLookup, Lookup, SecretFacts};
 use dittofs_operator::webhook::metrics::{Endpoint, Outcome};
 use dittofs_operator::webhook::{SelfSigned, ServerArgs, Webhook, WebhookMetrics};
 use serde_json::{Value, json};
@@ -38,13 +37,13 @@ impl ClusterLookup for FakeCluster {
             _ => Lookup::NotFound,
         }
     }
-    async fn secret_keys(&self, _namespace: &str, name: &str) -> Lookup<BTreeSet<String>> {
+    async fn secret(&self, _namespace: &str, name: &str) -> Lookup<SecretFacts> {
         match name {
-            "s3-credentials" => Lookup::Found(
-                ["accessKeyId", "secretAccessKey", "endpoint"]
-                    .map(String::from)
+            "s3-credentials" => Lookup::Found(SecretFacts {
+                value_lengths: ["accessKeyId", "secretAccessKey", "endpoint"]
+                    .map(|k| (k.to_string(), 16))
                     .into(),
-            ),
+            }),
             _ => Lookup::NotFound,
         }
     }

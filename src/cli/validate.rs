@@ -8,32 +8,26 @@ use std::process::ExitCode;
 use futures::executor::block_on;
 use kube::ResourceExt;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::ValidateArgs;
 use crate::manifest::{self, Document, ManifestError};
-use crate::validation::{ClusterLookup, Lookup, Report, validate};
+use crate::validation::{ClusterLookup, Lookup, Report, SecretFacts, validate};
 
 /// Offline lookups: Secrets given in the same files are checked; everything else
 /// is skipped (it may well exist in the cluster).
 #[derive(Default)]
 struct FileLookup {
-    /// (namespace, name) → data keys.
-    secrets: BTreeMap<(String, String), BTreeSet<String>>,
+    /// (namespace, name) → keys and value lengths.
+    secrets: BTreeMap<(String, String), SecretFacts>,
 }
 
 impl FileLookup {
     fn from_documents<'a>(docs: impl Iterator<Item = &'a Document>) -> Self {
         let mut secrets = BTreeMap::new();
         for secret in docs.filter_map(manifest::secret).filter_map(Result::ok) {
-            let keys = secret
-                .data
-                .iter()
-                .flat_map(|d| d.keys().cloned())
-                .chain(secret.string_data.iter().flat_map(|d| d.keys().cloned()))
-                .collect();
             let ns = secret.namespace().unwrap_or_else(|| "default".into());
-            secrets.insert((ns, secret.name_any()), keys);
+            secrets.insert((ns, secret.name_any()), SecretFacts::of(&secret));
         }
         FileLookup { secrets }
     }
@@ -43,9 +37,9 @@ impl ClusterLookup for FileLookup {
     async fn storage_class(&self, _name: &str) -> Lookup<()> {
         Lookup::Skipped
     }
-    async fn secret_keys(&self, namespace: &str, name: &str) -> Lookup<BTreeSet<String>> {
+    async fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
         match self.secrets.get(&(namespace.to_string(), name.to_string())) {
-            Some(keys) => Lookup::Found(keys.clone()),
+            Some(facts) => Lookup::Found(facts.clone()),
             None => Lookup::Skipped,
         }
     }

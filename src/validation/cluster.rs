@@ -1,14 +1,12 @@
 //! Rules that need cluster facts, asked through [`ClusterLookup`]. All questions
 //! are asked concurrently, so the slowest lookup bounds the latency, not the sum.
 
-use std::collections::BTreeSet;
-
 use futures::future::join_all;
 
 use crate::effective::{Database, EffectiveSpec};
 
 use super::rules::Findings;
-use super::{ClusterLookup, Finding, Lookup};
+use super::{ClusterLookup, Finding, Lookup, SecretFacts};
 
 /// Keys an external PostgreSQL Secret must hold.
 pub const POSTGRES_SECRET_KEYS: [&str; 5] = ["host", "port", "database", "user", "password"];
@@ -50,7 +48,7 @@ pub(crate) async fn check_cluster<L: ClusterLookup>(
     let secret_answers = join_all(
         secrets
             .iter()
-            .map(|s| lookup.secret_keys(&eff.namespace, &s.name)),
+            .map(|s| lookup.secret(&eff.namespace, &s.name)),
     );
     let percona_answer = async {
         match eff.percona {
@@ -159,7 +157,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
 
 fn report_secret(
     check: &SecretCheck,
-    answer: Lookup<BTreeSet<String>>,
+    answer: Lookup<SecretFacts>,
     namespace: &str,
     out: &mut Findings,
     skipped: &mut Vec<Finding>,
@@ -167,11 +165,11 @@ fn report_secret(
     let field = check.field.to_string();
     let name = &check.name;
     match answer {
-        Lookup::Found(keys) => {
+        Lookup::Found(facts) => {
             let missing: Vec<&str> = check
                 .required_keys
                 .iter()
-                .filter(|k| !keys.contains(k.as_str()))
+                .filter(|k| !facts.has_key(k))
                 .map(String::as_str)
                 .collect();
             if !missing.is_empty() {

@@ -5,11 +5,11 @@
 //! facts come through [`ClusterLookup`], whose answers may be "unknown" (turned into
 //! warnings) or "skipped" (offline CLI), never a hang.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
-use crate::crd::DittoServer;
+use crate::crd::{DittoServer, DittoServerSpec};
 use crate::effective::EffectiveSpec;
 
 mod cluster;
@@ -63,17 +63,44 @@ pub enum Lookup<T> {
     Skipped,
 }
 
+/// What the rules may know of a Secret: each key and the length in bytes of its
+/// value. Never the value itself, so no finding can leak it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretFacts {
+    pub value_lengths: BTreeMap<String, usize>,
+}
+
+impl SecretFacts {
+    /// Facts from a Secret's `data` (and `stringData`, as a CREATE may carry it).
+    pub fn of(secret: &k8s_openapi::api::core::v1::Secret) -> Self {
+        let mut value_lengths: BTreeMap<String, usize> = secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.len()))
+            .collect();
+        for (k, v) in secret.string_data.iter().flatten() {
+            value_lengths.insert(k.clone(), v.len());
+        }
+        Self { value_lengths }
+    }
+
+    pub fn has_key(&self, key: &str) -> bool {
+        self.value_lengths.contains_key(key)
+    }
+}
+
 /// Cluster facts the rules need. Implementations must answer promptly (from a
 /// cache, or bounded by a short timeout).
 pub trait ClusterLookup: Send + Sync {
     /// Does StorageClass `name` exist?
     fn storage_class(&self, name: &str) -> impl Future<Output = Lookup<()>> + Send;
-    /// The data keys of Secret `namespace/name`.
-    fn secret_keys(
+    /// What may be known of Secret `namespace/name`: its keys and value lengths.
+    fn secret(
         &self,
         namespace: &str,
         name: &str,
-    ) -> impl Future<Output = Lookup<BTreeSet<String>>> + Send;
+    ) -> impl Future<Output = Lookup<SecretFacts>> + Send;
     /// Is the PerconaPGCluster CRD (`pgv2.percona.com/v2`) served?
     fn percona_crd(&self) -> impl Future<Output = Lookup<()>> + Send;
 }
@@ -86,7 +113,7 @@ impl ClusterLookup for Offline {
     async fn storage_class(&self, _name: &str) -> Lookup<()> {
         Lookup::Skipped
     }
-    async fn secret_keys(&self, _namespace: &str, _name: &str) -> Lookup<BTreeSet<String>> {
+    async fn secret(&self, _namespace: &str, _name: &str) -> Lookup<SecretFacts> {
         Lookup::Skipped
     }
     async fn percona_crd(&self) -> Lookup<()> {
@@ -101,13 +128,25 @@ pub async fn validate<L: ClusterLookup>(
     lookup: &L,
 ) -> Report {
     let eff = EffectiveSpec::resolve(new);
+    let old = old.map(EffectiveSpec::resolve);
+    validate_effective(&new.spec, &eff, old.as_ref(), lookup).await
+}
+
+/// Validate a spec already resolved into `eff` (and the transition from `old`, the
+/// resolved old object, on UPDATE). For callers that resolve once and reuse it.
+pub async fn validate_effective<L: ClusterLookup>(
+    spec: &DittoServerSpec,
+    eff: &EffectiveSpec,
+    old: Option<&EffectiveSpec>,
+    lookup: &L,
+) -> Report {
     let mut findings = rules::Findings::default();
-    rules::check_spec(&new.spec, &eff, &mut findings);
+    rules::check_spec(spec, eff, &mut findings);
     if let Some(old) = old {
-        rules::check_transition(&eff, &EffectiveSpec::resolve(old), &mut findings);
+        rules::check_transition(eff, old, &mut findings);
     }
     let mut skipped = Vec::new();
-    cluster::check_cluster(&eff, lookup, &mut findings, &mut skipped).await;
+    cluster::check_cluster(eff, lookup, &mut findings, &mut skipped).await;
     Report {
         errors: findings.errors,
         warnings: findings.warnings,

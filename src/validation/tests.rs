@@ -1,16 +1,17 @@
 //! One passing and one failing case per rule.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use futures::executor::block_on;
 
 use super::*;
 
-/// A cluster held in memory: StorageClasses, Secrets (name → keys), Percona CRD.
+/// A cluster held in memory: StorageClasses, Secrets (name → key → value length),
+/// Percona CRD.
 #[derive(Default)]
 struct FakeCluster {
     classes: Vec<&'static str>,
-    secrets: BTreeMap<&'static str, Vec<&'static str>>,
+    secrets: BTreeMap<&'static str, Vec<(&'static str, usize)>>,
     percona: bool,
     broken: bool,
 }
@@ -26,12 +27,14 @@ impl ClusterLookup for FakeCluster {
             Lookup::NotFound
         }
     }
-    async fn secret_keys(&self, _ns: &str, name: &str) -> Lookup<BTreeSet<String>> {
+    async fn secret(&self, _ns: &str, name: &str) -> Lookup<SecretFacts> {
         if self.broken {
             return Lookup::Unknown("timeout".into());
         }
         match self.secrets.get(name) {
-            Some(keys) => Lookup::Found(keys.iter().map(|k| k.to_string()).collect()),
+            Some(keys) => Lookup::Found(SecretFacts {
+                value_lengths: keys.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            }),
             None => Lookup::NotFound,
         }
     }
@@ -441,7 +444,7 @@ fn s3_secret_lookup() {
     let r = check_with(spec, &FakeCluster::default());
     assert!(r.is_valid() && has_warning(&r, "spec.s3.credentialsSecretRef", "does not exist yet"));
     let partial = FakeCluster {
-        secrets: BTreeMap::from([("creds", vec!["accessKeyId"])]),
+        secrets: BTreeMap::from([("creds", vec![("accessKeyId", 20)])]),
         ..Default::default()
     };
     assert!(has_warning(
@@ -450,7 +453,7 @@ fn s3_secret_lookup() {
         "no key secretAccessKey"
     ));
     let full = FakeCluster {
-        secrets: BTreeMap::from([("creds", vec!["accessKeyId", "secretAccessKey"])]),
+        secrets: BTreeMap::from([("creds", vec![("accessKeyId", 20), ("secretAccessKey", 40)])]),
         ..Default::default()
     };
     assert!(check_with(spec, &full).warnings.is_empty());
@@ -460,7 +463,7 @@ fn s3_secret_lookup() {
 fn postgres_secret_lookup() {
     let spec = "database: {postgresSecretRef: {name: pg}}\nstorage: {metadataSize: 1Gi}";
     let partial = FakeCluster {
-        secrets: BTreeMap::from([("pg", vec!["host", "user"])]),
+        secrets: BTreeMap::from([("pg", vec![("host", 9), ("user", 4)])]),
         ..Default::default()
     };
     let r = check_with(spec, &partial);
@@ -473,7 +476,7 @@ fn postgres_secret_lookup() {
         "{r:?}"
     );
     let full = FakeCluster {
-        secrets: BTreeMap::from([("pg", POSTGRES_SECRET_KEYS.to_vec())]),
+        secrets: BTreeMap::from([("pg", POSTGRES_SECRET_KEYS.iter().map(|k| (*k, 8)).collect())]),
         ..Default::default()
     };
     assert!(check_with(spec, &full).warnings.is_empty());
@@ -491,7 +494,7 @@ fn jwt_and_admin_secret_lookup() {
         ]
     );
     let ok = FakeCluster {
-        secrets: BTreeMap::from([("j", vec!["k"]), ("a", vec!["p"])]),
+        secrets: BTreeMap::from([("j", vec![("k", 48)]), ("a", vec![("p", 24)])]),
         ..Default::default()
     };
     assert!(check_with(spec, &ok).warnings.is_empty());

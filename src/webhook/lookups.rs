@@ -10,7 +10,6 @@
 //!   "present" is trusted for [`PERCONA_FOUND_TTL`], "absent or unknown" is re-asked
 //!   at most every [`PERCONA_RETRY_INTERVAL`].
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +26,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::probes::Readiness;
-use crate::validation::{ClusterLookup, Lookup};
+use crate::validation::{ClusterLookup, Lookup, SecretFacts};
 
 /// Bound on a Secret GET.
 pub const SECRET_TIMEOUT: Duration = Duration::from_secs(2);
@@ -145,15 +144,10 @@ impl ClusterLookup for KubeLookup {
         }
     }
 
-    async fn secret_keys(&self, namespace: &str, name: &str) -> Lookup<BTreeSet<String>> {
+    async fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         match tokio::time::timeout(SECRET_TIMEOUT, api.get_opt(name)).await {
-            Ok(Ok(Some(secret))) => {
-                let mut keys: BTreeSet<String> =
-                    secret.data.unwrap_or_default().into_keys().collect();
-                keys.extend(secret.string_data.unwrap_or_default().into_keys());
-                Lookup::Found(keys)
-            }
+            Ok(Ok(Some(secret))) => Lookup::Found(SecretFacts::of(&secret)),
             Ok(Ok(None)) => Lookup::NotFound,
             Ok(Err(KubeError::Api(status))) if status.is_forbidden() => Lookup::Unknown(format!(
                 "the operator may not read Secrets in namespace {namespace} (forbidden)"
@@ -307,16 +301,22 @@ mod tests {
     async fn secrets_are_read_in_the_namespace_with_a_bounded_wait() {
         let (lookup, _, _, _) = lookup().await;
         assert_eq!(
-            lookup.secret_keys("team", "s3").await,
-            Lookup::Found(["accessKeyId".to_string(), "secretAccessKey".to_string()].into())
+            lookup.secret("team", "s3").await,
+            Lookup::Found(SecretFacts {
+                value_lengths: [
+                    ("accessKeyId".to_string(), 1),
+                    ("secretAccessKey".to_string(), 1)
+                ]
+                .into()
+            })
         );
-        assert_eq!(lookup.secret_keys("team", "absent").await, Lookup::NotFound);
-        let Lookup::Unknown(reason) = lookup.secret_keys("team", "locked").await else {
+        assert_eq!(lookup.secret("team", "absent").await, Lookup::NotFound);
+        let Lookup::Unknown(reason) = lookup.secret("team", "locked").await else {
             panic!("forbidden must be unknown");
         };
         assert!(reason.contains("forbidden"), "{reason}");
         let started = Instant::now();
-        let Lookup::Unknown(reason) = lookup.secret_keys("team", "slow").await else {
+        let Lookup::Unknown(reason) = lookup.secret("team", "slow").await else {
             panic!("a hanging GET must be unknown");
         };
         assert!(reason.contains("did not answer"), "{reason}");

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use dittofs_operator::crd::DittoServer;
-use dittofs_operator::validation::{ClusterLookup, Lookup};
+use dittofs_operator::validation::{ClusterLookup, Lookup, SecretFacts};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::Client;
@@ -22,8 +22,8 @@ impl ClusterLookup for AllFound {
     async fn storage_class(&self, _: &str) -> Lookup<()> {
         Lookup::Found(())
     }
-    async fn secret_keys(&self, _: &str, _: &str) -> Lookup<BTreeSet<String>> {
-        Lookup::Found(BTreeSet::new())
+    async fn secret(&self, _: &str, _: &str) -> Lookup<SecretFacts> {
+        Lookup::Found(SecretFacts::default())
     }
     async fn percona_crd(&self) -> Lookup<()> {
         Lookup::Found(())
