@@ -11,10 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dittofs_operator::controller::reconcile::reconcile;
-use dittofs_operator::controller::{Context, ControllerMetrics};
+use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
+use dittofs_operator::controller::{Context, ControllerMetrics, StoredServer};
 use dittofs_operator::crd::DittoServer;
 use fake_api::{AllFound, DS_PATH, FakeApi, start};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
 use serde_json::json;
@@ -70,26 +75,39 @@ async fn main() {
         },
     );
     let (_tx, rx) = watch::channel(true);
+    let (stores, mut writers) = Stores::new();
+    stores.set_percona_type(PerconaType::Served);
     let ctx = Arc::new(Context::new(
         client,
         recorder,
         AllFound,
         rx,
+        stores.clone(),
         ControllerMetrics::unregistered(),
     ));
+    let stored = |stores: &Stores| {
+        stores
+            .servers
+            .get(&ObjectRef::new("d").within("ns"))
+            .expect("in the store")
+    };
     let first = Instant::now();
-    reconcile(Arc::new(api.ds()), ctx.clone())
+    sync(&api, &stores, &mut writers);
+    reconcile(stored(&stores), ctx.clone())
         .await
         .expect("first pass");
     let first = first.elapsed();
-    reconcile(Arc::new(api.ds()), ctx.clone())
-        .await
-        .expect("second pass");
+    for _ in 0..2 {
+        sync(&api, &stores, &mut writers);
+        reconcile(stored(&stores), ctx.clone())
+            .await
+            .expect("second pass");
+    }
     api.clear_log();
     let passes = 2_000;
     let mut times = Vec::with_capacity(passes);
     for _ in 0..passes {
-        let ds = Arc::new(api.ds());
+        let ds = stored(&stores);
         let t = Instant::now();
         reconcile(ds, ctx.clone()).await.expect("idle pass");
         times.push(t.elapsed());
@@ -127,6 +145,56 @@ async fn main() {
         after.saturating_sub(before) as f64 / 1024.0,
         idle_before as f64 / 1024.0,
         rss_kib("VmHWM:") as f64 / 1024.0
+    );
+}
+
+/// Feed the stores from the fake's objects (a watch that kept up).
+fn sync(api: &FakeApi, stores: &Stores, w: &mut Writers) {
+    fn list<K: serde::de::DeserializeOwned>(api: &FakeApi, prefix: &str) -> Vec<K> {
+        let objects = api.objects.lock().unwrap();
+        objects
+            .iter()
+            .filter(|(p, _)| {
+                p.strip_prefix(prefix)
+                    .is_some_and(|r| r.starts_with('/') && !r[1..].contains('/'))
+            })
+            .map(|(_, v)| serde_json::from_value(v.clone()).expect("object parses"))
+            .collect()
+    }
+    fn refill<K>(writer: &mut Writer<K>, objects: Vec<K>)
+    where
+        K: kube::runtime::reflector::Lookup + Clone,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        writer.apply_watcher_event(&Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+    }
+    let servers: Vec<StoredServer> = list(
+        api,
+        "/apis/dittofs.dittofs.com/v1alpha1/namespaces/ns/dittoservers",
+    );
+    for s in &servers {
+        stores.on_server_event(&Event::Apply(s.clone()), &Default::default());
+    }
+    refill(&mut w.servers, servers);
+    refill(
+        &mut w.config_maps,
+        list::<PartialObjectMeta<ConfigMap>>(api, "/api/v1/namespaces/ns/configmaps"),
+    );
+    refill(
+        &mut w.services,
+        list::<PartialObjectMeta<Service>>(api, "/api/v1/namespaces/ns/services"),
+    );
+    refill(
+        &mut w.secrets,
+        list::<PartialObjectMeta<Secret>>(api, "/api/v1/namespaces/ns/secrets"),
+    );
+    refill(
+        &mut w.stateful_sets,
+        list::<StatefulSet>(api, "/apis/apps/v1/namespaces/ns/statefulsets"),
     );
 }
 

@@ -49,6 +49,12 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
     parse_go_duration_secs(text).and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
+/// A clap value parser for duration flags (`--debounce 500ms`).
+pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    parse_go_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration; write e.g. 5s, 500ms or 1m"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,13 @@
 //!
 //! Every replica serves admission; only the Lease holder reconciles. Leadership is
 //! published on a `watch` channel: `true` while held, `false` the moment it is lost
-//! (or cannot be confirmed), and the Lease is released on shutdown so a successor
-//! takes over without waiting for it to expire.
+//! or cannot be confirmed. The Lease is released (so a successor takes over without
+//! waiting for it to expire) only once the caller says no pass of ours can run any
+//! more; until then it is renewed.
+//!
+//! The Lease is renewed `lease_grace` seconds before it expires, through a client
+//! whose requests time out after half that: a renewal that hangs turns into a loss
+//! (`false`) before the Lease can expire and a successor can start.
 
 use std::time::Duration;
 
@@ -49,16 +54,20 @@ pub enum LeaderError {
     },
     #[error("--lease-grace ({grace}s) must be shorter than --lease-duration ({duration}s)")]
     Timing { grace: u64, duration: u64 },
+    #[error("cannot build the Lease client: {0}")]
+    Client(#[source] kube::Error),
 }
 
-/// Start leader election; the receiver says whether this replica leads now.
+/// Start leader election; the receiver says whether this replica leads now. The
+/// Lease is released when `release_when` is cancelled (after the reconciler has
+/// stopped).
 pub async fn leadership(
-    client: Client,
+    config: kube::Config,
     args: &LeaderArgs,
-    shutdown: CancellationToken,
+    release_when: CancellationToken,
 ) -> Result<watch::Receiver<bool>, LeaderError> {
     if !args.leader_elect {
-        return Ok(always_leader(shutdown));
+        return Ok(always_leader());
     }
     if args.lease_grace >= args.lease_duration {
         return Err(LeaderError::Timing {
@@ -66,6 +75,7 @@ pub async fn leadership(
             duration: args.lease_duration,
         });
     }
+    let client = lease_client(config, Duration::from_secs(args.lease_grace))?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let manager = LeaseManagerBuilder::new(client, &args.lease_name)
         .with_namespace(&args.lease_namespace)
@@ -82,12 +92,22 @@ pub async fn leadership(
         })?;
     let (tx, rx) = watch::channel(false);
     tracing::info!(identity, lease = %args.lease_name, "leader election started");
-    tokio::spawn(hold(manager, tx, shutdown));
+    tokio::spawn(hold(manager, tx, release_when));
     Ok(rx)
 }
 
-/// Track the Lease until shutdown, then release it.
-async fn hold(manager: LeaseManager, tx: watch::Sender<bool>, shutdown: CancellationToken) {
+/// A client for the Lease alone, whose requests give up after half the grace
+/// period, so a hung renewal is noticed while the Lease is still ours.
+fn lease_client(mut config: kube::Config, grace: Duration) -> Result<Client, LeaderError> {
+    let timeout = (grace / 2).max(Duration::from_millis(500));
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    Client::try_from(config).map_err(LeaderError::Client)
+}
+
+/// Track the Lease until `release_when`, then release it.
+async fn hold(manager: LeaseManager, tx: watch::Sender<bool>, release_when: CancellationToken) {
     loop {
         tokio::select! {
             changed = manager.changed() => match changed {
@@ -103,11 +123,11 @@ async fn hold(manager: LeaseManager, tx: watch::Sender<bool>, shutdown: Cancella
                     }
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        () = shutdown.cancelled() => {}
+                        () = release_when.cancelled() => {}
                     }
                 }
             },
-            () = shutdown.cancelled() => {
+            () = release_when.cancelled() => {
                 tx.send_replace(false);
                 if let Err(e) = manager.release().await {
                     tracing::warn!(error = %e, "cannot release the Lease; it expires on its own");
@@ -118,12 +138,13 @@ async fn hold(manager: LeaseManager, tx: watch::Sender<bool>, shutdown: Cancella
     }
 }
 
-/// Leader election disabled: lead until shutdown.
-fn always_leader(shutdown: CancellationToken) -> watch::Receiver<bool> {
+/// Leader election disabled: lead for good (shutdown stops the reconciler
+/// gracefully through its own token).
+fn always_leader() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(true);
+    // Keep the sender alive: a closed channel would read as "lost".
     tokio::spawn(async move {
-        shutdown.cancelled().await;
-        tx.send_replace(false);
+        tx.closed().await;
     });
     rx
 }
@@ -142,12 +163,11 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn disabled_election_leads_until_shutdown() {
-        let token = CancellationToken::new();
-        let mut rx = always_leader(token.clone());
+    async fn disabled_election_always_leads() {
+        let rx = always_leader();
         assert!(*rx.borrow());
-        token.cancel();
-        rx.changed().await.expect("sender alive until it sends");
-        assert!(!*rx.borrow());
+        tokio::task::yield_now().await;
+        assert!(rx.has_changed().is_ok(), "the channel stays open");
+        assert!(*rx.borrow());
     }
 }

@@ -1,22 +1,40 @@
-//! Reconcile against an in-memory API server (tower-test): which requests a pass
-//! makes, what it writes, which events and status come out. No cluster needed.
+//! Reconcile passes against an in-memory API server, with the stores fed by hand:
+//! `pass()` brings the stores up to date first (a watch that kept up), `stale_pass()`
+//! runs on whatever the stores held before (a watch that lags the server, as a real
+//! one does under load). Which requests a pass makes, what it writes, which events
+//! and status come out. No cluster needed.
 
 mod fake_api;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use dittofs_operator::controller::reconcile::reconcile;
-use dittofs_operator::controller::{Context, ControllerMetrics};
+use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
+use dittofs_operator::controller::{Context, ControllerMetrics, StoredServer};
 use fake_api::{AllFound, DS_PATH, FakeApi, PG_PATH, STS_PATH, start};
 use http::Method;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::DynamicObject;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher::Event;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+const NS: &str = "/api/v1/namespaces/ns";
+const JWT_PATH: &str = "/api/v1/namespaces/ns/secrets/d-jwt-secret";
+const CM_PATH: &str = "/api/v1/namespaces/ns/configmaps/d-config";
 
 struct Harness {
     api: Arc<FakeApi>,
     ctx: Arc<Context<AllFound>>,
-    _leader: watch::Sender<bool>,
+    stores: Stores,
+    writers: Mutex<Writers>,
+    leader: watch::Sender<bool>,
 }
 
 impl Harness {
@@ -38,23 +56,98 @@ impl Harness {
                 instance: None,
             },
         );
-        let (tx, rx) = watch::channel(true);
+        let (stores, writers) = Stores::new();
+        stores.set_percona_type(PerconaType::Served);
+        let (leader, rx) = watch::channel(true);
         let ctx = Arc::new(Context::new(
             client,
             recorder,
             AllFound,
             rx,
+            stores.clone(),
             ControllerMetrics::unregistered(),
         ));
         Harness {
             api,
             ctx,
-            _leader: tx,
+            stores,
+            writers: Mutex::new(writers),
+            leader,
         }
     }
 
+    /// Objects under `prefix` (a collection path) as `K`.
+    fn list<K: DeserializeOwned>(&self, prefix: &str) -> Vec<K> {
+        let objects = self.api.objects.lock().unwrap();
+        objects
+            .iter()
+            .filter(|(path, _)| {
+                path.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
+            })
+            .map(|(_, v)| serde_json::from_value(v.clone()).expect("object parses"))
+            .collect()
+    }
+
+    fn ours<K: DeserializeOwned + kube::Resource>(&self, prefix: &str) -> Vec<K> {
+        self.list::<K>(prefix)
+            .into_iter()
+            .filter(|o| {
+                o.meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+                    == Some(&"dittofs-operator".to_string())
+            })
+            .collect()
+    }
+
+    /// Bring every store up to date with the server (what a watch that kept up shows).
+    fn sync(&self) {
+        let mut w = self.writers.lock().unwrap();
+        let servers: Vec<StoredServer> =
+            self.list("/apis/dittofs.dittofs.com/v1alpha1/namespaces/ns/dittoservers");
+        refill(&mut w.servers, servers.clone());
+        for s in &servers {
+            self.stores
+                .on_server_event(&Event::Apply(s.clone()), &Default::default());
+        }
+        refill(
+            &mut w.config_maps,
+            self.ours::<PartialObjectMeta<ConfigMap>>(&format!("{NS}/configmaps")),
+        );
+        refill(
+            &mut w.services,
+            self.ours::<PartialObjectMeta<Service>>(&format!("{NS}/services")),
+        );
+        refill(
+            &mut w.secrets,
+            self.list::<PartialObjectMeta<Secret>>(&format!("{NS}/secrets")),
+        );
+        refill(
+            &mut w.stateful_sets,
+            self.ours::<StatefulSet>("/apis/apps/v1/namespaces/ns/statefulsets"),
+        );
+        refill(
+            &mut w.percona,
+            self.ours::<DynamicObject>("/apis/pgv2.percona.com/v2/namespaces/ns/perconapgclusters"),
+        );
+    }
+
+    /// A pass on up-to-date stores.
     async fn pass(&self) -> Result<(), String> {
-        reconcile(Arc::new(self.api.ds()), self.ctx.clone())
+        self.sync();
+        self.stale_pass().await
+    }
+
+    /// A pass on the stores as they are (they may trail the server).
+    async fn stale_pass(&self) -> Result<(), String> {
+        let stored = self
+            .stores
+            .servers
+            .get(&ObjectRef::new("d").within("ns"))
+            .expect("the DittoServer is in the store");
+        reconcile(stored, self.ctx.clone())
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -74,6 +167,30 @@ impl Harness {
         sts["status"] = json!({"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1, "currentRevision": "r1", "updateRevision": "r1"});
         self.api.put(STS_PATH, sts);
     }
+
+    fn finalizers(&self) -> Vec<String> {
+        self.api.ds().metadata.finalizers.unwrap_or_default()
+    }
+
+    fn count(&self, reason: &str) -> usize {
+        self.api
+            .event_reasons()
+            .iter()
+            .filter(|r| *r == reason)
+            .count()
+    }
+}
+
+fn refill<K>(writer: &mut Writer<K>, objects: Vec<K>)
+where
+    K: kube::runtime::reflector::Lookup + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&Event::Init);
+    for o in objects {
+        writer.apply_watcher_event(&Event::InitApply(o));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
 }
 
 fn minimal() -> Value {
@@ -92,11 +209,11 @@ async fn creates_everything_from_nothing() {
             .unwrap_or_else(|| panic!("{path} not written: {writes:?}"))
     };
     assert!(h.api.wrote(Method::PATCH, DS_PATH), "finalizer added");
-    let cm = position("/api/v1/namespaces/ns/configmaps/d-config");
+    let cm = position(CM_PATH);
     let sts = position(STS_PATH);
     assert!(cm < sts, "ConfigMap applied before the StatefulSet");
     for path in [
-        "/api/v1/namespaces/ns/secrets/d-jwt-secret",
+        JWT_PATH,
         "/api/v1/namespaces/ns/secrets/d-admin-bootstrap-credentials",
         "/api/v1/namespaces/ns/services/d-file",
         "/api/v1/namespaces/ns/services/d-api",
@@ -109,11 +226,8 @@ async fn creates_everything_from_nothing() {
             .get("/api/v1/namespaces/ns/services/d-metrics")
             .is_none()
     );
-    let ds = h.api.ds();
     assert!(
-        ds.metadata
-            .finalizers
-            .unwrap_or_default()
+        h.finalizers()
             .contains(&"dittofs.dittofs.com/finalizer".to_string())
     );
     assert_eq!(
@@ -121,8 +235,11 @@ async fn creates_everything_from_nothing() {
         Some(("True".into(), "ConfigApplied".into()))
     );
     assert_eq!(h.api.condition("Ready").map(|c| c.0), Some("False".into()));
-    assert!(h.api.event_reasons().contains(&"Created".to_string()));
-    assert_eq!(ds.status.and_then(|s| s.config_hash), h.api.sts_hash());
+    assert_eq!(h.count("Created"), 1);
+    assert_eq!(
+        h.api.ds().status.and_then(|s| s.config_hash),
+        h.api.sts_hash()
+    );
 
     h.pod_ready();
     h.pass().await.unwrap();
@@ -133,38 +250,120 @@ async fn creates_everything_from_nothing() {
 }
 
 #[tokio::test]
-async fn a_resync_with_nothing_changed_writes_nothing() {
+async fn a_resync_with_nothing_changed_makes_no_request_at_all() {
     let h = Harness::new(minimal());
     h.pass().await.unwrap();
     h.pod_ready();
     h.pass().await.unwrap();
     h.api.clear_log();
     h.pass().await.unwrap();
+    let requests = h.api.requests.lock().unwrap().clone();
     assert_eq!(
-        h.api.writes(),
-        Vec::<(Method, String)>::new(),
-        "no write on an idle resync"
+        requests,
+        Vec::new(),
+        "an idle resync is answered by the stores: no read, no write"
     );
 }
 
 #[tokio::test]
-async fn a_rotated_secret_changes_the_hash_and_rolls_the_pod() {
-    let h = Harness::new(
-        json!({"storage": {"metadataSize": "1Gi"}, "s3": {"credentialsSecretRef": {"secretName": "s3"}}}),
+async fn a_store_that_lags_costs_no_error_and_no_duplicate_write() {
+    let h = Harness::new(minimal());
+    h.pass().await.unwrap();
+    // The stores still show the world before the first pass: no finalizer, no
+    // children, no status. The server has them all.
+    {
+        let mut w = h.writers.lock().unwrap();
+        let before: StoredServer = serde_json::from_value(json!({
+            "metadata": {"name": "d", "namespace": "ns", "uid": "ds-uid", "generation": 1, "resourceVersion": "1"},
+            "spec": minimal(),
+        }))
+        .unwrap();
+        refill(&mut w.servers, vec![before]);
+        refill(&mut w.config_maps, Vec::new());
+        refill(&mut w.services, Vec::new());
+        refill(&mut w.stateful_sets, Vec::new());
+    }
+    h.api.clear_log();
+    h.stale_pass().await.expect("a stale store is not an error");
+    assert_eq!(
+        h.api
+            .writes()
+            .iter()
+            .filter(|(_, p)| !p.contains("/events"))
+            .count(),
+        0,
+        "what this process wrote is remembered until the store shows it: {:?}",
+        h.api.writes()
     );
-    let secret = |v: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": "ns"}, "data": {"accessKeyId": v, "secretAccessKey": "c2VjcmV0"}});
-    h.api
-        .put("/api/v1/namespaces/ns/secrets/s3", secret("YQ=="));
+    assert_eq!(h.count("ReconcileFailed"), 0);
+}
+
+#[tokio::test]
+async fn a_finalizer_guard_that_fails_on_a_stale_object_is_retried_at_once() {
+    let h = Harness::new(minimal());
+    // Someone else's finalizer arrived on the server; our store has not seen it.
+    h.sync();
+    let mut ds = h.api.get(DS_PATH).unwrap();
+    ds["metadata"]["finalizers"] = json!(["example.com/other"]);
+    h.api.put(DS_PATH, ds);
+    h.stale_pass()
+        .await
+        .expect("the failed guard is re-read and retried in the same pass");
+    assert_eq!(
+        h.finalizers(),
+        vec![
+            "example.com/other".to_string(),
+            "dittofs.dittofs.com/finalizer".to_string()
+        ]
+    );
+    assert_eq!(h.count("ReconcileFailed"), 0);
+}
+
+#[tokio::test]
+async fn deletion_on_a_stale_object_releases_the_finalizer_in_one_pass() {
+    let h = Harness::new(minimal());
+    h.pass().await.unwrap();
+    deleting(&h, 1);
+    h.sync();
+    // Another finalizer was added before ours after the store last looked: our
+    // index in the list moved.
+    let mut ds = h.api.get(DS_PATH).unwrap();
+    ds["metadata"]["finalizers"] = json!(["example.com/first", "dittofs.dittofs.com/finalizer"]);
+    h.api.put(DS_PATH, ds);
+    h.stale_pass()
+        .await
+        .expect("released despite the stale index");
+    assert_eq!(h.finalizers(), vec!["example.com/first".to_string()]);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_changes_the_hash_and_rolls_the_pod() {
+    let h = Harness::new(postgres());
+    postgres_secret(&h, "YQ==", "100");
     h.pass().await.unwrap();
     let before = h.api.sts_hash().expect("hash");
-    h.api
-        .put("/api/v1/namespaces/ns/secrets/s3", secret("Yg=="));
+
+    // Same resourceVersion: the data is not read again.
     h.api.clear_log();
     h.pass().await.unwrap();
+    let reads_pg = |h: &Harness| {
+        h.api
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, p)| *m == Method::GET && p.ends_with("/secrets/pg"))
+    };
+    assert!(!reads_pg(&h));
+
+    postgres_secret(&h, "Yg==", "101");
+    h.api.clear_log();
+    h.pass().await.unwrap();
+    assert!(reads_pg(&h), "a new resourceVersion is read once");
     let after = h.api.sts_hash().expect("hash");
     assert_ne!(before, after);
     assert!(h.api.wrote(Method::PATCH, STS_PATH));
-    assert!(h.api.event_reasons().iter().any(|r| r == "Updated"));
+    assert!(h.count("Updated") >= 1);
 }
 
 #[tokio::test]
@@ -199,11 +398,7 @@ async fn an_invalid_object_gets_a_condition_and_an_event_and_no_children() {
         h.api.condition("Degraded").map(|c| c.0),
         Some("True".into())
     );
-    assert!(
-        h.api
-            .event_reasons()
-            .contains(&"ValidationFailed".to_string())
-    );
+    assert_eq!(h.count("ValidationFailed"), 1);
     let children: Vec<_> = h
         .api
         .writes()
@@ -215,6 +410,63 @@ async fn an_invalid_object_gets_a_condition_and_an_event_and_no_children() {
     h.api.clear_log();
     h.pass().await.unwrap();
     assert!(h.api.writes().is_empty(), "{:?}", h.api.writes());
+}
+
+fn postgres_secret(h: &Harness, host: &str, rv: &str) {
+    h.api.put(
+        &format!("{NS}/secrets/pg"),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "pg", "namespace": "ns", "uid": "pg-secret", "resourceVersion": rv},
+               "data": {"host": host, "port": "NTQzMg==", "database": "ZA==", "user": "dQ==", "password": "cA=="}}),
+    );
+}
+
+fn postgres() -> Value {
+    json!({"storage": {"metadataSize": "1Gi"}, "database": {"type": "postgres", "postgresSecretRef": {"name": "pg"}}})
+}
+
+#[tokio::test]
+async fn a_repeated_failure_is_one_event_and_status_keeps_what_was_observed() {
+    let h = Harness::new(postgres());
+    postgres_secret(&h, "YQ==", "100");
+    h.pass().await.unwrap();
+    h.pod_ready();
+    h.pass().await.unwrap();
+    let phase = |h: &Harness| {
+        h.api
+            .ds()
+            .status
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+    };
+    assert_eq!(phase(&h), Some("Running".into()));
+    // The Secret is rotated, and cannot be read: three passes fail in a row.
+    postgres_secret(&h, "Yg==", "101");
+    h.api
+        .failing
+        .lock()
+        .unwrap()
+        .insert(format!("{NS}/secrets/pg"));
+    for _ in 0..3 {
+        assert!(h.pass().await.is_err());
+    }
+    assert_eq!(h.count("ReconcileFailed"), 1, "one event for one failure");
+    let status = h.api.ds().status.expect("status");
+    assert_eq!(
+        status.ready_replicas,
+        Some(1),
+        "the running pod is still reported"
+    );
+    assert_eq!(
+        h.api.condition("Degraded").map(|c| c.1),
+        Some("ReconcileFailed".into())
+    );
+    h.api.failing.lock().unwrap().clear();
+    h.pass().await.unwrap();
+    assert_eq!(
+        h.api.condition("Degraded").map(|c| c.0),
+        Some("False".into())
+    );
 }
 
 #[tokio::test]
@@ -230,33 +482,13 @@ async fn percona_waits_then_connects() {
         h.api.get(STS_PATH).is_none(),
         "StatefulSet waits for the database"
     );
-    // Just created: the cluster did not exist when this pass looked.
-    assert_eq!(
-        h.api.condition("DatabaseReady"),
-        Some(("False".into(), "PerconaNotFound".into()))
-    );
-    assert_eq!(
-        h.api
-            .event_reasons()
-            .iter()
-            .filter(|r| *r == "PerconaNotReady")
-            .count(),
-        1
-    );
+    assert_eq!(h.count("PerconaNotReady"), 1);
     h.pass().await.unwrap();
     assert_eq!(
         h.api.condition("DatabaseReady"),
         Some(("False".into(), "PerconaNotReady".into()))
     );
-    assert_eq!(
-        h.api
-            .event_reasons()
-            .iter()
-            .filter(|r| *r == "PerconaNotReady")
-            .count(),
-        1,
-        "not repeated every pass"
-    );
+    assert_eq!(h.count("PerconaNotReady"), 1, "not repeated every pass");
 
     let mut cluster = h.api.get(PG_PATH).unwrap();
     cluster["status"] = json!({"state": "ready"});
@@ -282,7 +514,8 @@ fn deleting(h: &Harness, seconds_ago: i64) {
 fn our_cluster(h: &Harness, owned: bool) {
     let mut c = json!({
         "apiVersion": "pgv2.percona.com/v2", "kind": "PerconaPGCluster",
-        "metadata": {"name": "d-postgres", "namespace": "ns", "labels": {"app.kubernetes.io/managed-by": "dittofs-operator", "app.kubernetes.io/instance": "d"}},
+        "metadata": {"name": "d-postgres", "namespace": "ns", "uid": "pg-uid", "resourceVersion": "50",
+                     "labels": {"app.kubernetes.io/managed-by": "dittofs-operator", "app.kubernetes.io/instance": "d"}},
         "spec": {}, "status": {"state": "ready"}
     });
     if owned {
@@ -301,19 +534,16 @@ async fn deletion_with_delete_with_server_deletes_the_database() {
     deleting(&h, 1);
     h.pass().await.unwrap();
     assert!(h.api.wrote(Method::DELETE, PG_PATH));
-    assert!(
+    assert!(h.finalizers().is_empty(), "finalizer released");
+    assert_eq!(h.count("Deleting"), 1);
+    assert_eq!(h.count("PerconaDeleted"), 1);
+    assert_eq!(
         h.api
             .ds()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty(),
-        "finalizer released"
-    );
-    let reasons = h.api.event_reasons();
-    assert!(
-        reasons.contains(&"Deleting".to_string())
-            && reasons.contains(&"PerconaDeleted".to_string())
+            .status
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}")),
+        Some("Deleting".into())
     );
 }
 
@@ -332,63 +562,160 @@ async fn deletion_without_delete_with_server_keeps_the_database() {
         json!([]),
         "GC can never take it"
     );
-    assert!(
-        h.api
-            .ds()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty()
+    assert!(h.finalizers().is_empty());
+    assert_eq!(h.count("PerconaOrphaned"), 1);
+}
+
+#[tokio::test]
+async fn a_percona_cluster_never_keeps_our_owner_reference_once_deletion_is_not_wanted() {
+    let h = Harness::new(
+        json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true, "deleteWithServer": true}}),
     );
-    assert!(
-        h.api
-            .event_reasons()
-            .contains(&"PerconaOrphaned".to_string())
-    );
+    h.pass().await.unwrap();
+    our_cluster(&h, true);
+    // Percona turned off: the cluster stays, released at once (not at deletion).
+    h.edit_spec(|spec| spec["percona"] = json!({"enabled": false}));
+    h.pass().await.unwrap();
+    let cluster = h.api.get(PG_PATH).expect("kept");
+    assert_eq!(cluster["metadata"]["ownerReferences"], json!([]));
+    assert!(!h.api.wrote(Method::DELETE, PG_PATH));
 }
 
 #[tokio::test]
 async fn cleanup_is_bounded() {
     let h = Harness::new(json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}}));
     h.pass().await.unwrap();
+    our_cluster(&h, false);
+    h.pass().await.unwrap();
+    // The cluster cannot be read or changed: cleanup fails until the bound.
     h.api.failing.lock().unwrap().insert(PG_PATH.to_string());
     deleting(&h, 5);
     assert!(
         h.pass().await.is_err(),
         "cleanup failure is retried within the bound"
     );
-    assert!(
-        !h.api
-            .ds()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty()
-    );
+    assert!(!h.finalizers().is_empty());
     deleting(&h, 120);
     h.pass().await.unwrap();
-    assert!(
-        h.api
-            .ds()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty(),
-        "released after the timeout"
+    assert!(h.finalizers().is_empty(), "released after the timeout");
+    assert_eq!(h.count("CleanupTimeout"), 1);
+}
+
+#[tokio::test]
+async fn a_secret_the_spec_now_references_is_released_not_deleted() {
+    let h = Harness::new(minimal());
+    h.pass().await.unwrap();
+    let generated = h.api.get(JWT_PATH).expect("generated");
+    h.edit_spec(|spec| {
+        spec["identity"] =
+            json!({"jwt": {"secretRef": {"name": "d-jwt-secret", "key": "jwt-secret"}}})
+    });
+    h.pass().await.unwrap();
+    let kept = h.api.get(JWT_PATH).expect("never deleted");
+    assert_eq!(kept["data"], generated["data"], "the key is unchanged");
+    assert_eq!(
+        kept["metadata"]["ownerReferences"],
+        json!([]),
+        "no longer garbage-collected with us"
     );
     assert!(
-        h.api
-            .event_reasons()
-            .contains(&"CleanupTimeout".to_string())
+        kept["metadata"]["labels"]
+            .get("app.kubernetes.io/managed-by")
+            .is_none()
     );
+    assert!(!h.api.wrote(Method::DELETE, JWT_PATH));
+    assert_eq!(h.count("Released"), 1);
+    // Stable afterwards: nothing more to release.
+    h.pass().await.unwrap();
+    assert_eq!(h.count("Released"), 1);
+}
+
+#[tokio::test]
+async fn an_object_with_a_child_name_that_is_not_ours_is_never_taken_over() {
+    let h = Harness::new(minimal());
+    let users = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "d-config", "namespace": "ns", "uid": "user-uid", "resourceVersion": "5"},
+        "data": {"user-data": "precious"}});
+    h.api.put(CM_PATH, users.clone());
+    h.pass().await.unwrap();
+    assert_eq!(h.api.get(CM_PATH), Some(users), "untouched");
+    assert!(
+        h.api.get(STS_PATH).is_none(),
+        "no pod mounts someone else's config"
+    );
+    assert_eq!(
+        h.api.condition("Degraded").map(|c| c.1),
+        Some("NameConflict".into())
+    );
+    assert_eq!(h.count("NameConflict"), 1);
+    h.pass().await.unwrap();
+    assert_eq!(h.count("NameConflict"), 1, "one event while it lasts");
+
+    // The user removes it: the pass proceeds.
+    h.api.objects.lock().unwrap().remove(CM_PATH);
+    h.pass().await.unwrap();
+    assert!(h.api.get(STS_PATH).is_some());
+    assert_eq!(
+        h.api.condition("Degraded").map(|c| c.0),
+        Some("False".into())
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_spec_gets_a_condition_and_is_still_released_on_deletion() {
+    let h = Harness::new(minimal());
+    h.pass().await.unwrap();
+    h.edit_spec(|spec| spec["smb"] = json!({"enabled": "maybe"}));
+    h.pass().await.unwrap();
+    assert_eq!(
+        h.api.condition("ConfigReady").map(|c| c.1),
+        Some("UnreadableSpec".into())
+    );
+    assert_eq!(h.count("UnreadableSpec"), 1);
+    deleting(&h, 1);
+    h.pass().await.unwrap();
+    let finalizers = h.api.get(DS_PATH).unwrap()["metadata"]["finalizers"].clone();
+    assert_eq!(finalizers, json!([]), "the finalizer is released");
 }
 
 #[tokio::test]
 async fn a_replica_that_is_not_leader_does_nothing() {
     let h = Harness::new(minimal());
-    h._leader.send_replace(false);
+    h.leader.send_replace(false);
     h.pass().await.unwrap();
     assert!(h.api.requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn our_own_status_writes_do_not_trigger_a_pass_and_deleted_objects_are_forgotten() {
+    let h = Harness::new(minimal());
+    h.pass().await.unwrap();
+    h.sync();
+    let triggers = dittofs_operator::controller::Triggers::default();
+    let mut requests = Box::pin(triggers.subscribe());
+    let stored = |v: Value| serde_json::from_value::<StoredServer>(v).unwrap();
+    let mut ds = h.api.get(DS_PATH).unwrap();
+    // A status-only change (what our own status write looks like).
+    ds["status"]["phase"] = json!("Running");
+    h.stores
+        .on_server_event(&Event::Apply(stored(ds.clone())), &triggers);
+    // A spec change.
+    ds["metadata"]["generation"] = json!(9);
+    h.stores
+        .on_server_event(&Event::Apply(stored(ds.clone())), &triggers);
+    triggers.unsubscribe();
+    use futures::StreamExt;
+    let got: Vec<_> = requests.by_ref().collect().await;
+    assert_eq!(got.len(), 1, "only the spec change triggers: {got:?}");
+
+    assert!(h.stores.memory.servers_remembered() > 0);
+    h.stores
+        .on_server_event(&Event::Delete(stored(ds)), &triggers);
+    assert_eq!(
+        h.stores.memory.servers_remembered(),
+        0,
+        "forgotten once deleted"
+    );
 }
 
 /// (apiGroup, resource) of an API path, e.g. `/apis/apps/v1/namespaces/ns/statefulsets/d`.
@@ -415,7 +742,8 @@ fn group_resource(path: &str) -> (String, String) {
 
 #[tokio::test]
 async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
-    // Exercise every path: create, Percona wait and ready, metrics pruning, deletion.
+    // Exercise every path: create, Percona wait and ready, metrics pruning, release,
+    // deletion.
     let h = Harness::new(
         json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}, "percona": {"enabled": true, "deleteWithServer": true}}),
     );
@@ -424,7 +752,11 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
     cluster["status"] = json!({"state": "ready"});
     h.api.put(PG_PATH, cluster);
     h.pass().await.unwrap();
-    h.edit_spec(|spec| spec["metrics"] = json!({"enabled": false}));
+    h.edit_spec(|spec| {
+        spec["metrics"] = json!({"enabled": false});
+        spec["identity"] =
+            json!({"jwt": {"secretRef": {"name": "d-jwt-secret", "key": "jwt-secret"}}});
+    });
     h.pass().await.unwrap();
     deleting(&h, 1);
     h.pass().await.unwrap();
@@ -435,7 +767,6 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
         let (group, resource) = group_resource(&path);
         let verbs: &[&str] = match method {
             Method::GET => &["get"],
-            // Server-side apply may create: both verbs are needed.
             Method::PATCH => &["patch"],
             Method::POST => &["create"],
             Method::DELETE => &["delete"],
@@ -455,5 +786,22 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
                 "{method} {path}: ({group:?}, {resource}, {verb}) is not in src/rbac.rs"
             );
         }
+    }
+    // Server-side apply creates what does not exist: `create` on every applied kind.
+    for (group, resource) in [
+        ("", "secrets"),
+        ("", "configmaps"),
+        ("", "services"),
+        ("apps", "statefulsets"),
+        ("pgv2.percona.com", "perconapgclusters"),
+    ] {
+        assert!(
+            dittofs_operator::rbac::RULES
+                .iter()
+                .any(|r| r.api_group == group
+                    && r.resources.contains(&resource)
+                    && r.verbs.contains(&"create")),
+            "{resource}: server-side apply needs create"
+        );
     }
 }

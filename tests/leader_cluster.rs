@@ -23,13 +23,14 @@ fn args(identity: &str, lease: &str) -> LeaderArgs {
 #[ignore = "needs cluster"]
 async fn one_leader_and_a_prompt_handover() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default().await.expect("KUBECONFIG");
+    let config = kube::Config::infer().await.expect("KUBECONFIG");
+    let client = Client::try_from(config.clone()).expect("client");
     let lease = format!("dittofs-leader-test-{}", std::process::id());
     let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
-    let a = leadership(client.clone(), &args("replica-a", &lease), stop_a.clone())
+    let a = leadership(config.clone(), &args("replica-a", &lease), stop_a.clone())
         .await
         .expect("a");
-    let b = leadership(client.clone(), &args("replica-b", &lease), stop_b.clone())
+    let b = leadership(config.clone(), &args("replica-b", &lease), stop_b.clone())
         .await
         .expect("b");
 

@@ -51,10 +51,13 @@ async fn controller_only(args: &ControllerCommandArgs) -> Result<(), OperatorErr
         std::time::Duration::ZERO,
     );
     let probe_listener = probes::bind(args.probe_listen).await?;
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .map_err(OperatorError::Client)?;
-    let leading = leader::leadership(client.clone(), &args.leader, shutdown.clone()).await?;
+        .map_err(|e| OperatorError::Client(kube::Error::InferConfig(e)))?;
+    let client = kube::Client::try_from(config.clone()).map_err(OperatorError::Client)?;
+    // The Lease is released only once the reconciler has stopped.
+    let stopped = CancellationToken::new();
+    let leading = leader::leadership(config, &args.leader, stopped.clone()).await?;
     let lookup = KubeLookup::start(client.clone(), &readiness, shutdown.clone());
     let gate = readiness.gate("controller");
     let probes = ProbeTask::spawn(probe_listener, readiness, registry);
@@ -66,6 +69,7 @@ async fn controller_only(args: &ControllerCommandArgs) -> Result<(), OperatorErr
         gate,
         metrics,
         shutdown,
+        stopped,
     )
     .await;
     probes.stop().await?;
@@ -100,9 +104,10 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
         args.server.shutdown_delay,
     );
     let probe_listener = probes::bind(args.server.probe_listen).await?;
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .map_err(OperatorError::Client)?;
+        .map_err(|e| OperatorError::Client(kube::Error::InferConfig(e)))?;
+    let client = kube::Client::try_from(config.clone()).map_err(OperatorError::Client)?;
 
     // Certificates first: every replica keeps the Secret and caBundles right (all
     // runs converge on one CA), so a helm upgrade that resets caBundle is repaired.
@@ -126,7 +131,9 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
         webhook_metrics,
     )
     .await?;
-    let leading = leader::leadership(client.clone(), &args.leader, shutdown.clone()).await?;
+    // The Lease is released only once the reconciler has stopped.
+    let stopped = CancellationToken::new();
+    let leading = leader::leadership(config, &args.leader, stopped.clone()).await?;
     let gate = readiness.gate("controller");
     let probes = ProbeTask::spawn(probe_listener, readiness, registry);
     let reconciler = controller::run(
@@ -137,6 +144,7 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
         gate,
         controller_metrics,
         shutdown.clone(),
+        stopped,
     );
     tokio::join!(webhook.run(shutdown.clone()), reconciler);
     probes.stop().await?;

@@ -1,109 +1,319 @@
-//! Server-side apply of children, skipped when nothing changed.
+//! Writing children: server-side apply of what is ours, nothing on what is not.
 //!
-//! Each applied body carries `dittofs.io/applied-hash`, the SHA-256 of the body we
-//! meant to apply. A pass whose desired body hashes to what the live object carries
-//! sends no write at all, so a resync with nothing changed costs only reads.
+//! - An object we control (or one carrying our labels for this DittoServer and no
+//!   controller, left by an orphaning delete) is applied with force when its
+//!   `dittofs.io/applied-hash` differs from the body we mean to apply; a pass with
+//!   nothing changed writes nothing.
+//! - An object the stores do not show is looked up once (GET): the stores may lag,
+//!   and a user's object with our child's name must never be taken over — it is
+//!   reported as a conflict and left alone.
+//! - Removal (the metrics Service) and release (a managed Secret the user now
+//!   references) touch only objects this DittoServer controls, with preconditions.
 
 use std::fmt::Debug;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::api_error;
+use crate::crd::DittoServer;
+
 use super::error::ReconcileError;
+use super::memory::{ChildKey, Memory, Written};
+use super::observe::{Owner, Seen};
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "dittofs-operator";
 /// Annotation holding the hash of the last applied body.
 pub const APPLIED_HASH_ANNOTATION: &str = "dittofs.io/applied-hash";
+/// Attempts of a guarded write whose precondition failed (re-read in between).
+const ATTEMPTS: usize = 3;
 
 /// What an apply did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Applied {
-    Created,
-    Updated,
-    Unchanged,
+#[derive(Clone, Debug)]
+pub enum Applied<K> {
+    Created(K),
+    Updated(K),
+    /// Taken over: it carried our labels for this DittoServer and no controller.
+    Adopted(K),
+    /// Nothing to write; the object when it had to be read (the stores lagged).
+    Unchanged(Option<K>),
+    /// An object with this name exists and is not ours: nothing was written.
+    Conflict(String),
 }
 
-/// Apply `desired` (named `name`) unless the live object already carries its hash.
-pub async fn apply<K>(api: &Api<K>, mut desired: K, what: &str) -> Result<Applied, ReconcileError>
-where
-    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
-{
-    let name = desired.name_any();
-    let body = serde_json::to_vec(&desired).map_err(|e| ReconcileError::Serialize {
+impl<K> Applied<K> {
+    /// The object as the API server has it now, when this apply wrote or read it
+    /// (fresher than any store).
+    pub fn live(&self) -> Option<&K> {
+        match self {
+            Applied::Created(k) | Applied::Updated(k) | Applied::Adopted(k) => Some(k),
+            Applied::Unchanged(k) => k.as_ref(),
+            Applied::Conflict(_) => None,
+        }
+    }
+}
+
+/// The hash we stamp on `desired` (SHA-256 of its JSON before stamping).
+pub fn stamp<K: Resource + Serialize>(
+    desired: &mut K,
+    what: &str,
+) -> Result<String, ReconcileError> {
+    let body = serde_json::to_vec(&*desired).map_err(|e| ReconcileError::Serialize {
         what: what.to_string(),
         message: e.to_string(),
     })?;
     let hash = hex::encode(Sha256::digest(&body));
     desired
-        .annotations_mut()
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(Default::default)
         .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
+    Ok(hash)
+}
 
-    let live = api
-        .get_opt(&name)
+/// Apply `desired` as child `key` of `ds`, given what was observed of it.
+pub async fn apply<K>(
+    api: &Api<K>,
+    key: &ChildKey,
+    mut desired: K,
+    observed: Option<&Seen>,
+    ds: &DittoServer,
+    memory: &Memory,
+) -> Result<Applied<K>, ReconcileError>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let what = key.to_string();
+    let hash = stamp(&mut desired, &what)?;
+    let (seen, fresh) = match observed {
+        Some(seen) => (Some(seen.clone()), None),
+        // The stores may lag: one fresh look before creating.
+        None => match read(api, key).await? {
+            Some(live) => (Some(Seen::of(live.meta(), ds)), Some(live)),
+            None => (None, None),
+        },
+    };
+    let adopting = match &seen {
+        Some(Seen {
+            owner: Owner::Foreign(why),
+            ..
+        }) => {
+            memory.child_forgotten(key);
+            return Ok(Applied::Conflict(format!(
+                "{what} exists and is not managed by this DittoServer ({why}); the operator \
+                 will not take it over: delete or rename it"
+            )));
+        }
+        Some(seen) if seen.applied_hash.as_deref() == Some(hash.as_str()) => {
+            return Ok(Applied::Unchanged(fresh));
+        }
+        Some(seen) => seen.owner == Owner::Adoptable,
+        None => false,
+    };
+    let written = api
+        .patch(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
         .await
-        .map_err(|source| ReconcileError::Read {
-            what: what.to_string(),
+        .map_err(|source| ReconcileError::Apply {
+            what: what.clone(),
             source,
         })?;
-    if live
-        .as_ref()
-        .is_some_and(|l| l.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash))
-    {
-        return Ok(Applied::Unchanged);
-    }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
-    )
-    .await
-    .map_err(|source| ReconcileError::Apply {
-        what: what.to_string(),
-        source,
-    })?;
-    Ok(if live.is_some() {
-        Applied::Updated
-    } else {
-        Applied::Created
+    memory.child_written(
+        key.clone(),
+        Written {
+            uid: written.uid().unwrap_or_default(),
+            applied_hash: hash,
+        },
+    );
+    Ok(match (&seen, adopting) {
+        (None, _) => Applied::Created(written),
+        (Some(_), true) => Applied::Adopted(written),
+        (Some(_), false) => Applied::Updated(written),
     })
 }
 
-/// Delete `name` if it exists and is controlled by the object with `owner_uid`;
-/// objects we do not own are never touched. Returns whether it deleted.
-pub async fn delete_if_owned<K>(
+/// GET `key`; `None` when it does not exist.
+async fn read<K>(api: &Api<K>, key: &ChildKey) -> Result<Option<K>, ReconcileError>
+where
+    K: Resource + DeserializeOwned + Clone + Debug,
+{
+    match api.get(&key.name).await {
+        Ok(obj) => Ok(Some(obj)),
+        Err(e) if api_error::is_absent(&e) => Ok(None),
+        Err(source) => Err(ReconcileError::Read {
+            what: key.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Delete child `key` if this DittoServer controls it (precondition: the uid we
+/// saw, so a recreated object of someone else's is never deleted). Returns whether
+/// it deleted.
+pub async fn delete_if_ours<K>(
     api: &Api<K>,
-    name: &str,
-    owner_uid: &str,
-    what: &str,
+    key: &ChildKey,
+    seen: Option<&Seen>,
 ) -> Result<bool, ReconcileError>
 where
     K: Resource + DeserializeOwned + Clone + Debug,
 {
-    let live = api
-        .get_opt(name)
-        .await
-        .map_err(|source| ReconcileError::Read {
-            what: what.to_string(),
-            source,
-        })?;
-    let owned = live.is_some_and(|l| {
-        l.owner_references()
-            .iter()
-            .any(|r| r.uid == owner_uid && r.controller == Some(true))
-    });
-    if !owned {
+    let Some(seen) = seen.filter(|s| s.owner == Owner::This) else {
         return Ok(false);
-    }
-    match api.delete(name, &DeleteParams::default()).await {
+    };
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(seen.uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&key.name, &params).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+        Err(e) if api_error::is_absent(&e) => Ok(false),
+        // 409: the uid precondition failed, it is not the object we saw.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(source) => Err(ReconcileError::Delete {
-            what: what.to_string(),
+            what: key.to_string(),
             source,
         }),
+    }
+}
+
+/// Remove this DittoServer's owner reference (and, with `unlabel`, our managed-by
+/// label) from `key`, guarded by `test` operations on a fresh read; a failed guard
+/// re-reads and tries again at once. Returns whether it changed anything.
+pub async fn release<K>(
+    api: &Api<K>,
+    key: &ChildKey,
+    ds: &DittoServer,
+    unlabel: bool,
+) -> Result<bool, ReconcileError>
+where
+    K: Resource + DeserializeOwned + Clone + Debug,
+{
+    let uid = ds.uid().unwrap_or_default();
+    let fail = |source| ReconcileError::Release {
+        what: key.to_string(),
+        source,
+    };
+    for attempt in 1..=ATTEMPTS {
+        let live = match api.get(&key.name).await {
+            Ok(live) => live,
+            Err(e) if api_error::is_absent(&e) => return Ok(false),
+            Err(e) => return Err(fail(e)),
+        };
+        let Some(ops) = release_ops(live.meta(), &uid, unlabel) else {
+            return Ok(false);
+        };
+        let patch: json_patch::Patch =
+            serde_json::from_value(ops).map_err(|e| ReconcileError::Serialize {
+                what: format!("release patch of {key}"),
+                message: e.to_string(),
+            })?;
+        match api
+            .patch(
+                &key.name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(e) if api_error::is_absent(&e) => return Ok(false),
+            Err(e) if is_precondition_failure(&e) && attempt < ATTEMPTS => continue,
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Ok(false)
+}
+
+/// The JSON patch releasing `meta` from the owner `uid`, or `None` if there is
+/// nothing to release. Guarded on the exact lists it rewrites.
+fn release_ops(meta: &ObjectMeta, uid: &str, unlabel: bool) -> Option<serde_json::Value> {
+    let refs = meta.owner_references.clone().unwrap_or_default();
+    let kept: Vec<_> = refs.iter().filter(|r| r.uid != uid).cloned().collect();
+    let labelled = unlabel
+        && meta
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("app.kubernetes.io/managed-by"));
+    if kept.len() == refs.len() && !labelled {
+        return None;
+    }
+    let mut ops = vec![
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version}),
+    ];
+    if kept.len() != refs.len() {
+        ops.push(json!({"op": "replace", "path": "/metadata/ownerReferences", "value": kept}));
+    }
+    if labelled {
+        ops.push(json!({"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}));
+    }
+    Some(serde_json::Value::Array(ops))
+}
+
+/// A guarded write lost a race: a JSON-patch `test` failed (422) or an optimistic
+/// concurrency check did (409). The answer is to re-read and retry, not to back off.
+pub fn is_precondition_failure(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 422)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn meta(owners: &[&str], labelled: bool) -> ObjectMeta {
+        ObjectMeta {
+            resource_version: Some("7".into()),
+            owner_references: Some(
+                owners
+                    .iter()
+                    .map(|u| OwnerReference {
+                        uid: u.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            labels: labelled.then(|| {
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "dittofs-operator".to_string(),
+                )]
+                .into()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn release_removes_only_our_owner_and_label() {
+        let ops =
+            release_ops(&meta(&["ours", "theirs"], true), "ours", true).expect("something to do");
+        let ops = ops.as_array().expect("array");
+        assert_eq!(ops[0]["op"], "test");
+        assert_eq!(ops[0]["value"], "7");
+        assert_eq!(ops[1]["value"].as_array().map(Vec::len), Some(1));
+        assert_eq!(ops[1]["value"][0]["uid"], "theirs");
+        assert_eq!(
+            ops[2]["path"],
+            "/metadata/labels/app.kubernetes.io~1managed-by"
+        );
+    }
+
+    #[test]
+    fn nothing_to_release_is_no_patch() {
+        assert!(release_ops(&meta(&["theirs"], false), "ours", true).is_none());
+        assert!(release_ops(&meta(&["theirs"], true), "ours", false).is_none());
     }
 }

@@ -1,36 +1,30 @@
 //! State shared by every reconcile: client, event recorder, lookups, leadership,
-//! metrics and per-object backoff.
+//! the watch-fed stores (with the reconciler's memory) and metrics.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::Client;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::ObjectRef;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::crd::DittoServer;
-
-/// First retry delay after a failure; doubles per consecutive failure.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
-/// Cap of the per-object backoff.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+use super::memory::Memory;
+use super::watches::Stores;
 
 /// Everything a reconcile needs besides the object.
 pub struct Context<L> {
     pub client: Client,
     /// One recorder for all reconciles, so repeated events become series.
     pub recorder: Recorder,
+    /// Cluster facts the stores do not hold (StorageClasses).
     pub lookup: L,
     /// True while this replica holds the lease.
     pub leader: watch::Receiver<bool>,
+    pub stores: Stores,
     pub metrics: ControllerMetrics,
-    failures: Mutex<HashMap<ObjectRef<DittoServer>, u32>>,
 }
 
 impl<L> Context<L> {
@@ -39,6 +33,7 @@ impl<L> Context<L> {
         recorder: Recorder,
         lookup: L,
         leader: watch::Receiver<bool>,
+        stores: Stores,
         metrics: ControllerMetrics,
     ) -> Self {
         Self {
@@ -46,8 +41,8 @@ impl<L> Context<L> {
             recorder,
             lookup,
             leader,
+            stores,
             metrics,
-            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -55,20 +50,8 @@ impl<L> Context<L> {
         *self.leader.borrow()
     }
 
-    /// Next retry delay for `ds` after one more failure: 5 s, 10 s, 20 s … 300 s.
-    pub fn next_backoff(&self, ds: &DittoServer) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(ObjectRef::from(ds)).or_insert(0);
-        *n = n.saturating_add(1);
-        BACKOFF_BASE
-            .saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX))
-            .min(BACKOFF_MAX)
-    }
-
-    /// A pass succeeded: start the backoff over.
-    pub fn reset_backoff(&self, ds: &DittoServer) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&ObjectRef::from(ds));
+    pub fn memory(&self) -> &Memory {
+        &self.stores.memory
     }
 }
 

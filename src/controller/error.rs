@@ -1,5 +1,7 @@
 //! Reconcile errors: one variant per pipeline step, with what was being done.
 
+use std::time::Duration;
+
 use thiserror::Error;
 
 use crate::resources::BuildError;
@@ -31,6 +33,13 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// Removing our owner reference from an object we hand over failed.
+    #[error("releasing {what}: {source}")]
+    Release {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
     /// Adding or removing our finalizer failed.
     #[error("updating the finalizer: {0}")]
     Finalizer(#[source] kube::Error),
@@ -43,33 +52,44 @@ pub enum ReconcileError {
     /// A generated object could not be serialized (a bug, reported, not a panic).
     #[error("serializing {what}: {message}")]
     Serialize { what: String, message: String },
+    /// The pass did not finish in time (a request hung); it is retried.
+    #[error("the pass did not finish within {} s", .0.as_secs())]
+    Timeout(Duration),
 }
 
 impl ReconcileError {
     /// The failing step, a bounded label for metrics and event notes.
     pub fn step(&self) -> &'static str {
         match self {
-            ReconcileError::Read { .. } => "dereference",
+            ReconcileError::Read { .. } => "observe",
             ReconcileError::Build(_) | ReconcileError::Serialize { .. } => "build",
             ReconcileError::Apply { .. } => "apply",
             ReconcileError::Delete { .. } => "prune",
+            ReconcileError::Release { .. } => "release",
             ReconcileError::Finalizer(_) => "finalizer",
             ReconcileError::Status(_) => "status",
             ReconcileError::Cleanup(_) => "cleanup",
+            ReconcileError::Timeout(_) => "timeout",
         }
     }
 
-    /// A 409 conflict: someone wrote in between; retry at once rather than back off.
-    pub fn is_conflict(&self) -> bool {
-        let source = match self {
+    fn source_error(&self) -> Option<&kube::Error> {
+        match self {
             ReconcileError::Read { source, .. }
             | ReconcileError::Apply { source, .. }
-            | ReconcileError::Delete { source, .. } => source,
+            | ReconcileError::Delete { source, .. }
+            | ReconcileError::Release { source, .. } => Some(source),
             ReconcileError::Finalizer(e)
             | ReconcileError::Status(e)
-            | ReconcileError::Cleanup(e) => e,
-            _ => return false,
-        };
-        matches!(source, kube::Error::Api(s) if s.code == 409)
+            | ReconcileError::Cleanup(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Someone wrote in between (409) or a guard failed (422 from a JSON-patch
+    /// `test`): retry at once with fresh reads, never back off.
+    pub fn is_precondition_failure(&self) -> bool {
+        self.source_error()
+            .is_some_and(super::apply::is_precondition_failure)
     }
 }

@@ -1,8 +1,15 @@
 //! Kubernetes events, through one shared `Recorder` (events.k8s.io/v1). Reasons are
 //! a stable vocabulary: dashboards and alerts may match on them.
+//!
+//! Warnings about a state (a failure, an invalid spec, a name conflict, waiting
+//! for the database) are published when their note changes, not once per attempt:
+//! a pass retried a hundred times for the same reason is one event.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
+
+use super::memory::Memory;
+use super::watches::ServerRef;
 
 /// Every event reason the operator emits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,11 +18,19 @@ pub enum Reason {
     Created,
     /// Something rolled or changed; the note says what and why.
     Updated,
+    /// An object carrying this DittoServer's labels and no owner was taken over.
+    Adopted,
+    /// A managed Secret the spec now references was handed over to the user.
+    Released,
     /// A reconcile step failed; the note names the step.
     ReconcileFailed,
     /// The spec failed the validation core (the object bypassed the webhook).
     ValidationFailed,
-    /// Waiting for the Percona cluster to become ready (emitted on transition only).
+    /// The stored spec cannot be read by this operator version.
+    UnreadableSpec,
+    /// An object with a child's name exists and is not ours.
+    NameConflict,
+    /// Waiting for the Percona cluster to become ready.
     PerconaNotReady,
     /// Deletion started.
     Deleting,
@@ -32,8 +47,12 @@ impl Reason {
         match self {
             Reason::Created => "Created",
             Reason::Updated => "Updated",
+            Reason::Adopted => "Adopted",
+            Reason::Released => "Released",
             Reason::ReconcileFailed => "ReconcileFailed",
             Reason::ValidationFailed => "ValidationFailed",
+            Reason::UnreadableSpec => "UnreadableSpec",
+            Reason::NameConflict => "NameConflict",
             Reason::PerconaNotReady => "PerconaNotReady",
             Reason::Deleting => "Deleting",
             Reason::CleanupTimeout => "CleanupTimeout",
@@ -44,41 +63,76 @@ impl Reason {
 
     fn event_type(self) -> EventType {
         match self {
-            Reason::Created | Reason::Updated | Reason::Deleting | Reason::PerconaOrphaned => {
-                EventType::Normal
-            }
+            Reason::Created
+            | Reason::Updated
+            | Reason::Adopted
+            | Reason::Released
+            | Reason::Deleting
+            | Reason::PerconaOrphaned => EventType::Normal,
             _ => EventType::Warning,
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Reason::Created | Reason::Updated => "Apply",
-            Reason::ReconcileFailed => "Reconcile",
-            Reason::ValidationFailed => "Validate",
+            Reason::Created | Reason::Updated | Reason::Adopted | Reason::Released => "Apply",
+            Reason::ReconcileFailed | Reason::NameConflict => "Reconcile",
+            Reason::ValidationFailed | Reason::UnreadableSpec => "Validate",
             Reason::PerconaNotReady => "WaitForDatabase",
             Reason::Deleting | Reason::CleanupTimeout => "Delete",
             Reason::PerconaDeleted | Reason::PerconaOrphaned => "Cleanup",
         }
     }
+
+    /// A state rather than a step: published only when its note changes.
+    fn is_state(self) -> bool {
+        matches!(
+            self,
+            Reason::ReconcileFailed
+                | Reason::ValidationFailed
+                | Reason::UnreadableSpec
+                | Reason::NameConflict
+                | Reason::PerconaNotReady
+                | Reason::Deleting
+        )
+    }
 }
 
-/// Publish an event; a failure to record is logged, never fails the reconcile.
-pub async fn publish(
-    recorder: &Recorder,
-    reference: &ObjectReference,
-    reason: Reason,
-    note: String,
-) {
-    let event = Event {
-        type_: reason.event_type(),
-        reason: reason.as_str().into(),
+/// Publishes events for one DittoServer.
+pub struct Events<'a> {
+    pub recorder: &'a Recorder,
+    pub memory: &'a Memory,
+    pub server: &'a ServerRef,
+    pub reference: ObjectReference,
+}
+
+impl Events<'_> {
+    /// Publish; a state reason only when its note changed. A failure to record is
+    /// logged, never fails the reconcile.
+    pub async fn publish(&self, reason: Reason, note: String) {
         // The API caps notes at 1 kB.
-        note: Some(note.chars().take(1000).collect()),
-        action: reason.action().into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, reference).await {
-        tracing::warn!(error = %e, reason = reason.as_str(), "cannot record event");
+        let note: String = note.chars().take(1000).collect();
+        if reason.is_state()
+            && !self
+                .memory
+                .event_is_new(self.server, reason.as_str(), &note)
+        {
+            return;
+        }
+        let event = Event {
+            type_: reason.event_type(),
+            reason: reason.as_str().into(),
+            note: Some(note),
+            action: reason.action().into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &self.reference).await {
+            tracing::warn!(error = %e, reason = reason.as_str(), "cannot record event");
+        }
+    }
+
+    /// The state behind `reason` is over; its next occurrence is published again.
+    pub fn resolved(&self, reason: Reason) {
+        self.memory.event_resolved(self.server, reason.as_str());
     }
 }

@@ -1,77 +1,149 @@
 //! Finalizer `dittofs.dittofs.com/finalizer` and the bounded deletion cleanup.
 //!
 //! The finalizer is added and removed with JSON patches whose `test` operations
-//! guard the exact list entry, not the resourceVersion: a status write in between
-//! can never make the removal fail forever (the Go operator's stuck-Terminating bug).
+//! guard the exact list, so nobody else's finalizer is ever lost. The object the
+//! pass starts from may be stale (the watch cache trails the API server): when a
+//! guard fails, the object is read again and the patch retried at once — a stale
+//! cache costs one extra request, never a backoff.
 
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use serde_json::json;
 
+use crate::api_error;
 use crate::crd::DittoServer;
-use crate::names;
-use crate::resources::labels::MANAGED_BY;
 use crate::resources::percona::api_resource;
 
+use super::apply::{is_precondition_failure, release};
 use super::error::ReconcileError;
+use super::memory::{ChildKey, Memory};
+use super::observe::PerconaSeen;
+use super::watches::ServerRef;
 
 /// Our finalizer.
 pub const FINALIZER: &str = "dittofs.dittofs.com/finalizer";
 /// After this long in deletion, the finalizer is released whatever cleanup says.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts of a guarded finalizer patch (a fresh read between attempts).
+const ATTEMPTS: usize = 3;
 
 /// Does the object carry our finalizer?
-pub fn has_finalizer(ds: &DittoServer) -> bool {
-    ds.finalizers().iter().any(|f| f == FINALIZER)
+pub fn has_finalizer(meta: &ObjectMeta) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
 
-/// Add our finalizer (no-op when present).
-pub async fn add(api: &Api<DittoServer>, ds: &DittoServer) -> Result<(), ReconcileError> {
-    if has_finalizer(ds) {
+/// The DittoServers of `ns` as raw objects: the finalizer is managed whether or
+/// not this version can read the spec, and a response is never parsed into it.
+pub fn raw_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::api::ApiResource::erase::<DittoServer>(&()),
+    )
+}
+
+/// Add our finalizer unless the object (or our memory of the last pass) has it.
+/// `api` is [`raw_api`].
+pub async fn add(
+    api: &Api<DynamicObject>,
+    meta: &ObjectMeta,
+    memory: &Memory,
+    server: &ServerRef,
+) -> Result<(), ReconcileError> {
+    if has_finalizer(meta) || memory.finalizer_added(server) {
         return Ok(());
     }
-    let ops = match ds.meta().finalizers.as_ref() {
-        // `test` against null: nobody added a list since we looked.
-        None => json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
-        ]),
-        Some(list) => json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": list},
-            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
-        ]),
-    };
-    json_patch(api, &ds.name_any(), ops)
-        .await
-        .map_err(ReconcileError::Finalizer)
+    let mut current = meta.clone();
+    for attempt in 1..=ATTEMPTS {
+        let ops = match current.finalizers.as_ref() {
+            // `test` against null: nobody added a list since we looked.
+            None => json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+            ]),
+            Some(list) => json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": list},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+            ]),
+        };
+        match json_patch(api, meta, ops).await {
+            Ok(()) => {
+                memory.finalizer_was_added(server);
+                return Ok(());
+            }
+            // Deleted meanwhile: nothing to guard.
+            Err(e) if api_error::is_absent(&e) => return Ok(()),
+            Err(e) if is_precondition_failure(&e) && attempt < ATTEMPTS => {
+                current = match fresh(api, meta).await? {
+                    Some(meta) => meta,
+                    None => return Ok(()),
+                };
+                // Being deleted: a finalizer can no longer be added (the deletion
+                // pass takes over), or it is there already.
+                if has_finalizer(&current) || current.deletion_timestamp.is_some() {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(ReconcileError::Finalizer(e)),
+        }
+    }
+    Ok(())
 }
 
-/// Remove our finalizer (no-op when absent).
-pub async fn remove(api: &Api<DittoServer>, ds: &DittoServer) -> Result<(), ReconcileError> {
-    let Some(index) = ds.finalizers().iter().position(|f| f == FINALIZER) else {
-        return Ok(());
-    };
-    let path = format!("/metadata/finalizers/{index}");
-    let ops = json!([
-        {"op": "test", "path": path, "value": FINALIZER},
-        {"op": "remove", "path": path},
-    ]);
-    match json_patch(api, &ds.name_any(), ops).await {
-        Ok(()) => Ok(()),
-        // Already gone: the object is deleted, nothing left to release.
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+/// Remove our finalizer (no-op when absent). `api` is [`raw_api`].
+pub async fn remove(api: &Api<DynamicObject>, meta: &ObjectMeta) -> Result<(), ReconcileError> {
+    let mut current = meta.clone();
+    for attempt in 1..=ATTEMPTS {
+        let finalizers = current.finalizers.clone().unwrap_or_default();
+        let Some(index) = finalizers.iter().position(|f| f == FINALIZER) else {
+            return Ok(());
+        };
+        let path = format!("/metadata/finalizers/{index}");
+        let ops = json!([
+            {"op": "test", "path": path, "value": FINALIZER},
+            {"op": "remove", "path": path},
+        ]);
+        match json_patch(api, meta, ops).await {
+            Ok(()) => return Ok(()),
+            // Already gone: the object is deleted, nothing left to release.
+            Err(e) if api_error::is_absent(&e) => return Ok(()),
+            Err(e) if is_precondition_failure(&e) && attempt < ATTEMPTS => {
+                current = match fresh(api, meta).await? {
+                    Some(meta) => meta,
+                    None => return Ok(()),
+                };
+            }
+            Err(e) => return Err(ReconcileError::Finalizer(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The object's metadata as the API server has it now; `None` once it is gone
+/// (or replaced by another object with the same name).
+async fn fresh(
+    api: &Api<DynamicObject>,
+    meta: &ObjectMeta,
+) -> Result<Option<ObjectMeta>, ReconcileError> {
+    let name = meta.name.as_deref().unwrap_or_default();
+    match api.get(name).await {
+        Ok(obj) if obj.metadata.uid == meta.uid => Ok(Some(obj.metadata)),
+        Ok(_) => Ok(None),
+        Err(e) if api_error::is_absent(&e) => Ok(None),
         Err(e) => Err(ReconcileError::Finalizer(e)),
     }
 }
 
 async fn json_patch(
-    api: &Api<DittoServer>,
-    name: &str,
+    api: &Api<DynamicObject>,
+    meta: &ObjectMeta,
     ops: serde_json::Value,
 ) -> Result<(), kube::Error> {
     let patch: json_patch::Patch = serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
+    let name = meta.name.as_deref().unwrap_or_default();
     api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map(|_| ())
@@ -84,61 +156,51 @@ pub enum PerconaCleanup {
     Nothing,
     /// Deleted (`deleteWithServer: true`).
     Deleted(String),
-    /// Left in place with no owner reference of ours (`deleteWithServer: false`).
+    /// Left in place with no owner reference of ours.
     Orphaned(String),
 }
 
-/// Delete or orphan the PerconaPGCluster we created, per `deleteWithServer`. Runs
-/// whether or not Percona is still enabled, so disabling it first cannot hand the
-/// database to the garbage collector. A cluster we did not create is never touched.
+/// Delete or keep the PerconaPGCluster we created. It is deleted only when the
+/// spec says so (`percona.enabled` and `deleteWithServer`, both true); in every
+/// other case — including a spec this version cannot read — it is kept, without
+/// our owner reference. A cluster that is not ours is never touched.
 pub async fn cleanup_percona(
     client: &kube::Client,
     ds: &DittoServer,
+    percona: &PerconaSeen,
+    delete_with_server: bool,
 ) -> Result<PerconaCleanup, ReconcileError> {
-    let ns = ds.namespace().unwrap_or_else(|| "default".into());
-    let name = names::percona_cluster(&ds.name_any());
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource());
-    let cluster = match api.get_opt(&name).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Ok(PerconaCleanup::Nothing),
-        // No Percona CRD: nothing of ours can exist.
-        Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(PerconaCleanup::Nothing),
-        Err(e) => return Err(ReconcileError::Cleanup(e)),
+    let PerconaSeen::Present { seen, cluster } = percona else {
+        return Ok(PerconaCleanup::Nothing);
     };
-    let labels = cluster.labels();
-    let ours = labels
-        .get("app.kubernetes.io/managed-by")
-        .map(String::as_str)
-        == Some(MANAGED_BY)
-        && labels.get("app.kubernetes.io/instance") == Some(&ds.name_any());
-    if !ours {
+    if !seen.is_ours() {
         return Ok(PerconaCleanup::Nothing);
     }
-    let percona = ds.spec.percona.clone().unwrap_or_default();
-    let delete = percona.enabled == Some(true) && percona.delete_with_server == Some(true);
-    if delete {
-        return match api.delete(&name, &DeleteParams::background()).await {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource());
+    if delete_with_server {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(seen.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        return match api.delete(&name, &params).await {
             Ok(_) => Ok(PerconaCleanup::Deleted(name)),
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(PerconaCleanup::Deleted(name)),
+            Err(e) if api_error::is_absent(&e) => Ok(PerconaCleanup::Deleted(name)),
             Err(e) => Err(ReconcileError::Cleanup(e)),
         };
     }
-    let uid = ds.uid().unwrap_or_default();
-    let refs = cluster.owner_references();
-    if refs.iter().any(|r| r.uid == uid) {
-        let kept: Vec<_> = refs.iter().filter(|r| r.uid != uid).cloned().collect();
-        let ops = json!([
-            {"op": "test", "path": "/metadata/ownerReferences", "value": refs},
-            {"op": "replace", "path": "/metadata/ownerReferences", "value": kept},
-        ]);
-        let patch: json_patch::Patch =
-            serde_json::from_value(ops).map_err(|e| ReconcileError::Serialize {
-                what: "owner reference patch".into(),
-                message: e.to_string(),
-            })?;
-        api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-            .map_err(ReconcileError::Cleanup)?;
-    }
+    let key = ChildKey::new("PerconaPGCluster", &ns, &name);
+    release(&api, &key, ds, false).await?;
     Ok(PerconaCleanup::Orphaned(name))
+}
+
+/// Does the cluster carry an owner reference to `ds`? (It must not unless both
+/// `percona.enabled` and `deleteWithServer` are true.)
+pub fn owned_by(cluster: &DynamicObject, ds: &DittoServer) -> bool {
+    let uid = ds.uid().unwrap_or_default();
+    cluster.owner_references().iter().any(|r| r.uid == uid)
 }

@@ -1,47 +1,56 @@
 //! The reconciler: a kube-runtime `Controller` for DittoServers.
 //!
-//! Pipeline per object (see `reconcile.rs`): dereference → validate (the shared
-//! core) → build (pure builders) → apply (server-side apply, skipped when
-//! unchanged) → status. Only the Lease holder reconciles; `run` stops the
-//! Controller the moment leadership is lost and starts it again when regained.
+//! - `watches.rs`: the watch-fed stores every pass reads, on every replica;
+//! - `reconcile.rs`: one pass, observe → validate → build → apply → status;
+//! - `observe.rs`, `lookup.rs`, `apply.rs`, `status.rs`, `finalizer.rs`: its steps;
+//! - `memory.rs`: our own recent writes the stores may not show yet, backoff, events.
+//!
+//! Only the Lease holder reconciles. A leadership term runs a Controller over the
+//! warm stores; losing the Lease drops it at once (in-flight passes are cancelled,
+//! so no write of ours can follow a successor's); shutting down lets in-flight
+//! passes finish, and only then is the Lease released.
 
 pub mod apply;
 pub mod context;
-pub mod dereference;
 pub mod error;
 pub mod events;
 pub mod finalizer;
+pub mod lookup;
+pub mod memory;
+pub mod observe;
 pub mod reconcile;
 pub mod status;
+pub mod stored;
+pub mod watches;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject};
+use kube::Client;
+use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::crd::DittoServer;
-use crate::effective::EffectiveSpec;
 use crate::probes::ReadinessGate;
-use crate::resources::labels::MANAGED_BY;
-use crate::resources::percona::api_resource;
 use crate::validation::ClusterLookup;
 
 pub use context::{Context, ControllerMetrics};
 pub use error::ReconcileError;
+pub use stored::StoredServer;
+pub use watches::{Stores, Triggers};
 
 /// Name of our CRD, waited for before the Controller starts.
 pub const CRD_NAME: &str = "dittoservers.dittofs.dittofs.com";
+/// A failed pass of an object being deleted is retried this soon, whatever its
+/// backoff was: deletion must never wait minutes.
+pub const DELETION_RETRY: Duration = Duration::from_secs(2);
+/// A guard that lost a race is retried this soon.
+pub const PRECONDITION_RETRY: Duration = Duration::from_millis(200);
 
 /// Command-line arguments of the reconciler (shared by `controller` and `run`).
 #[derive(clap::Args, Debug, Clone)]
@@ -49,17 +58,18 @@ pub struct ControllerArgs {
     /// DittoServers reconciled at the same time.
     #[arg(long, default_value_t = 8, env = "DITTOFS_CONCURRENCY")]
     pub concurrency: u16,
+    /// Triggers for one DittoServer arriving within this window are merged into
+    /// one pass (Go duration).
+    #[arg(long, default_value = "500ms", value_parser = crate::duration::parse_duration_arg)]
+    pub debounce: Duration,
     /// Name reported on events (the Deployment's name).
     #[arg(long, default_value = "dittofs-operator")]
     pub reporter: String,
 }
 
-/// Label selector of every child we create.
-fn ours() -> watcher::Config {
-    watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"))
-}
-
-/// Run until `shutdown`. Reconciles only while `leader` is true.
+/// Run until `shutdown`. Reconciles only while `leader` is true. `stopped` is
+/// cancelled once no pass can run any more (the Lease may then be released).
+#[allow(clippy::too_many_arguments)]
 pub async fn run<L: ClusterLookup + 'static>(
     client: Client,
     args: ControllerArgs,
@@ -68,10 +78,19 @@ pub async fn run<L: ClusterLookup + 'static>(
     ready: ReadinessGate,
     metrics: ControllerMetrics,
     shutdown: CancellationToken,
+    stopped: CancellationToken,
 ) {
+    let _stopped = stopped.drop_guard();
     if !wait_for_crd(&client, &shutdown).await {
         return;
     }
+    let triggers = Triggers::default();
+    let stores = Stores::start(&client, triggers.clone(), &shutdown);
+    tokio::select! {
+        () = stores.synced() => {}
+        () = shutdown.cancelled() => return,
+    }
+    tracing::info!("watch caches synced");
     ready.set_ready(true);
     let recorder = Recorder::new(
         client.clone(),
@@ -81,10 +100,11 @@ pub async fn run<L: ClusterLookup + 'static>(
         },
     );
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        client,
         recorder,
         lookup,
         leader.clone(),
+        stores,
         metrics,
     ));
     let mut leader = leader;
@@ -95,104 +115,71 @@ pub async fn run<L: ClusterLookup + 'static>(
         }
         tracing::info!("leading: starting the DittoServer controller");
         let mut lost = leader.clone();
-        let stop_token = shutdown.clone();
-        let stop = async move {
-            tokio::select! {
-                _ = lost.wait_for(|l| !*l) => tracing::warn!("lease lost: stopping the controller"),
-                () = stop_token.cancelled() => {}
+        tokio::select! {
+            () = run_term(ctx.clone(), &triggers, &args, shutdown.clone()) => {}
+            _ = lost.wait_for(|l| !*l) => {
+                // Dropping the term cancels every in-flight pass at its next await.
+                tracing::warn!("lease lost: in-flight passes cancelled, controller stopped");
             }
-        };
-        run_controller(&client, &args, ctx.clone(), stop).await;
+        }
+        triggers.unsubscribe();
         if shutdown.is_cancelled() {
             return;
         }
     }
 }
 
-async fn run_controller<L: ClusterLookup + 'static>(
-    client: &Client,
-    args: &ControllerArgs,
+/// One leadership term: reconcile everything once, then whatever the watches
+/// trigger, until `shutdown` (in-flight passes finish first).
+async fn run_term<L: ClusterLookup + 'static>(
     ctx: Arc<Context<L>>,
-    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    triggers: &Triggers,
+    args: &ControllerArgs,
+    shutdown: CancellationToken,
 ) {
-    let servers: Api<DittoServer> = Api::all(client.clone());
-    let controller = Controller::new(servers, watcher::Config::default().any_semantic())
-        .owns(Api::<ConfigMap>::all(client.clone()), ours())
-        .owns(Api::<Service>::all(client.clone()), ours())
-        .owns(Api::<StatefulSet>::all(client.clone()), ours())
-        .owns(Api::<Secret>::all(client.clone()), ours())
-        .with_config(controller::Config::default().concurrency(args.concurrency));
-    let store = controller.store();
-    let ctx_metrics = ctx.metrics.clone();
-    controller
-        // A referenced user Secret changed: reconcile every server that reads it.
-        .watches(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default(),
-            move |secret| servers_reading(&store, &secret),
+    let metrics = ctx.metrics.clone();
+    Controller::for_stream(futures::stream::pending(), ctx.stores.servers.clone())
+        .reconcile_all_on(futures::stream::once(async {}))
+        .reconcile_on(triggers.subscribe())
+        .with_config(
+            controller::Config::default()
+                .concurrency(args.concurrency)
+                .debounce(args.debounce),
         )
-        // Percona clusters we created (no owner reference unless deleteWithServer):
-        // mapped back by label. Until the Percona CRD exists this watch retries
-        // with backoff, so installing Percona later needs no operator restart.
-        .watches_with(
-            Api::<DynamicObject>::all_with(client.clone(), &api_resource()),
-            api_resource(),
-            ours(),
-            |cluster| {
-                let instance = cluster.labels().get("app.kubernetes.io/instance").cloned();
-                let ns = cluster.namespace();
-                instance
-                    .zip(ns)
-                    .map(|(name, ns)| ObjectRef::new(&name).within(&ns))
-            },
-        )
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|result| {
             match result {
                 Ok((obj, _)) => {
-                    ctx_metrics.record("ok", "none");
+                    metrics.record("ok", "none");
                     tracing::debug!(object = %obj, "reconciled");
                 }
                 Err(controller::Error::ReconcilerFailed(e, obj)) => {
                     tracing::warn!(object = %obj, step = e.step(), error = %e, "reconcile failed");
                 }
-                // Watch errors (e.g. no Percona CRD yet) are retried with backoff.
-                Err(e) => tracing::debug!(error = %e, "controller trigger error"),
+                // A trigger for an object already gone, and the like.
+                Err(e) => tracing::debug!(error = %e, "controller"),
             }
             futures::future::ready(())
         })
         .await;
 }
 
-/// DittoServers in the Secret's namespace that reference it.
-fn servers_reading(store: &Store<DittoServer>, secret: &Secret) -> Vec<ObjectRef<DittoServer>> {
-    let (Some(ns), name) = (secret.namespace(), secret.name_any()) else {
-        return Vec::new();
-    };
-    store
-        .state()
-        .iter()
-        .filter(|ds| ds.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|ds| {
-            let eff = EffectiveSpec::resolve(ds);
-            eff.referenced_secrets().contains(&name)
-        })
-        .map(|ds| ObjectRef::from(ds.as_ref()))
-        .collect()
-}
-
-/// Retry policy: conflicts at once, deletions every 5 s (the cleanup bound is
-/// 60 s), everything else with per-object exponential backoff capped at 5 min.
-pub fn error_policy<L>(ds: Arc<DittoServer>, err: &ReconcileError, ctx: Arc<Context<L>>) -> Action {
+/// Retry policy: a lost race at once; an object being deleted within
+/// [`DELETION_RETRY`]; anything else with per-object exponential backoff (5 s … 5 min).
+pub fn error_policy<L>(
+    stored: Arc<StoredServer>,
+    err: &ReconcileError,
+    ctx: Arc<Context<L>>,
+) -> Action {
     ctx.metrics.record("error", err.step());
-    if err.is_conflict() {
-        return Action::requeue(Duration::from_millis(200));
+    if err.is_precondition_failure() {
+        return Action::requeue(PRECONDITION_RETRY);
     }
-    if ds.metadata.deletion_timestamp.is_some() {
-        return Action::requeue(Duration::from_secs(5));
+    if stored.metadata.deletion_timestamp.is_some() {
+        return Action::requeue(DELETION_RETRY);
     }
-    Action::requeue(ctx.next_backoff(&ds))
+    Action::requeue(ctx.memory().next_backoff(&ObjectRef::from(&*stored)))
 }
 
 /// Wait until our CRD is established; false when shut down first.

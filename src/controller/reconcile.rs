@@ -1,4 +1,17 @@
-//! One reconcile pass: dereference → validate → build → apply → status.
+//! One reconcile pass, top to bottom:
+//!
+//! 1. **observe** — the DittoServer, its children and the Secrets it reads, from
+//!    the watch-fed stores (`observe.rs`);
+//! 2. **validate** — the resolved spec, once, with the webhook's rules; cluster
+//!    questions answered from the observation (`lookup.rs`);
+//! 3. **build** — every child, pure (`crate::resources`);
+//! 4. **apply** — what is ours and changed; nothing that is not ours (`apply.rs`);
+//! 5. **status** — computed from what was observed and done, whatever failed
+//!    (`status.rs`), written only when it differs.
+//!
+//! Deletion runs the same observe and status steps, then the Percona cleanup and
+//! the finalizer (`finalizer.rs`). A spec this version cannot read gets a status
+//! and an event, and is still released on deletion.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,32 +21,42 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::crd::{DittoServer, DittoServerStatus, Phase};
+use crate::crd::{DittoServer, DittoServerStatus};
 use crate::effective::EffectiveSpec;
 use crate::names;
 use crate::resources::percona::api_resource;
-use crate::resources::{self, BuildInputs, CONFIG_HASH_ANNOTATION};
-use crate::validation::{ClusterLookup, validate};
+use crate::resources::{self, BuildInputs, CONFIG_HASH_ANNOTATION, Children};
+use crate::validation::{ClusterLookup, validate_effective};
 
-use super::apply::{Applied, apply, delete_if_owned};
+use super::apply::{Applied, apply, delete_if_ours, release};
 use super::context::Context;
-use super::dereference::dereference;
 use super::error::ReconcileError;
-use super::events::{Reason, publish};
+use super::events::{Events, Reason};
 use super::finalizer::{self, CLEANUP_TIMEOUT, PerconaCleanup};
-use super::status::{self, Observed};
+use super::lookup::ObservedLookup;
+use super::memory::ChildKey;
+use super::observe::{Observed, Owner, PerconaSeen, observe, observe_percona};
+use super::status::{self, Facts};
+use super::stored::{StoredServer, Unreadable};
+use super::watches::ServerRef;
 
 /// Periodic resync of a healthy object.
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// How often to look again while waiting for Percona.
 pub const PERCONA_POLL: Duration = Duration::from_secs(15);
+/// How often to look again while a child's name is taken (the other object may
+/// not be one we watch).
+pub const CONFLICT_POLL: Duration = Duration::from_secs(30);
+/// A pass that takes longer (a request that hangs) is abandoned and retried.
+pub const PASS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reconcile one DittoServer. Only the lease holder gets here (see `mod.rs`).
 pub async fn reconcile<L: ClusterLookup>(
-    ds: Arc<DittoServer>,
+    stored: Arc<StoredServer>,
     ctx: Arc<Context<L>>,
 ) -> Result<Action, ReconcileError> {
     if !ctx.is_leader() {
@@ -41,205 +64,270 @@ pub async fn reconcile<L: ClusterLookup>(
         return Ok(Action::await_change());
     }
     let _timer = ctx.metrics.start_reconcile();
-    let ns = ds.namespace().unwrap_or_else(|| "default".into());
-    let api: Api<DittoServer> = Api::namespaced(ctx.client.clone(), &ns);
-
-    if ds.meta().deletion_timestamp.is_some() {
-        return cleanup(&ds, &ctx, &api).await;
+    match tokio::time::timeout(PASS_TIMEOUT, pass(&stored, &ctx)).await {
+        Ok(result) => result,
+        Err(_) => Err(ReconcileError::Timeout(PASS_TIMEOUT)),
     }
-    finalizer::add(&api, &ds).await?;
+}
 
-    match apply_all(&ds, &ctx, &api).await {
+/// Everything one pass works with, besides the object.
+struct Pass<'a, L> {
+    ctx: &'a Context<L>,
+    server: ServerRef,
+    /// The DittoServers of the namespace, raw (see `finalizer::raw_api`).
+    raw: Api<DynamicObject>,
+    events: Events<'a>,
+}
+
+async fn pass<L: ClusterLookup>(
+    stored: &StoredServer,
+    ctx: &Context<L>,
+) -> Result<Action, ReconcileError> {
+    let server = ObjectRef::from(stored);
+    let ns = stored.namespace().unwrap_or_else(|| "default".into());
+    let p = Pass {
+        ctx,
+        raw: finalizer::raw_api(&ctx.client, &ns),
+        events: Events {
+            recorder: &ctx.recorder,
+            memory: ctx.memory(),
+            server: &server,
+            reference: stored.object_ref(&()),
+        },
+        server: server.clone(),
+    };
+    let ds = match stored.server() {
+        Ok(ds) => ds,
+        Err(why) => return unreadable(stored, why, &p).await,
+    };
+    let eff = EffectiveSpec::resolve(&ds);
+    let (facts, result) = if ds.metadata.deletion_timestamp.is_some() {
+        delete(&ds, &eff, &p).await
+    } else {
+        converge(&ds, &eff, &p).await
+    };
+    // The status says what was observed, also when a step failed.
+    let status = write_status(&p, &ds.metadata, ds.status.as_ref(), |old, now| {
+        status::compute(old, &eff, &facts, now)
+    })
+    .await;
+    match result {
         Ok(action) => {
-            ctx.reset_backoff(&ds);
+            status?;
+            p.events.resolved(Reason::ReconcileFailed);
+            ctx.memory().reset_backoff(&server);
             Ok(action)
         }
         Err(e) => {
-            publish(
-                &ctx.recorder,
-                &ds.object_ref(&()),
-                Reason::ReconcileFailed,
-                format!("{} failed: {e}", e.step()),
-            )
-            .await;
-            // Best effort: show the failure in status (Degraded) before retrying.
-            let eff = EffectiveSpec::resolve(&ds);
-            let obs = Observed {
-                generation: ds.meta().generation,
-                failed: Some(format!("{}: {e}", e.step())),
-                stateful_set: None,
-                ..Default::default()
-            };
-            if let Err(status_err) = write_status(&api, &ds, &eff, &obs).await {
-                tracing::warn!(error = %status_err, "cannot record the failure in status");
+            if let Err(status_error) = status {
+                tracing::warn!(error = %status_error, "cannot record the failure in status");
             }
+            p.events
+                .publish(Reason::ReconcileFailed, format!("{} failed: {e}", e.step()))
+                .await;
             Err(e)
         }
     }
 }
 
-async fn apply_all<L: ClusterLookup>(
+/// Bring the children in line with the spec. Returns the facts for the status
+/// and what to do next.
+async fn converge<L: ClusterLookup>(
     ds: &DittoServer,
-    ctx: &Context<L>,
-    api: &Api<DittoServer>,
-) -> Result<Action, ReconcileError> {
-    let eff = EffectiveSpec::resolve(ds);
-    let reference = ds.object_ref(&());
-    let old_status = ds.status.as_ref();
+    eff: &EffectiveSpec,
+    p: &Pass<'_, L>,
+) -> (Facts, Result<Action, ReconcileError>) {
+    let mut facts = Facts {
+        generation: ds.metadata.generation,
+        stateful_set: stored_stateful_set(p, eff),
+        ..Default::default()
+    };
+    if let Err(e) = finalizer::add(&p.raw, &ds.metadata, p.ctx.memory(), &p.server).await {
+        facts.failed = Some(format!("{}: {e}", e.step()));
+        return (facts, Err(e));
+    }
 
-    // Validate with the same core as the webhook: an object that bypassed the
-    // webhook is reported and left alone (no child touched).
-    let report = validate(ds, None, &ctx.lookup).await;
+    // 1. Observe.
+    let observed = match observe(&p.ctx.client, &p.ctx.stores, ds, eff).await {
+        Ok(observed) => observed,
+        Err(e) => {
+            facts.failed = Some(format!("{}: {e}", e.step()));
+            return (facts, Err(e));
+        }
+    };
+    facts.stateful_set = observed.stateful_set.as_ref().map(|(_, s)| s.clone());
+    facts.percona_state = observed.percona.state();
+
+    // 2. Validate, with the webhook's rules.
+    let lookup = ObservedLookup {
+        observed: &observed,
+        namespace: &eff.namespace,
+        fallback: &p.ctx.lookup,
+    };
+    let report = validate_effective(&ds.spec, eff, None, &lookup).await;
     if !report.is_valid() {
         let message: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
         let message = message.join("; ");
-        let already = old_status
-            .and_then(|s| {
-                s.conditions
-                    .iter()
-                    .find(|c| c.type_ == status::CONFIG_READY)
-            })
-            .is_some_and(|c| c.status == "False" && c.message == message);
-        if !already {
-            publish(
-                &ctx.recorder,
-                &reference,
-                Reason::ValidationFailed,
-                message.clone(),
-            )
+        p.events
+            .publish(Reason::ValidationFailed, message.clone())
             .await;
-        }
-        let obs = Observed {
-            generation: ds.meta().generation,
-            invalid: Some(message),
-            ..Default::default()
-        };
-        write_status(api, ds, &eff, &obs).await?;
-        return Ok(Action::await_change());
+        facts.invalid = Some(message);
+        return (facts, Ok(Action::await_change()));
     }
+    p.events.resolved(Reason::ValidationFailed);
 
-    let deref = dereference(&ctx.client, &eff).await?;
-    let inputs = BuildInputs {
-        secrets: deref.secrets.clone(),
-        managed: deref.managed.clone(),
+    // 3. Build.
+    let children = match build(ds, eff, &observed) {
+        Ok(children) => children,
+        Err(e) => {
+            facts.failed = Some(format!("{}: {e}", e.step()));
+            return (facts, Err(e));
+        }
     };
-    let children = resources::build_all(ds, &eff, &inputs)?;
-    let client = &ctx.client;
-    let ns = &eff.namespace;
+
+    // 4. Apply.
+    let result = apply_children(ds, eff, &children, &observed, p, &mut facts).await;
+    if let Err(e) = &result {
+        facts.failed = Some(format!("{}: {e}", e.step()));
+    }
+    (facts, result)
+}
+
+fn build(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    observed: &Observed,
+) -> Result<Children, ReconcileError> {
+    let inputs = BuildInputs {
+        secrets: observed.secret_data(eff),
+        managed: observed.managed_values(eff, resources::generate_managed_values()?),
+    };
+    Ok(resources::build_all(ds, eff, &inputs)?)
+}
+
+/// The StatefulSet as the store has it (status input when a pass fails early).
+fn stored_stateful_set<L>(p: &Pass<'_, L>, eff: &EffectiveSpec) -> Option<StatefulSet> {
+    let key = ObjectRef::new(&names::stateful_set(&eff.name)).within(&eff.namespace);
+    p.ctx
+        .stores
+        .stateful_sets
+        .get(&key)
+        .map(|s| StatefulSet::clone(&s))
+}
+
+/// Step 4: Secrets and ConfigMap before the StatefulSet, so a new pod finds them;
+/// the StatefulSet last, and not at all while a child's name is taken or the
+/// database is not ready yet.
+async fn apply_children<L: ClusterLookup>(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    children: &Children,
+    observed: &Observed,
+    p: &Pass<'_, L>,
+    facts: &mut Facts,
+) -> Result<Action, ReconcileError> {
+    let client = &p.ctx.client;
+    let memory = p.ctx.memory();
+    let ns = eff.namespace.as_str();
     let mut changed: Vec<String> = Vec::new();
-    fn note(changed: &mut Vec<String>, what: String, result: Applied) {
-        if result != Applied::Unchanged {
-            changed.push(what);
-        }
-    }
 
-    // Secrets and ConfigMap before the StatefulSet, so a new pod finds them.
+    // A Secret we generated that the spec now references is the user's: hand it
+    // over (our owner reference and label removed) so it is never garbage
+    // collected with this DittoServer.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    for s in children.managed_secrets.clone() {
-        let what = format!("Secret {}", s.name_any());
-        note(&mut changed, what.clone(), apply(&secrets, s, &what).await?);
-    }
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let what = format!("ConfigMap {}", names::config_map(&eff.name));
-    note(
-        &mut changed,
-        what.clone(),
-        apply(&config_maps, children.config_map.clone(), &what).await?,
-    );
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    for s in children.services.clone() {
-        let what = format!("Service {}", s.name_any());
-        note(
-            &mut changed,
-            what.clone(),
-            apply(&services, s, &what).await?,
-        );
-    }
-
-    // Optional children that are no longer wanted: removed only if ours.
-    let uid = ds.uid().unwrap_or_default();
-    if eff.metrics_port.is_none() {
-        let name = names::metrics_service(&eff.name);
-        if delete_if_owned(&services, &name, &uid, &format!("Service {name}")).await? {
-            changed.push(format!("Service {name} (deleted)"));
-        }
-    }
-    for (managed, name) in [
-        (eff.jwt.secret.managed, names::jwt_secret(&eff.name)),
-        (eff.admin.password.managed, names::admin_secret(&eff.name)),
-    ] {
-        if !managed && delete_if_owned(&secrets, &name, &uid, &format!("Secret {name}")).await? {
-            changed.push(format!("Secret {name} (deleted)"));
-        }
-    }
-
-    // Percona: keep the cluster in line; hold back the StatefulSet's creation
-    // until the database is ready.
-    let mut waiting_for_percona = false;
-    if let Some(cluster) = children.percona_cluster.clone() {
-        let percona_api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), ns, &api_resource());
-        let what = format!("PerconaPGCluster {}", cluster.name_any());
-        note(
-            &mut changed,
-            what.clone(),
-            apply(&percona_api, cluster, &what).await?,
-        );
-        let ready = deref.percona_state().as_deref() == Some("ready");
-        if !ready {
-            let was_waiting = old_status
-                .and_then(|s| {
-                    s.conditions
-                        .iter()
-                        .find(|c| c.type_ == status::DATABASE_READY)
-                })
-                .is_some_and(|c| c.status == "False");
-            if !was_waiting {
-                publish(
-                    &ctx.recorder,
-                    &reference,
-                    Reason::PerconaNotReady,
-                    format!(
-                        "Waiting for PostgreSQL cluster {} (state: {})",
-                        names::percona_cluster(&eff.name),
-                        deref
-                            .percona_state()
-                            .unwrap_or_else(|| "not created yet".into())
-                    ),
+    for name in eff.referenced_secrets() {
+        let Some(s) = observed.secrets.get(&name) else {
+            continue;
+        };
+        let key = ChildKey::new("Secret", ns, &name);
+        if s.seen.owner == Owner::This && release(&secrets, &key, ds, true).await? {
+            p.events
+                .publish(
+                    Reason::Released,
+                    format!("{key} is referenced by the spec now: it is yours, and is kept when this DittoServer is deleted"),
                 )
                 .await;
-            }
-            waiting_for_percona = deref.stateful_set.is_none();
+        }
+    }
+    for secret in &children.managed_secrets {
+        let key = ChildKey::new("Secret", ns, &secret.name_any());
+        let seen = observed.secrets.get(&key.name).map(|s| &s.seen);
+        let applied = apply(&secrets, &key, secret.clone(), seen, ds, memory).await?;
+        note(&key, &applied, &mut changed, facts);
+    }
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let key = ChildKey::new("ConfigMap", ns, &names::config_map(&eff.name));
+    let applied = apply(
+        &config_maps,
+        &key,
+        children.config_map.clone(),
+        observed.config_map.as_ref(),
+        ds,
+        memory,
+    )
+    .await?;
+    note(&key, &applied, &mut changed, facts);
+
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    for service in &children.services {
+        let key = ChildKey::new("Service", ns, &service.name_any());
+        let seen = observed.services.get(&key.name);
+        let applied = apply(&services, &key, service.clone(), seen, ds, memory).await?;
+        note(&key, &applied, &mut changed, facts);
+    }
+    if eff.metrics_port.is_none() {
+        let key = ChildKey::new("Service", ns, &names::metrics_service(&eff.name));
+        if delete_if_ours(&services, &key, observed.services.get(&key.name)).await? {
+            changed.push(format!("{key} (deleted: metrics are off)"));
         }
     }
 
-    let mut stateful_set = deref.stateful_set.clone();
-    if !waiting_for_percona {
+    let waiting_for_percona =
+        apply_percona(ds, eff, children, observed, p, facts, &mut changed).await?;
+
+    if !facts.conflicts.is_empty() {
+        p.events
+            .publish(Reason::NameConflict, facts.conflicts.join("; "))
+            .await;
+    } else {
+        p.events.resolved(Reason::NameConflict);
+    }
+    let hold_back = waiting_for_percona || !facts.conflicts.is_empty();
+    if !hold_back {
         let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-        let what = format!("StatefulSet {}", eff.name);
-        let result = apply(&sts_api, children.stateful_set.clone(), &what).await?;
-        let old_hash = deref
+        let key = ChildKey::new("StatefulSet", ns, &names::stateful_set(&eff.name));
+        let seen = observed.stateful_set.as_ref().map(|(seen, _)| seen);
+        let applied = apply(
+            &sts_api,
+            &key,
+            children.stateful_set.clone(),
+            seen,
+            ds,
+            memory,
+        )
+        .await?;
+        let old_hash = observed
             .stateful_set
             .as_ref()
-            .and_then(|s| s.spec.as_ref())
+            .and_then(|(_, s)| s.spec.as_ref())
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.annotations.as_ref())
             .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned());
-        match result {
-            Applied::Created => {
-                publish(
-                    &ctx.recorder,
-                    &reference,
-                    Reason::Created,
-                    format!(
-                        "Created StatefulSet {} and its Services, ConfigMap and Secrets",
-                        eff.name
-                    ),
-                )
-                .await;
+        match &applied {
+            Applied::Created(_) => {
+                p.events
+                    .publish(
+                        Reason::Created,
+                        format!(
+                            "Created StatefulSet {} and its Services, ConfigMap and Secrets",
+                            eff.name
+                        ),
+                    )
+                    .await;
                 changed.clear();
             }
-            Applied::Updated => {
+            Applied::Updated(_) | Applied::Adopted(_) => {
                 let why = if old_hash.as_deref() != Some(children.config_hash.as_str()) {
                     format!(
                         "pod rolls: configuration or referenced Secrets changed (config hash {} → {})",
@@ -247,49 +335,122 @@ async fn apply_all<L: ClusterLookup>(
                         short(Some(&children.config_hash))
                     )
                 } else {
-                    "StatefulSet updated without a pod restart".into()
+                    "without a pod restart".into()
                 };
-                changed.push(format!("StatefulSet {} ({why})", eff.name));
+                changed.push(format!("{key} ({why})"));
             }
-            Applied::Unchanged => {}
+            Applied::Conflict(message) => facts.conflicts.push(message.clone()),
+            Applied::Unchanged(_) => {}
         }
-        if result != Applied::Unchanged {
-            stateful_set =
-                sts_api
-                    .get_opt(&eff.name)
-                    .await
-                    .map_err(|source| ReconcileError::Read {
-                        what: format!("StatefulSet {}", eff.name),
-                        source,
-                    })?;
+        if let Some(live) = applied.live() {
+            facts.stateful_set = Some(live.clone());
+        }
+        if matches!(applied, Applied::Conflict(_)) {
+            p.events
+                .publish(Reason::NameConflict, facts.conflicts.join("; "))
+                .await;
+        } else {
+            facts.config_hash = Some(children.config_hash.clone());
         }
     }
     if !changed.is_empty() {
-        publish(
-            &ctx.recorder,
-            &reference,
-            Reason::Updated,
-            format!("Updated {}", changed.join(", ")),
-        )
-        .await;
+        p.events
+            .publish(Reason::Updated, format!("Updated {}", changed.join(", ")))
+            .await;
     }
 
-    let obs = Observed {
-        generation: ds.meta().generation,
-        percona_state: deref.percona_state(),
-        stateful_set,
-        config_hash: (!waiting_for_percona || deref.stateful_set.is_some())
-            .then(|| children.config_hash.clone()),
-        ..Default::default()
+    Ok(if !facts.conflicts.is_empty() {
+        Action::requeue(CONFLICT_POLL)
+    } else if waiting_for_percona || (eff.percona.is_some() && !observed.percona.is_ready()) {
+        Action::requeue(PERCONA_POLL)
+    } else {
+        Action::requeue(RESYNC)
+    })
+}
+
+/// Keep the PerconaPGCluster in line. It carries our owner reference only while
+/// both `percona.enabled` and `deleteWithServer` are true: otherwise nothing (no
+/// garbage collection, no foreground deletion) can ever take the database with the
+/// DittoServer. Returns whether the StatefulSet must wait for the database.
+async fn apply_percona<L: ClusterLookup>(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    children: &Children,
+    observed: &Observed,
+    p: &Pass<'_, L>,
+    facts: &mut Facts,
+    changed: &mut Vec<String>,
+) -> Result<bool, ReconcileError> {
+    let ns = eff.namespace.as_str();
+    let name = names::percona_cluster(&eff.name);
+    let key = ChildKey::new("PerconaPGCluster", ns, &name);
+    let api: Api<DynamicObject> = Api::namespaced_with(p.ctx.client.clone(), ns, &api_resource());
+    let (seen, live) = match &observed.percona {
+        PerconaSeen::Present { seen, cluster } => (Some(seen), Some(DynamicObject::clone(cluster))),
+        _ => (None, None),
     };
-    write_status(api, ds, &eff, &obs).await?;
-    Ok(
-        if eff.percona.is_some() && deref.percona_state().as_deref() != Some("ready") {
-            Action::requeue(PERCONA_POLL)
-        } else {
-            Action::requeue(RESYNC)
-        },
-    )
+    let keep_owner = eff.percona.as_ref().is_some_and(|p| p.delete_with_server);
+
+    let Some(desired) = children.percona_cluster.clone() else {
+        // Percona turned off: a cluster we created stays, and is no longer ours to
+        // delete.
+        if let (Some(seen), Some(live)) = (seen, live)
+            && seen.is_ours()
+            && finalizer::owned_by(&live, ds)
+            && release(&api, &key, ds, false).await?
+        {
+            changed.push(format!(
+                "{key} (kept with its data; no longer owned: percona is off)"
+            ));
+        }
+        return Ok(false);
+    };
+
+    let applied = apply(&api, &key, desired, seen, ds, p.ctx.memory()).await?;
+    note(&key, &applied, changed, facts);
+    let live = applied.live().cloned().or(live);
+    if let Some(live) = &live
+        && !keep_owner
+        && finalizer::owned_by(live, ds)
+    {
+        release(&api, &key, ds, false).await?;
+    }
+
+    let state = live.as_ref().and_then(|c| {
+        c.data
+            .pointer("/status/state")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+    });
+    facts.percona_state = live.as_ref().map(|_| state.clone().unwrap_or_default());
+    if state.as_deref() == Some("ready") {
+        p.events.resolved(Reason::PerconaNotReady);
+        return Ok(false);
+    }
+    p.events
+        .publish(
+            Reason::PerconaNotReady,
+            format!(
+                "Waiting for PostgreSQL cluster {name} (state: {})",
+                state.unwrap_or_else(|| "not created yet".into())
+            ),
+        )
+        .await;
+    // A running server keeps running; only a first creation waits.
+    Ok(observed.stateful_set.is_none())
+}
+
+/// Record what an apply did: a change for the Updated event, a conflict for the
+/// status.
+fn note<K>(key: &ChildKey, applied: &Applied<K>, changed: &mut Vec<String>, facts: &mut Facts) {
+    match applied {
+        Applied::Created(_) | Applied::Updated(_) => changed.push(key.to_string()),
+        Applied::Adopted(_) => changed.push(format!(
+            "{key} (adopted: it carried this DittoServer's labels and no owner)"
+        )),
+        Applied::Conflict(message) => facts.conflicts.push(message.clone()),
+        Applied::Unchanged(_) => {}
+    }
 }
 
 fn short(hash: Option<&str>) -> String {
@@ -297,112 +458,162 @@ fn short(hash: Option<&str>) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
-/// Patch the status only when it differs from what is stored: our own status
-/// writes then never feed a reconcile loop.
-async fn write_status(
-    api: &Api<DittoServer>,
+/// Deletion: the Deleting status (same computation), the Percona cleanup per
+/// `deleteWithServer`, then the finalizer — after at most `CLEANUP_TIMEOUT`.
+async fn delete<L: ClusterLookup>(
     ds: &DittoServer,
     eff: &EffectiveSpec,
-    obs: &Observed,
-) -> Result<(), ReconcileError> {
-    let now = Time(jiff::Timestamp::now());
-    let new = status::compute(ds.status.as_ref(), eff, obs, &now);
-    if ds.status.as_ref() == Some(&new) {
-        return Ok(());
+    p: &Pass<'_, L>,
+) -> (Facts, Result<Action, ReconcileError>) {
+    let mut facts = Facts {
+        generation: ds.metadata.generation,
+        stateful_set: stored_stateful_set(p, eff),
+        deleting: true,
+        ..Default::default()
+    };
+    if !finalizer::has_finalizer(&ds.metadata) && !p.ctx.memory().finalizer_added(&p.server) {
+        return (facts, Ok(Action::await_change()));
     }
-    patch_status(api, ds, &new).await
+    let delete_with_server = eff.percona.as_ref().is_some_and(|p| p.delete_with_server);
+    let result = release_finalizer(ds, delete_with_server, p, &mut facts).await;
+    (facts, result)
 }
 
-async fn patch_status(
-    api: &Api<DittoServer>,
+/// The cleanup of a DittoServer being deleted, readable or not.
+async fn release_finalizer<L: ClusterLookup>(
     ds: &DittoServer,
-    status: &DittoServerStatus,
-) -> Result<(), ReconcileError> {
-    api.patch_status(
-        &ds.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .map(|_| ())
-    .map_err(ReconcileError::Status)
-}
-
-/// Deletion: write the Deleting phase once, clean up Percona per
-/// `deleteWithServer`, release the finalizer — after at most `CLEANUP_TIMEOUT`.
-async fn cleanup<L: ClusterLookup>(
-    ds: &DittoServer,
-    ctx: &Context<L>,
-    api: &Api<DittoServer>,
+    delete_with_server: bool,
+    p: &Pass<'_, L>,
+    facts: &mut Facts,
 ) -> Result<Action, ReconcileError> {
-    if !finalizer::has_finalizer(ds) {
-        return Ok(Action::await_change());
-    }
-    let reference = ds.object_ref(&());
-    if ds.status.as_ref().and_then(|s| s.phase) != Some(Phase::Deleting) {
-        publish(
-            &ctx.recorder,
-            &reference,
+    p.events
+        .publish(
             Reason::Deleting,
             "DittoServer is being deleted; volumes are kept".into(),
         )
         .await;
-        let mut status = ds.status.clone().unwrap_or_default();
-        status.phase = Some(Phase::Deleting);
-        // A failed status write must not block deletion.
-        if let Err(e) = patch_status(api, ds, &status).await {
-            tracing::warn!(error = %e, "cannot write the Deleting phase");
+    let ns = ds.namespace().unwrap_or_default();
+    let cleanup = match observe_percona(&p.ctx.client, &p.ctx.stores, ds, &ns).await {
+        Ok(percona) => {
+            facts.percona_state = percona.state();
+            finalizer::cleanup_percona(&p.ctx.client, ds, &percona, delete_with_server).await
+        }
+        Err(e) => Err(e),
+    };
+    match cleanup {
+        Ok(PerconaCleanup::Nothing) => {}
+        Ok(PerconaCleanup::Deleted(name)) => {
+            p.events
+                .publish(
+                    Reason::PerconaDeleted,
+                    format!("PerconaPGCluster {name} deleted (deleteWithServer: true)"),
+                )
+                .await;
+        }
+        Ok(PerconaCleanup::Orphaned(name)) => {
+            p.events
+                .publish(
+                    Reason::PerconaOrphaned,
+                    format!(
+                        "PerconaPGCluster {name} kept with its data (deleteWithServer is not true)"
+                    ),
+                )
+                .await;
+        }
+        Err(e) if deleting_for(ds) >= CLEANUP_TIMEOUT => {
+            p.events
+                .publish(
+                    Reason::CleanupTimeout,
+                    format!(
+                        "Cleanup did not finish within {}s ({e}); releasing the finalizer",
+                        CLEANUP_TIMEOUT.as_secs()
+                    ),
+                )
+                .await;
+        }
+        Err(e) => {
+            facts.failed = Some(format!("{}: {e}", e.step()));
+            return Err(e);
         }
     }
-    let elapsed = ds
-        .meta()
+    finalizer::remove(&p.raw, &ds.metadata).await?;
+    Ok(Action::await_change())
+}
+
+/// How long the object has been in deletion.
+fn deleting_for(ds: &DittoServer) -> Duration {
+    ds.metadata
         .deletion_timestamp
         .as_ref()
         .map(|t| jiff::Timestamp::now().duration_since(t.0))
         .and_then(|d| Duration::try_from(d).ok())
-        .unwrap_or_default();
-    match finalizer::cleanup_percona(&ctx.client, ds).await {
-        Ok(done) => {
-            match done {
-                PerconaCleanup::Nothing => {}
-                PerconaCleanup::Deleted(name) => {
-                    publish(
-                        &ctx.recorder,
-                        &reference,
-                        Reason::PerconaDeleted,
-                        format!("PerconaPGCluster {name} deleted (deleteWithServer: true)"),
-                    )
-                    .await;
-                }
-                PerconaCleanup::Orphaned(name) => {
-                    publish(
-                        &ctx.recorder,
-                        &reference,
-                        Reason::PerconaOrphaned,
-                        format!(
-                            "PerconaPGCluster {name} kept with its data (deleteWithServer: false)"
-                        ),
-                    )
-                    .await;
-                }
-            }
-            finalizer::remove(api, ds).await?;
-            Ok(Action::await_change())
-        }
-        Err(e) if elapsed >= CLEANUP_TIMEOUT => {
-            publish(
-                &ctx.recorder,
-                &reference,
-                Reason::CleanupTimeout,
-                format!(
-                    "Cleanup did not finish within {}s ({e}); releasing the finalizer",
-                    CLEANUP_TIMEOUT.as_secs()
-                ),
-            )
-            .await;
-            finalizer::remove(api, ds).await?;
-            Ok(Action::await_change())
-        }
-        Err(e) => Err(e),
+        .unwrap_or_default()
+}
+
+/// A stored spec this version cannot read: say so on the object; nothing is
+/// applied; on deletion the finalizer is still released (and a Percona cluster
+/// kept, since whether the user wanted it deleted cannot be read).
+async fn unreadable<L: ClusterLookup>(
+    stored: &StoredServer,
+    why: &Unreadable,
+    p: &Pass<'_, L>,
+) -> Result<Action, ReconcileError> {
+    let deleting = stored.metadata.deletion_timestamp.is_some();
+    p.events
+        .publish(
+            Reason::UnreadableSpec,
+            format!("the stored spec cannot be read by this operator version: {why}"),
+        )
+        .await;
+    let status = write_status(p, &stored.metadata, stored.status.as_ref(), |old, now| {
+        status::unreadable(
+            old,
+            stored.metadata.generation,
+            &why.to_string(),
+            deleting,
+            now,
+        )
+    })
+    .await;
+    if deleting && finalizer::has_finalizer(&stored.metadata) {
+        let ds = DittoServer {
+            metadata: stored.metadata.clone(),
+            spec: Default::default(),
+            status: None,
+        };
+        let mut facts = Facts::default();
+        return release_finalizer(&ds, false, p, &mut facts).await;
     }
+    status?;
+    Ok(Action::await_change())
+}
+
+/// Compute the status from the freshest previous one we know (ours, if the store
+/// does not show it yet) and patch it only when it differs: our own status writes
+/// then never feed a reconcile loop.
+async fn write_status<L>(
+    p: &Pass<'_, L>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    stored: Option<&DittoServerStatus>,
+    compute: impl FnOnce(Option<&DittoServerStatus>, &Time) -> DittoServerStatus,
+) -> Result<(), ReconcileError> {
+    let memory = p.ctx.memory();
+    let ours = memory.written_status(&p.server);
+    let old = ours.as_ref().or(stored);
+    let now = Time(jiff::Timestamp::now());
+    let new = compute(old, &now);
+    if old == Some(&new) {
+        return Ok(());
+    }
+    let name = meta.name.as_deref().unwrap_or_default();
+    p.raw
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": new })),
+        )
+        .await
+        .map_err(ReconcileError::Status)?;
+    memory.status_written(&p.server, new);
+    Ok(())
 }

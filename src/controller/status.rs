@@ -19,17 +19,20 @@ pub const DEGRADED: &str = "Degraded";
 pub const CONFIG_READY: &str = "ConfigReady";
 pub const DATABASE_READY: &str = "DatabaseReady";
 
-/// What the reconciler saw on this pass.
+/// What one pass observed and did: the only input of the status besides the
+/// effective spec and the previous status.
 #[derive(Clone, Debug, Default)]
-pub struct Observed {
+pub struct Facts {
     pub generation: Option<i64>,
     /// Validation errors, joined; the spec was not applied.
     pub invalid: Option<String>,
     /// A failed pipeline step (`step: error`).
     pub failed: Option<String>,
+    /// Objects with a child's name that are not ours (what to do included).
+    pub conflicts: Vec<String>,
     /// Percona cluster state (`status.state`), `None` if it does not exist yet.
     pub percona_state: Option<String>,
-    /// The live StatefulSet, if any.
+    /// The StatefulSet as observed (or as the API server returned our write).
     pub stateful_set: Option<StatefulSet>,
     pub config_hash: Option<String>,
     pub deleting: bool,
@@ -55,7 +58,7 @@ fn cond(type_: &'static str, ok: bool, reason: &'static str, message: impl Into<
 pub fn compute(
     old: Option<&DittoServerStatus>,
     eff: &EffectiveSpec,
-    obs: &Observed,
+    obs: &Facts,
     now: &Time,
 ) -> DittoServerStatus {
     let desired = eff.replicas;
@@ -147,6 +150,12 @@ pub fn compute(
             "InvalidSpec",
             "Not progressing until the spec is fixed",
         ),
+        _ if !obs.conflicts.is_empty() => cond(
+            PROGRESSING,
+            false,
+            "NameConflict",
+            "Not progressing until the conflicting objects are removed; see Degraded",
+        ),
         (None, _) => cond(
             PROGRESSING,
             true,
@@ -193,6 +202,9 @@ pub fn compute(
             "The spec failed validation; see ConfigReady",
         ),
         (None, Some(step)) => cond(DEGRADED, true, "ReconcileFailed", step.clone()),
+        (None, None) if !obs.conflicts.is_empty() => {
+            cond(DEGRADED, true, "NameConflict", obs.conflicts.join("; "))
+        }
         (None, None) => cond(DEGRADED, false, "AsExpected", "Reconciled without errors"),
     };
 
@@ -281,6 +293,44 @@ pub fn compute(
     }
 }
 
+/// The status of an object whose stored spec this version cannot read: nothing is
+/// applied, the reason is in ConfigReady and Degraded. Phase `Deleting` while it
+/// is being deleted.
+pub fn unreadable(
+    old: Option<&DittoServerStatus>,
+    generation: Option<i64>,
+    why: &str,
+    deleting: bool,
+    now: &Time,
+) -> DittoServerStatus {
+    let message = format!(
+        "the stored spec cannot be read by this operator version ({why}): fix the field, or run an operator version that knows it"
+    );
+    let conditions = [
+        cond(
+            READY,
+            false,
+            "ConditionsNotMet",
+            "Not ready: ConfigNotReady",
+        ),
+        cond(DEGRADED, true, "UnreadableSpec", message.clone()),
+        cond(CONFIG_READY, false, "UnreadableSpec", message),
+    ]
+    .into_iter()
+    .map(|c| to_condition(c, old, generation, now))
+    .collect();
+    DittoServerStatus {
+        observed_generation: generation,
+        phase: Some(if deleting {
+            Phase::Deleting
+        } else {
+            Phase::Failed
+        }),
+        conditions,
+        ..old.cloned().unwrap_or_default()
+    }
+}
+
 fn to_condition(
     c: Cond,
     old: Option<&DittoServerStatus>,
@@ -353,7 +403,7 @@ mod tests {
     #[test]
     fn ready_when_the_pod_is_ready_and_times_are_stable() {
         let e = eff("{storage: {metadataSize: 1Gi}}");
-        let waiting = Observed {
+        let waiting = Facts {
             generation: Some(1),
             stateful_set: Some(sts(0, 1, 1)),
             ..Default::default()
@@ -362,7 +412,7 @@ mod tests {
         assert_eq!(condition_status(Some(&first), READY), Some("False"));
         assert_eq!(first.phase, Some(Phase::Pending));
 
-        let running = Observed {
+        let running = Facts {
             stateful_set: Some(sts(1, 1, 1)),
             ..waiting.clone()
         };
@@ -389,7 +439,7 @@ mod tests {
     #[test]
     fn invalid_spec_fails_config_ready() {
         let e = eff("{storage: {metadataSize: 1Gi}}");
-        let obs = Observed {
+        let obs = Facts {
             invalid: Some("spec.replicas: bad".into()),
             ..Default::default()
         };
@@ -402,7 +452,7 @@ mod tests {
     #[test]
     fn percona_waiting_shows_database_not_ready() {
         let e = eff("{storage: {metadataSize: 1Gi}, percona: {enabled: true}}");
-        let obs = Observed {
+        let obs = Facts {
             percona_state: Some("initializing".into()),
             ..Default::default()
         };
@@ -422,7 +472,7 @@ mod tests {
     #[test]
     fn rollout_is_progressing_and_stopped_is_available() {
         let e = eff("{storage: {metadataSize: 1Gi}}");
-        let rolling = Observed {
+        let rolling = Facts {
             stateful_set: Some(sts(1, 2, 1)),
             ..Default::default()
         };
@@ -438,7 +488,7 @@ mod tests {
         let s = compute(
             None,
             &stopped,
-            &Observed {
+            &Facts {
                 stateful_set: Some(idle),
                 ..Default::default()
             },
@@ -451,7 +501,7 @@ mod tests {
     #[test]
     fn endpoints_name_service_and_client_port() {
         let e = eff("{storage: {metadataSize: 1Gi}, smb: {enabled: true}}");
-        let s = compute(None, &e, &Observed::default(), &time(1));
+        let s = compute(None, &e, &Facts::default(), &time(1));
         let ep = s.endpoints.expect("endpoints");
         assert_eq!(ep.nfs.as_deref(), Some("d-file.ns.svc:2049"));
         assert_eq!(ep.smb.as_deref(), Some("d-file.ns.svc:445"));

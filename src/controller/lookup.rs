@@ -1,0 +1,42 @@
+//! The validation core's cluster questions, answered from what the pass observed:
+//! the reconciler validates with the same rules as the webhook without reading a
+//! Secret twice. Questions the observation does not cover (StorageClasses, a Secret
+//! the pod does not read) go to the webhook's lookup (caches, bounded GETs).
+
+use crate::validation::{ClusterLookup, Lookup, SecretFacts};
+
+use super::observe::{Observed, PerconaSeen};
+
+pub struct ObservedLookup<'a, L> {
+    pub observed: &'a Observed,
+    pub namespace: &'a str,
+    pub fallback: &'a L,
+}
+
+impl<L: ClusterLookup> ClusterLookup for ObservedLookup<'_, L> {
+    async fn storage_class(&self, name: &str) -> Lookup<()> {
+        self.fallback.storage_class(name).await
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
+        if namespace == self.namespace
+            && let Some(data) = self
+                .observed
+                .secrets
+                .get(name)
+                .and_then(|s| s.data.as_ref())
+        {
+            return Lookup::Found(SecretFacts {
+                value_lengths: data.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+            });
+        }
+        self.fallback.secret(namespace, name).await
+    }
+
+    async fn percona_crd(&self) -> Lookup<()> {
+        match self.observed.percona {
+            PerconaSeen::TypeAbsent => Lookup::NotFound,
+            PerconaSeen::Absent | PerconaSeen::Present { .. } => Lookup::Found(()),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! What the reconciler remembers between passes, per DittoServer and per child:
+//! its own writes the stores may not show yet, the backoff, and the events it
+//! published. Everything about a DittoServer is forgotten when it is deleted.
+//!
+//! Why remember our own writes: the stores trail the API server (seconds to minutes
+//! under load). A pass that ran on a store that does not yet show the previous
+//! pass's write would write again — or, worse, fail a precondition and back off.
+//! Each entry is dropped as soon as the store catches up with it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+
+use crate::crd::DittoServerStatus;
+
+use super::apply::APPLIED_HASH_ANNOTATION;
+use super::finalizer::FINALIZER;
+use super::stored::StoredServer;
+use super::watches::ServerRef;
+
+/// First retry delay after a failure; doubles per consecutive failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Cap of the per-object backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// A child object, by kind, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChildKey {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ChildKey {
+    pub fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
+        Self {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ChildKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// A child as we last wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub uid: String,
+    pub applied_hash: String,
+}
+
+/// What triggers a pass: a change of spec, deletion or finalizers. Our own status
+/// writes change none of these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    uid: Option<String>,
+    generation: Option<i64>,
+    deleting: bool,
+    finalizer: bool,
+}
+
+#[derive(Default)]
+struct ServerMemory {
+    uid: Option<String>,
+    fingerprint: Option<Fingerprint>,
+    failures: u32,
+    /// Last note published per event reason.
+    events: HashMap<&'static str, String>,
+    /// The last status we wrote, until the store shows it.
+    status: Option<DittoServerStatus>,
+    /// We added our finalizer, until the store shows it.
+    finalizer_added: bool,
+}
+
+#[derive(Default)]
+pub struct Memory {
+    servers: Mutex<HashMap<ServerRef, ServerMemory>>,
+    written: Mutex<HashMap<ChildKey, Written>>,
+}
+
+impl Memory {
+    fn with<T>(&self, server: &ServerRef, f: impl FnOnce(&mut ServerMemory) -> T) -> T {
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        f(servers.entry(server.clone()).or_default())
+    }
+
+    /// A DittoServer event arrived (after the store applied it). Returns whether a
+    /// pass is due: the spec, deletion or finalizers changed.
+    pub fn server_changed(&self, server: &ServerRef, stored: &StoredServer) -> bool {
+        let fingerprint = Fingerprint {
+            uid: stored.metadata.uid.clone(),
+            generation: stored.metadata.generation,
+            deleting: stored.metadata.deletion_timestamp.is_some(),
+            finalizer: stored.finalizers().iter().any(|f| f == FINALIZER),
+        };
+        self.with(server, |m| {
+            if m.uid != stored.metadata.uid {
+                *m = ServerMemory {
+                    uid: stored.metadata.uid.clone(),
+                    ..Default::default()
+                };
+            }
+            if m.status.is_some() && m.status == stored.status {
+                m.status = None;
+            }
+            if fingerprint.finalizer {
+                m.finalizer_added = false;
+            }
+            let changed = m.fingerprint.as_ref() != Some(&fingerprint);
+            m.fingerprint = Some(fingerprint);
+            changed
+        })
+    }
+
+    /// Forget everything about a deleted DittoServer.
+    pub fn forget(&self, server: &ServerRef) {
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        servers.remove(server);
+    }
+
+    /// How many DittoServers are remembered (for tests and the memory benchmark).
+    pub fn servers_remembered(&self) -> usize {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Next retry delay after one more failure: 5 s, 10 s, 20 s … 300 s.
+    pub fn next_backoff(&self, server: &ServerRef) -> Duration {
+        self.with(server, |m| {
+            m.failures = m.failures.saturating_add(1);
+            BACKOFF_BASE
+                .saturating_mul(1u32.checked_shl(m.failures - 1).unwrap_or(u32::MAX))
+                .min(BACKOFF_MAX)
+        })
+    }
+
+    /// A pass succeeded: start the backoff over.
+    pub fn reset_backoff(&self, server: &ServerRef) {
+        self.with(server, |m| m.failures = 0);
+    }
+
+    /// Whether to publish `note` under `reason`: only when it differs from what was
+    /// last published under that reason, so a repeated failure is one event.
+    pub fn event_is_new(&self, server: &ServerRef, reason: &'static str, note: &str) -> bool {
+        self.with(server, |m| {
+            if m.events.get(reason).map(String::as_str) == Some(note) {
+                return false;
+            }
+            m.events.insert(reason, note.to_string());
+            true
+        })
+    }
+
+    /// The condition behind `reason` is over: a later recurrence is news again.
+    pub fn event_resolved(&self, server: &ServerRef, reason: &'static str) {
+        self.with(server, |m| {
+            m.events.remove(reason);
+        });
+    }
+
+    /// The status we last wrote, if the store does not show it yet.
+    pub fn written_status(&self, server: &ServerRef) -> Option<DittoServerStatus> {
+        self.with(server, |m| m.status.clone())
+    }
+
+    pub fn status_written(&self, server: &ServerRef, status: DittoServerStatus) {
+        self.with(server, |m| m.status = Some(status));
+    }
+
+    /// Did we add our finalizer while the store does not show it yet?
+    pub fn finalizer_added(&self, server: &ServerRef) -> bool {
+        self.with(server, |m| m.finalizer_added)
+    }
+
+    pub fn finalizer_was_added(&self, server: &ServerRef) {
+        self.with(server, |m| m.finalizer_added = true);
+    }
+
+    /// What we last wrote to `child`, if the store does not show it yet.
+    pub fn written(&self, child: &ChildKey) -> Option<Written> {
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        written.get(child).cloned()
+    }
+
+    pub fn child_written(&self, child: ChildKey, written: Written) {
+        let mut map = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(child, written);
+    }
+
+    /// A child event arrived: drop our record once the store shows that write, or
+    /// shows the object deleted or replaced.
+    pub fn child_seen(&self, kind: &'static str, meta: &ObjectMeta, deleted: bool) {
+        let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
+            return;
+        };
+        let key = ChildKey::new(kind, ns, name);
+        let mut map = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(w) = map.get(&key) else {
+            return;
+        };
+        let same_object = meta.uid.as_deref() == Some(w.uid.as_str());
+        let hash = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
+        if deleted || !same_object || hash == Some(&w.applied_hash) {
+            map.remove(&key);
+        }
+    }
+
+    /// Forget a child record (the object was found deleted or foreign).
+    pub fn child_forgotten(&self, child: &ChildKey) {
+        let mut map = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(child);
+    }
+}

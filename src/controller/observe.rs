@@ -1,0 +1,434 @@
+//! Observe: everything one pass needs to know about the cluster, read once, at the
+//! start of the pass, from the watch-fed stores (plus the reconciler's memory of
+//! its own recent writes, which the stores may not show yet).
+//!
+//! The only requests here are GETs of Secret data the stores cannot hold: a Secret
+//! the server reads whose resourceVersion moved since it was last read, and a
+//! managed Secret the store does not show — absence is confirmed with a GET before
+//! a new value is generated, so a lagging store can never replace a key.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+
+use crate::api_error::{self, Absent};
+use crate::crd::{DittoServer, GROUP, KIND};
+use crate::effective::EffectiveSpec;
+use crate::names;
+use crate::resources::labels::MANAGED_BY;
+use crate::resources::percona::api_resource;
+use crate::resources::{ManagedSecretValues, SecretData};
+
+use super::apply::APPLIED_HASH_ANNOTATION;
+use super::error::ReconcileError;
+use super::memory::{ChildKey, Memory};
+use super::watches::{CachedSecret, PerconaType, Stores};
+
+/// Whose an existing object is, seen from one DittoServer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Controlled by this DittoServer (its owner reference, our uid).
+    This,
+    /// Carries our labels for this DittoServer and no controller: ours to take
+    /// (left behind by an orphaning delete, or a kept Percona cluster).
+    Adoptable,
+    /// Anything else: never written, never deleted. The text says whose it is.
+    Foreign(String),
+}
+
+/// An existing child as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub uid: String,
+    pub owner: Owner,
+    /// `dittofs.io/applied-hash`: the body we last applied.
+    pub applied_hash: Option<String>,
+}
+
+impl Seen {
+    /// Judge `meta` for the DittoServer `ds`.
+    pub fn of(meta: &ObjectMeta, ds: &DittoServer) -> Self {
+        Seen {
+            uid: meta.uid.clone().unwrap_or_default(),
+            owner: owner(meta, ds),
+            applied_hash: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION).cloned()),
+        }
+    }
+
+    pub fn is_ours(&self) -> bool {
+        matches!(self.owner, Owner::This | Owner::Adoptable)
+    }
+}
+
+fn owner(meta: &ObjectMeta, ds: &DittoServer) -> Owner {
+    let uid = ds.uid().unwrap_or_default();
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    if let Some(c) = controller {
+        return if c.uid == uid {
+            Owner::This
+        } else if c.kind == KIND && c.api_version.starts_with(GROUP) {
+            Owner::Foreign(format!(
+                "it belongs to another DittoServer {} (uid {})",
+                c.name, c.uid
+            ))
+        } else {
+            Owner::Foreign(format!("it is controlled by {} {}", c.kind, c.name))
+        };
+    }
+    let labels = meta.labels.clone().unwrap_or_default();
+    let labelled = labels
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        == Some(MANAGED_BY)
+        && labels.get("app.kubernetes.io/instance") == Some(&ds.name_any());
+    if labelled {
+        Owner::Adoptable
+    } else {
+        Owner::Foreign("it was not created by dittofs-operator for this DittoServer".into())
+    }
+}
+
+/// A Secret as observed: ownership and (for the Secrets the pod reads) its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretSeen {
+    pub seen: Seen,
+    pub data: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+/// The PerconaPGCluster `<name>-postgres`, as observed.
+#[derive(Clone, Debug)]
+pub enum PerconaSeen {
+    /// The Percona CRD is not installed: no cluster can exist.
+    TypeAbsent,
+    /// The type is served and the cluster does not exist.
+    Absent,
+    Present {
+        seen: Seen,
+        cluster: Box<DynamicObject>,
+    },
+}
+
+impl PerconaSeen {
+    /// `status.state` of an existing cluster (`ready`, `initializing`, …).
+    pub fn state(&self) -> Option<String> {
+        match self {
+            PerconaSeen::Present { cluster, .. } => Some(
+                cluster
+                    .data
+                    .pointer("/status/state")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.state().as_deref() == Some("ready")
+    }
+}
+
+/// What one pass knows about the cluster.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub config_map: Option<Seen>,
+    /// Services that exist among the names we manage, by name.
+    pub services: BTreeMap<String, Seen>,
+    /// Secrets that exist among those the pod reads and the managed names, by name.
+    pub secrets: BTreeMap<String, SecretSeen>,
+    pub stateful_set: Option<(Seen, StatefulSet)>,
+    pub percona: PerconaSeen,
+}
+
+impl Observed {
+    /// Data of every existing Secret the pod reads (input of the config hash).
+    pub fn secret_data(&self, eff: &EffectiveSpec) -> SecretData {
+        let mut names = eff.referenced_secrets();
+        names.extend(
+            [&eff.jwt.secret, &eff.admin.password]
+                .into_iter()
+                .filter(|s| s.managed)
+                .map(|s| s.name.clone()),
+        );
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let data = self.secrets.get(&n)?.data.clone()?;
+                Some((n, data))
+            })
+            .collect()
+    }
+
+    /// Values of the managed Secrets: what exists (ours) is kept forever,
+    /// `generated` fills what does not exist yet.
+    pub fn managed_values(
+        &self,
+        eff: &EffectiveSpec,
+        generated: ManagedSecretValues,
+    ) -> ManagedSecretValues {
+        let existing = |name: &str, key: &str| {
+            let s = self.secrets.get(name)?;
+            if !s.seen.is_ours() {
+                return None;
+            }
+            let v = s.data.as_ref()?.get(key)?;
+            Some(String::from_utf8_lossy(v).into_owned()).filter(|v| !v.is_empty())
+        };
+        ManagedSecretValues {
+            jwt_secret: existing(&eff.jwt.secret.name, &eff.jwt.secret.key)
+                .unwrap_or(generated.jwt_secret),
+            admin_password: existing(
+                &eff.admin.password.name,
+                crate::defaults::ADMIN_PASSWORD_KEY,
+            )
+            .unwrap_or(generated.admin_password),
+        }
+    }
+}
+
+/// Observe the cluster for `ds` (resolved into `eff`).
+pub async fn observe(
+    client: &Client,
+    stores: &Stores,
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+) -> Result<Observed, ReconcileError> {
+    let ns = eff.namespace.as_str();
+    let memory = &stores.memory;
+
+    let config_map = seen_in(
+        memory,
+        "ConfigMap",
+        ns,
+        &names::config_map(&eff.name),
+        stores
+            .config_maps
+            .get(&key(ns, &names::config_map(&eff.name)))
+            .map(|c| Seen::of(&c.metadata, ds)),
+    );
+
+    let services = [
+        names::file_service(&eff.name),
+        names::api_service(&eff.name),
+        names::headless_service(&eff.name),
+        names::metrics_service(&eff.name),
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        let in_store = stores
+            .services
+            .get(&key(ns, &name))
+            .map(|s| Seen::of(&s.metadata, ds));
+        let seen = seen_in(memory, "Service", ns, &name, in_store)?;
+        Some((name, seen))
+    })
+    .collect();
+
+    let stateful_set = stores.stateful_sets.get(&key(ns, &eff.name)).map(|sts| {
+        let seen = Seen::of(&sts.metadata, ds);
+        let seen = with_written(memory, "StatefulSet", ns, &eff.name, seen);
+        (seen, StatefulSet::clone(&sts))
+    });
+
+    let secrets = observe_secrets(client, stores, ds, eff).await?;
+    let percona = observe_percona(client, stores, ds, ns).await?;
+    Ok(Observed {
+        config_map,
+        services,
+        secrets,
+        stateful_set,
+        percona,
+    })
+}
+
+fn key<K: Resource<DynamicType = ()>>(ns: &str, name: &str) -> ObjectRef<K> {
+    ObjectRef::new(name).within(ns)
+}
+
+/// A child as the store shows it, or — when the store does not show it yet — as
+/// we last wrote it (a store shows every write before any later deletion, so our
+/// record is dropped on that deletion and cannot outlive the object).
+fn seen_in(
+    memory: &Memory,
+    kind: &'static str,
+    ns: &str,
+    name: &str,
+    in_store: Option<Seen>,
+) -> Option<Seen> {
+    match in_store {
+        Some(seen) => Some(with_written(memory, kind, ns, name, seen)),
+        None => memory
+            .written(&ChildKey::new(kind, ns, name))
+            .map(|w| Seen {
+                uid: w.uid,
+                owner: Owner::This,
+                applied_hash: Some(w.applied_hash),
+            }),
+    }
+}
+
+/// Our own write is newer than a store that does not show it yet.
+fn with_written(memory: &Memory, kind: &'static str, ns: &str, name: &str, mut seen: Seen) -> Seen {
+    if let Some(w) = memory.written(&ChildKey::new(kind, ns, name))
+        && w.uid == seen.uid
+    {
+        seen.applied_hash = Some(w.applied_hash);
+    }
+    seen
+}
+
+async fn observe_secrets(
+    client: &Client,
+    stores: &Stores,
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+) -> Result<BTreeMap<String, SecretSeen>, ReconcileError> {
+    let ns = eff.namespace.as_str();
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    // Read: what the pod reads. Watched only: the managed names, which may exist
+    // without being read (released, or the user switched to their own Secret).
+    let mut read = eff.referenced_secrets();
+    let mut managed = Vec::new();
+    for s in [&eff.jwt.secret, &eff.admin.password] {
+        if s.managed {
+            managed.push(s.name.clone());
+        }
+    }
+    read.extend(managed.iter().cloned());
+    let mut all = read.clone();
+    all.extend([names::jwt_secret(&eff.name), names::admin_secret(&eff.name)]);
+    all.sort();
+    all.dedup();
+
+    let mut out = BTreeMap::new();
+    for name in all {
+        let wanted_data = read.contains(&name);
+        let meta = stores
+            .secrets
+            .get(&ObjectRef::new(&name).within(ns))
+            .map(|s| s.metadata.clone());
+        let written = stores.memory.written(&ChildKey::new("Secret", ns, &name));
+        let meta = match meta {
+            Some(meta) => Some(meta),
+            // Not in the store: for a managed Secret, or one we just wrote, a lagging
+            // store must not make us generate a new value over an existing one.
+            None if managed.contains(&name) || written.is_some() => {
+                read_secret(&api, stores, ns, &name)
+                    .await?
+                    .map(|(meta, _)| meta)
+            }
+            None => None,
+        };
+        let Some(meta) = meta else { continue };
+        let seen = with_written(&stores.memory, "Secret", ns, &name, Seen::of(&meta, ds));
+        let data = if wanted_data {
+            let rv = meta.resource_version.clone().unwrap_or_default();
+            match stores.secret_data.get(ns, &name, &rv) {
+                Some(c) => Some(c.data),
+                None => read_secret(&api, stores, ns, &name).await?.map(|(_, d)| d),
+            }
+        } else {
+            None
+        };
+        out.insert(name, SecretSeen { seen, data });
+    }
+    Ok(out)
+}
+
+/// GET a Secret and cache its data; `None` when it does not exist.
+async fn read_secret(
+    api: &Api<Secret>,
+    stores: &Stores,
+    ns: &str,
+    name: &str,
+) -> Result<Option<(ObjectMeta, BTreeMap<String, Vec<u8>>)>, ReconcileError> {
+    let secret = match api.get(name).await {
+        Ok(s) => s,
+        Err(e) if api_error::is_absent(&e) => {
+            stores.secret_data.remove(ns, name);
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(ReconcileError::Read {
+                what: format!("Secret {ns}/{name}"),
+                source,
+            });
+        }
+    };
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    stores.secret_data.put(
+        ns,
+        name,
+        CachedSecret {
+            resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
+            data: data.clone(),
+        },
+    );
+    Ok(Some((secret.metadata, data)))
+}
+
+/// The PerconaPGCluster of `ds`: from the store once it has listed, else one GET
+/// (a 404 without a Status body means the CRD is not installed).
+pub async fn observe_percona(
+    client: &Client,
+    stores: &Stores,
+    ds: &DittoServer,
+    ns: &str,
+) -> Result<PerconaSeen, ReconcileError> {
+    let name = names::percona_cluster(&ds.name_any());
+    let present = |cluster: DynamicObject| {
+        let seen = with_written(
+            &stores.memory,
+            "PerconaPGCluster",
+            ns,
+            &name,
+            Seen::of(cluster.meta(), ds),
+        );
+        PerconaSeen::Present {
+            seen,
+            cluster: Box::new(cluster),
+        }
+    };
+    match stores.percona_type() {
+        PerconaType::Absent => return Ok(PerconaSeen::TypeAbsent),
+        PerconaType::Served => {
+            let key = ObjectRef::new_with(&name, api_resource()).within(ns);
+            return Ok(match stores.percona.get(&key) {
+                Some(c) => present(DynamicObject::clone(&c)),
+                None => PerconaSeen::Absent,
+            });
+        }
+        _ => {}
+    }
+    // The watch has not listed yet: ask once.
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource());
+    match api.get(&name).await {
+        Ok(c) => Ok(present(c)),
+        Err(e) => match api_error::absent(&e) {
+            Some(Absent::Type) => Ok(PerconaSeen::TypeAbsent),
+            Some(Absent::Object) => Ok(PerconaSeen::Absent),
+            None => Err(ReconcileError::Read {
+                what: format!("PerconaPGCluster {ns}/{name}"),
+                source: e,
+            }),
+        },
+    }
+}

@@ -1,0 +1,569 @@
+//! The watch-fed stores every reconcile pass reads, and the triggers they feed.
+//!
+//! One reflector per type runs for the life of the process on every replica, so a
+//! replica that gains the Lease starts from warm caches. A pass never GETs what a
+//! store holds; every store may trail the API server, which the passes allow for
+//! (see `apply.rs` and `finalizer.rs`).
+//!
+//! | store | what | why this shape |
+//! |---|---|---|
+//! | `servers` | every DittoServer, spec parsed per object | one unreadable object must not stop the watch |
+//! | `config_maps`, `services` | metadata of ours (label-selected) | the applied hash and owner are all a pass needs |
+//! | `stateful_sets` | ours, full | status feeds the DittoServer status |
+//! | `secrets` | metadata of **every** Secret, annotations dropped | triggers and ownership checks without holding Secret data |
+//! | `percona` | PerconaPGClusters of ours | state; the CRD may be absent, which is an answer |
+//!
+//! Secret data is read (GET) only for Secrets a DittoServer reads, and again only
+//! when the Secret's resourceVersion moves (`SecretCache`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api_error::{self, Absent};
+use crate::crd::GROUP;
+use crate::effective::EffectiveSpec;
+use crate::resources::labels::MANAGED_BY;
+use crate::resources::percona::api_resource;
+
+use super::apply::APPLIED_HASH_ANNOTATION;
+use super::memory::Memory;
+use super::stored::StoredServer;
+
+/// A reference to a DittoServer in the stores.
+pub type ServerRef = ObjectRef<StoredServer>;
+
+/// Label selector of every child we create.
+pub fn ours_selector() -> String {
+    format!("app.kubernetes.io/managed-by={MANAGED_BY}")
+}
+
+/// Page size of the cluster-wide Secret list: Secrets created by `kubectl apply`
+/// carry their whole data again in an annotation, so a page of 500 can be large.
+const SECRET_PAGE_SIZE: u32 = 100;
+
+/// Whether the PerconaPGCluster type is served, as the Percona watch last saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerconaType {
+    /// Not known yet (the watch has not listed successfully nor been told 404).
+    Unknown,
+    /// Served, and the store has listed it.
+    Served,
+    /// The CRD is not installed (a 404 without a Status body).
+    Absent,
+}
+
+/// The stores, shared by every pass.
+#[derive(Clone)]
+pub struct Stores {
+    pub servers: Store<StoredServer>,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    pub percona: Store<DynamicObject>,
+    percona_type: Arc<AtomicU8>,
+    /// Which DittoServers read which Secret, kept up to date on DittoServer events.
+    pub secret_index: Arc<SecretIndex>,
+    /// Data of the Secrets DittoServers read, by resourceVersion.
+    pub secret_data: Arc<SecretCache>,
+    /// What the reconciler wrote and the stores may not show yet, and per-object memory.
+    pub memory: Arc<Memory>,
+}
+
+/// The write ends of the stores; `Stores::start` feeds them from watches, tests may
+/// feed them by hand.
+pub struct Writers {
+    pub servers: Writer<StoredServer>,
+    pub config_maps: Writer<PartialObjectMeta<ConfigMap>>,
+    pub services: Writer<PartialObjectMeta<Service>>,
+    pub stateful_sets: Writer<StatefulSet>,
+    pub secrets: Writer<PartialObjectMeta<Secret>>,
+    pub percona: Writer<DynamicObject>,
+}
+
+impl Stores {
+    /// Empty stores and their writers.
+    pub fn new() -> (Self, Writers) {
+        let (servers, servers_w) = reflector::store();
+        let (config_maps, config_maps_w) = reflector::store();
+        let (services, services_w) = reflector::store();
+        let (stateful_sets, stateful_sets_w) = reflector::store();
+        let (secrets, secrets_w) = reflector::store();
+        let percona_w = Writer::new(api_resource());
+        let percona = percona_w.as_reader();
+        let stores = Self {
+            servers,
+            config_maps,
+            services,
+            stateful_sets,
+            secrets,
+            percona,
+            percona_type: Arc::new(AtomicU8::new(PerconaType::Unknown as u8)),
+            secret_index: Arc::default(),
+            secret_data: Arc::default(),
+            memory: Arc::default(),
+        };
+        let writers = Writers {
+            servers: servers_w,
+            config_maps: config_maps_w,
+            services: services_w,
+            stateful_sets: stateful_sets_w,
+            secrets: secrets_w,
+            percona: percona_w,
+        };
+        (stores, writers)
+    }
+
+    /// Start one watch per store (until `shutdown`); events are turned into
+    /// reconcile requests on `triggers`.
+    pub fn start(client: &Client, triggers: Triggers, shutdown: &CancellationToken) -> Self {
+        let (stores, w) = Self::new();
+        let ours = watcher::Config::default().labels(&ours_selector());
+
+        let s = stores.clone();
+        let t = triggers.clone();
+        spawn_reflector(
+            "DittoServer",
+            w.servers,
+            watcher::watcher(
+                Api::<StoredServer>::all(client.clone()),
+                watcher::Config::default().any_semantic(),
+            ),
+            move |event| s.on_server_event(event, &t),
+            |_| {},
+            shutdown,
+        );
+        let (s, t) = (stores.clone(), triggers.clone());
+        spawn_reflector(
+            "ConfigMap",
+            w.config_maps,
+            watcher::watcher(
+                Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+                ours.clone(),
+            ),
+            move |event| s.on_child_event("ConfigMap", event, &t),
+            |_| {},
+            shutdown,
+        );
+        let (s, t) = (stores.clone(), triggers.clone());
+        spawn_reflector(
+            "Service",
+            w.services,
+            watcher::watcher(
+                Api::<PartialObjectMeta<Service>>::all(client.clone()),
+                ours.clone(),
+            ),
+            move |event| s.on_child_event("Service", event, &t),
+            |_| {},
+            shutdown,
+        );
+        let (s, t) = (stores.clone(), triggers.clone());
+        spawn_reflector(
+            "StatefulSet",
+            w.stateful_sets,
+            watcher::watcher(Api::<StatefulSet>::all(client.clone()), ours.clone())
+                .modify(|sts| sts.metadata.managed_fields = None),
+            move |event| s.on_child_event("StatefulSet", event, &t),
+            |_| {},
+            shutdown,
+        );
+        let (s, t) = (stores.clone(), triggers.clone());
+        spawn_reflector(
+            "Secret",
+            w.secrets,
+            watcher::watcher(
+                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                watcher::Config::default().page_size(SECRET_PAGE_SIZE),
+            )
+            .modify(strip_secret_metadata),
+            move |event| s.on_secret_event(event, &t),
+            |_| {},
+            shutdown,
+        );
+        let (s, t) = (stores.clone(), triggers);
+        let absent = stores.clone();
+        spawn_reflector(
+            "PerconaPGCluster",
+            w.percona,
+            watcher::watcher(
+                Api::<DynamicObject>::all_with(client.clone(), &api_resource()),
+                ours,
+            )
+            .modify(|c| c.metadata.managed_fields = None),
+            move |event| {
+                // Served, and listed: the store answers from here on.
+                if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                    s.set_percona_type(PerconaType::Served);
+                }
+                s.on_child_event("PerconaPGCluster", event, &t);
+            },
+            move |error| {
+                if watch_error_source(error).and_then(api_error::absent) == Some(Absent::Type) {
+                    absent.set_percona_type(PerconaType::Absent);
+                }
+            },
+            shutdown,
+        );
+        stores
+    }
+
+    /// Wait until every store (but Percona's, whose CRD may never exist) has listed.
+    pub async fn synced(&self) {
+        let _ = futures::join!(
+            self.servers.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.stateful_sets.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+        );
+    }
+
+    pub fn percona_type(&self) -> PerconaType {
+        match self.percona_type.load(Ordering::Acquire) {
+            x if x == PerconaType::Served as u8 => PerconaType::Served,
+            x if x == PerconaType::Absent as u8 => PerconaType::Absent,
+            _ => PerconaType::Unknown,
+        }
+    }
+
+    pub fn set_percona_type(&self, t: PerconaType) {
+        self.percona_type.store(t as u8, Ordering::Release);
+    }
+
+    /// A DittoServer changed: refresh what it reads, forget it when gone, and
+    /// reconcile it when something a pass acts on changed (not on our own status
+    /// writes, which change nothing a pass reads).
+    pub fn on_server_event(&self, event: &watcher::Event<StoredServer>, triggers: &Triggers) {
+        match event {
+            watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                let r = ObjectRef::from(s);
+                self.secret_index.set(&r, secrets_read_by(s));
+                if self.memory.server_changed(&r, s) {
+                    triggers.send(r);
+                }
+            }
+            watcher::Event::Delete(s) => {
+                let r = ObjectRef::from(s);
+                self.secret_index.remove(&r);
+                self.secret_data.retain_referenced(&self.secret_index);
+                self.memory.forget(&r);
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    /// One of our children changed: reconcile its DittoServer.
+    fn on_child_event<K: Resource + ResourceExt>(
+        &self,
+        kind: &'static str,
+        event: &watcher::Event<K>,
+        triggers: &Triggers,
+    ) {
+        let (obj, deleted) = match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => (o, false),
+            watcher::Event::Delete(o) => (o, true),
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        self.memory.child_seen(kind, obj.meta(), deleted);
+        if let Some(server) = server_of(obj.meta()) {
+            triggers.send(server);
+        }
+    }
+
+    /// A Secret changed: reconcile the DittoServers that read it (none for almost
+    /// every Secret of the cluster), and drop data that is no longer current.
+    fn on_secret_event(
+        &self,
+        event: &watcher::Event<PartialObjectMeta<Secret>>,
+        triggers: &Triggers,
+    ) {
+        let (secret, deleted) = match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => (o, false),
+            watcher::Event::Delete(o) => (o, true),
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        let (Some(ns), name) = (secret.namespace(), secret.name_any()) else {
+            return;
+        };
+        if deleted {
+            self.secret_data.remove(&ns, &name);
+        }
+        self.memory.child_seen("Secret", &secret.metadata, deleted);
+        for server in self.secret_index.readers(&ns, &name) {
+            triggers.send(server);
+        }
+        // A managed Secret is also a child: reconcile its owner.
+        if let Some(server) = server_of(&secret.metadata) {
+            triggers.send(server);
+        }
+    }
+}
+
+/// The DittoServer a child belongs to: its controller owner reference, else (an
+/// orphan we labelled) its instance label.
+fn server_of(meta: &ObjectMeta) -> Option<ServerRef> {
+    let ns = meta.namespace.as_deref()?;
+    let owner = meta.owner_references.iter().flatten().find(|o| {
+        o.controller == Some(true)
+            && o.kind == crate::crd::KIND
+            && o.api_version.starts_with(&format!("{GROUP}/"))
+    });
+    if let Some(o) = owner {
+        return Some(ObjectRef::new(&o.name).within(ns));
+    }
+    let labels = meta.labels.as_ref()?;
+    if labels
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        != Some(MANAGED_BY)
+    {
+        return None;
+    }
+    labels
+        .get("app.kubernetes.io/instance")
+        .map(|i| ObjectRef::new(i).within(ns))
+}
+
+/// Names of every Secret the server's pod reads (user-referenced and managed).
+pub fn secrets_read_by(server: &StoredServer) -> Vec<String> {
+    let Ok(ds) = server.server() else {
+        return Vec::new();
+    };
+    let eff = EffectiveSpec::resolve(&ds);
+    let mut names = eff.referenced_secrets();
+    for s in [&eff.jwt.secret, &eff.admin.password] {
+        if s.managed {
+            names.push(s.name.clone());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Keep only what the reconciler reads of a Secret's metadata: identity, labels,
+/// owners and our own annotations. Annotations can hold a full copy of the data.
+fn strip_secret_metadata(secret: &mut PartialObjectMeta<Secret>) {
+    let meta = &mut secret.metadata;
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| k == APPLIED_HASH_ANNOTATION);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+fn watch_error_source(error: &watcher::Error) -> Option<&kube::Error> {
+    match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => Some(e),
+        _ => None,
+    }
+}
+
+/// Run a reflector until `shutdown`: apply events to the store, hand each to
+/// `on_event`, and each error to `on_error` (the watch retries with backoff).
+fn spawn_reflector<K, S>(
+    what: &'static str,
+    writer: Writer<K>,
+    stream: S,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
+    on_error: impl Fn(&watcher::Error) + Send + 'static,
+    shutdown: &CancellationToken,
+) where
+    K: kube::runtime::reflector::Lookup + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+{
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let events = reflector::reflector(writer, stream.default_backoff());
+        futures::pin_mut!(events);
+        loop {
+            let next = tokio::select! {
+                next = events.next() => next,
+                () = shutdown.cancelled() => return,
+            };
+            match next {
+                Some(Ok(event)) => on_event(&event),
+                Some(Err(error)) => {
+                    on_error(&error);
+                    tracing::debug!(kind = what, %error, "watch error; retrying with backoff");
+                }
+                None => return,
+            }
+        }
+    });
+}
+
+/// Where watch events turn into reconcile requests: a channel to the Controller of
+/// the current leadership term, or nowhere while this replica does not lead (a new
+/// term starts by reconciling everything).
+#[derive(Clone, Default)]
+pub struct Triggers {
+    current: Arc<Mutex<Option<mpsc::UnboundedSender<ServerRef>>>>,
+}
+
+impl Triggers {
+    pub fn send(&self, server: ServerRef) {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = current.as_ref() {
+            let _ = tx.send(server);
+        }
+    }
+
+    /// Start a term: requests go to the returned stream until it is dropped.
+    pub fn subscribe(&self) -> impl Stream<Item = ServerRef> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        futures::stream::unfold(rx, |mut rx| async move {
+            let next = rx.recv().await?;
+            Some((next, rx))
+        })
+    }
+
+    /// End the term.
+    pub fn unsubscribe(&self) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Which DittoServers read which Secret (by namespace and name).
+#[derive(Default)]
+pub struct SecretIndex {
+    inner: Mutex<SecretIndexInner>,
+}
+
+#[derive(Default)]
+struct SecretIndexInner {
+    readers: HashMap<(String, String), HashSet<ServerRef>>,
+    reads: HashMap<ServerRef, Vec<String>>,
+}
+
+impl SecretIndex {
+    /// Record that `server` reads `names` (in its namespace), replacing what it read.
+    pub fn set(&self, server: &ServerRef, names: Vec<String>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ns = server.namespace.clone().unwrap_or_default();
+        if inner.reads.get(server) == Some(&names) {
+            return;
+        }
+        if let Some(old) = inner.reads.remove(server) {
+            for name in old {
+                remove_reader(&mut inner.readers, (ns.clone(), name), server);
+            }
+        }
+        for name in &names {
+            inner
+                .readers
+                .entry((ns.clone(), name.clone()))
+                .or_default()
+                .insert(server.clone());
+        }
+        inner.reads.insert(server.clone(), names);
+    }
+
+    pub fn remove(&self, server: &ServerRef) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ns = server.namespace.clone().unwrap_or_default();
+        if let Some(old) = inner.reads.remove(server) {
+            for name in old {
+                remove_reader(&mut inner.readers, (ns.clone(), name), server);
+            }
+        }
+    }
+
+    /// The DittoServers that read Secret `ns/name`.
+    pub fn readers(&self, ns: &str, name: &str) -> Vec<ServerRef> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .readers
+            .get(&(ns.to_string(), name.to_string()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn is_read(&self, ns: &str, name: &str) -> bool {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .readers
+            .contains_key(&(ns.to_string(), name.to_string()))
+    }
+}
+
+fn remove_reader(
+    readers: &mut HashMap<(String, String), HashSet<ServerRef>>,
+    key: (String, String),
+    server: &ServerRef,
+) {
+    if let Some(set) = readers.get_mut(&key) {
+        set.remove(server);
+        if set.is_empty() {
+            readers.remove(&key);
+        }
+    }
+}
+
+/// Data of one Secret at one resourceVersion.
+#[derive(Clone, Debug)]
+pub struct CachedSecret {
+    pub resource_version: String,
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+/// Data of the Secrets DittoServers read, so a pass GETs a Secret only when its
+/// resourceVersion in the metadata store moved.
+#[derive(Default)]
+pub struct SecretCache {
+    inner: Mutex<HashMap<(String, String), CachedSecret>>,
+}
+
+impl SecretCache {
+    /// The cached data when it is at `resource_version`.
+    pub fn get(&self, ns: &str, name: &str, resource_version: &str) -> Option<CachedSecret> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .get(&(ns.to_string(), name.to_string()))
+            .filter(|c| c.resource_version == resource_version)
+            .cloned()
+    }
+
+    /// The cached data whatever its version (when the metadata store does not have
+    /// the Secret yet, a fresh read is still newer than nothing).
+    pub fn any(&self, ns: &str, name: &str) -> Option<CachedSecret> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.get(&(ns.to_string(), name.to_string())).cloned()
+    }
+
+    pub fn put(&self, ns: &str, name: &str, secret: CachedSecret) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.insert((ns.to_string(), name.to_string()), secret);
+    }
+
+    pub fn remove(&self, ns: &str, name: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.remove(&(ns.to_string(), name.to_string()));
+    }
+
+    /// Drop the data of Secrets no DittoServer reads any more.
+    pub fn retain_referenced(&self, index: &SecretIndex) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.retain(|(ns, name), _| index.is_read(ns, name));
+    }
+}
