@@ -296,6 +296,20 @@ async fn a_store_that_lags_costs_no_error_and_no_duplicate_write() {
         h.api.writes()
     );
     assert_eq!(h.count("ReconcileFailed"), 0);
+    let reads: Vec<_> = h
+        .api
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _)| *m == Method::GET)
+        .cloned()
+        .collect();
+    assert_eq!(
+        reads,
+        vec![(Method::GET, STS_PATH.to_string())],
+        "only the StatefulSet (its status) is read; the rest is known from our own writes"
+    );
 }
 
 #[tokio::test]

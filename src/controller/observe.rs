@@ -315,28 +315,42 @@ async fn observe_secrets(
 
     let mut out = BTreeMap::new();
     for name in all {
-        let wanted_data = read.contains(&name);
-        let meta = stores
+        let in_store = stores
             .secrets
             .get(&ObjectRef::new(&name).within(ns))
             .map(|s| s.metadata.clone());
         let written = stores.memory.written(&ChildKey::new("Secret", ns, &name));
-        let meta = match meta {
-            Some(meta) => Some(meta),
-            // Not in the store: for a managed Secret, or one we just wrote, a lagging
-            // store must not make us generate a new value over an existing one.
-            None if managed.contains(&name) || written.is_some() => {
-                read_secret(&api, stores, ns, &name)
-                    .await?
-                    .map(|(meta, _)| meta)
+        // The version whose data is wanted: the store's, or (not in the store yet)
+        // whatever this process last wrote or read.
+        let (seen, version) = match (in_store, written) {
+            (Some(meta), _) => {
+                let seen = with_written(&stores.memory, "Secret", ns, &name, Seen::of(&meta, ds));
+                (seen, meta.resource_version)
             }
-            None => None,
+            (None, Some(w)) => (
+                Seen {
+                    uid: w.uid,
+                    owner: Owner::This,
+                    applied_hash: Some(w.applied_hash),
+                },
+                None,
+            ),
+            // Not in the store and not written by us: for a managed Secret, absence
+            // is confirmed before a new value is generated over an existing one.
+            (None, None) if managed.contains(&name) => {
+                match read_secret(&api, stores, ns, &name).await? {
+                    Some((meta, _)) => (Seen::of(&meta, ds), meta.resource_version),
+                    None => continue,
+                }
+            }
+            (None, None) => continue,
         };
-        let Some(meta) = meta else { continue };
-        let seen = with_written(&stores.memory, "Secret", ns, &name, Seen::of(&meta, ds));
-        let data = if wanted_data {
-            let rv = meta.resource_version.clone().unwrap_or_default();
-            match stores.secret_data.get(ns, &name, &rv) {
+        let data = if read.contains(&name) {
+            let cached = match &version {
+                Some(rv) => stores.secret_data.get(ns, &name, rv),
+                None => stores.secret_data.any(ns, &name),
+            };
+            match cached {
                 Some(c) => Some(c.data),
                 None => read_secret(&api, stores, ns, &name).await?.map(|(_, d)| d),
             }
@@ -368,21 +382,9 @@ async fn read_secret(
             });
         }
     };
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    stores.secret_data.put(
-        ns,
-        name,
-        CachedSecret {
-            resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
-            data: data.clone(),
-        },
-    );
-    Ok(Some((secret.metadata, data)))
+    let cached = CachedSecret::of(&secret);
+    stores.secret_data.put(ns, name, cached.clone());
+    Ok(Some((secret.metadata, cached.data)))
 }
 
 /// The PerconaPGCluster of `ds`: from the store once it has listed, else one GET

@@ -42,7 +42,7 @@ use super::memory::ChildKey;
 use super::observe::{Observed, Owner, PerconaSeen, observe, observe_percona};
 use super::status::{self, Facts};
 use super::stored::{StoredServer, Unreadable};
-use super::watches::ServerRef;
+use super::watches::{CachedSecret, ServerRef};
 
 /// Periodic resync of a healthy object.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -253,6 +253,13 @@ async fn apply_children<L: ClusterLookup>(
         let key = ChildKey::new("Secret", ns, &secret.name_any());
         let seen = observed.secrets.get(&key.name).map(|s| &s.seen);
         let applied = apply(&secrets, &key, secret.clone(), seen, ds, memory).await?;
+        if let Some(live) = applied.live() {
+            // What we wrote is the data the next pass reads, before the store shows it.
+            p.ctx
+                .stores
+                .secret_data
+                .put(ns, &key.name, CachedSecret::of(live));
+        }
         note(&key, &applied, &mut changed, facts);
     }
 

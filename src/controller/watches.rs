@@ -527,6 +527,20 @@ pub struct CachedSecret {
     pub data: BTreeMap<String, Vec<u8>>,
 }
 
+impl CachedSecret {
+    pub fn of(secret: &Secret) -> Self {
+        Self {
+            resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
+            data: secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// Data of the Secrets DittoServers read, so a pass GETs a Secret only when its
 /// resourceVersion in the metadata store moved.
 #[derive(Default)]
