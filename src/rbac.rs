@@ -184,9 +184,10 @@ pub const RULES: &[Rule] = &[
     Rule {
         component: Component::Reconciler,
         code: "resources/labels.rs owner, sent by controller/apply.rs apply",
-        why: "children's owner references set blockOwnerDeletion (so foreground deletion \
-              waits for them); the OwnerReferencesPermissionEnforcement admission plugin \
-              requires update on the owner's finalizers subresource for that",
+        why: "owner references with blockOwnerDeletion (set by the reconciler rewrite of \
+              issue 9, so foreground deletion waits for the children) need update on the \
+              owner's finalizers subresource (OwnerReferencesPermissionEnforcement \
+              admission plugin)",
         api_group: DITTOFS,
         resources: &["dittoservers/finalizers"],
         verbs: &["update"],
@@ -426,6 +427,43 @@ pub fn chart_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
 /// The Role's rules for the Helm chart (rendered with `tpl`).
 pub fn chart_namespaced_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
     serde_yaml_ng::to_string(&policy_rules(NAMESPACED_RULES, &Install::helm()))
+}
+
+/// The permissions as a Markdown table (rule → code path → why), one section per
+/// scope, for `docs/install.md` (kept equal by `tests/generated.rs`).
+pub fn markdown_table() -> String {
+    let install = Install::plain();
+    let mut out = String::new();
+    for (title, rules) in [
+        ("ClusterRole (every namespace)", RULES),
+        ("Role (the operator's namespace only)", NAMESPACED_RULES),
+    ] {
+        out.push_str(&format!(
+            "**{title}**\n\n| API group | resources | verbs | names | code path | why |\n|---|---|---|---|---|---|\n"
+        ));
+        for r in rules {
+            let names = install.resolve(r.names);
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} | `{}` | {} |\n",
+                if r.api_group.is_empty() {
+                    "\"\""
+                } else {
+                    r.api_group
+                },
+                r.resources.join(", "),
+                r.verbs.join(", "),
+                if names.is_empty() {
+                    "any".to_string()
+                } else {
+                    names.join(", ")
+                },
+                r.code,
+                r.why
+            ));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------

@@ -71,6 +71,23 @@ fn chart_admission_policy_equals_the_generator() {
 }
 
 #[test]
+fn install_doc_permission_table_equals_the_generator() {
+    let begin = "<!-- BEGIN GENERATED: rbac table (src/rbac.rs markdown_table; UPDATE_GENERATED=1 cargo test --test generated) -->\n";
+    let end = "<!-- END GENERATED: rbac table -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/install.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/install.md");
+    let start = doc.find(begin).expect("begin marker") + begin.len();
+    let stop = doc.find(end).expect("end marker");
+    let expected = format!(
+        "{}{}{}",
+        &doc[..start],
+        dittofs_operator::rbac::markdown_table(),
+        &doc[stop..]
+    );
+    check("docs/install.md", &expected);
+}
+
+#[test]
 fn no_second_crypto_provider() {
     // Two rustls providers panic at the first TLS config; ring is the only one.
     let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
