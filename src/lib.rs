@@ -7,7 +7,7 @@
 //! - the servers: [`webhook`] (HTTPS admission), [`certs`] (certificate bootstrap),
 //!   [`controller`] (reconciler), [`leader`] (Lease), [`probes`], [`shutdown`];
 //! - the edges: [`cli`], [`manifest`] (reading YAML), [`api_error`] (what a 404
-//!   means), [`rbac`] and [`reference`]
+//!   means), [`rbac`], [`policy`] and [`reference`]
 //!   (generated artifacts), [`telemetry`], [`names`], [`duration`].
 pub mod api_error;
 pub mod certs;
@@ -20,6 +20,7 @@ pub mod effective;
 pub mod leader;
 pub mod manifest;
 pub mod names;
+pub mod policy;
 pub mod probes;
 pub mod rbac;
 pub mod reference;

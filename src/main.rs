@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crd => dittofs_operator::cli::print_crd(),
         Command::Rbac => dittofs_operator::cli::print_rbac(),
+        Command::Policy => dittofs_operator::cli::print_policy(),
         Command::Validate(args) => dittofs_operator::cli::validate::run(&args),
         Command::Render(args) => dittofs_operator::cli::render::run(&args),
         Command::Webhook(args) => dittofs_operator::cli::webhook::run(&args),

@@ -1,153 +1,376 @@
-//! The operator's RBAC, from one source: every rule names the code that needs it.
-//! Cluster-wide rules go in a ClusterRole; what only concerns the operator's own
-//! namespace (its Lease, its webhook TLS Secret) in a Role there. `dittofs-operator
-//! rbac` prints both; the committed copies in `deploy/` and the Helm chart are
-//! compared with it by a test.
+//! The operator's RBAC, from one source: every rule names the component and the code
+//! path that needs it, and `tests/rbac_usage.rs` runs each component against an
+//! in-memory API server and fails when a call is not granted *or* a granted verb is
+//! never used.
+//!
+//! Cluster-wide rules ([`RULES`]) go in a ClusterRole; what only concerns the
+//! operator's own namespace (its Lease, its webhook TLS Secret) in a Role there
+//! ([`NAMESPACED_RULES`]). Object names follow the install ([`Install`]): the Helm
+//! release name, or `dittofs-operator` for the plain manifests in `deploy/`.
+//! `dittofs-operator rbac` prints both roles; the committed copies in `deploy/` and
+//! the Helm chart are compared with it by `tests/generated.rs`.
+//!
+//! RBAC cannot say "only Secrets of type Opaque": the ValidatingAdmissionPolicy of
+//! [`crate::policy`] narrows the Secret writes these rules allow.
+//!
+//! [`ApiCall::from_http`] and [`allows`] are the evaluation side: which RBAC
+//! attributes an HTTP request to the API server is authorized with (the apiserver's
+//! request-info rules, plus the `create` that server-side apply of an absent object
+//! and the `update` on `<owner>/finalizers` that `blockOwnerDeletion` need), and
+//! whether a rule set grants them. Pure functions, used by the tests.
+
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde_json::Value;
 
-/// One RBAC rule.
+use crate::crd::DittoServer;
+
+/// The part of the binary that makes a call; each is exercised by its own usage test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    /// `src/controller/`: the DittoServer reconciler and its watches.
+    Reconciler,
+    /// `src/controller/events.rs`: kube-runtime's event `Recorder`.
+    Events,
+    /// `src/webhook/lookups.rs`: cluster facts for the validation core (webhook and
+    /// reconciler).
+    Lookups,
+    /// `src/leader.rs`: leader election through kube-lease-manager.
+    Leader,
+    /// `src/certs/bootstrap.rs`: the webhook TLS Secret and `caBundle`s (`run`
+    /// repeats it every 30 s).
+    Certs,
+}
+
+/// Objects a rule is restricted to. `create`, `list` and `watch` can never be
+/// restricted by name (the API server authorizes them before a name exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Names {
+    Any,
+    /// The DittoServer CRD.
+    Crd,
+    /// The ValidatingWebhookConfiguration of this install.
+    ValidatingWebhook,
+    /// The MutatingWebhookConfiguration of this install.
+    MutatingWebhook,
+    /// Both webhook configurations (the certificate code looks each name up as both
+    /// kinds).
+    BothWebhooks,
+    /// The webhook's `kubernetes.io/tls` Secret.
+    WebhookTlsSecret,
+    /// The leader-election Lease.
+    Lease,
+}
+
+/// One RBAC rule and why it exists.
 #[derive(Clone, Copy, Debug)]
 pub struct Rule {
+    pub component: Component,
+    /// The code that makes the calls (file and function).
+    pub code: &'static str,
+    /// Why the calls are needed.
+    pub why: &'static str,
     pub api_group: &'static str,
     pub resources: &'static [&'static str],
     pub verbs: &'static [&'static str],
-    /// Restrict to these names (empty: any). `create` can never be restricted so.
-    pub resource_names: &'static [&'static str],
+    pub names: Names,
 }
 
-/// Webhook configurations whose caBundle the operator maintains (`run`).
-pub const WEBHOOK_CONFIGURATIONS: &[&str] =
-    &["dittofs-operator-validating", "dittofs-operator-mutating"];
+/// The names one installation uses. The Helm chart derives every name from the
+/// release name; `deploy/` uses the release name `dittofs-operator`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Install {
+    /// Prefix of every object name (the Helm release name).
+    pub release: String,
+    /// The operator's namespace (where the Lease and the TLS Secret live).
+    pub namespace: String,
+}
 
-/// The webhook's TLS Secret in the operator's namespace.
-pub const WEBHOOK_TLS_SECRET: &str = "dittofs-operator-webhook-tls";
+impl Install {
+    /// What `deploy/` installs.
+    pub fn plain() -> Self {
+        Install {
+            release: "dittofs-operator".into(),
+            namespace: "dittofs-system".into(),
+        }
+    }
 
-/// Every cluster-wide rule, least privilege.
+    /// Template expressions, rendered by the chart with `tpl`.
+    pub fn helm() -> Self {
+        Install {
+            release: "{{ .Release.Name }}".into(),
+            namespace: "{{ .Release.Namespace }}".into(),
+        }
+    }
+
+    pub fn validating_webhook(&self) -> String {
+        format!("{}-validating", self.release)
+    }
+    pub fn mutating_webhook(&self) -> String {
+        format!("{}-mutating", self.release)
+    }
+    pub fn webhook_tls_secret(&self) -> String {
+        format!("{}-webhook-tls", self.release)
+    }
+    pub fn webhook_service(&self) -> String {
+        format!("{}-webhook", self.release)
+    }
+    /// The operator's ServiceAccount and its Lease share the release name.
+    pub fn service_account(&self) -> String {
+        self.release.clone()
+    }
+    pub fn lease(&self) -> String {
+        self.release.clone()
+    }
+    /// The certificate bootstrap Job's ServiceAccount.
+    pub fn certs_service_account(&self) -> String {
+        format!("{}-certs", self.release)
+    }
+
+    /// The object names `names` stands for (empty: any).
+    pub fn resolve(&self, names: Names) -> Vec<String> {
+        match names {
+            Names::Any => Vec::new(),
+            Names::Crd => vec![format!(
+                "{}.{}",
+                DittoServer::plural(&()),
+                DittoServer::group(&())
+            )],
+            Names::ValidatingWebhook => vec![self.validating_webhook()],
+            Names::MutatingWebhook => vec![self.mutating_webhook()],
+            Names::BothWebhooks => vec![self.validating_webhook(), self.mutating_webhook()],
+            Names::WebhookTlsSecret => vec![self.webhook_tls_secret()],
+            Names::Lease => vec![self.lease()],
+        }
+    }
+}
+
+const DITTOFS: &str = "dittofs.dittofs.com";
+const CORE: &str = "";
+
+/// The ClusterRole: calls in any namespace, and cluster-scoped objects.
 pub const RULES: &[Rule] = &[
-    // controller: watch DittoServers; finalizer add/remove (JSON patch).
+    // --- the reconciler ---
     Rule {
-        api_group: "dittofs.dittofs.com",
+        component: Component::Reconciler,
+        code: "controller/mod.rs run_controller (Controller::new)",
+        why: "watch DittoServers (the reflector lists, then watches)",
+        api_group: DITTOFS,
         resources: &["dittoservers"],
-        verbs: &["get", "list", "watch", "patch"],
-        resource_names: &[],
+        verbs: &["list", "watch"],
+        names: Names::Any,
     },
-    // controller/reconcile.rs: status merge patch.
     Rule {
-        api_group: "dittofs.dittofs.com",
+        component: Component::Reconciler,
+        code: "controller/finalizer.rs add, remove",
+        why: "add and remove the finalizer with a guarded JSON patch",
+        api_group: DITTOFS,
+        resources: &["dittoservers"],
+        verbs: &["patch"],
+        names: Names::Any,
+    },
+    Rule {
+        component: Component::Reconciler,
+        code: "controller/reconcile.rs write_status",
+        why: "report conditions (merge patch of the status subresource)",
+        api_group: DITTOFS,
         resources: &["dittoservers/status"],
-        verbs: &["get", "patch"],
-        resource_names: &[],
+        verbs: &["patch"],
+        names: Names::Any,
     },
-    // Children carry blockOwnerDeletion owner references.
     Rule {
-        api_group: "dittofs.dittofs.com",
+        component: Component::Reconciler,
+        code: "resources/labels.rs owner, sent by controller/apply.rs apply",
+        why: "owner references with blockOwnerDeletion (set by the reconciler rewrite of \
+              issue 9, so foreground deletion waits for the children) need update on the \
+              owner's finalizers subresource (OwnerReferencesPermissionEnforcement \
+              admission plugin)",
+        api_group: DITTOFS,
         resources: &["dittoservers/finalizers"],
         verbs: &["update"],
-        resource_names: &[],
-    },
-    // controller: owned children — watch, server-side apply (create/patch), prune.
-    Rule {
-        api_group: "",
-        resources: &["configmaps", "services"],
-        verbs: &["get", "list", "watch", "create", "patch", "delete"],
-        resource_names: &[],
+        names: Names::Any,
     },
     Rule {
+        component: Component::Reconciler,
+        code: "controller/mod.rs run_controller (.owns, .watches)",
+        why: "watch the children (label-selected) and referenced Secrets",
+        api_group: CORE,
+        resources: &["configmaps", "services", "secrets"],
+        verbs: &["list", "watch"],
+        names: Names::Any,
+    },
+    Rule {
+        component: Component::Reconciler,
+        code: "controller/apply.rs apply; controller/dereference.rs dereference",
+        why: "read the live child (and referenced Secrets), then server-side apply it; \
+              apply creates an absent object, which the API server authorizes as create",
+        api_group: CORE,
+        resources: &["configmaps", "services", "secrets"],
+        verbs: &["get", "create", "patch"],
+        names: Names::Any,
+    },
+    Rule {
+        component: Component::Reconciler,
+        code: "controller/apply.rs delete_if_owned",
+        why: "remove the metrics Service when metrics are turned off (only if the \
+              DittoServer controls it)",
+        api_group: CORE,
+        resources: &["services"],
+        verbs: &["delete"],
+        names: Names::Any,
+    },
+    Rule {
+        component: Component::Reconciler,
+        code: "controller/mod.rs run_controller (.owns); controller/apply.rs apply; \
+               controller/dereference.rs dereference",
+        why: "watch, read and server-side apply the StatefulSet (never deleted: PVCs \
+              and data stay when a DittoServer goes)",
         api_group: "apps",
         resources: &["statefulsets"],
-        verbs: &["get", "list", "watch", "create", "patch", "delete"],
-        resource_names: &[],
+        verbs: &["get", "list", "watch", "create", "patch"],
+        names: Names::Any,
     },
-    // controller: referenced Secrets are read and watched (config hash, rotation);
-    // managed Secrets applied and pruned; certs: the webhook TLS Secret (update).
     Rule {
-        api_group: "",
-        resources: &["secrets"],
-        verbs: &[
-            "get", "list", "watch", "create", "patch", "update", "delete",
-        ],
-        resource_names: &[],
-    },
-    // controller: the PerconaPGCluster (apply, watch by label, delete per deleteWithServer).
-    Rule {
+        component: Component::Reconciler,
+        code: "controller/mod.rs run_controller (.watches_with); controller/apply.rs \
+               apply; controller/finalizer.rs cleanup_percona",
+        why: "watch, apply, orphan (JSON patch) and, with deleteWithServer, delete the \
+              PerconaPGCluster of a DittoServer",
         api_group: "pgv2.percona.com",
         resources: &["perconapgclusters"],
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
-        resource_names: &[],
+        names: Names::Any,
     },
-    // controller/mod.rs: wait until the DittoServer CRD is established.
     Rule {
+        component: Component::Reconciler,
+        code: "controller/mod.rs wait_for_crd",
+        why: "start the Controller only once the DittoServer CRD is established",
         api_group: "apiextensions.k8s.io",
         resources: &["customresourcedefinitions"],
         verbs: &["get"],
-        resource_names: &[],
+        names: Names::Crd,
     },
-    // webhook/lookups.rs: StorageClass cache (metadata watch).
+    // --- events ---
     Rule {
-        api_group: "storage.k8s.io",
-        resources: &["storageclasses"],
-        verbs: &["get", "list", "watch"],
-        resource_names: &[],
-    },
-    // controller/events.rs: kube's Recorder creates events and patches repeats into series.
-    Rule {
+        component: Component::Events,
+        code: "controller/events.rs publish (kube::runtime::events::Recorder)",
+        why: "the Recorder creates an event and patches a repeat into its series",
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["create", "patch"],
-        resource_names: &[],
+        names: Names::Any,
     },
-    // leader.rs: kube-lease-manager gets, creates and server-side applies the Lease.
+    // --- validation lookups ---
     Rule {
-        api_group: "coordination.k8s.io",
-        resources: &["leases"],
-        verbs: &["get", "create", "patch"],
-        resource_names: &[],
+        component: Component::Lookups,
+        code: "webhook/lookups.rs KubeLookup::start",
+        why: "StorageClass names for validation (metadata-only reflector)",
+        api_group: "storage.k8s.io",
+        resources: &["storageclasses"],
+        verbs: &["list", "watch"],
+        names: Names::Any,
     },
-    // certs (inside `run`): only the caBundle of our two configurations.
     Rule {
+        component: Component::Lookups,
+        code: "webhook/lookups.rs KubeLookup::secret",
+        why: "check that a referenced Secret exists and has the keys (value lengths only)",
+        api_group: CORE,
+        resources: &["secrets"],
+        verbs: &["get"],
+        names: Names::Any,
+    },
+    // --- webhook certificates (caBundle of our two configurations only) ---
+    Rule {
+        component: Component::Certs,
+        code: "certs/bootstrap.rs ensure_ca_bundles",
+        why: "each --webhook-config name is looked up as both kinds",
         api_group: "admissionregistration.k8s.io",
         resources: &[
             "validatingwebhookconfigurations",
             "mutatingwebhookconfigurations",
         ],
-        verbs: &["get", "patch"],
-        resource_names: WEBHOOK_CONFIGURATIONS,
+        verbs: &["get"],
+        names: Names::BothWebhooks,
+    },
+    Rule {
+        component: Component::Certs,
+        code: "certs/bootstrap.rs ensure_config",
+        why: "write caBundle (JSON patch guarded by a test of each webhook's name)",
+        api_group: "admissionregistration.k8s.io",
+        resources: &["validatingwebhookconfigurations"],
+        verbs: &["patch"],
+        names: Names::ValidatingWebhook,
+    },
+    Rule {
+        component: Component::Certs,
+        code: "certs/bootstrap.rs ensure_config",
+        why: "write caBundle (JSON patch guarded by a test of each webhook's name)",
+        api_group: "admissionregistration.k8s.io",
+        resources: &["mutatingwebhookconfigurations"],
+        verbs: &["patch"],
+        names: Names::MutatingWebhook,
     },
 ];
 
-/// Rules of the Role in the operator's own namespace.
+/// The Role in the operator's own namespace.
 pub const NAMESPACED_RULES: &[Rule] = &[
-    // leader.rs: kube-lease-manager gets, creates and server-side applies the Lease.
     Rule {
+        component: Component::Leader,
+        code: "leader.rs leadership (kube-lease-manager LeaseState::create)",
+        why: "create the Lease when it does not exist yet",
         api_group: "coordination.k8s.io",
         resources: &["leases"],
-        verbs: &["get", "create", "patch"],
-        resource_names: &[],
+        verbs: &["create"],
+        names: Names::Any,
     },
-    // certs (inside `run`): rotate the serving certificate of the TLS Secret.
     Rule {
-        api_group: "",
+        component: Component::Leader,
+        code: "leader.rs leadership, hold (kube-lease-manager LeaseState::get, patch)",
+        why: "read, acquire, renew and release the Lease (apply and strategic-merge \
+              patches)",
+        api_group: "coordination.k8s.io",
+        resources: &["leases"],
+        verbs: &["get", "patch"],
+        names: Names::Lease,
+    },
+    Rule {
+        component: Component::Certs,
+        code: "certs/bootstrap.rs ensure_secret",
+        why: "create the TLS Secret on first start",
+        api_group: CORE,
         resources: &["secrets"],
-        verbs: &["update"],
-        resource_names: &[WEBHOOK_TLS_SECRET],
+        verbs: &["create"],
+        names: Names::Any,
+    },
+    Rule {
+        component: Component::Certs,
+        code: "certs/bootstrap.rs ensure_secret",
+        why: "read the TLS Secret and replace it (resourceVersion-guarded) to rotate the \
+              serving certificate",
+        api_group: CORE,
+        resources: &["secrets"],
+        verbs: &["get", "update"],
+        names: Names::WebhookTlsSecret,
     },
 ];
 
-fn strings(items: &[&str]) -> Option<Vec<String>> {
-    (!items.is_empty()).then(|| items.iter().map(|s| s.to_string()).collect())
+fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Option<Vec<String>> {
+    let v: Vec<String> = items.into_iter().map(Into::into).collect();
+    (!v.is_empty()).then_some(v)
 }
 
-/// Rules as Kubernetes PolicyRules.
-pub fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
+/// Rules as Kubernetes PolicyRules, names resolved for `install`.
+pub fn policy_rules(rules: &[Rule], install: &Install) -> Vec<PolicyRule> {
     rules
         .iter()
         .map(|r| PolicyRule {
             api_groups: Some(vec![r.api_group.to_string()]),
-            resources: strings(r.resources),
+            resources: strings(r.resources.iter().copied()),
             verbs: r.verbs.iter().map(|v| v.to_string()).collect(),
-            resource_names: strings(r.resource_names),
+            resource_names: strings(install.resolve(r.names)),
             ..Default::default()
         })
         .collect()
@@ -168,61 +391,475 @@ fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
-/// The ClusterRole named `name`.
-pub fn cluster_role(name: &str) -> ClusterRole {
+/// The ClusterRole of `install`.
+pub fn cluster_role(install: &Install) -> ClusterRole {
     ClusterRole {
-        metadata: meta(name, None),
-        rules: Some(policy_rules(RULES)),
+        metadata: meta(&install.release, None),
+        rules: Some(policy_rules(RULES, install)),
         ..Default::default()
     }
 }
 
-/// The Role named `name` in `namespace`.
-pub fn role(name: &str, namespace: &str) -> Role {
+/// The Role of `install`, in its namespace.
+pub fn role(install: &Install) -> Role {
     Role {
-        metadata: meta(name, Some(namespace)),
-        rules: Some(policy_rules(NAMESPACED_RULES)),
+        metadata: meta(&install.release, Some(&install.namespace)),
+        rules: Some(policy_rules(NAMESPACED_RULES, install)),
     }
 }
 
-/// The ClusterRole and the Role (namespace `dittofs-system`) as YAML: what
-/// `dittofs-operator rbac` prints and `deploy/rbac.yaml` holds.
+/// The ClusterRole and the Role of `deploy/` as YAML: what `dittofs-operator rbac`
+/// prints and `deploy/rbac.yaml` holds.
 pub fn rbac_yaml() -> Result<String, serde_yaml_ng::Error> {
+    let install = Install::plain();
     Ok(format!(
         "{}---\n{}",
-        serde_yaml_ng::to_string(&cluster_role("dittofs-operator"))?,
-        serde_yaml_ng::to_string(&role("dittofs-operator", "dittofs-system"))?
+        serde_yaml_ng::to_string(&cluster_role(&install))?,
+        serde_yaml_ng::to_string(&role(&install))?
     ))
 }
 
-/// The cluster-wide rules for the Helm chart: object names follow the release name
-/// (the chart renders this file with `tpl`).
+/// The ClusterRole's rules for the Helm chart (rendered with `tpl`).
 pub fn chart_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
-    Ok(for_release(&serde_yaml_ng::to_string(&policy_rules(
-        RULES,
-    ))?))
+    serde_yaml_ng::to_string(&policy_rules(RULES, &Install::helm()))
 }
 
-/// The namespaced rules for the Helm chart's Role (rendered with `tpl`).
+/// The Role's rules for the Helm chart (rendered with `tpl`).
 pub fn chart_namespaced_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
-    Ok(for_release(&serde_yaml_ng::to_string(&policy_rules(
-        NAMESPACED_RULES,
-    ))?))
+    serde_yaml_ng::to_string(&policy_rules(NAMESPACED_RULES, &Install::helm()))
 }
 
-/// Our object names start with the default release name; in the chart they start
-/// with the actual one.
-fn for_release(yaml: &str) -> String {
-    yaml.replace("- dittofs-operator-", "- '{{ .Release.Name }}-")
-        .lines()
-        .map(|l| {
-            if l.contains("'{{ .Release.Name }}-") {
-                format!("{l}'")
-            } else {
-                l.to_string()
+/// The permissions as a Markdown table (rule → code path → why), one section per
+/// scope, for `docs/install.md` (kept equal by `tests/generated.rs`).
+pub fn markdown_table() -> String {
+    let install = Install::plain();
+    let mut out = String::new();
+    for (title, rules) in [
+        ("ClusterRole (every namespace)", RULES),
+        ("Role (the operator's namespace only)", NAMESPACED_RULES),
+    ] {
+        out.push_str(&format!(
+            "**{title}**\n\n| API group | resources | verbs | names | code path | why |\n|---|---|---|---|---|---|\n"
+        ));
+        for r in rules {
+            let names = install.resolve(r.names);
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} | `{}` | {} |\n",
+                if r.api_group.is_empty() {
+                    "\"\""
+                } else {
+                    r.api_group
+                },
+                r.resources.join(", "),
+                r.verbs.join(", "),
+                if names.is_empty() {
+                    "any".to_string()
+                } else {
+                    names.join(", ")
+                },
+                r.code,
+                r.why
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------
+// Evaluation: which attributes a request is authorized with, and whether rules grant
+// them.
+
+/// The RBAC attributes of one authorization check the API server makes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApiCall {
+    /// A resource request: `verb` on `group`/`resource` (`resource/subresource`).
+    Resource {
+        verb: String,
+        group: String,
+        resource: String,
+        /// None for cluster-scoped objects and all-namespace collections.
+        namespace: Option<String>,
+        /// None for collections and creates.
+        name: Option<String>,
+    },
+    /// Discovery and other non-resource paths (`/apis/g/v`): granted to every
+    /// authenticated user by the default `system:discovery` ClusterRole.
+    NonResource { verb: String, path: String },
+}
+
+impl ApiCall {
+    fn resource(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) -> Self {
+        ApiCall::Resource {
+            verb: verb.to_string(),
+            group: group.to_string(),
+            resource: resource.to_string(),
+            namespace: ns.map(str::to_string),
+            name: name.map(str::to_string),
+        }
+    }
+
+    /// Every authorization check the API server makes for this HTTP request: the
+    /// request's own verb (request-info rules: GET is get, list or watch; DELETE of a
+    /// collection is deletecollection), `create` for a server-side apply (it creates an
+    /// absent object), and `update` on `<owner>/finalizers` for every owner reference
+    /// with `blockOwnerDeletion: true` in the body.
+    pub fn from_http(
+        method: &http::Method,
+        uri: &http::Uri,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Vec<ApiCall> {
+        let path = uri.path();
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, rest) = match parts.as_slice() {
+            ["api", _version, rest @ ..] if !rest.is_empty() => ("", rest),
+            ["apis", group, _version, rest @ ..] if !rest.is_empty() => (*group, rest),
+            _ => {
+                return vec![ApiCall::NonResource {
+                    verb: method.as_str().to_lowercase(),
+                    path: path.to_string(),
+                }];
             }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(*ns), rest),
+            _ => (None, rest),
+        };
+        // `rest` is never empty here: both matches above keep at least one segment.
+        let (resource, tail) = rest.split_first().unwrap_or((&"", &[]));
+        let name = tail.first().copied();
+        let subresource = tail.get(1).copied();
+        let resource = match subresource {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_string(),
+        };
+        let query = uri.query().unwrap_or_default();
+        let watching = query
+            .split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1");
+        let verb = match (method.as_str(), name) {
+            ("GET" | "HEAD", Some(_)) => "get",
+            ("GET" | "HEAD", None) if watching => "watch",
+            ("GET" | "HEAD", None) => "list",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", Some(_)) => "delete",
+            ("DELETE", None) => "deletecollection",
+            (other, _) => {
+                return vec![ApiCall::NonResource {
+                    verb: other.to_lowercase(),
+                    path: path.to_string(),
+                }];
+            }
+        };
+        let mut calls = vec![ApiCall::resource(verb, group, &resource, namespace, name)];
+        if verb == "patch" && content_type.is_some_and(|c| c.contains("apply-patch")) {
+            calls.push(ApiCall::resource(
+                "create", group, &resource, namespace, name,
+            ));
+        }
+        if matches!(verb, "create" | "update" | "patch") {
+            let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let mut owners = BTreeSet::new();
+            blocking_owners(&parsed, &mut owners);
+            for (owner_group, owner_resource) in owners {
+                calls.push(ApiCall::resource(
+                    "update",
+                    &owner_group,
+                    &format!("{owner_resource}/finalizers"),
+                    namespace,
+                    None,
+                ));
+            }
+        }
+        calls
+    }
+}
+
+/// (group, plural) of every owner reference with `blockOwnerDeletion: true`, found
+/// anywhere in `value` (apply bodies, merge patches and JSON-patch values alike).
+fn blocking_owners(value: &Value, out: &mut BTreeSet<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            if map.get("blockOwnerDeletion") == Some(&Value::Bool(true))
+                && let (Some(api_version), Some(kind)) = (
+                    map.get("apiVersion").and_then(Value::as_str),
+                    map.get("kind").and_then(Value::as_str),
+                )
+            {
+                let group = api_version
+                    .rsplit_once('/')
+                    .map(|(g, _)| g)
+                    .unwrap_or_default();
+                out.insert((group.to_string(), plural_of(group, kind)));
+            }
+            for v in map.values() {
+                blocking_owners(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| blocking_owners(v, out)),
+        _ => {}
+    }
+}
+
+/// The resource name of an owner kind: ours from the CRD, otherwise the API's
+/// regular plural (lowercase + "s", true of every kind that owns our objects).
+fn plural_of(group: &str, kind: &str) -> String {
+    if group == DittoServer::group(&()) && kind == DittoServer::kind(&()) {
+        return DittoServer::plural(&()).to_string();
+    }
+    format!("{}s", kind.to_lowercase())
+}
+
+/// Does `rule` (in a ClusterRole when `namespace` is None, else a Role in
+/// `namespace`) grant `call`, with names resolved for `install`?
+pub fn rule_allows(
+    rule: &Rule,
+    role_namespace: Option<&str>,
+    install: &Install,
+    call: &ApiCall,
+) -> bool {
+    let ApiCall::Resource {
+        verb,
+        group,
+        resource,
+        namespace,
+        name,
+    } = call
+    else {
+        return false;
+    };
+    if let Some(role_ns) = role_namespace
+        && namespace.as_deref() != Some(role_ns)
+    {
+        return false;
+    }
+    let names = install.resolve(rule.names);
+    rule.api_group == group
+        && rule.resources.contains(&resource.as_str())
+        && rule.verbs.contains(&verb.as_str())
+        && (names.is_empty() || name.as_ref().is_some_and(|n| names.contains(n)))
+}
+
+/// Does the operator's RBAC (ClusterRole + Role of `install`) grant `call`?
+pub fn allows(install: &Install, call: &ApiCall) -> bool {
+    RULES.iter().any(|r| rule_allows(r, None, install, call))
+        || NAMESPACED_RULES
+            .iter()
+            .any(|r| rule_allows(r, Some(&install.namespace), install, call))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calls(method: &str, uri: &str, content_type: Option<&str>, body: &str) -> Vec<ApiCall> {
+        ApiCall::from_http(
+            &method.parse().unwrap(),
+            &uri.parse().unwrap(),
+            content_type,
+            body.as_bytes(),
+        )
+    }
+
+    fn res(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) -> ApiCall {
+        ApiCall::resource(verb, group, resource, ns, name)
+    }
+
+    #[test]
+    fn request_info_like_the_api_server() {
+        assert_eq!(
+            calls("GET", "/api/v1/namespaces/a/secrets/s", None, ""),
+            [res("get", "", "secrets", Some("a"), Some("s"))]
+        );
+        assert_eq!(
+            calls("GET", "/api/v1/secrets?labelSelector=x", None, ""),
+            [res("list", "", "secrets", None, None)]
+        );
+        assert_eq!(
+            calls(
+                "GET",
+                "/apis/apps/v1/statefulsets?watch=true&resourceVersion=1",
+                None,
+                ""
+            ),
+            [res("watch", "apps", "statefulsets", None, None)]
+        );
+        assert_eq!(
+            calls(
+                "PATCH",
+                "/apis/dittofs.dittofs.com/v1alpha1/namespaces/a/dittoservers/d/status",
+                Some("application/merge-patch+json"),
+                "{}"
+            ),
+            [res(
+                "patch",
+                DITTOFS,
+                "dittoservers/status",
+                Some("a"),
+                Some("d")
+            )]
+        );
+        assert_eq!(
+            calls("DELETE", "/api/v1/namespaces/a/services", None, ""),
+            [res("deletecollection", "", "services", Some("a"), None)]
+        );
+        assert_eq!(
+            calls(
+                "PUT",
+                "/apis/storage.k8s.io/v1/storageclasses/fast",
+                None,
+                "{}"
+            ),
+            [res(
+                "update",
+                "storage.k8s.io",
+                "storageclasses",
+                None,
+                Some("fast")
+            )]
+        );
+        assert!(matches!(
+            calls("GET", "/apis/pgv2.percona.com/v2", None, "")[..],
+            [ApiCall::NonResource { .. }]
+        ));
+    }
+
+    #[test]
+    fn apply_needs_create_and_blocking_owners_need_finalizers_update() {
+        let body = r#"{"metadata": {"ownerReferences": [{"apiVersion": "dittofs.dittofs.com/v1alpha1",
+            "kind": "DittoServer", "name": "d", "uid": "u", "controller": true, "blockOwnerDeletion": true}]}}"#;
+        assert_eq!(
+            calls(
+                "PATCH",
+                "/api/v1/namespaces/a/configmaps/c?fieldManager=x&force=true",
+                Some("application/apply-patch+yaml"),
+                body
+            ),
+            [
+                res("patch", "", "configmaps", Some("a"), Some("c")),
+                res("create", "", "configmaps", Some("a"), Some("c")),
+                res(
+                    "update",
+                    DITTOFS,
+                    "dittoservers/finalizers",
+                    Some("a"),
+                    None
+                ),
+            ]
+        );
+        // Without blockOwnerDeletion no finalizers check.
+        let plain = body.replace(
+            "\"blockOwnerDeletion\": true",
+            "\"blockOwnerDeletion\": false",
+        );
+        assert_eq!(
+            calls("POST", "/api/v1/namespaces/a/configmaps", None, &plain).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn names_and_namespaces_restrict() {
+        let install = Install::plain();
+        let tls = |verb: &str, ns: &str, name: &str| res(verb, "", "secrets", Some(ns), Some(name));
+        assert!(allows(
+            &install,
+            &tls("update", "dittofs-system", "dittofs-operator-webhook-tls")
+        ));
+        assert!(!allows(&install, &tls("update", "dittofs-system", "other")));
+        assert!(!allows(
+            &install,
+            &tls("update", "kube-system", "dittofs-operator-webhook-tls")
+        ));
+        assert!(!allows(&install, &tls("delete", "team", "s")));
+        assert!(allows(
+            &install,
+            &res(
+                "patch",
+                "coordination.k8s.io",
+                "leases",
+                Some("dittofs-system"),
+                Some("dittofs-operator")
+            )
+        ));
+        assert!(!allows(
+            &install,
+            &res(
+                "patch",
+                "coordination.k8s.io",
+                "leases",
+                Some("kube-system"),
+                Some("dittofs-operator")
+            )
+        ));
+        assert!(!allows(
+            &install,
+            &res(
+                "patch",
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+                None,
+                Some("other")
+            )
+        ));
+        assert!(!allows(
+            &install,
+            &res(
+                "patch",
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+                None,
+                Some("dittofs-operator-mutating")
+            )
+        ));
+    }
+
+    #[test]
+    fn no_secret_update_or_delete_outside_the_operator_namespace_and_no_wildcards() {
+        for rule in RULES {
+            assert!(!rule.verbs.contains(&"*") && !rule.resources.contains(&"*"));
+            if rule.api_group.is_empty() && rule.resources.contains(&"secrets") {
+                for verb in ["update", "delete", "deletecollection"] {
+                    assert!(!rule.verbs.contains(&verb), "cluster-wide secrets {verb}");
+                }
+            }
+            assert!(
+                !rule.resources.contains(&"leases"),
+                "Leases belong in the operator's namespace"
+            );
+        }
+    }
+
+    #[test]
+    fn restricted_rules_never_carry_unrestrictable_verbs() {
+        for rule in RULES.iter().chain(NAMESPACED_RULES) {
+            if rule.names != Names::Any {
+                for verb in ["create", "list", "watch", "deletecollection"] {
+                    assert!(!rule.verbs.contains(&verb), "{verb} in {}", rule.code);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn helm_names_are_template_expressions() {
+        let yaml = chart_namespaced_rules_yaml().unwrap();
+        assert!(yaml.contains("'{{ .Release.Name }}-webhook-tls'"), "{yaml}");
+        assert!(yaml.contains("'{{ .Release.Name }}'"), "{yaml}");
+    }
 }

@@ -55,6 +55,18 @@ fn every_deploy_manifest_parses_as_its_kind() {
                     serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(doc).is_ok()
                 }
                 "Deployment" => serde_json::from_value::<Deployment>(doc).is_ok(),
+                "ValidatingAdmissionPolicy" => serde_json::from_value::<
+                    k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy,
+                >(doc)
+                .is_ok(),
+                "ValidatingAdmissionPolicyBinding" => serde_json::from_value::<
+                    k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+                >(doc)
+                .is_ok(),
+                "NetworkPolicy" => {
+                    serde_json::from_value::<k8s_openapi::api::networking::v1::NetworkPolicy>(doc)
+                        .is_ok()
+                }
                 "PodDisruptionBudget" => {
                     serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(doc)
                         .is_ok()

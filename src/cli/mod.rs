@@ -32,6 +32,9 @@ pub enum Command {
     Crd,
     /// Print the operator's ClusterRole and namespaced Role (least privilege) as YAML.
     Rbac,
+    /// Print the ValidatingAdmissionPolicy (and binding) that lets the operator's
+    /// ServiceAccounts write only the Secrets it manages.
+    Policy,
     /// Default and validate DittoServer manifests offline (cluster checks are skipped).
     Validate(ValidateArgs),
     /// Print every object the reconciler would apply for a DittoServer, as YAML.
@@ -121,6 +124,17 @@ pub fn print_rbac() -> std::process::ExitCode {
         Ok(yaml) => write_stdout(&yaml),
         Err(e) => {
             eprintln!("error: cannot render the ClusterRole: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `policy`: print the generated admission policy and its binding.
+pub fn print_policy() -> std::process::ExitCode {
+    match crate::policy::policy_yaml(&crate::rbac::Install::plain()) {
+        Ok(yaml) => write_stdout(&yaml),
+        Err(e) => {
+            eprintln!("error: cannot render the admission policy: {e}");
             std::process::ExitCode::FAILURE
         }
     }

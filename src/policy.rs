@@ -1,0 +1,277 @@
+//! ValidatingAdmissionPolicies (admissionregistration.k8s.io/v1) that hold the
+//! operator's own ServiceAccounts to what RBAC cannot express.
+//!
+//! RBAC must let the operator create and patch Secrets in every namespace (managed
+//! credentials of each DittoServer). Unchecked, that is cluster-admin: a Secret of
+//! type `kubernetes.io/service-account-token` annotated for any ServiceAccount is
+//! filled with that account's token by the token controller. The Secret policy lets
+//! the operator's ServiceAccounts (the operator and the certificate bootstrap Job)
+//! create and update only
+//! - Secrets of type `Opaque` labelled `app.kubernetes.io/managed-by=dittofs-operator`
+//!   (updates judge the *stored* Secret, so a Secret the operator does not manage is
+//!   never touched, while a managed one can be released by removing the label), and
+//! - the webhook's `kubernetes.io/tls` Secret, by name, in the operator's namespace.
+//!
+//! The API server evaluates the CEL itself (no webhook, no operator needed), so the
+//! rule holds even when the operator's token is stolen. Pure builders; the committed
+//! copies in `deploy/` and the chart are compared with them by `tests/generated.rs`.
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchCondition, MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+    ValidatingAdmissionPolicySpec, Validation, Variable,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::rbac::Install;
+use crate::resources::labels::MANAGED_BY;
+
+/// The label that marks what the operator manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// CEL of the Secret policy, for one install. Also what the CEL tests evaluate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRules {
+    /// `matchConditions`: (name, expression). The policy applies only when all hold.
+    pub match_conditions: Vec<(String, String)>,
+    /// `variables`: (name, expression), evaluated in order, read as `variables.<name>`.
+    pub variables: Vec<(String, String)>,
+    /// `validations`: every expression must be true.
+    pub validations: Vec<SecretValidation>,
+}
+
+/// One validation of the Secret policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretValidation {
+    pub expression: String,
+    /// Shown when `message_expression` cannot be evaluated.
+    pub message: String,
+    /// The message naming the refused Secret.
+    pub message_expression: String,
+}
+
+/// The request user of a ServiceAccount.
+fn service_account_user(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
+}
+
+/// `true` when `var` (`object` or `oldObject`) is an Opaque Secret we manage.
+fn managed_opaque(var: &str) -> String {
+    format!(
+        "{var} != null && has({var}.type) && {var}.type == 'Opaque' && \
+         has({var}.metadata.labels) && '{MANAGED_BY_LABEL}' in {var}.metadata.labels && \
+         {var}.metadata.labels['{MANAGED_BY_LABEL}'] == '{MANAGED_BY}'"
+    )
+}
+
+/// `true` when `var` is the webhook TLS Secret of `install` (by type, name and namespace).
+fn webhook_tls(var: &str, install: &Install) -> String {
+    format!(
+        "{var} != null && request.namespace == '{namespace}' && \
+         {var}.metadata.name == '{name}' && has({var}.type) && {var}.type == 'kubernetes.io/tls'",
+        namespace = install.namespace,
+        name = install.webhook_tls_secret(),
+    )
+}
+
+/// The CEL of the Secret policy for `install`.
+pub fn secret_rules(install: &Install) -> SecretRules {
+    let users = [
+        service_account_user(&install.namespace, &install.service_account()),
+        service_account_user(&install.namespace, &install.certs_service_account()),
+    ];
+    let secret = "request.namespace + '/' + \
+                (has(object.metadata.name) ? object.metadata.name : '(generated name)') + \
+                ' of type ' + (has(object.type) ? object.type : '(none)')";
+    SecretRules {
+        match_conditions: vec![(
+            "operator-service-accounts".into(),
+            format!(
+                "request.userInfo.username == '{}' || request.userInfo.username == '{}'",
+                users[0], users[1]
+            ),
+        )],
+        variables: vec![
+            ("newIsManaged".into(), managed_opaque("object")),
+            ("oldIsManaged".into(), managed_opaque("oldObject")),
+            ("newIsWebhookTls".into(), webhook_tls("object", install)),
+            ("oldIsWebhookTls".into(), webhook_tls("oldObject", install)),
+        ],
+        validations: vec![
+            SecretValidation {
+                expression: "request.operation != 'CREATE' || variables.newIsManaged || \
+                             variables.newIsWebhookTls"
+                    .into(),
+                message: format!(
+                    "dittofs-operator may create only Opaque Secrets labelled \
+                     {MANAGED_BY_LABEL}={MANAGED_BY}, and its webhook TLS Secret {}/{}; \
+                     anything else (such as a service-account token Secret) is refused so \
+                     the operator's credentials can never mint a token",
+                    install.namespace,
+                    install.webhook_tls_secret()
+                ),
+                message_expression: format!(
+                    "'dittofs-operator may not create Secret ' + {secret} + ': it may create only \
+                     Opaque Secrets labelled {MANAGED_BY_LABEL}={MANAGED_BY} and its webhook \
+                     TLS Secret {}/{} (no token Secret can ever be minted with its \
+                     credentials)'",
+                    install.namespace,
+                    install.webhook_tls_secret()
+                ),
+            },
+            SecretValidation {
+                // Judged on the stored Secret: only ours may change, and a managed one
+                // may be released (label and owner reference removed). The type is
+                // immutable, but is checked on both sides anyway.
+                expression: "request.operation != 'UPDATE' || \
+                             (variables.oldIsManaged && has(object.type) && object.type == 'Opaque') || \
+                             (variables.oldIsWebhookTls && variables.newIsWebhookTls)"
+                    .into(),
+                message: format!(
+                    "dittofs-operator may change only Secrets it manages (stored as Opaque \
+                     with {MANAGED_BY_LABEL}={MANAGED_BY}) and its webhook TLS Secret {}/{}",
+                    install.namespace,
+                    install.webhook_tls_secret()
+                ),
+                message_expression: format!(
+                    "'dittofs-operator may not change Secret ' + {secret} + ': the stored Secret is \
+                     not one it manages (Opaque with {MANAGED_BY_LABEL}={MANAGED_BY}) nor its \
+                     webhook TLS Secret {}/{}'",
+                    install.namespace,
+                    install.webhook_tls_secret()
+                ),
+            },
+        ],
+    }
+}
+
+fn meta(name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        labels: Some(
+            [(
+                "app.kubernetes.io/name".to_string(),
+                "dittofs-operator".to_string(),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Name of the Secret policy and of its binding.
+pub fn secret_policy_name(install: &Install) -> String {
+    format!("{}-secrets", install.release)
+}
+
+/// The Secret policy of `install`.
+pub fn secret_policy(install: &Install) -> ValidatingAdmissionPolicy {
+    let rules = secret_rules(install);
+    ValidatingAdmissionPolicy {
+        metadata: meta(secret_policy_name(install)),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".into()),
+            match_constraints: Some(MatchResources {
+                match_policy: Some("Equivalent".into()),
+                resource_rules: Some(vec![NamedRuleWithOperations {
+                    api_groups: Some(vec![String::new()]),
+                    api_versions: Some(vec!["v1".into()]),
+                    operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+                    resources: Some(vec!["secrets".into()]),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            match_conditions: Some(
+                rules
+                    .match_conditions
+                    .into_iter()
+                    .map(|(name, expression)| MatchCondition { name, expression })
+                    .collect(),
+            ),
+            variables: Some(
+                rules
+                    .variables
+                    .into_iter()
+                    .map(|(name, expression)| Variable { name, expression })
+                    .collect(),
+            ),
+            validations: Some(
+                rules
+                    .validations
+                    .into_iter()
+                    .map(|v| Validation {
+                        expression: v.expression,
+                        message: Some(v.message),
+                        message_expression: Some(v.message_expression),
+                        reason: Some("Forbidden".into()),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The binding that enforces the Secret policy everywhere (`Deny`).
+pub fn secret_policy_binding(install: &Install) -> ValidatingAdmissionPolicyBinding {
+    ValidatingAdmissionPolicyBinding {
+        metadata: meta(secret_policy_name(install)),
+        spec: Some(ValidatingAdmissionPolicyBindingSpec {
+            policy_name: Some(secret_policy_name(install)),
+            validation_actions: Some(vec!["Deny".into()]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Policy and binding as a YAML stream.
+pub fn policy_yaml(install: &Install) -> Result<String, serde_yaml_ng::Error> {
+    Ok(format!(
+        "{}---\n{}",
+        serde_yaml_ng::to_string(&secret_policy(install))?,
+        serde_yaml_ng::to_string(&secret_policy_binding(install))?
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_matches_only_secret_writes_of_our_service_accounts() {
+        let install = Install::plain();
+        let policy = secret_policy(&install);
+        let spec = policy.spec.unwrap();
+        assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+        let rule = &spec.match_constraints.unwrap().resource_rules.unwrap()[0];
+        assert_eq!(
+            rule.resources.as_deref(),
+            Some(&["secrets".to_string()][..])
+        );
+        assert_eq!(
+            rule.operations.as_deref(),
+            Some(&["CREATE".to_string(), "UPDATE".to_string()][..])
+        );
+        let condition = &spec.match_conditions.unwrap()[0].expression;
+        assert!(condition.contains("system:serviceaccount:dittofs-system:dittofs-operator'"));
+        assert!(condition.contains("system:serviceaccount:dittofs-system:dittofs-operator-certs'"));
+        let binding = secret_policy_binding(&install).spec.unwrap();
+        assert_eq!(binding.validation_actions, Some(vec!["Deny".to_string()]));
+        assert_eq!(binding.policy_name, policy.metadata.name);
+    }
+
+    #[test]
+    fn helm_names_follow_the_release() {
+        let yaml = policy_yaml(&Install::helm()).unwrap();
+        assert!(
+            yaml.contains("system:serviceaccount:{{ .Release.Namespace }}:{{ .Release.Name }}'")
+        );
+        assert!(yaml.contains("{{ .Release.Name }}-webhook-tls'"));
+        assert!(
+            yaml.contains("name: '{{ .Release.Name }}-secrets'"),
+            "{yaml}"
+        );
+    }
+}

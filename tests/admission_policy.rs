@@ -1,0 +1,365 @@
+//! The Secret admission policy, evaluated: the CEL of the committed `deploy/` copy (which
+//! `tests/generated.rs` keeps equal to src/policy.rs) runs against sample admission
+//! requests with the `cel` interpreter, the way the API server runs it: match
+//! conditions first, then the variables in order, then every validation.
+//!
+//! The cel crate implements the CEL language, not Kubernetes' type-checked
+//! environment; the expressions use only the common subset (field access, `has`, `in`
+//! on maps, string comparison and concatenation, `?:`), and the needs-cluster test in
+//! `tests/policy_cluster.rs` runs them on a real API server.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use dittofs_operator::policy::{SecretRules, SecretValidation, secret_rules};
+use dittofs_operator::rbac::Install;
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The policy as committed in deploy/.
+fn committed_rules() -> SecretRules {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/admission-policy.yaml"),
+    )
+    .expect("deploy/admission-policy.yaml");
+    let doc = serde_yaml_ng::Deserializer::from_str(&text)
+        .next()
+        .expect("a document");
+    let policy: ValidatingAdmissionPolicy =
+        serde_json::from_value(Value::deserialize(doc).expect("YAML")).expect("typed policy");
+    let spec = policy.spec.expect("spec");
+    SecretRules {
+        match_conditions: spec
+            .match_conditions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.name, c.expression))
+            .collect(),
+        variables: spec
+            .variables
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.expression))
+            .collect(),
+        validations: spec
+            .validations
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| SecretValidation {
+                expression: v.expression,
+                message: v.message.unwrap_or_default(),
+                message_expression: v.message_expression.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn eval(expression: &str, vars: &HashMap<&str, Value>) -> cel::Value {
+    let program = cel::Program::compile(expression)
+        .unwrap_or_else(|e| panic!("{expression}: does not compile: {e:?}"));
+    let mut context = cel::Context::default();
+    for (name, value) in vars {
+        context
+            .add_variable(*name, cel::to_value(value).expect("JSON to CEL"))
+            .expect("variable");
+    }
+    program
+        .execute(&context)
+        .unwrap_or_else(|e| panic!("{expression}: {e:?} with {vars:?}"))
+}
+
+fn eval_bool(expression: &str, vars: &HashMap<&str, Value>) -> bool {
+    match eval(expression, vars) {
+        cel::Value::Bool(b) => b,
+        other => panic!("{expression}: not a bool: {other:?}"),
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// The policy does not apply to this user.
+    NotMatched,
+    Allowed,
+    /// Refused, with the message the API server would show.
+    Denied(String),
+}
+
+/// Evaluate `rules` like the API server.
+fn admit(rules: &SecretRules, request: Value, object: Value, old_object: Value) -> Verdict {
+    let mut vars: HashMap<&str, Value> = HashMap::from([
+        ("request", request),
+        ("object", object),
+        ("oldObject", old_object),
+    ]);
+    if !rules
+        .match_conditions
+        .iter()
+        .all(|(_, expression)| eval_bool(expression, &vars))
+    {
+        return Verdict::NotMatched;
+    }
+    let mut variables = serde_json::Map::new();
+    for (name, expression) in &rules.variables {
+        vars.insert("variables", Value::Object(variables.clone()));
+        variables.insert(name.clone(), json!(eval_bool(expression, &vars)));
+    }
+    vars.insert("variables", Value::Object(variables));
+    for v in &rules.validations {
+        if !eval_bool(&v.expression, &vars) {
+            return Verdict::Denied(match eval(&v.message_expression, &vars) {
+                cel::Value::String(s) => s.to_string(),
+                _ => v.message.clone(),
+            });
+        }
+    }
+    Verdict::Allowed
+}
+
+const OPERATOR: &str = "system:serviceaccount:dittofs-system:dittofs-operator";
+const CERTS_JOB: &str = "system:serviceaccount:dittofs-system:dittofs-operator-certs";
+
+fn request(user: &str, operation: &str, namespace: &str) -> Value {
+    json!({"operation": operation, "namespace": namespace, "userInfo": {"username": user}})
+}
+
+fn secret(namespace: &str, name: &str, type_: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name, "namespace": namespace, "labels": labels},
+           "type": type_, "data": {"k": "dg=="}})
+}
+
+fn managed() -> Value {
+    json!({"app.kubernetes.io/managed-by": "dittofs-operator", "app.kubernetes.io/instance": "d"})
+}
+
+fn create(user: &str, object: Value) -> Verdict {
+    let ns = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    admit(
+        &committed_rules(),
+        request(user, "CREATE", &ns),
+        object,
+        Value::Null,
+    )
+}
+
+fn update(user: &str, old: Value, new: Value) -> Verdict {
+    let ns = new["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    admit(&committed_rules(), request(user, "UPDATE", &ns), new, old)
+}
+
+fn denied_saying(verdict: Verdict, words: &[&str]) {
+    let Verdict::Denied(message) = verdict else {
+        panic!("expected a denial, got {verdict:?}");
+    };
+    for w in words {
+        assert!(message.contains(w), "{message:?} should contain {w:?}");
+    }
+}
+
+#[test]
+fn the_committed_cel_is_what_the_generator_produces() {
+    assert_eq!(committed_rules(), secret_rules(&Install::plain()));
+}
+
+#[test]
+fn a_token_secret_is_never_created() {
+    // The escalation of issue 9: a token Secret for a powerful ServiceAccount.
+    let mut token = secret(
+        "kube-system",
+        "gc-token",
+        "kubernetes.io/service-account-token",
+        json!({}),
+    );
+    token["metadata"]["annotations"] =
+        json!({"kubernetes.io/service-account.name": "generic-garbage-collector"});
+    denied_saying(
+        create(OPERATOR, token.clone()),
+        &[
+            "kube-system/gc-token",
+            "kubernetes.io/service-account-token",
+            "token",
+        ],
+    );
+    // Not even with our label, nor by the certificate Job's account.
+    token["metadata"]["labels"] = managed();
+    denied_saying(create(OPERATOR, token.clone()), &["may not create"]);
+    denied_saying(create(CERTS_JOB, token), &["may not create"]);
+}
+
+#[test]
+fn only_labelled_opaque_secrets_are_created() {
+    denied_saying(
+        create(OPERATOR, secret("team", "plain", "Opaque", json!({}))),
+        &[
+            "team/plain",
+            "Opaque",
+            "app.kubernetes.io/managed-by=dittofs-operator",
+        ],
+    );
+    let other_manager = json!({"app.kubernetes.io/managed-by": "Helm"});
+    denied_saying(
+        create(OPERATOR, secret("team", "helm", "Opaque", other_manager)),
+        &["team/helm"],
+    );
+    let mut no_labels = secret("team", "bare", "Opaque", json!({}));
+    no_labels["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
+    denied_saying(create(OPERATOR, no_labels), &["team/bare"]);
+    assert_eq!(
+        create(
+            OPERATOR,
+            secret("team", "d-jwt-secret", "Opaque", managed())
+        ),
+        Verdict::Allowed
+    );
+}
+
+#[test]
+fn the_webhook_tls_secret_only_by_name_and_namespace() {
+    let tls = |ns: &str, name: &str| secret(ns, name, "kubernetes.io/tls", json!({}));
+    assert_eq!(
+        create(
+            OPERATOR,
+            tls("dittofs-system", "dittofs-operator-webhook-tls")
+        ),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        create(
+            CERTS_JOB,
+            tls("dittofs-system", "dittofs-operator-webhook-tls")
+        ),
+        Verdict::Allowed
+    );
+    denied_saying(
+        create(OPERATOR, tls("team", "dittofs-operator-webhook-tls")),
+        &["team/dittofs-operator-webhook-tls", "kubernetes.io/tls"],
+    );
+    denied_saying(
+        create(OPERATOR, tls("dittofs-system", "another-tls")),
+        &["dittofs-system/another-tls"],
+    );
+    // Its name with another type is not the TLS Secret.
+    denied_saying(
+        create(
+            OPERATOR,
+            secret(
+                "dittofs-system",
+                "dittofs-operator-webhook-tls",
+                "kubernetes.io/service-account-token",
+                json!({}),
+            ),
+        ),
+        &["service-account-token"],
+    );
+    // Rotation: the TLS Secret replaced by itself.
+    let stored = tls("dittofs-system", "dittofs-operator-webhook-tls");
+    assert_eq!(update(OPERATOR, stored.clone(), stored), Verdict::Allowed);
+}
+
+#[test]
+fn a_managed_secret_can_be_released_but_a_foreign_one_never_changed() {
+    let mut ours = secret("team", "d-jwt-secret", "Opaque", managed());
+    ours["metadata"]["ownerReferences"] = json!([{"apiVersion": "dittofs.dittofs.com/v1alpha1",
+        "kind": "DittoServer", "name": "d", "uid": "u", "controller": true}]);
+    // Release: our label and owner reference removed.
+    let mut released = ours.clone();
+    released["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "d"});
+    released["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    assert_eq!(update(OPERATOR, ours.clone(), released), Verdict::Allowed);
+    // An ordinary update of a managed Secret.
+    assert_eq!(
+        update(OPERATOR, ours.clone(), ours.clone()),
+        Verdict::Allowed
+    );
+
+    // A Secret the user made: never changed, not even by adding our label to it.
+    let foreign = secret("team", "user-creds", "Opaque", json!({}));
+    let mut claimed = foreign.clone();
+    claimed["metadata"]["labels"] = managed();
+    denied_saying(
+        update(OPERATOR, foreign.clone(), claimed),
+        &["may not change", "team/user-creds"],
+    );
+    denied_saying(
+        update(OPERATOR, foreign.clone(), foreign),
+        &["team/user-creds"],
+    );
+    // A managed Secret turned into a token Secret (the API server also refuses a type
+    // change; the policy does not rely on it).
+    let mut turned = ours.clone();
+    turned["type"] = json!("kubernetes.io/service-account-token");
+    denied_saying(update(OPERATOR, ours, turned), &["service-account-token"]);
+}
+
+#[test]
+fn other_users_are_not_matched() {
+    let token = secret(
+        "kube-system",
+        "t",
+        "kubernetes.io/service-account-token",
+        json!({}),
+    );
+    for user in [
+        "kubernetes-admin",
+        "system:serviceaccount:dittofs-system:other",
+        "system:serviceaccount:team:dittofs-operator",
+    ] {
+        assert_eq!(create(user, token.clone()), Verdict::NotMatched, "{user}");
+    }
+}
+
+#[test]
+fn names_follow_the_install() {
+    // Another release in another namespace: its own accounts and TLS Secret only.
+    let install = Install {
+        release: "files".into(),
+        namespace: "storage".into(),
+    };
+    let rules = secret_rules(&install);
+    let tls = secret(
+        "storage",
+        "files-webhook-tls",
+        "kubernetes.io/tls",
+        json!({}),
+    );
+    let admit_create = |user: &str, object: Value| {
+        admit(
+            &rules,
+            request(user, "CREATE", "storage"),
+            object,
+            Value::Null,
+        )
+    };
+    assert_eq!(
+        admit_create("system:serviceaccount:storage:files", tls.clone()),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        admit_create(OPERATOR, tls.clone()),
+        Verdict::NotMatched,
+        "the default install's account is not this one"
+    );
+    let wrong = secret(
+        "storage",
+        "dittofs-operator-webhook-tls",
+        "kubernetes.io/tls",
+        json!({}),
+    );
+    assert!(matches!(
+        admit_create("system:serviceaccount:storage:files-certs", wrong),
+        Verdict::Denied(_)
+    ));
+}

@@ -1,0 +1,403 @@
+//! The Helm chart, rendered and linted by Helm 4's own engine (helm-python-sdk, through
+//! `tests/helm/render.py`), agrees with the generators and with the plain manifests.
+//!
+//! - Default values: every object of `deploy/`, `webhook/` and `certs/` (except the
+//!   Namespace, which Helm's `--create-namespace` makes) is rendered, and nothing else;
+//!   each is equal to its plain counterpart up to Helm's own labels and hook
+//!   annotations, with container arguments compared as the binary parses them.
+//! - Non-default values (another release name and namespace, one replica, no leader
+//!   election, no NetworkPolicy, no certificate Job, other webhook settings): RBAC and
+//!   the admission policy equal the generators for that install, names follow the
+//!   release, the values reach the objects.
+//! - `helm lint --strict` finds nothing above "info" with either set of values.
+//!
+//! Needs `python3` with `pip install helm-python-sdk` (`.ci/run` installs it); skipped,
+//! with a message, only when there is no python3 at all.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use clap::Parser;
+use dittofs_operator::cli::{Cli, Command as CliCommand};
+use dittofs_operator::policy::{secret_policy, secret_policy_binding};
+use dittofs_operator::rbac::{Install, NAMESPACED_RULES, RULES, policy_rules};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const CHART: &str = "charts/dittofs-operator";
+
+struct Case {
+    name: &'static str,
+    release: &'static str,
+    namespace: &'static str,
+    values: Value,
+}
+
+fn default_case() -> Case {
+    Case {
+        name: "default",
+        release: "dittofs-operator",
+        namespace: "dittofs-system",
+        values: json!({}),
+    }
+}
+
+fn custom_case() -> Case {
+    Case {
+        name: "custom",
+        release: "files",
+        namespace: "storage",
+        values: json!({
+            "replicaCount": 1,
+            "leaderElection": {"enabled": false},
+            "logFormat": "text",
+            "concurrency": 3,
+            "image": {"tag": "9.9.9"},
+            "networkPolicy": {"enabled": false},
+            "webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 10, "certJob": {"enabled": false}},
+        }),
+    }
+}
+
+fn narrowed_network_case() -> Case {
+    Case {
+        name: "narrowed",
+        release: "dittofs-operator",
+        namespace: "dittofs-system",
+        values: json!({"networkPolicy": {
+            "webhookFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+            "probesFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        }}),
+    }
+}
+
+struct Rendered {
+    /// (kind, name) → object, per case.
+    objects: BTreeMap<String, BTreeMap<(String, String), Value>>,
+    lint: BTreeMap<String, Value>,
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Render all cases once per test; None when there is no python3.
+fn render(cases: &[Case]) -> Option<Rendered> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: python3 is not installed, so the chart cannot be rendered by Helm");
+        return None;
+    }
+    let spec: Vec<Value> = cases
+        .iter()
+        .map(|c| json!({"name": c.name, "release": c.release, "namespace": c.namespace, "values": c.values}))
+        .collect();
+    let out = Command::new("python3")
+        .arg(root().join("tests/helm/render.py"))
+        .arg(root().join(CHART))
+        .arg(Value::Array(spec).to_string())
+        .output()
+        .expect("run python3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() != Some(3),
+        "{stderr}: install it (`pip install helm-python-sdk`; .ci/run does)"
+    );
+    assert!(out.status.success(), "helm render failed: {stderr}");
+    let parsed: Value = serde_json::from_slice(&out.stdout).expect("render.py prints JSON");
+    let mut rendered = Rendered {
+        objects: BTreeMap::new(),
+        lint: BTreeMap::new(),
+    };
+    for (case, result) in parsed["cases"].as_object().expect("cases") {
+        let mut objects = BTreeMap::new();
+        for (template, text) in result["manifests"].as_object().expect("manifests") {
+            if template.ends_with("NOTES.txt") {
+                continue;
+            }
+            for doc in yaml_docs(text.as_str().unwrap_or_default(), template) {
+                let key = kind_name(&doc);
+                assert!(
+                    objects.insert(key.clone(), doc).is_none(),
+                    "{case}: {key:?} rendered twice"
+                );
+            }
+        }
+        rendered.objects.insert(case.clone(), objects);
+        rendered.lint.insert(case.clone(), result["lint"].clone());
+    }
+    Some(rendered)
+}
+
+fn yaml_docs(text: &str, origin: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{origin}: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kind_name(doc: &Value) -> (String, String) {
+    (
+        doc["kind"].as_str().unwrap_or_default().to_string(),
+        doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// The plain manifests, by (kind, name).
+fn plain_objects() -> BTreeMap<(String, String), Value> {
+    let mut out = BTreeMap::new();
+    for dir in ["deploy", "webhook", "certs"] {
+        let mut files: Vec<_> = std::fs::read_dir(root().join(dir))
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read");
+            for doc in yaml_docs(&text, &file.display().to_string()) {
+                if doc["kind"] == "Namespace" {
+                    continue;
+                }
+                out.insert(kind_name(&doc), doc);
+            }
+        }
+    }
+    out
+}
+
+/// Labels Helm adds that the plain manifests do not carry.
+const CHART_ONLY_LABELS: &[&str] = &["app.kubernetes.io/instance", "helm.sh/chart"];
+
+/// Drop what legitimately differs: object labels and annotations (Helm's labels, hook
+/// annotations, comments), the release-instance label in selectors; container
+/// arguments become what the binary parses from them.
+fn normalize(mut doc: Value) -> Value {
+    if let Some(meta) = doc["metadata"].as_object_mut() {
+        meta.remove("labels");
+        meta.remove("annotations");
+    }
+    strip_chart_labels(&mut doc);
+    if let Some(pod) = doc.pointer_mut("/spec/template/spec") {
+        for list in ["containers", "initContainers"] {
+            for container in pod[list].as_array_mut().into_iter().flatten() {
+                if let Some(args) = container.get("args").cloned() {
+                    container["args"] = json!(parsed_args(&args));
+                }
+            }
+        }
+    }
+    doc
+}
+
+fn strip_chart_labels(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for key in CHART_ONLY_LABELS {
+                map.remove(*key);
+            }
+            if map.get("app.kubernetes.io/managed-by") == Some(&json!("Helm")) {
+                map.remove("app.kubernetes.io/managed-by");
+            }
+            map.values_mut().for_each(strip_chart_labels);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_chart_labels),
+        _ => {}
+    }
+}
+
+/// The command the binary runs with `args` (defaults filled in by clap).
+fn parsed_args(args: &Value) -> String {
+    let mut argv = vec!["dittofs-operator".to_string()];
+    argv.extend(
+        args.as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a.as_str().unwrap_or_default().to_string()),
+    );
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    format!("{:?}", cli.command)
+}
+
+fn assert_lint_clean(rendered: &Rendered) {
+    for (case, report) in &rendered.lint {
+        assert_eq!(report["errors"], json!([]), "{case}: lint errors: {report}");
+        for message in report["messages"].as_array().into_iter().flatten() {
+            assert!(
+                message["severity"].as_i64().unwrap_or(3) <= 1,
+                "{case}: lint: {message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn default_values_render_exactly_the_plain_manifests() {
+    let Some(rendered) = render(&[default_case()]) else {
+        return;
+    };
+    assert_lint_clean(&rendered);
+    let chart = &rendered.objects["default"];
+    let plain = plain_objects();
+    let chart_keys: Vec<_> = chart.keys().collect();
+    let plain_keys: Vec<_> = plain.keys().collect();
+    assert_eq!(
+        chart_keys, plain_keys,
+        "the chart and deploy/+webhook/+certs/ install the same objects"
+    );
+    for (key, object) in &plain {
+        let expected = normalize(object.clone());
+        let got = normalize(chart[key].clone());
+        assert!(
+            expected == got,
+            "{key:?} differs between the chart and the plain manifests:\nchart: {}\nplain: {}",
+            serde_json::to_string_pretty(&got).unwrap(),
+            serde_json::to_string_pretty(&expected).unwrap()
+        );
+    }
+}
+
+#[test]
+fn non_default_values_reach_the_objects_and_names_follow_the_release() {
+    let case = custom_case();
+    let Some(rendered) = render(&[custom_case()]) else {
+        return;
+    };
+    assert_lint_clean(&rendered);
+    let objects = &rendered.objects["custom"];
+    let install = Install {
+        release: case.release.into(),
+        namespace: case.namespace.into(),
+    };
+    let get = |kind: &str, name: &str| -> &Value {
+        objects
+            .get(&(kind.to_string(), name.to_string()))
+            .unwrap_or_else(|| panic!("{kind} {name} rendered; have {:?}", objects.keys()))
+    };
+
+    // RBAC and policy: exactly the generators for this install.
+    assert_eq!(
+        get("ClusterRole", "files")["rules"],
+        serde_json::to_value(policy_rules(RULES, &install)).unwrap()
+    );
+    let role = get("Role", "files");
+    assert_eq!(role["metadata"]["namespace"], "storage");
+    assert_eq!(
+        role["rules"],
+        serde_json::to_value(policy_rules(NAMESPACED_RULES, &install)).unwrap()
+    );
+    for (kind, name) in [("ClusterRoleBinding", "files"), ("RoleBinding", "files")] {
+        assert_eq!(
+            get(kind, name)["subjects"],
+            json!([{"kind": "ServiceAccount", "name": install.service_account(), "namespace": "storage"}])
+        );
+    }
+    assert_eq!(
+        get("ServiceAccount", &install.service_account())["metadata"]["namespace"],
+        "storage"
+    );
+    assert_eq!(
+        get("ValidatingAdmissionPolicy", "files-secrets"),
+        &serde_json::to_value(secret_policy(&install)).unwrap()
+    );
+    assert_eq!(
+        get("ValidatingAdmissionPolicyBinding", "files-secrets"),
+        &serde_json::to_value(secret_policy_binding(&install)).unwrap()
+    );
+
+    // The Deployment runs what the values say, with the names RBAC and policy assume.
+    let deployment = get("Deployment", "files");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/dittofs/dittofs-operator:9.9.9");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        install.service_account()
+    );
+    let mut argv = vec!["dittofs-operator".to_string()];
+    argv.extend(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string()),
+    );
+    let cli = Cli::try_parse_from(&argv).expect("args parse");
+    assert_eq!(format!("{:?}", cli.log_format), "Text");
+    let CliCommand::Run(run) = cli.command else {
+        panic!("the Deployment does not run `run`");
+    };
+    assert!(!run.leader.leader_elect);
+    assert_eq!(run.leader.lease_name, install.lease());
+    assert_eq!(run.controller.concurrency, 3);
+    assert_eq!(
+        run.cert_secret.as_deref(),
+        Some(install.webhook_tls_secret().as_str())
+    );
+    assert_eq!(
+        run.webhook_service.as_deref(),
+        Some(install.webhook_service().as_str())
+    );
+    assert_eq!(
+        run.webhook_configs,
+        [install.validating_webhook(), install.mutating_webhook()]
+    );
+
+    // Webhook configurations: names, Service and settings from the values.
+    for (kind, name) in [
+        (
+            "ValidatingWebhookConfiguration",
+            install.validating_webhook(),
+        ),
+        ("MutatingWebhookConfiguration", install.mutating_webhook()),
+    ] {
+        let hook = &get(kind, &name)["webhooks"][0];
+        assert_eq!(hook["failurePolicy"], "Ignore", "{kind}");
+        assert_eq!(hook["timeoutSeconds"], 10, "{kind}");
+        assert_eq!(
+            hook["clientConfig"]["service"],
+            json!({"name": install.webhook_service(), "namespace": "storage",
+                   "path": if kind.starts_with("Validating") { "/validate" } else { "/mutate" }, "port": 443})
+        );
+    }
+    assert!(objects.contains_key(&("Service".into(), install.webhook_service())));
+
+    // Switched off: no PDB for one replica, no NetworkPolicy, no certificate Job.
+    for kind in ["PodDisruptionBudget", "NetworkPolicy", "Job"] {
+        assert!(
+            !objects.keys().any(|(k, _)| k == kind),
+            "{kind} rendered although switched off"
+        );
+    }
+}
+
+#[test]
+fn network_policy_sources_can_be_narrowed() {
+    let Some(rendered) = render(&[narrowed_network_case()]) else {
+        return;
+    };
+    assert_lint_clean(&rendered);
+    let policy = &rendered.objects["narrowed"]
+        [&("NetworkPolicy".to_string(), "dittofs-operator".to_string())];
+    let ingress = policy["spec"]["ingress"].as_array().expect("ingress");
+    assert_eq!(ingress.len(), 2);
+    assert_eq!(
+        ingress[0]["ports"],
+        json!([{"protocol": "TCP", "port": 9443}])
+    );
+    assert_eq!(
+        ingress[0]["from"],
+        json!([{"ipBlock": {"cidr": "10.0.0.0/8"}}])
+    );
+    assert_eq!(
+        ingress[1]["ports"],
+        json!([{"protocol": "TCP", "port": 8081}])
+    );
+    assert_eq!(
+        ingress[1]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+}

@@ -1,0 +1,289 @@
+//! The escalation of issue 9 against a real API server (KUBECONFIG): the generated RBAC and
+//! Secret policy are installed for a throwaway release in a throwaway namespace, and a
+//! client impersonating that release's ServiceAccount tries to mint a token Secret.
+//! Everything it installs is removed afterwards, also when an assertion fails.
+//!
+//! Only the throwaway namespace is ever written to: the token Secret is attempted there
+//! (for its `default` ServiceAccount), never in kube-system.
+//!
+//! Run with: `cargo test --test policy_cluster -- --ignored`
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use dittofs_operator::policy::{secret_policy, secret_policy_binding};
+use dittofs_operator::rbac::{Install, cluster_role, role};
+use futures::FutureExt;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject,
+};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Config};
+use serde_json::json;
+
+fn suffix() -> String {
+    let mut bytes = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    hex::encode(bytes)
+}
+
+async fn impersonating(install: &Install) -> Client {
+    let mut config = Config::infer().await.expect("KUBECONFIG");
+    config.auth_info.impersonate = Some(format!(
+        "system:serviceaccount:{}:{}",
+        install.namespace,
+        install.service_account()
+    ));
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{}", install.namespace),
+        "system:authenticated".into(),
+    ]);
+    Client::try_from(config).expect("impersonating client")
+}
+
+fn binding_subject(install: &Install) -> Subject {
+    Subject {
+        kind: "ServiceAccount".into(),
+        name: install.service_account(),
+        namespace: Some(install.namespace.clone()),
+        ..Default::default()
+    }
+}
+
+async fn install_everything(admin: &Client, install: &Install) {
+    let pp = PostParams::default();
+    let ns = &install.namespace;
+    Api::<Namespace>::all(admin.clone())
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("namespace");
+    Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": install.service_account()}}))
+                .unwrap(),
+        )
+        .await
+        .expect("service account");
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&pp, &cluster_role(install))
+        .await
+        .expect("cluster role");
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(
+            &pp,
+            &ClusterRoleBinding {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(install.release.clone()),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    name: install.release.clone(),
+                },
+                subjects: Some(vec![binding_subject(install)]),
+            },
+        )
+        .await
+        .expect("cluster role binding");
+    Api::<Role>::namespaced(admin.clone(), ns)
+        .create(&pp, &role(install))
+        .await
+        .expect("role");
+    Api::<RoleBinding>::namespaced(admin.clone(), ns)
+        .create(
+            &pp,
+            &RoleBinding {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(install.release.clone()),
+                    namespace: Some(ns.clone()),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: install.release.clone(),
+                },
+                subjects: Some(vec![binding_subject(install)]),
+            },
+        )
+        .await
+        .expect("role binding");
+    Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+        .create(&pp, &secret_policy(install))
+        .await
+        .expect("policy");
+    Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
+        .create(&pp, &secret_policy_binding(install))
+        .await
+        .expect("policy binding");
+}
+
+async fn remove_everything(admin: &Client, install: &Install) {
+    let dp = DeleteParams::default();
+    let name = &install.release;
+    let policy_name = secret_policy(install).metadata.name.unwrap_or_default();
+    let _ = Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
+        .delete(&policy_name, &dp)
+        .await;
+    let _ = Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+        .delete(&policy_name, &dp)
+        .await;
+    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
+        .delete(name, &dp)
+        .await;
+    let _ = Api::<ClusterRole>::all(admin.clone())
+        .delete(name, &dp)
+        .await;
+    let _ = Api::<Namespace>::all(admin.clone())
+        .delete(&install.namespace, &dp)
+        .await;
+}
+
+async fn can_i(client: &Client, verb: &str, resource: &str, namespace: &str) -> bool {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                resource: Some(resource.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("access review")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+fn secret(name: &str, type_: &str, labels: serde_json::Value) -> Secret {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels,
+                     "annotations": {"kubernetes.io/service-account.name": "default"}},
+        "type": type_,
+    }))
+    .unwrap()
+}
+
+fn denied_by_policy(result: &Result<Secret, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("dittofs-operator may"))
+}
+
+async fn scenario(admin: &Client, install: &Install) {
+    let operator = impersonating(install).await;
+    let ns = &install.namespace;
+    // RBAC: no Secret update or delete outside the operator's namespace, no Lease there.
+    for (verb, resource) in [
+        ("update", "secrets"),
+        ("delete", "secrets"),
+        ("create", "leases"),
+    ] {
+        assert!(
+            !can_i(&operator, verb, resource, "kube-system").await,
+            "{verb} {resource} in kube-system must be refused"
+        );
+    }
+    assert!(
+        can_i(&operator, "create", "secrets", "kube-system").await,
+        "RBAC alone allows create"
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(operator.clone(), ns);
+    let pp = PostParams::default();
+    let token = secret("minted", "kubernetes.io/service-account-token", json!({}));
+    // The policy becomes active within seconds of its creation: retry until it denies.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let result = secrets.create(&pp, &token).await;
+        if denied_by_policy(&result) {
+            break;
+        }
+        match result {
+            Ok(_) => panic!("a token Secret was created by the operator's ServiceAccount"),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "policy never denied: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let managed = json!({"app.kubernetes.io/managed-by": "dittofs-operator"});
+    let labelled_token = secret(
+        "minted2",
+        "kubernetes.io/service-account-token",
+        managed.clone(),
+    );
+    assert!(denied_by_policy(
+        &secrets.create(&pp, &labelled_token).await
+    ));
+    assert!(denied_by_policy(
+        &secrets
+            .create(&pp, &secret("plain", "Opaque", json!({})))
+            .await
+    ));
+    secrets
+        .create(&pp, &secret("ours", "Opaque", managed))
+        .await
+        .expect("a managed Opaque Secret is allowed");
+    // Release: our label removed by a patch.
+    secrets
+        .patch(
+            "ours",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}})),
+        )
+        .await
+        .expect("releasing a managed Secret is allowed");
+    // Now foreign: never changed again, not even to put the label back.
+    let claim = secrets
+        .patch(
+            "ours",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "dittofs-operator"}}})),
+        )
+        .await;
+    assert!(denied_by_policy(&claim), "a foreign Secret was changed");
+    // The admin's own writes are not affected.
+    Api::<Secret>::namespaced(admin.clone(), ns)
+        .create(&pp, &secret("admins", "Opaque", json!({})))
+        .await
+        .expect("other users are not matched");
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn the_operator_service_account_cannot_mint_a_token() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let admin = Client::try_default().await.expect("KUBECONFIG");
+    let id = suffix();
+    let install = Install {
+        release: format!("dfo-policy-{id}"),
+        namespace: format!("dfo-policy-{id}"),
+    };
+    let outcome = AssertUnwindSafe(async {
+        install_everything(&admin, &install).await;
+        scenario(&admin, &install).await;
+    })
+    .catch_unwind()
+    .await;
+    remove_everything(&admin, &install).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
