@@ -60,9 +60,9 @@ pub enum LeaderError {
 
 /// Start leader election; the receiver says whether this replica leads now. The
 /// Lease is released when `release_when` is cancelled (after the reconciler has
-/// stopped).
+/// stopped). `client` should be a [`lease_client`].
 pub async fn leadership(
-    config: kube::Config,
+    client: Client,
     args: &LeaderArgs,
     release_when: CancellationToken,
 ) -> Result<watch::Receiver<bool>, LeaderError> {
@@ -75,7 +75,6 @@ pub async fn leadership(
             duration: args.lease_duration,
         });
     }
-    let client = lease_client(config, Duration::from_secs(args.lease_grace))?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let manager = LeaseManagerBuilder::new(client, &args.lease_name)
         .with_namespace(&args.lease_namespace)
@@ -98,8 +97,8 @@ pub async fn leadership(
 
 /// A client for the Lease alone, whose requests give up after half the grace
 /// period, so a hung renewal is noticed while the Lease is still ours.
-fn lease_client(mut config: kube::Config, grace: Duration) -> Result<Client, LeaderError> {
-    let timeout = (grace / 2).max(Duration::from_millis(500));
+pub fn lease_client(mut config: kube::Config, args: &LeaderArgs) -> Result<Client, LeaderError> {
+    let timeout = (Duration::from_secs(args.lease_grace) / 2).max(Duration::from_millis(500));
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);

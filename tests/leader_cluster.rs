@@ -25,14 +25,25 @@ async fn one_leader_and_a_prompt_handover() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = kube::Config::infer().await.expect("KUBECONFIG");
     let client = Client::try_from(config.clone()).expect("client");
+    let lease_client = |a: &LeaderArgs| {
+        dittofs_operator::leader::lease_client(config.clone(), a).expect("lease client")
+    };
     let lease = format!("dittofs-leader-test-{}", std::process::id());
     let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
-    let a = leadership(config.clone(), &args("replica-a", &lease), stop_a.clone())
-        .await
-        .expect("a");
-    let b = leadership(config.clone(), &args("replica-b", &lease), stop_b.clone())
-        .await
-        .expect("b");
+    let a = leadership(
+        lease_client(&args("replica-a", &lease)),
+        &args("replica-a", &lease),
+        stop_a.clone(),
+    )
+    .await
+    .expect("a");
+    let b = leadership(
+        lease_client(&args("replica-b", &lease)),
+        &args("replica-b", &lease),
+        stop_b.clone(),
+    )
+    .await
+    .expect("b");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

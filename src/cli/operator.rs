@@ -57,7 +57,8 @@ async fn controller_only(args: &ControllerCommandArgs) -> Result<(), OperatorErr
     let client = kube::Client::try_from(config.clone()).map_err(OperatorError::Client)?;
     // The Lease is released only once the reconciler has stopped.
     let stopped = CancellationToken::new();
-    let leading = leader::leadership(config, &args.leader, stopped.clone()).await?;
+    let lease_client = leader::lease_client(config, &args.leader)?;
+    let leading = leader::leadership(lease_client, &args.leader, stopped.clone()).await?;
     let lookup = KubeLookup::start(client.clone(), &readiness, shutdown.clone());
     let gate = readiness.gate("controller");
     let probes = ProbeTask::spawn(probe_listener, readiness, registry);
@@ -133,7 +134,8 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
     .await?;
     // The Lease is released only once the reconciler has stopped.
     let stopped = CancellationToken::new();
-    let leading = leader::leadership(config, &args.leader, stopped.clone()).await?;
+    let lease_client = leader::lease_client(config, &args.leader)?;
+    let leading = leader::leadership(lease_client, &args.leader, stopped.clone()).await?;
     let gate = readiness.gate("controller");
     let probes = ProbeTask::spawn(probe_listener, readiness, registry);
     let reconciler = controller::run(

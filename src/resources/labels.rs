@@ -34,9 +34,15 @@ pub fn labels(instance: &str, component: &str) -> BTreeMap<String, String> {
 }
 
 /// The controller owner reference to the DittoServer, when it has a uid (it has
-/// none when rendered offline).
+/// none when rendered offline). `blockOwnerDeletion`: a foreground deletion of the
+/// DittoServer waits for its children, as for any built-in controller's objects.
 pub fn owner(ds: &DittoServer) -> Option<Vec<OwnerReference>> {
-    ds.controller_owner_ref(&()).map(|r| vec![r])
+    ds.controller_owner_ref(&()).map(|r| {
+        vec![OwnerReference {
+            block_owner_deletion: Some(true),
+            ..r
+        }]
+    })
 }
 
 /// Metadata of a namespaced child: name, namespace, labels, owner.

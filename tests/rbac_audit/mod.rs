@@ -60,6 +60,21 @@ impl MemoryApi {
         self.state.objects.lock().unwrap().get(path).cloned()
     }
 
+    /// The objects directly under the collection `prefix`.
+    pub fn list(&self, prefix: &str) -> Vec<Value> {
+        self.state
+            .objects
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| {
+                path.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
+            })
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// Every authorization check the requests so far needed, in order.
     pub fn calls(&self) -> Vec<ApiCall> {
         self.state.calls.lock().unwrap().clone()
