@@ -59,8 +59,11 @@ pub struct DittoServerSpec {
     #[schemars(range(min = 0, max = 1))]
     pub replicas: Option<i32>,
 
-    /// Persistent volumes of the server. Sizes and the StorageClass are fixed once the
-    /// StatefulSet exists (volumeClaimTemplates are immutable).
+    /// Persistent volumes of the server. DittoFS writes to `/data/metadata`,
+    /// `/data/content` and `/data/cache` only for stores created there through its
+    /// REST API (a new server has no stores or shares; see docs/stores.md). Sizes and
+    /// the StorageClass are fixed once the StatefulSet exists (volumeClaimTemplates
+    /// are immutable).
     pub storage: StorageSpec,
 
     /// Control-plane database: SQLite on the control-plane volume (default) or PostgreSQL.
@@ -104,7 +107,10 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smb: Option<SmbSpec>,
 
-    /// S3 credentials passed to the server as `AWS_*` environment variables.
+    /// Not read by DittoFS v0.29 (accepted, with a warning): an S3 block store
+    /// carries its own bucket, region, endpoint and keys, given when it is created
+    /// through the REST API (`dfsctl store block remote add --type s3`, see
+    /// docs/stores.md). The pod gets no `AWS_*` variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
 
@@ -148,24 +154,29 @@ pub struct DittoServerSpec {
     validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName is immutable; create a new DittoServer to move data to another StorageClass").reason(Reason::FieldValueForbidden)
 )]
 pub struct StorageSpec {
-    /// Size of the metadata volume (BadgerDB), mounted at `/data/metadata`. Required.
+    /// Size of the metadata volume, mounted at `/data/metadata`. Required. Used only
+    /// by a badger metadata store created at that path
+    /// (`dfsctl store metadata add --type badger --db-path /data/metadata`).
     /// Format: a whole number followed by Mi, Gi or Ti, for example `10Gi`.
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub metadata_size: String,
 
-    /// Size of the content volume (filesystem payload store), mounted at
-    /// `/data/content`. No volume when unset.
+    /// Size of the content volume, mounted at `/data/content`. Used only by a
+    /// filesystem block store created at that path
+    /// (`dfsctl store block local add --type fs --path /data/content`). No volume when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub content_size: Option<String>,
 
-    /// Size of the cache volume, mounted at `/data/cache` (default `5Gi`).
+    /// Size of the cache volume, mounted at `/data/cache` (default `5Gi`). Used only
+    /// by a block store created at that path, such as the local store in front of
+    /// S3 (`dfsctl store block local add --type fs --path /data/cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub cache_size: Option<String>,
 
-    /// Size of the control-plane volume holding the SQLite database (shares, users,
-    /// stores), mounted at `/data/controlplane` (default `1Gi`).
+    /// Size of the control-plane volume holding the SQLite database (users, adapters,
+    /// stores, shares), mounted at `/data/controlplane` (default `1Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub control_plane_size: Option<String>,
@@ -478,23 +489,23 @@ pub enum SmbCreditStrategy {
     Adaptive,
 }
 
-/// S3 credentials for the server's S3 payload stores.
+/// The Go operator's S3 settings: accepted, not read by DittoFS v0.29.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Spec {
-    /// Secret holding the credentials, exposed as `AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY` and (when present) `AWS_ENDPOINT_URL`.
+    /// Secret holding S3 keys. Nothing reads it: pass its values to
+    /// `dfsctl store block remote add --access-key … --secret-key …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<S3CredentialsSecretRef>,
-    /// Region, exposed as `AWS_REGION` (default `eu-west-1`).
+    /// Not read; the S3 block store has its own `--region` (DittoFS default `us-east-1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Bucket name; informational (stores are configured through the DittoFS API).
+    /// Not read; the S3 block store has its own `--bucket`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
 }
 
-/// Secret and key names of the S3 credentials.
+/// Secret and key names of S3 keys kept for `dfsctl` (not read by the server).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3CredentialsSecretRef {
@@ -506,7 +517,7 @@ pub struct S3CredentialsSecretRef {
     /// Key of the secret access key (default `secretAccessKey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_key: Option<String>,
-    /// Key of the endpoint URL, optional in the Secret (default `endpoint`).
+    /// Key of the endpoint URL (default `endpoint`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_key: Option<String>,
 }

@@ -107,13 +107,15 @@ pub struct Admin {
     pub password: SecretKey,
 }
 
+/// The `spec.s3` block. DittoFS v0.29 does not read it (an S3 block store carries
+/// its own keys, see `docs/stores.md`); it only names the Secret the user keeps
+/// the S3 keys in, which the admission warning points to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3 {
     pub secret_name: String,
     pub access_key_id_key: String,
     pub secret_access_key_key: String,
     pub endpoint_key: String,
-    pub region: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -290,7 +292,6 @@ impl EffectiveSpec {
                     defaults::DEFAULT_S3_SECRET_ACCESS_KEY_KEY,
                 ),
                 endpoint_key: or(&c.endpoint_key, defaults::DEFAULT_S3_ENDPOINT_KEY),
-                region: or(&s3.region, defaults::DEFAULT_S3_REGION),
             })
         });
 
@@ -320,7 +321,8 @@ impl EffectiveSpec {
         }
     }
 
-    /// Names of every user Secret this server reads (not the managed ones), sorted.
+    /// Names of every user Secret the spec references (not the managed ones),
+    /// sorted: hashed into the pod template and watched.
     pub fn referenced_secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = [
             (!self.jwt.secret.managed).then(|| self.jwt.secret.name.clone()),

@@ -30,7 +30,6 @@ pub const DEFAULT_NFS_ADAPTER_PORT: i32 = 12049;
 pub const DEFAULT_SMB_PORT: i32 = 445;
 /// DittoFS's own SMB adapter port (unprivileged).
 pub const DEFAULT_SMB_ADAPTER_PORT: i32 = 1445;
-pub const DEFAULT_S3_REGION: &str = "eu-west-1";
 pub const DEFAULT_S3_ACCESS_KEY_ID_KEY: &str = "accessKeyId";
 pub const DEFAULT_S3_SECRET_ACCESS_KEY_KEY: &str = "secretAccessKey";
 pub const DEFAULT_S3_ENDPOINT_KEY: &str = "endpoint";
@@ -114,21 +113,8 @@ pub fn apply_defaults(spec: &mut DittoServerSpec) {
     set(&mut smb.port, || DEFAULT_SMB_PORT);
     set(&mut smb.adapter_port, || DEFAULT_SMB_ADAPTER_PORT);
 
-    // S3 keys only matter with a credentials Secret; an unused block stays unset.
-    if let Some(s3) = spec.s3.as_mut()
-        && let Some(creds) = s3.credentials_secret_ref.as_mut()
-    {
-        set(&mut creds.access_key_id_key, || {
-            DEFAULT_S3_ACCESS_KEY_ID_KEY.to_string()
-        });
-        set(&mut creds.secret_access_key_key, || {
-            DEFAULT_S3_SECRET_ACCESS_KEY_KEY.to_string()
-        });
-        set(&mut creds.endpoint_key, || {
-            DEFAULT_S3_ENDPOINT_KEY.to_string()
-        });
-        set(&mut s3.region, || DEFAULT_S3_REGION.to_string());
-    }
+    // `spec.s3` gets no defaults: nothing in the server reads it (see
+    // `validation::rules`), so written-down defaults would describe nothing that runs.
 
     let percona = spec.percona.get_or_insert_with(Default::default);
     set(&mut percona.enabled, || false);

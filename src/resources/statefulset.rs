@@ -293,6 +293,16 @@ fn from_key(env: &str, r: &SecretKey) -> EnvVar {
 
 /// Environment of the server: every secret arrives here, under the names the
 /// DittoFS server reads (`DITTOFS_<config path>`), never in the ConfigMap.
+///
+/// No `AWS_*` variables, whatever `spec.s3` says. DittoFS v0.29 builds each S3
+/// client from the block store's own config: static keys (`NewFromConfig` in
+/// `pkg/block/remote/s3/store.go` refuses empty ones) and a region that is never
+/// empty (`us-east-1` unless the store sets one, `CreateRemoteStoreFromConfig` in
+/// `pkg/controlplane/runtime/shares/service.go`), so `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_REGION` are never read. The AWS SDK would read
+/// `AWS_ENDPOINT_URL` for a store created without an endpoint, silently sending it
+/// elsewhere and without the path-style addressing the server turns on only for an
+/// explicit endpoint; a store must do what its own config says, so it is not set.
 pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
     let mut env = vec![
         from_key("DITTOFS_CONTROLPLANE_SECRET", &eff.jwt.secret),
@@ -331,31 +341,6 @@ pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
                 ..Default::default()
             });
         }
-    }
-    if let Some(s3) = &eff.s3 {
-        env.push(from_secret(
-            "AWS_ACCESS_KEY_ID",
-            &s3.secret_name,
-            &s3.access_key_id_key,
-            false,
-        ));
-        env.push(from_secret(
-            "AWS_SECRET_ACCESS_KEY",
-            &s3.secret_name,
-            &s3.secret_access_key_key,
-            false,
-        ));
-        env.push(from_secret(
-            "AWS_ENDPOINT_URL",
-            &s3.secret_name,
-            &s3.endpoint_key,
-            true,
-        ));
-        env.push(EnvVar {
-            name: "AWS_REGION".into(),
-            value: Some(s3.region.clone()),
-            ..Default::default()
-        });
     }
     env
 }

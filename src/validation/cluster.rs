@@ -16,7 +16,7 @@ struct SecretCheck {
     field: &'static str,
     name: String,
     required_keys: Vec<String>,
-    /// Only S3 endpoint-style keys are optional; absent Secrets are warnings anyway.
+    /// What the Secret is for, in messages.
     purpose: &'static str,
 }
 
@@ -126,17 +126,6 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             name: secret_name.clone(),
             required_keys: POSTGRES_SECRET_KEYS.iter().map(|k| k.to_string()).collect(),
             purpose: "PostgreSQL connection",
-        });
-    }
-    if let Some(s3) = &eff.s3 {
-        checks.push(SecretCheck {
-            field: "spec.s3.credentialsSecretRef",
-            name: s3.secret_name.clone(),
-            required_keys: vec![
-                s3.access_key_id_key.clone(),
-                s3.secret_access_key_key.clone(),
-            ],
-            purpose: "S3 credentials",
         });
     }
     if let Some(name) = eff

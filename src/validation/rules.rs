@@ -57,6 +57,7 @@ pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut 
     check_ports(spec, eff, out);
     check_identity(spec, out);
     check_percona(spec, out);
+    check_s3(spec, eff, out);
     check_legacy(spec, out);
     check_grace_period(eff, out);
 }
@@ -396,6 +397,30 @@ fn check_percona(spec: &DittoServerSpec, out: &mut Findings) {
             "is not set: pgBackRest may fail to authenticate with S3; reference a Secret with its S3 credentials",
         );
     }
+}
+
+/// `spec.s3` configures nothing: DittoFS v0.29 creates an S3 block store through
+/// its REST API with the store's own bucket, region, endpoint and static keys
+/// (`pkg/block/remote/s3/store.go`, `NewFromConfig`), and the pod gets no `AWS_*`
+/// variables (see `resources::statefulset::server_env`). Say so, and where the
+/// keys must go instead.
+fn check_s3(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    if spec.s3.is_none() {
+        return;
+    }
+    let keys = match &eff.s3 {
+        Some(s3) => format!(
+            "the keys {} and {} of Secret {}/{}",
+            s3.access_key_id_key, s3.secret_access_key_key, eff.namespace, s3.secret_name
+        ),
+        None => "your S3 access key".to_string(),
+    };
+    out.warn(
+        "spec.s3",
+        format!(
+            "is not read by DittoFS v0.29: an S3 block store takes its bucket, region, endpoint and keys from its own configuration, given when it is created through the REST API; create it with `dfsctl store block remote add --type s3` using {keys} (docs/stores.md), then remove spec.s3"
+        ),
+    );
 }
 
 /// Fields the Go operator accepted that no longer do anything.
