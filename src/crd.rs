@@ -326,7 +326,9 @@ pub struct JwtSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminSpec {
-    /// Admin user name (default `admin`).
+    /// Must be `admin` (the default): DittoFS v0.29 always creates its
+    /// administrator as `admin`. Another value is refused when written; an object
+    /// that already holds one gets a warning, and the credentials Secret says `admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Secret key holding the admin's initial password in clear text (not a hash),

@@ -103,7 +103,12 @@ pub struct Jwt {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admin {
+    /// The administrator the server creates: always `admin` in DittoFS v0.29
+    /// (`EnsureAdminUser` creates `models.AdminUsername`,
+    /// `pkg/controlplane/models/admin.go`), whatever the spec says.
     pub username: String,
+    /// `spec.identity.admin.username` as written (for validation only).
+    pub requested_username: Option<String>,
     pub password: SecretKey,
 }
 
@@ -274,7 +279,8 @@ impl EffectiveSpec {
         };
         let admin_spec = identity.admin.unwrap_or_default();
         let admin = Admin {
-            username: or(&admin_spec.username, defaults::DEFAULT_ADMIN_USERNAME),
+            username: defaults::DEFAULT_ADMIN_USERNAME.to_string(),
+            requested_username: admin_spec.username.clone(),
             password: resolve_secret_key(
                 admin_spec.password_secret_ref.as_ref(),
                 names::admin_secret(&name),

@@ -20,6 +20,7 @@ pub const DEFAULT_METRICS_PORT: i32 = 9090;
 pub const DEFAULT_API_PORT: i32 = 8080;
 pub const DEFAULT_ACCESS_TOKEN_DURATION: &str = "15m";
 pub const DEFAULT_REFRESH_TOKEN_DURATION: &str = "168h";
+/// The only administrator DittoFS v0.29 creates (`pkg/controlplane/models/admin.go`).
 pub const DEFAULT_ADMIN_USERNAME: &str = "admin";
 pub const DEFAULT_SERVICE_TYPE: ServiceType = ServiceType::LoadBalancer;
 /// Client-facing NFS port (what `mount -o port=` uses).

@@ -360,6 +360,24 @@ fn managed_secrets_only_when_the_user_gives_none() {
 }
 
 #[test]
+fn the_credentials_secret_and_config_always_say_admin() {
+    // An object from before the username rule: the server still creates `admin`.
+    let c = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\nidentity: {admin: {username: root}}",
+    ));
+    let secret = c
+        .managed_secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("t-admin-bootstrap-credentials"))
+        .expect("credentials Secret");
+    let username = &secret.data.as_ref().expect("data")["username"];
+    assert_eq!(username.0, b"admin");
+    let config = &c.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(config.contains("username: admin"), "{config}");
+    assert!(!config.contains("root"), "{config}");
+}
+
+#[test]
 fn generated_values_are_long_and_random() {
     let a = generate_managed_values().expect("rng");
     let b = generate_managed_values().expect("rng");

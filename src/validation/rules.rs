@@ -3,11 +3,12 @@
 
 use crate::crd::{DatabaseType, DittoServerSpec};
 use crate::defaults::{
-    DEFAULT_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS, SERVER_SHUTDOWN_TIMEOUT_SECONDS,
+    DEFAULT_ADMIN_USERNAME, DEFAULT_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS,
+    SERVER_SHUTDOWN_TIMEOUT_SECONDS,
 };
 use crate::effective::EffectiveSpec;
 
-use super::Finding;
+use super::{Finding, Subject};
 
 /// Where the SQLite file must live: the control-plane PVC's mount point.
 pub const CONTROL_PLANE_DIR: &str = "/data/controlplane/";
@@ -298,16 +299,12 @@ fn check_identity(spec: &DittoServerSpec, out: &mut Findings) {
             }
         }
     }
-    if let Some(admin) = identity.admin.as_ref() {
-        if let Some(r) = admin.password_secret_ref.as_ref() {
-            secret_key_needs_key(r, "spec.identity.admin.passwordSecretRef", out);
-        }
-        if admin.username.as_deref() == Some("") {
-            out.error(
-                "spec.identity.admin.username",
-                "is empty: remove it to use \"admin\", or name the user",
-            );
-        }
+    if let Some(r) = identity
+        .admin
+        .as_ref()
+        .and_then(|a| a.password_secret_ref.as_ref())
+    {
+        secret_key_needs_key(r, "spec.identity.admin.passwordSecretRef", out);
     }
 }
 
@@ -507,6 +504,48 @@ fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
             format!(
                 "{}s does not cover the {PRE_STOP_DRAIN_SECONDS}s drain plus the server's {SERVER_SHUTDOWN_TIMEOUT_SECONDS}s shutdown: the pod may be killed mid-flush; use at least {needed} (default {DEFAULT_TERMINATION_GRACE_SECONDS})",
                 eff.termination_grace_period_seconds
+            ),
+        );
+    }
+}
+
+/// Rules about what this write sets: refused when a user writes the value now,
+/// tolerated (a warning) on an object that already holds it.
+pub(crate) fn check_written(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
+    check_admin_username(eff, subject, out);
+}
+
+/// DittoFS v0.29 always creates its administrator as `admin`
+/// (`pkg/controlplane/models/admin.go`); another name would be handed out in the
+/// credentials Secret for a user that does not exist. Objects created before this
+/// rule keep working: the Secret and the config say `admin` anyway.
+fn check_admin_username(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
+    const FIELD: &str = "spec.identity.admin.username";
+    let Some(name) = eff
+        .admin
+        .requested_username
+        .as_deref()
+        .filter(|n| *n != DEFAULT_ADMIN_USERNAME)
+    else {
+        return;
+    };
+    let written_now = match subject {
+        Subject::Create => true,
+        Subject::Update(old) => old.admin.requested_username.as_deref() != Some(name),
+        Subject::Stored => false,
+    };
+    if written_now {
+        out.error(
+            FIELD,
+            format!(
+                "{name:?} cannot be used: DittoFS v0.29 always names its administrator \"{DEFAULT_ADMIN_USERNAME}\" and has no setting for another name; remove the field or set \"{DEFAULT_ADMIN_USERNAME}\""
+            ),
+        );
+    } else {
+        out.warn(
+            FIELD,
+            format!(
+                "{name:?} is ignored: DittoFS v0.29 always names its administrator \"{DEFAULT_ADMIN_USERNAME}\" (the credentials Secret says so); set the field to \"{DEFAULT_ADMIN_USERNAME}\" or remove it"
             ),
         );
     }

@@ -64,6 +64,19 @@ fn check(spec: &str) -> Report {
     block_on(validate(&ds(spec), None, &Offline))
 }
 
+fn check_stored(spec: &str) -> Report {
+    let ds = ds(spec);
+    block_on(validate_stored(
+        &ds.spec,
+        &EffectiveSpec::resolve(&ds),
+        &Offline,
+    ))
+}
+
+fn check_update(old: &str, new: &str) -> Report {
+    block_on(validate(&ds(new), Some(&ds(old)), &Offline))
+}
+
 fn check_with(spec: &str, cluster: &FakeCluster) -> Report {
     block_on(validate(&ds(spec), None, cluster))
 }
@@ -534,4 +547,44 @@ fn storage_is_immutable_on_update() {
     assert!(block_on(validate(&defaulted, Some(&old), &Offline)).is_valid());
     let other_edit = ds("replicas: 0\nstorage: {metadataSize: 10Gi}");
     assert!(block_on(validate(&other_edit, Some(&old), &Offline)).is_valid());
+}
+
+#[test]
+fn admin_username_other_than_admin_is_refused_when_written() {
+    const ROOT: &str = "identity: {admin: {username: root}}\nstorage: {metadataSize: 1Gi}";
+    const ADMIN: &str = "identity: {admin: {username: admin}}\nstorage: {metadataSize: 1Gi}";
+    let created = check(ROOT);
+    assert!(
+        has_error(
+            &created,
+            "spec.identity.admin.username",
+            "always names its administrator \"admin\""
+        ),
+        "{created:?}"
+    );
+    assert!(has_error(
+        &check("identity: {admin: {username: ''}}\nstorage: {metadataSize: 1Gi}"),
+        "spec.identity.admin.username",
+        "cannot be used"
+    ));
+    let r = check(ADMIN);
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    // Changing to another name is writing it.
+    assert!(has_error(
+        &check_update(ADMIN, ROOT),
+        "spec.identity.admin.username",
+        "cannot be used"
+    ));
+    // An object that already holds one stays editable and reconcilable.
+    let kept = check_update(ROOT, &format!("{ROOT}\nreplicas: 0"));
+    assert!(
+        kept.is_valid() && has_warning(&kept, "spec.identity.admin.username", "is ignored"),
+        "{kept:?}"
+    );
+    let stored = check_stored(ROOT);
+    assert!(
+        stored.is_valid() && has_warning(&stored, "spec.identity.admin.username", "is ignored"),
+        "{stored:?}"
+    );
+    assert!(check_update(ROOT, ADMIN).warnings.is_empty());
 }
