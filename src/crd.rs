@@ -97,8 +97,11 @@ pub struct DittoServerSpec {
     #[schemars(range(min = 1, max = 65535))]
     pub nfs_port: Option<i32>,
 
-    /// Port the DittoFS NFS adapter listens on inside the pod (default 12049, the
-    /// server's own default; unprivileged). The Service maps `nfsPort` to it.
+    /// Port the DittoFS NFS adapter listens on inside the pod (default 12049;
+    /// unprivileged). The Service maps `nfsPort` to it. DittoFS keeps the real port in
+    /// its database (12049 from the first start): this field does not move the
+    /// adapter. Move it first with `dfsctl adapter edit nfs --port N`, then set N here
+    /// (a warning says so when the value is written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub nfs_adapter_port: Option<i32>,
@@ -393,15 +396,18 @@ impl ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SmbSpec {
-    /// Expose SMB on `<name>-file` (default false).
+    /// Expose SMB on `<name>-file` (default false). `false` only keeps SMB off the
+    /// Service: DittoFS still listens on its SMB port inside the pod until
+    /// `dfsctl adapter disable smb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Client-facing SMB port on `<name>-file` (default 445).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Port the DittoFS SMB adapter listens on inside the pod (default 1445, the
-    /// server's own default).
+    /// Port the DittoFS SMB adapter listens on inside the pod (default 1445). DittoFS
+    /// keeps the real port in its database (1445 from the first start): move it
+    /// first with `dfsctl adapter edit smb --port N`, then set N here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub adapter_port: Option<i32>,

@@ -3,10 +3,11 @@
 
 use crate::crd::{DatabaseType, DittoServerSpec};
 use crate::defaults::{
-    DEFAULT_ADMIN_USERNAME, DEFAULT_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS,
-    SERVER_SHUTDOWN_TIMEOUT_SECONDS,
+    DEFAULT_ADMIN_USERNAME, DEFAULT_NFS_ADAPTER_PORT, DEFAULT_SMB_ADAPTER_PORT,
+    DEFAULT_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS, SERVER_SHUTDOWN_TIMEOUT_SECONDS,
 };
 use crate::effective::EffectiveSpec;
+use crate::names;
 
 use super::{Finding, Subject};
 
@@ -513,6 +514,71 @@ fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
 /// tolerated (a warning) on an object that already holds it.
 pub(crate) fn check_written(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
     check_admin_username(eff, subject, out);
+    check_adapter_ports(eff, subject, out);
+}
+
+/// DittoFS keeps each adapter's port in its own database: it creates NFS on 12049
+/// and SMB on 1445 on first start (`EnsureDefaultAdapters`,
+/// `pkg/controlplane/store/adapters.go`) and listens there until the adapter is
+/// moved through the REST API. `nfsAdapterPort` and `smb.adapterPort` only move the
+/// container port and the Services' targetPort, so a value the server does not
+/// use sends clients nowhere: say so whenever one is written.
+fn check_adapter_ports(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
+    struct Adapter {
+        field: &'static str,
+        kind: &'static str,
+        server_default: i32,
+        new: Option<i32>,
+        old: Option<i32>,
+    }
+    let old = match subject {
+        Subject::Update(old) => Some(old),
+        // Nothing is being written on a stored object.
+        Subject::Stored => return,
+        Subject::Create => None,
+    };
+    let adapters = [
+        Adapter {
+            field: "spec.nfsAdapterPort",
+            kind: "nfs",
+            server_default: DEFAULT_NFS_ADAPTER_PORT,
+            new: Some(eff.ports.nfs.container),
+            old: old.map(|o| o.ports.nfs.container),
+        },
+        Adapter {
+            field: "spec.smb.adapterPort",
+            kind: "smb",
+            server_default: DEFAULT_SMB_ADAPTER_PORT,
+            new: eff.ports.smb.map(|p| p.container),
+            old: old.and_then(|o| o.ports.smb.map(|p| p.container)),
+        },
+    ];
+    let api = names::api_service(&eff.name);
+    for a in adapters {
+        let Some(new) = a.new else { continue };
+        let protocol = a.kind.to_uppercase();
+        let how = format!(
+            "move the adapter first with `dfsctl adapter edit {} --port {new}` against the {api} Service (docs/stores.md); until both agree, {protocol} clients get connection refused",
+            a.kind
+        );
+        match a.old {
+            Some(old) if old != new => out.warn(
+                a.field,
+                format!(
+                    "changes from {old} to {new}, but the DittoFS {protocol} adapter keeps listening on {old}: the port lives in the server's database; {how}"
+                ),
+            ),
+            Some(_) => {}
+            None if new != a.server_default => out.warn(
+                a.field,
+                format!(
+                    "is {new}, but DittoFS creates its {protocol} adapter on {} on first start and listens where its database says; {how}",
+                    a.server_default
+                ),
+            ),
+            None => {}
+        }
+    }
 }
 
 /// DittoFS v0.29 always creates its administrator as `admin`

@@ -220,10 +220,85 @@ fn privileged_container_port_warns() {
 
 #[test]
 fn warnings_come_in_spec_order() {
+    // Rules on the spec first, in spec order; then rules on what is written.
     let r = check("nfsAdapterPort: 111\ncontrolPlane: {port: 80}\nstorage: {metadataSize: 1Gi}");
     assert_eq!(
         fields(&r.warnings),
-        ["spec.nfsAdapterPort", "spec.controlPlane.port"]
+        [
+            "spec.nfsAdapterPort",
+            "spec.controlPlane.port",
+            "spec.nfsAdapterPort"
+        ]
+    );
+}
+
+#[test]
+fn adapter_ports_that_the_server_does_not_use_warn_with_the_dfsctl_command() {
+    let created = check("nfsAdapterPort: 13049\nstorage: {metadataSize: 1Gi}");
+    assert!(created.is_valid());
+    assert!(
+        has_warning(
+            &created,
+            "spec.nfsAdapterPort",
+            "creates its NFS adapter on 12049 on first start"
+        ) && has_warning(
+            &created,
+            "spec.nfsAdapterPort",
+            "`dfsctl adapter edit nfs --port 13049` against the t-api Service"
+        ),
+        "{created:?}"
+    );
+    let smb = check("smb: {enabled: true, adapterPort: 1446}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_warning(
+        &smb,
+        "spec.smb.adapterPort",
+        "`dfsctl adapter edit smb --port 1446`"
+    ));
+    // SMB off: its adapter port is not used by the pod or the Services.
+    assert!(
+        check("smb: {enabled: false, adapterPort: 1446}\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+    // The server's own defaults need nothing.
+    assert!(
+        check("nfsAdapterPort: 12049\nsmb: {enabled: true, adapterPort: 1445}\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+
+    let moved = check_update(
+        MINIMAL,
+        "nfsAdapterPort: 13049\nstorage: {metadataSize: 10Gi}",
+    );
+    assert!(
+        has_warning(
+            &moved,
+            "spec.nfsAdapterPort",
+            "changes from 12049 to 13049, but the DittoFS NFS adapter keeps listening on 12049"
+        ),
+        "{moved:?}"
+    );
+    // An unrelated edit of an object that already uses another port says nothing.
+    let kept = check_update(
+        "nfsAdapterPort: 13049\nstorage: {metadataSize: 10Gi}",
+        "nfsAdapterPort: 13049\nreplicas: 0\nstorage: {metadataSize: 10Gi}",
+    );
+    assert!(kept.warnings.is_empty(), "{kept:?}");
+    // Enabling SMB on another port is writing it.
+    let enabled = check_update(
+        "smb: {enabled: false, adapterPort: 1446}\nstorage: {metadataSize: 10Gi}",
+        "smb: {enabled: true, adapterPort: 1446}\nstorage: {metadataSize: 10Gi}",
+    );
+    assert!(has_warning(
+        &enabled,
+        "spec.smb.adapterPort",
+        "creates its SMB adapter on 1445"
+    ));
+    assert!(
+        check_stored("nfsAdapterPort: 13049\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
     );
 }
 
