@@ -45,10 +45,16 @@ pub const DEFAULT_BACKUP_RETENTION_DAYS: i32 = 7;
 pub const SERVER_SHUTDOWN_TIMEOUT_SECONDS: i64 = 30;
 /// preStop drain before SIGTERM reaches the server.
 pub const PRE_STOP_DRAIN_SECONDS: i64 = 5;
-/// Grace period: preStop drain + 3 × the server's shutdown timeout (adapters, API
-/// and stores shut down in turn) + 10 s of slack for flushing. 105 s.
-pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 =
-    PRE_STOP_DRAIN_SECONDS + 3 * SERVER_SHUTDOWN_TIMEOUT_SECONDS + 10;
+/// How long the server may take after SIGTERM: it drains its stages in turn and
+/// exits on its own after 3 × `shutdown_timeout` + 5 s (`cmd/dfs/commands/start.go`
+/// in DittoFS v0.29). 95 s.
+pub const SERVER_EXIT_DEADLINE_SECONDS: i64 = 3 * SERVER_SHUTDOWN_TIMEOUT_SECONDS + 5;
+/// The shortest grace period that lets the server stop by itself: the preStop
+/// drain, then the server's own deadline. 100 s.
+pub const MIN_TERMINATION_GRACE_SECONDS: i64 =
+    PRE_STOP_DRAIN_SECONDS + SERVER_EXIT_DEADLINE_SECONDS;
+/// Grace period: the minimum plus 5 s of slack. 105 s.
+pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = MIN_TERMINATION_GRACE_SECONDS + 5;
 
 /// Fill every effective default into `spec`. Idempotent; never overrides a value
 /// the user set.

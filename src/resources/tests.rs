@@ -316,7 +316,10 @@ fn pod_is_restricted_and_probed() {
             startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3),
             150
         );
-        assert!(pod.termination_grace_period_seconds.unwrap_or(30) >= 35);
+        assert!(
+            pod.termination_grace_period_seconds.unwrap_or(30)
+                >= crate::defaults::MIN_TERMINATION_GRACE_SECONDS
+        );
     }
     let p = build(&sample("percona"));
     let init = pod(&p).init_containers.as_ref().expect("wait-for-postgres");

@@ -4,7 +4,8 @@
 use crate::crd::{DatabaseType, DittoServerSpec};
 use crate::defaults::{
     DEFAULT_ADMIN_USERNAME, DEFAULT_NFS_ADAPTER_PORT, DEFAULT_SMB_ADAPTER_PORT,
-    DEFAULT_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS, SERVER_SHUTDOWN_TIMEOUT_SECONDS,
+    DEFAULT_TERMINATION_GRACE_SECONDS, MIN_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS,
+    SERVER_EXIT_DEADLINE_SECONDS, SERVER_SHUTDOWN_TIMEOUT_SECONDS,
 };
 use crate::effective::EffectiveSpec;
 use crate::names;
@@ -497,13 +498,16 @@ fn check_legacy(spec: &DittoServerSpec, out: &mut Findings) {
     }
 }
 
+/// After SIGTERM, DittoFS v0.29 may take up to 3 × its shutdown timeout + 5 s to
+/// drain adapters, flush and close stores before it exits on its own
+/// (`cmd/dfs/commands/start.go`); the kubelet counts the preStop drain in the grace
+/// period too. Anything shorter SIGKILLs it mid-flush.
 fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
-    let needed = PRE_STOP_DRAIN_SECONDS + SERVER_SHUTDOWN_TIMEOUT_SECONDS;
-    if eff.termination_grace_period_seconds < needed {
+    if eff.termination_grace_period_seconds < MIN_TERMINATION_GRACE_SECONDS {
         out.warn(
             "spec.terminationGracePeriodSeconds",
             format!(
-                "{}s does not cover the {PRE_STOP_DRAIN_SECONDS}s drain plus the server's {SERVER_SHUTDOWN_TIMEOUT_SECONDS}s shutdown: the pod may be killed mid-flush; use at least {needed} (default {DEFAULT_TERMINATION_GRACE_SECONDS})",
+                "{} s is shorter than the {MIN_TERMINATION_GRACE_SECONDS} s DittoFS may need to stop: after the {PRE_STOP_DRAIN_SECONDS} s preStop drain, the server takes up to {SERVER_EXIT_DEADLINE_SECONDS} s after SIGTERM (3 × its {SERVER_SHUTDOWN_TIMEOUT_SECONDS} s shutdown timeout + 5 s) to drain clients and flush its stores, and is killed mid-flush if the period ends first; use at least {MIN_TERMINATION_GRACE_SECONDS} (default {DEFAULT_TERMINATION_GRACE_SECONDS})",
                 eff.termination_grace_period_seconds
             ),
         );

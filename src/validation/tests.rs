@@ -460,14 +460,24 @@ fn legacy_fields_warn() {
 
 #[test]
 fn short_grace_period_warns() {
-    let r = check("terminationGracePeriodSeconds: 20\nstorage: {metadataSize: 1Gi}");
+    // The server may take 95 s after SIGTERM, after a 5 s preStop drain.
+    let r = check("terminationGracePeriodSeconds: 60\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_warning(
+            &r,
+            "spec.terminationGracePeriodSeconds",
+            "60 s is shorter than the 100 s DittoFS may need to stop"
+        ),
+        "{r:?}"
+    );
+    assert!(r.is_valid());
     assert!(has_warning(
-        &r,
+        &check("terminationGracePeriodSeconds: 99\nstorage: {metadataSize: 1Gi}"),
         "spec.terminationGracePeriodSeconds",
-        "does not cover"
+        "use at least 100"
     ));
     assert!(
-        check("terminationGracePeriodSeconds: 60\nstorage: {metadataSize: 1Gi}")
+        check("terminationGracePeriodSeconds: 100\nstorage: {metadataSize: 1Gi}")
             .warnings
             .is_empty()
     );
