@@ -204,7 +204,8 @@ pub struct DatabaseSpec {
     pub sqlite: Option<SqliteSpec>,
 
     /// Secret (in the DittoServer's namespace) with the connection to an external
-    /// PostgreSQL: keys `host`, `port`, `database`, `user`, `password`, optional `sslmode`.
+    /// PostgreSQL: keys `host`, `database`, `user`, `password`; optional `port`
+    /// (default 5432) and `sslmode` (default `disable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_secret_ref: Option<PostgresSecretRef>,
 }

@@ -312,9 +312,11 @@ pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
     match &eff.database {
         Database::Sqlite { .. } => {}
         Database::Postgres { secret_name } => {
+            // `port` and `sslmode` may be absent: the server then uses 5432 and
+            // `disable` (`ApplyDefaults`, `pkg/controlplane/store/gorm.go`).
             for (var, key, optional) in [
                 ("DITTOFS_DATABASE_POSTGRES_HOST", "host", false),
-                ("DITTOFS_DATABASE_POSTGRES_PORT", "port", false),
+                ("DITTOFS_DATABASE_POSTGRES_PORT", "port", true),
                 ("DITTOFS_DATABASE_POSTGRES_DATABASE", "database", false),
                 ("DITTOFS_DATABASE_POSTGRES_USER", "user", false),
                 ("DITTOFS_DATABASE_POSTGRES_PASSWORD", "password", false),

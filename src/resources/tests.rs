@@ -235,6 +235,13 @@ fn secrets_reach_the_pod_as_env_under_the_server_names() {
         (r.name.as_str(), r.key.as_str()),
         ("dittofs-postgres", "host")
     );
+    assert_eq!(r.optional, None, "host is required");
+    // The server defaults the port to 5432: a Secret without it still starts the pod.
+    let port = env(&c, "DITTOFS_DATABASE_POSTGRES_PORT")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("port ref");
+    assert_eq!((port.key.as_str(), port.optional), ("port", Some(true)));
     assert!(env(&c, "DITTOFS_CONTROLPLANE_SECRET").is_some());
     assert!(env(&c, "DITTOFS_ADMIN_INITIAL_PASSWORD").is_some());
     assert!(

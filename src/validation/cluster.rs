@@ -8,8 +8,10 @@ use crate::effective::{Database, EffectiveSpec};
 use super::rules::Findings;
 use super::{ClusterLookup, Finding, Lookup, SecretFacts};
 
-/// Keys an external PostgreSQL Secret must hold.
-pub const POSTGRES_SECRET_KEYS: [&str; 5] = ["host", "port", "database", "user", "password"];
+/// Keys an external PostgreSQL Secret must hold. `port` and `sslmode` are optional:
+/// DittoFS v0.29 uses 5432 and `disable` when they are absent (`ApplyDefaults` in
+/// `pkg/controlplane/store/gorm.go`).
+pub const POSTGRES_SECRET_KEYS: [&str; 4] = ["host", "database", "user", "password"];
 
 /// One Secret to look at: where it is referenced and which keys it needs.
 struct SecretCheck {

@@ -126,7 +126,7 @@ fn check_database(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Finding
     {
         out.error(
             "spec.database.postgresSecretRef.name",
-            "is empty: name the Secret holding host, port, database, user and password",
+            "is empty: name the Secret holding host, database, user and password (port and sslmode optional)",
         );
     }
     match db.db_type {
@@ -441,7 +441,7 @@ fn check_legacy(spec: &DittoServerSpec, out: &mut Findings) {
         if db.key.is_some() {
             out.warn(
                 "spec.database.postgresSecretRef.key",
-                "is ignored: the Secret must hold the keys host, port, database, user and password (sslmode optional)",
+                "is ignored: the Secret must hold the keys host, database, user and password (port and sslmode optional)",
             );
         }
         if db.optional.is_some() {

@@ -567,10 +567,19 @@ fn postgres_secret_lookup() {
         has_warning(
             &r,
             "spec.database.postgresSecretRef",
-            "no key port, database, password"
+            "no key database, password"
         ),
         "{r:?}"
     );
+    // No port (DittoFS uses 5432) and no sslmode: nothing to say.
+    let no_port = FakeCluster {
+        secrets: BTreeMap::from([(
+            "pg",
+            vec![("host", 9), ("database", 7), ("user", 4), ("password", 12)],
+        )]),
+        ..Default::default()
+    };
+    assert!(check_with(spec, &no_port).warnings.is_empty());
     let full = FakeCluster {
         secrets: BTreeMap::from([("pg", POSTGRES_SECRET_KEYS.iter().map(|k| (*k, 8)).collect())]),
         ..Default::default()
