@@ -125,13 +125,24 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Security context of the DittoFS container. Unset fields keep the operator's
-    /// restricted-Pod-Security defaults.
+    /// Security context of the DittoFS container, laid over the operator's defaults
+    /// (`allowPrivilegeEscalation: false`, `runAsNonRoot: true`, seccomp
+    /// `RuntimeDefault`, capabilities drop `ALL`; unset fields keep them). Must stay
+    /// within the Pod Security `restricted` profile: no `privileged`, no
+    /// `allowPrivilegeEscalation: true`, only `NET_BIND_SERVICE` added, no
+    /// `runAsUser: 0` or `runAsNonRoot: false`, seccomp and AppArmor `RuntimeDefault`
+    /// or `Localhost`, `procMount: Default`, SELinux type `container_t`,
+    /// `container_init_t`, `container_kvm_t` or `container_engine_t` and no user or
+    /// role, no Windows `hostProcess`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
 
-    /// Pod security context. Replaces the operator default (`fsGroup: 65532`,
-    /// `runAsNonRoot: true`, `seccompProfile: RuntimeDefault`).
+    /// Pod security context. Replaces the operator default (`runAsUser`,
+    /// `runAsGroup` and `fsGroup` 65532, `runAsNonRoot: true`, seccomp
+    /// `RuntimeDefault`). Must stay within the Pod Security `restricted` profile: no
+    /// `runAsUser: 0` or `runAsNonRoot: false`, seccomp and AppArmor `RuntimeDefault`
+    /// or `Localhost`, SELinux as for `securityContext`, no Windows `hostProcess`, and
+    /// only the safe sysctls (see the CRD reference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security_context: Option<PodSecurityContext>,
 

@@ -30,8 +30,12 @@ pub struct EffectiveSpec {
     pub s3: Option<S3>,
     pub percona: Option<Percona>,
     pub resources: Option<ResourceRequirements>,
-    pub security_context: Option<SecurityContext>,
-    pub pod_security_context: Option<PodSecurityContext>,
+    /// The DittoFS container's security context as it will run: the restricted
+    /// defaults with `spec.securityContext` laid over them.
+    pub security_context: SecurityContext,
+    /// The pod's security context as it will run: `spec.podSecurityContext`, or
+    /// the operator's default.
+    pub pod_security_context: PodSecurityContext,
     pub termination_grace_period_seconds: i64,
 }
 
@@ -317,8 +321,10 @@ impl EffectiveSpec {
             s3,
             percona,
             resources: spec.resources,
-            security_context: spec.security_context,
-            pod_security_context: spec.pod_security_context,
+            security_context: defaults::container_security_context(spec.security_context.as_ref()),
+            pod_security_context: defaults::pod_security_context(
+                spec.pod_security_context.as_ref(),
+            ),
             termination_grace_period_seconds: spec
                 .termination_grace_period_seconds
                 .unwrap_or(defaults::DEFAULT_TERMINATION_GRACE_SECONDS),

@@ -5,6 +5,10 @@
 //! and the reconciler and CLI call it so an object that bypassed the webhook runs
 //! with the very same values.
 
+use k8s_openapi::api::core::v1::{
+    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
+};
+
 use crate::crd::*;
 
 mod patch;
@@ -157,6 +161,47 @@ pub fn apply_defaults(spec: &mut DittoServerSpec) {
 fn set<T>(field: &mut Option<T>, default: impl FnOnce() -> T) {
     if field.is_none() {
         *field = Some(default());
+    }
+}
+
+/// The DittoFS image's user and group.
+pub const DITTOFS_UID: i64 = 65532;
+
+/// The pod security context the pod runs with: the user's `podSecurityContext`
+/// replaces the operator's whole (restricted-compliant) default.
+pub fn pod_security_context(user: Option<&PodSecurityContext>) -> PodSecurityContext {
+    user.cloned().unwrap_or_else(|| PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(DITTOFS_UID),
+        run_as_group: Some(DITTOFS_UID),
+        fs_group: Some(DITTOFS_UID),
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..Default::default()
+    })
+}
+
+/// A container security context: the restricted Pod Security defaults, with the
+/// user's fields laid over them. `ALL` is always dropped; what the user may change
+/// is judged by `validation::pod_security`.
+pub fn container_security_context(user: Option<&SecurityContext>) -> SecurityContext {
+    let mut sc = user.cloned().unwrap_or_default();
+    sc.allow_privilege_escalation.get_or_insert(false);
+    sc.run_as_non_root.get_or_insert(true);
+    sc.seccomp_profile
+        .get_or_insert_with(runtime_default_seccomp);
+    let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
+    let drop = caps.drop.get_or_insert_with(Vec::new);
+    if !drop.iter().any(|c| c == "ALL") {
+        drop.push("ALL".into());
+    }
+    sc
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..Default::default()
     }
 }
 

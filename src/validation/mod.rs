@@ -13,6 +13,7 @@ use crate::crd::{DittoServer, DittoServerSpec};
 use crate::effective::EffectiveSpec;
 
 mod cluster;
+mod pod_security;
 mod rules;
 #[cfg(test)]
 mod tests;

@@ -23,10 +23,10 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
-    fn error(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(finding(field, message));
     }
-    fn warn(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, field: &str, message: impl Into<String>) {
         self.warnings.push(finding(field, message));
     }
 }
@@ -62,6 +62,7 @@ pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut 
     check_percona(spec, out);
     check_s3(spec, eff, out);
     check_legacy(spec, out);
+    super::pod_security::check(eff, out);
     check_grace_period(eff, out);
 }
 

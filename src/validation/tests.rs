@@ -682,3 +682,108 @@ fn admin_username_other_than_admin_is_refused_when_written() {
     );
     assert!(check_update(ROOT, ADMIN).warnings.is_empty());
 }
+
+#[test]
+fn pod_security_restricted_values_pass() {
+    // What the user may still tune without leaving the restricted profile.
+    let r = check(
+        "securityContext: {readOnlyRootFilesystem: true, runAsUser: 1000, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: {add: [NET_BIND_SERVICE], drop: [ALL]}, seccompProfile: {type: Localhost, localhostProfile: p.json}, procMount: Default, seLinuxOptions: {level: 's0:c1,c2', type: container_t}, appArmorProfile: {type: RuntimeDefault}}\n\
+         podSecurityContext: {fsGroup: 2000, runAsUser: 1000, runAsGroup: 0, sysctls: [{name: net.ipv4.tcp_keepalive_time, value: '600'}], seccompProfile: {type: RuntimeDefault}, seLinuxOptions: {type: container_init_t}}\n\
+         storage: {metadataSize: 1Gi}",
+    );
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    // A pod context that drops the operator's defaults stays compliant: the
+    // container keeps runAsNonRoot and RuntimeDefault seccomp.
+    assert!(check("podSecurityContext: {fsGroup: 2000}\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn pod_security_escalations_are_refused_naming_the_field() {
+    let cases = [
+        (
+            "securityContext: {privileged: true}",
+            "spec.securityContext.privileged",
+        ),
+        (
+            "securityContext: {allowPrivilegeEscalation: true}",
+            "spec.securityContext.allowPrivilegeEscalation",
+        ),
+        (
+            "securityContext: {capabilities: {add: [NET_BIND_SERVICE, SYS_ADMIN]}}",
+            "spec.securityContext.capabilities.add[1]",
+        ),
+        (
+            "securityContext: {runAsNonRoot: false}",
+            "spec.securityContext.runAsNonRoot",
+        ),
+        (
+            "securityContext: {runAsUser: 0}",
+            "spec.securityContext.runAsUser",
+        ),
+        (
+            "securityContext: {procMount: Unmasked}",
+            "spec.securityContext.procMount",
+        ),
+        (
+            "securityContext: {seccompProfile: {type: Unconfined}}",
+            "spec.securityContext.seccompProfile.type",
+        ),
+        (
+            "securityContext: {appArmorProfile: {type: Unconfined}}",
+            "spec.securityContext.appArmorProfile.type",
+        ),
+        (
+            "securityContext: {seLinuxOptions: {type: spc_t}}",
+            "spec.securityContext.seLinuxOptions.type",
+        ),
+        (
+            "securityContext: {seLinuxOptions: {user: system_u}}",
+            "spec.securityContext.seLinuxOptions.user",
+        ),
+        (
+            "securityContext: {windowsOptions: {hostProcess: true}}",
+            "spec.securityContext.windowsOptions.hostProcess",
+        ),
+        (
+            "podSecurityContext: {runAsNonRoot: false}",
+            "spec.podSecurityContext.runAsNonRoot",
+        ),
+        (
+            "podSecurityContext: {runAsUser: 0}",
+            "spec.podSecurityContext.runAsUser",
+        ),
+        (
+            "podSecurityContext: {seccompProfile: {type: Unconfined}}",
+            "spec.podSecurityContext.seccompProfile.type",
+        ),
+        (
+            "podSecurityContext: {appArmorProfile: {type: Unconfined}}",
+            "spec.podSecurityContext.appArmorProfile.type",
+        ),
+        (
+            "podSecurityContext: {seLinuxOptions: {role: sysadm_r}}",
+            "spec.podSecurityContext.seLinuxOptions.role",
+        ),
+        (
+            "podSecurityContext: {sysctls: [{name: kernel.shm_rmid_forced, value: '1'}, {name: kernel.msgmax, value: '1'}]}",
+            "spec.podSecurityContext.sysctls[1].name",
+        ),
+        (
+            "podSecurityContext: {windowsOptions: {hostProcess: true}}",
+            "spec.podSecurityContext.windowsOptions.hostProcess",
+        ),
+    ];
+    for (yaml, field) in cases {
+        let r = check(&format!("{yaml}\nstorage: {{metadataSize: 1Gi}}"));
+        assert_eq!(fields(&r.errors), [field], "{yaml}: {r:?}");
+        assert!(
+            has_error(&r, field, "Pod Security \"restricted\" profile"),
+            "{yaml}: {r:?}"
+        );
+    }
+    // A stored object is judged the same way: the reconciler must not run it.
+    assert!(
+        !check_stored("securityContext: {privileged: true}\nstorage: {metadataSize: 1Gi}")
+            .is_valid()
+    );
+}
