@@ -1,5 +1,10 @@
 //! Rules that need cluster facts, asked through [`ClusterLookup`]. All questions
 //! are asked concurrently, so the slowest lookup bounds the latency, not the sum.
+//!
+//! On UPDATE only the fields that changed are looked up: a fact that was true when
+//! the object was written (a StorageClass, a Secret, the Percona CRD) may have
+//! changed since, and must not refuse an unrelated edit. With no old object
+//! (CREATE, the reconciler) everything is looked up.
 
 use futures::future::join_all;
 
@@ -14,6 +19,7 @@ use super::{ClusterLookup, Finding, Lookup, SecretFacts};
 pub const POSTGRES_SECRET_KEYS: [&str; 4] = ["host", "database", "user", "password"];
 
 /// One Secret to look at: where it is referenced and which keys it needs.
+#[derive(PartialEq)]
 struct SecretCheck {
     field: &'static str,
     name: String,
@@ -22,13 +28,9 @@ struct SecretCheck {
     purpose: &'static str,
 }
 
-pub(crate) async fn check_cluster<L: ClusterLookup>(
-    eff: &EffectiveSpec,
-    lookup: &L,
-    out: &mut Findings,
-    skipped: &mut Vec<Finding>,
-) {
-    let classes: Vec<(&'static str, &str)> = [
+/// The StorageClasses `eff` names, by field.
+fn storage_classes(eff: &EffectiveSpec) -> [(&'static str, Option<&str>); 2] {
+    [
         (
             "spec.storage.storageClassName",
             eff.storage.storage_class_name.as_deref(),
@@ -40,11 +42,32 @@ pub(crate) async fn check_cluster<L: ClusterLookup>(
                 .and_then(|p| p.storage_class_name.as_deref()),
         ),
     ]
-    .into_iter()
-    .filter_map(|(f, c)| c.map(|c| (f, c)))
-    .collect();
+}
 
-    let secrets = secret_checks(eff);
+/// Look up the cluster facts `eff` depends on; with `old` (UPDATE), only those of
+/// the fields that differ from it.
+pub(crate) async fn check_cluster<L: ClusterLookup>(
+    eff: &EffectiveSpec,
+    old: Option<&EffectiveSpec>,
+    lookup: &L,
+    out: &mut Findings,
+    skipped: &mut Vec<Finding>,
+) {
+    let old_classes = old.map(storage_classes);
+    let classes: Vec<(&'static str, &str)> = storage_classes(eff)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (_, class))| old_classes.is_none_or(|o| o[*i].1 != *class))
+        .filter_map(|(_, (f, c))| c.map(|c| (f, c)))
+        .collect();
+
+    let old_secrets = old.map(secret_checks).unwrap_or_default();
+    let secrets: Vec<SecretCheck> = secret_checks(eff)
+        .into_iter()
+        .filter(|c| old.is_none() || !old_secrets.contains(c))
+        .collect();
+    // Percona is being enabled now (or this is not an UPDATE).
+    let percona_changed = old.is_none_or(|o| o.percona.is_none());
 
     let class_answers = join_all(classes.iter().map(|(_, c)| lookup.storage_class(c)));
     let secret_answers = join_all(
@@ -54,8 +77,8 @@ pub(crate) async fn check_cluster<L: ClusterLookup>(
     );
     let percona_answer = async {
         match eff.percona {
-            Some(_) => Some(lookup.percona_crd().await),
-            None => None,
+            Some(_) if percona_changed => Some(lookup.percona_crd().await),
+            _ => None,
         }
     };
     let (class_answers, secret_answers, percona_answer) =

@@ -191,7 +191,11 @@ pub async fn judge<L: ClusterLookup>(
         rules::check_transition(eff, old, &mut findings);
     }
     let mut skipped = Vec::new();
-    cluster::check_cluster(eff, lookup, &mut findings, &mut skipped).await;
+    let old = match subject {
+        Subject::Update(old) => Some(old),
+        Subject::Create | Subject::Stored => None,
+    };
+    cluster::check_cluster(eff, old, lookup, &mut findings, &mut skipped).await;
     Report {
         errors: findings.errors,
         warnings: findings.warnings,

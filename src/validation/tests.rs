@@ -7,17 +7,28 @@ use futures::executor::block_on;
 use super::*;
 
 /// A cluster held in memory: StorageClasses, Secrets (name → key → value length),
-/// Percona CRD.
+/// Percona CRD. Records what it was asked.
 #[derive(Default)]
 struct FakeCluster {
     classes: Vec<&'static str>,
     secrets: BTreeMap<&'static str, Vec<(&'static str, usize)>>,
     percona: bool,
     broken: bool,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl FakeCluster {
+    fn note(&self, question: String) {
+        self.asked.lock().expect("not poisoned").push(question);
+    }
+    fn asked(&self) -> Vec<String> {
+        std::mem::take(&mut *self.asked.lock().expect("not poisoned"))
+    }
 }
 
 impl ClusterLookup for FakeCluster {
     async fn storage_class(&self, name: &str) -> Lookup<()> {
+        self.note(format!("storageclass/{name}"));
         if self.broken {
             return Lookup::Unknown("timeout".into());
         }
@@ -28,6 +39,7 @@ impl ClusterLookup for FakeCluster {
         }
     }
     async fn secret(&self, _ns: &str, name: &str) -> Lookup<SecretFacts> {
+        self.note(format!("secret/{name}"));
         if self.broken {
             return Lookup::Unknown("timeout".into());
         }
@@ -39,6 +51,7 @@ impl ClusterLookup for FakeCluster {
         }
     }
     async fn percona_crd(&self) -> Lookup<()> {
+        self.note("percona".into());
         if self.broken {
             Lookup::Unknown("timeout".into())
         } else if self.percona {
@@ -786,4 +799,70 @@ fn pod_security_escalations_are_refused_naming_the_field() {
         !check_stored("securityContext: {privileged: true}\nstorage: {metadataSize: 1Gi}")
             .is_valid()
     );
+}
+
+fn update_with(old: &str, new: &str, cluster: &FakeCluster) -> Report {
+    block_on(validate(&ds(new), Some(&ds(old)), cluster))
+}
+
+#[test]
+fn update_looks_up_only_what_changed() {
+    // Everything this object depends on has gone from the cluster since it was created.
+    let gone = FakeCluster::default();
+    let old = "storage: {metadataSize: 1Gi, storageClassName: deleted}\npercona: {enabled: true, storageClassName: pg-deleted}\nidentity: {jwt: {secretRef: {name: j, key: k}}}";
+    let edited = format!("{old}\nreplicas: 0");
+    let r = update_with(old, &edited, &gone);
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    assert!(
+        gone.asked().is_empty(),
+        "nothing changed that needs the cluster"
+    );
+
+    // CREATE and the reconciler look everything up.
+    let created = check_with(old, &gone);
+    assert!(has_error(
+        &created,
+        "spec.storage.storageClassName",
+        "does not exist"
+    ));
+    assert!(has_error(&created, "spec.percona.enabled", "not installed"));
+    assert_eq!(gone.asked().len(), 4, "two classes, the CRD, the Secret");
+    let ds = ds(old);
+    let stored = block_on(validate_stored(
+        &ds.spec,
+        &EffectiveSpec::resolve(&ds),
+        &gone,
+    ));
+    assert!(!stored.is_valid());
+    assert_eq!(gone.asked().len(), 4);
+
+    // A changed reference is looked up.
+    let new_key = old.replace("key: k", "key: other");
+    let r = update_with(old, &new_key, &gone);
+    assert!(has_warning(
+        &r,
+        "spec.identity.jwt.secretRef",
+        "does not exist yet"
+    ));
+    assert_eq!(gone.asked(), ["secret/j"]);
+    let new_class = old.replace("pg-deleted", "pg-other");
+    assert!(has_error(
+        &update_with(old, &new_class, &gone),
+        "spec.percona.storageClassName",
+        "StorageClass \"pg-other\" does not exist"
+    ));
+    assert_eq!(gone.asked(), ["storageclass/pg-other"]);
+
+    // Enabling Percona on an UPDATE asks whether its operator is installed.
+    let before = "storage: {metadataSize: 1Gi}";
+    let r = update_with(
+        before,
+        &format!("{before}\npercona: {{enabled: true}}"),
+        &gone,
+    );
+    assert!(
+        has_error(&r, "spec.percona.enabled", "not installed"),
+        "{r:?}"
+    );
+    assert_eq!(gone.asked(), ["percona"]);
 }
