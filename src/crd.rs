@@ -323,8 +323,10 @@ pub enum IdentityType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JwtSpec {
-    /// Secret key holding the HMAC signing secret (at least 32 characters). With no
-    /// name, the operator creates and keeps `<name>-jwt-secret` (key `jwt-secret`).
+    /// Secret key holding the HMAC signing secret: at least 32 bytes, or DittoFS
+    /// refuses to start (a shorter value is refused when the Secret can be read).
+    /// With no name, the operator creates and keeps `<name>-jwt-secret` (key
+    /// `jwt-secret`, 43 random characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
     /// Lifetime of access tokens, as a Go duration (default `15m`).

@@ -18,12 +18,18 @@ use super::{ClusterLookup, Finding, Lookup, SecretFacts};
 /// `pkg/controlplane/store/gorm.go`).
 pub const POSTGRES_SECRET_KEYS: [&str; 4] = ["host", "database", "user", "password"];
 
+/// The shortest JWT signing secret DittoFS v0.29 starts with: `NewServer` refuses
+/// `len(jwtSecret) < 32`, a length in bytes (`pkg/controlplane/api/server.go`).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
 /// One Secret to look at: where it is referenced and which keys it needs.
 #[derive(PartialEq)]
 struct SecretCheck {
     field: &'static str,
     name: String,
     required_keys: Vec<String>,
+    /// The fewest bytes each required key's value may hold.
+    min_value_bytes: usize,
     /// What the Secret is for, in messages.
     purpose: &'static str,
 }
@@ -134,6 +140,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.identity.jwt.secretRef",
             name: eff.jwt.secret.name.clone(),
             required_keys: vec![eff.jwt.secret.key.clone()],
+            min_value_bytes: MIN_JWT_SECRET_BYTES,
             purpose: "JWT signing secret",
         });
     }
@@ -142,6 +149,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.identity.admin.passwordSecretRef",
             name: eff.admin.password.name.clone(),
             required_keys: vec![eff.admin.password.key.clone()],
+            min_value_bytes: 0,
             purpose: "admin password",
         });
     }
@@ -150,6 +158,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.database.postgresSecretRef",
             name: secret_name.clone(),
             required_keys: POSTGRES_SECRET_KEYS.iter().map(|k| k.to_string()).collect(),
+            min_value_bytes: 0,
             purpose: "PostgreSQL connection",
         });
     }
@@ -163,6 +172,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.percona.backup.credentialsSecretRef",
             name,
             required_keys: Vec::new(),
+            min_value_bytes: 0,
             purpose: "pgBackRest credentials",
         });
     }
@@ -188,11 +198,27 @@ fn report_secret(
                 .collect();
             if !missing.is_empty() {
                 out.warnings.push(Finding {
-                    field,
+                    field: field.clone(),
                     message: format!(
                         "Secret {namespace}/{name} ({}) has no key {}: add it, or the server will not start",
                         check.purpose,
                         missing.join(", ")
+                    ),
+                });
+            }
+            // Only the length is known, never the value: the message cannot leak it.
+            for (key, len) in check.required_keys.iter().filter_map(|k| {
+                facts
+                    .value_lengths
+                    .get(k)
+                    .filter(|len| **len < check.min_value_bytes)
+                    .map(|len| (k, *len))
+            }) {
+                out.errors.push(Finding {
+                    field: field.clone(),
+                    message: format!(
+                        "key {key} of Secret {namespace}/{name} ({}) holds {len} bytes, but DittoFS v0.29 refuses to start with fewer than {} bytes: store at least {} random bytes there (for example the output of `openssl rand -base64 48`)",
+                        check.purpose, check.min_value_bytes, check.min_value_bytes
                     ),
                 });
             }

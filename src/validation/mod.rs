@@ -18,7 +18,7 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::POSTGRES_SECRET_KEYS;
+pub use cluster::{MIN_JWT_SECRET_BYTES, POSTGRES_SECRET_KEYS};
 pub use rules::{CONTROL_PLANE_DIR, is_valid_size};
 
 /// One finding: the field path it is about, and what to do.

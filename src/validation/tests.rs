@@ -866,3 +866,51 @@ fn update_looks_up_only_what_changed() {
     );
     assert_eq!(gone.asked(), ["percona"]);
 }
+
+#[test]
+fn a_jwt_secret_shorter_than_32_bytes_is_refused_when_readable() {
+    let spec = "identity: {jwt: {secretRef: {name: j, key: k}}}\nstorage: {metadataSize: 1Gi}";
+    let short = FakeCluster {
+        secrets: BTreeMap::from([("j", vec![("k", 31)])]),
+        ..Default::default()
+    };
+    let r = check_with(spec, &short);
+    assert!(
+        has_error(
+            &r,
+            "spec.identity.jwt.secretRef",
+            "key k of Secret ns/j (JWT signing secret) holds 31 bytes, but DittoFS v0.29 refuses to start with fewer than 32 bytes"
+        ),
+        "{r:?}"
+    );
+    let exact = FakeCluster {
+        secrets: BTreeMap::from([("j", vec![("k", MIN_JWT_SECRET_BYTES)])]),
+        ..Default::default()
+    };
+    let r = check_with(spec, &exact);
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    // Unreadable: nothing known, nothing refused.
+    let broken = FakeCluster {
+        broken: true,
+        ..Default::default()
+    };
+    assert!(check_with(spec, &broken).is_valid());
+    // Other Secrets have no minimum.
+    let admin =
+        "identity: {admin: {passwordSecretRef: {name: a, key: p}}}\nstorage: {metadataSize: 1Gi}";
+    let one_byte = FakeCluster {
+        secrets: BTreeMap::from([("a", vec![("p", 1)])]),
+        ..Default::default()
+    };
+    assert!(check_with(admin, &one_byte).is_valid());
+    // The reconciler sees the same error (a condition, not a crash-looping pod).
+    let ds = ds(spec);
+    assert!(
+        !block_on(validate_stored(
+            &ds.spec,
+            &EffectiveSpec::resolve(&ds),
+            &short
+        ))
+        .is_valid()
+    );
+}
