@@ -59,8 +59,11 @@ pub struct DittoServerSpec {
     #[schemars(range(min = 0, max = 1))]
     pub replicas: Option<i32>,
 
-    /// Persistent volumes of the server. Sizes and the StorageClass are fixed once the
-    /// StatefulSet exists (volumeClaimTemplates are immutable).
+    /// Persistent volumes of the server. DittoFS writes to `/data/metadata`,
+    /// `/data/content` and `/data/cache` only for stores created there through its
+    /// REST API (a new server has no stores or shares; see docs/stores.md). Sizes and
+    /// the StorageClass are fixed once the StatefulSet exists (volumeClaimTemplates
+    /// are immutable).
     pub storage: StorageSpec,
 
     /// Control-plane database: SQLite on the control-plane volume (default) or PostgreSQL.
@@ -94,8 +97,11 @@ pub struct DittoServerSpec {
     #[schemars(range(min = 1, max = 65535))]
     pub nfs_port: Option<i32>,
 
-    /// Port the DittoFS NFS adapter listens on inside the pod (default 12049, the
-    /// server's own default; unprivileged). The Service maps `nfsPort` to it.
+    /// Port the DittoFS NFS adapter listens on inside the pod (default 12049;
+    /// unprivileged). The Service maps `nfsPort` to it. DittoFS keeps the real port in
+    /// its database (12049 from the first start): this field does not move the
+    /// adapter. Move it first with `dfsctl adapter edit nfs --port N`, then set N here
+    /// (a warning says so when the value is written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub nfs_adapter_port: Option<i32>,
@@ -104,7 +110,10 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smb: Option<SmbSpec>,
 
-    /// S3 credentials passed to the server as `AWS_*` environment variables.
+    /// Not read by DittoFS v0.29 (accepted, with a warning): an S3 block store
+    /// carries its own bucket, region, endpoint and keys, given when it is created
+    /// through the REST API (`dfsctl store block remote add --type s3`, see
+    /// docs/stores.md). The pod gets no `AWS_*` variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
 
@@ -116,18 +125,30 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Security context of the DittoFS container. Unset fields keep the operator's
-    /// restricted-Pod-Security defaults.
+    /// Security context of the DittoFS container, laid over the operator's defaults
+    /// (`allowPrivilegeEscalation: false`, `runAsNonRoot: true`, seccomp
+    /// `RuntimeDefault`, capabilities drop `ALL`; unset fields keep them). Must stay
+    /// within the Pod Security `restricted` profile: no `privileged`, no
+    /// `allowPrivilegeEscalation: true`, only `NET_BIND_SERVICE` added, no
+    /// `runAsUser: 0` or `runAsNonRoot: false`, seccomp and AppArmor `RuntimeDefault`
+    /// or `Localhost`, `procMount: Default`, SELinux type `container_t`,
+    /// `container_init_t`, `container_kvm_t` or `container_engine_t` and no user or
+    /// role, no Windows `hostProcess`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
 
-    /// Pod security context. Replaces the operator default (`fsGroup: 65532`,
-    /// `runAsNonRoot: true`, `seccompProfile: RuntimeDefault`).
+    /// Pod security context. Replaces the operator default (`runAsUser`,
+    /// `runAsGroup` and `fsGroup` 65532, `runAsNonRoot: true`, seccomp
+    /// `RuntimeDefault`). Must stay within the Pod Security `restricted` profile: no
+    /// `runAsUser: 0` or `runAsNonRoot: false`, seccomp and AppArmor `RuntimeDefault`
+    /// or `Localhost`, SELinux as for `securityContext`, no Windows `hostProcess`, and
+    /// only the safe sysctls (see the CRD reference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security_context: Option<PodSecurityContext>,
 
-    /// Termination grace period of the pod, in seconds. Defaults to a value that
-    /// covers the preStop drain plus the server's own shutdown timeout.
+    /// Termination grace period of the pod, in seconds (default 105). Below 100 a
+    /// warning: after the 5 s preStop drain, DittoFS may take up to 95 s after
+    /// SIGTERM to drain clients and flush its stores, and would be killed mid-flush.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 10, max = 3600))]
     pub termination_grace_period_seconds: Option<i64>,
@@ -148,24 +169,29 @@ pub struct DittoServerSpec {
     validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName is immutable; create a new DittoServer to move data to another StorageClass").reason(Reason::FieldValueForbidden)
 )]
 pub struct StorageSpec {
-    /// Size of the metadata volume (BadgerDB), mounted at `/data/metadata`. Required.
+    /// Size of the metadata volume, mounted at `/data/metadata`. Required. Used only
+    /// by a badger metadata store created at that path
+    /// (`dfsctl store metadata add --type badger --db-path /data/metadata`).
     /// Format: a whole number followed by Mi, Gi or Ti, for example `10Gi`.
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub metadata_size: String,
 
-    /// Size of the content volume (filesystem payload store), mounted at
-    /// `/data/content`. No volume when unset.
+    /// Size of the content volume, mounted at `/data/content`. Used only by a
+    /// filesystem block store created at that path
+    /// (`dfsctl store block local add --type fs --path /data/content`). No volume when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub content_size: Option<String>,
 
-    /// Size of the cache volume, mounted at `/data/cache` (default `5Gi`).
+    /// Size of the cache volume, mounted at `/data/cache` (default `5Gi`). Used only
+    /// by a block store created at that path, such as the local store in front of
+    /// S3 (`dfsctl store block local add --type fs --path /data/cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub cache_size: Option<String>,
 
-    /// Size of the control-plane volume holding the SQLite database (shares, users,
-    /// stores), mounted at `/data/controlplane` (default `1Gi`).
+    /// Size of the control-plane volume holding the SQLite database (users, adapters,
+    /// stores, shares), mounted at `/data/controlplane` (default `1Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub control_plane_size: Option<String>,
@@ -189,7 +215,8 @@ pub struct DatabaseSpec {
     pub sqlite: Option<SqliteSpec>,
 
     /// Secret (in the DittoServer's namespace) with the connection to an external
-    /// PostgreSQL: keys `host`, `port`, `database`, `user`, `password`, optional `sslmode`.
+    /// PostgreSQL: keys `host`, `database`, `user`, `password`; optional `port`
+    /// (default 5432) and `sslmode` (default `disable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_secret_ref: Option<PostgresSecretRef>,
 }
@@ -296,8 +323,10 @@ pub enum IdentityType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JwtSpec {
-    /// Secret key holding the HMAC signing secret (at least 32 characters). With no
-    /// name, the operator creates and keeps `<name>-jwt-secret` (key `jwt-secret`).
+    /// Secret key holding the HMAC signing secret: at least 32 bytes, or DittoFS
+    /// refuses to start (a shorter value is refused when the Secret can be read).
+    /// With no name, the operator creates and keeps `<name>-jwt-secret` (key
+    /// `jwt-secret`, 43 random characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
     /// Lifetime of access tokens, as a Go duration (default `15m`).
@@ -315,7 +344,9 @@ pub struct JwtSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminSpec {
-    /// Admin user name (default `admin`).
+    /// Must be `admin` (the default): DittoFS v0.29 always creates its
+    /// administrator as `admin`. Another value is refused when written; an object
+    /// that already holds one gets a warning, and the credentials Secret says `admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Secret key holding the admin's initial password in clear text (not a hash),
@@ -380,15 +411,18 @@ impl ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SmbSpec {
-    /// Expose SMB on `<name>-file` (default false).
+    /// Expose SMB on `<name>-file` (default false). `false` only keeps SMB off the
+    /// Service: DittoFS still listens on its SMB port inside the pod until
+    /// `dfsctl adapter disable smb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Client-facing SMB port on `<name>-file` (default 445).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Port the DittoFS SMB adapter listens on inside the pod (default 1445, the
-    /// server's own default).
+    /// Port the DittoFS SMB adapter listens on inside the pod (default 1445). DittoFS
+    /// keeps the real port in its database (1445 from the first start): move it
+    /// first with `dfsctl adapter edit smb --port N`, then set N here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub adapter_port: Option<i32>,
@@ -478,23 +512,23 @@ pub enum SmbCreditStrategy {
     Adaptive,
 }
 
-/// S3 credentials for the server's S3 payload stores.
+/// The Go operator's S3 settings: accepted, not read by DittoFS v0.29.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Spec {
-    /// Secret holding the credentials, exposed as `AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY` and (when present) `AWS_ENDPOINT_URL`.
+    /// Secret holding S3 keys. Nothing reads it: pass its values to
+    /// `dfsctl store block remote add --access-key … --secret-key …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<S3CredentialsSecretRef>,
-    /// Region, exposed as `AWS_REGION` (default `eu-west-1`).
+    /// Not read; the S3 block store has its own `--region` (DittoFS default `us-east-1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Bucket name; informational (stores are configured through the DittoFS API).
+    /// Not read; the S3 block store has its own `--bucket`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
 }
 
-/// Secret and key names of the S3 credentials.
+/// Secret and key names of S3 keys kept for `dfsctl` (not read by the server).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3CredentialsSecretRef {
@@ -506,7 +540,7 @@ pub struct S3CredentialsSecretRef {
     /// Key of the secret access key (default `secretAccessKey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_key: Option<String>,
-    /// Key of the endpoint URL, optional in the Secret (default `endpoint`).
+    /// Key of the endpoint URL (default `endpoint`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_key: Option<String>,
 }

@@ -30,8 +30,12 @@ pub struct EffectiveSpec {
     pub s3: Option<S3>,
     pub percona: Option<Percona>,
     pub resources: Option<ResourceRequirements>,
-    pub security_context: Option<SecurityContext>,
-    pub pod_security_context: Option<PodSecurityContext>,
+    /// The DittoFS container's security context as it will run: the restricted
+    /// defaults with `spec.securityContext` laid over them.
+    pub security_context: SecurityContext,
+    /// The pod's security context as it will run: `spec.podSecurityContext`, or
+    /// the operator's default.
+    pub pod_security_context: PodSecurityContext,
     pub termination_grace_period_seconds: i64,
 }
 
@@ -103,17 +107,24 @@ pub struct Jwt {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admin {
+    /// The administrator the server creates: always `admin` in DittoFS v0.29
+    /// (`EnsureAdminUser` creates `models.AdminUsername`,
+    /// `pkg/controlplane/models/admin.go`), whatever the spec says.
     pub username: String,
+    /// `spec.identity.admin.username` as written (for validation only).
+    pub requested_username: Option<String>,
     pub password: SecretKey,
 }
 
+/// The `spec.s3` block. DittoFS v0.29 does not read it (an S3 block store carries
+/// its own keys, see `docs/stores.md`); it only names the Secret the user keeps
+/// the S3 keys in, which the admission warning points to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3 {
     pub secret_name: String,
     pub access_key_id_key: String,
     pub secret_access_key_key: String,
     pub endpoint_key: String,
-    pub region: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -272,7 +283,8 @@ impl EffectiveSpec {
         };
         let admin_spec = identity.admin.unwrap_or_default();
         let admin = Admin {
-            username: or(&admin_spec.username, defaults::DEFAULT_ADMIN_USERNAME),
+            username: defaults::DEFAULT_ADMIN_USERNAME.to_string(),
+            requested_username: admin_spec.username.clone(),
             password: resolve_secret_key(
                 admin_spec.password_secret_ref.as_ref(),
                 names::admin_secret(&name),
@@ -290,7 +302,6 @@ impl EffectiveSpec {
                     defaults::DEFAULT_S3_SECRET_ACCESS_KEY_KEY,
                 ),
                 endpoint_key: or(&c.endpoint_key, defaults::DEFAULT_S3_ENDPOINT_KEY),
-                region: or(&s3.region, defaults::DEFAULT_S3_REGION),
             })
         });
 
@@ -310,8 +321,10 @@ impl EffectiveSpec {
             s3,
             percona,
             resources: spec.resources,
-            security_context: spec.security_context,
-            pod_security_context: spec.pod_security_context,
+            security_context: defaults::container_security_context(spec.security_context.as_ref()),
+            pod_security_context: defaults::pod_security_context(
+                spec.pod_security_context.as_ref(),
+            ),
             termination_grace_period_seconds: spec
                 .termination_grace_period_seconds
                 .unwrap_or(defaults::DEFAULT_TERMINATION_GRACE_SECONDS),
@@ -320,7 +333,8 @@ impl EffectiveSpec {
         }
     }
 
-    /// Names of every user Secret this server reads (not the managed ones), sorted.
+    /// Names of every user Secret the spec references (not the managed ones),
+    /// sorted: hashed into the pod template and watched.
     pub fn referenced_secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = [
             (!self.jwt.secret.managed).then(|| self.jwt.secret.name.clone()),

@@ -117,16 +117,16 @@ fn unusable_input_is_an_error_not_a_panic() {
 #[test]
 fn secrets_in_the_same_file_are_checked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s3.yaml");
+    let path = dir.path().join("jwt.yaml");
     std::fs::write(
         &path,
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: s3, namespace: default}\nstringData: {accessKeyId: a}\n---\napiVersion: dittofs.dittofs.com/v1alpha1\nkind: DittoServer\nmetadata: {name: x, namespace: default}\nspec: {storage: {metadataSize: 1Gi}, s3: {credentialsSecretRef: {secretName: s3}}}\n",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: jwt, namespace: default}\nstringData: {other: a}\n---\napiVersion: dittofs.dittofs.com/v1alpha1\nkind: DittoServer\nmetadata: {name: x, namespace: default}\nspec: {storage: {metadataSize: 1Gi}, identity: {jwt: {secretRef: {name: jwt, key: signing}}}}\n",
     )
     .expect("write");
     let (ok, text) = validate(&path);
     assert!(ok, "{text}");
     assert!(
-        text.contains("warning: ") && text.contains("has no key secretAccessKey"),
+        text.contains("warning: ") && text.contains("has no key signing"),
         "{text}"
     );
 }

@@ -6,7 +6,8 @@
 //! `cargo test --test webhook_cluster -- --ignored`
 //!
 //! Creates (and deletes) a namespace, both webhook configurations scoped to that
-//! namespace, and the DittoServer CRD when it is not installed yet.
+//! namespace, a StorageClass of its own, and the DittoServer CRD when it is not
+//! installed yet. Needs no kubelet: no pod is ever started.
 
 mod support;
 
@@ -19,7 +20,8 @@ use dittofs_operator::webhook::{KubeLookup, ServerArgs, Webhook, WebhookMetrics}
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
@@ -33,6 +35,8 @@ struct Cluster {
     client: Client,
     namespace: String,
     config_name: String,
+    /// A StorageClass only this test creates and deletes.
+    storage_class: String,
     created_crd: bool,
 }
 
@@ -82,6 +86,7 @@ impl Cluster {
         let cluster = Self {
             client,
             namespace,
+            storage_class: format!("dittofs-webhook-test-{suffix}"),
             config_name,
             created_crd,
         };
@@ -135,6 +140,25 @@ impl Cluster {
 
     async fn teardown(&self) {
         let dp = DeleteParams::default();
+        // A DittoServer left with a finalizer (a failed check) would hold the
+        // namespace in Terminating forever: no controller runs here to remove it.
+        let servers = self.servers();
+        if let Ok(list) = servers.list(&Default::default()).await {
+            for ds in list {
+                if let Some(name) = ds.metadata.name.as_deref() {
+                    let _ = servers
+                        .patch(
+                            name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+                        )
+                        .await;
+                }
+            }
+        }
+        let _ = Api::<StorageClass>::all(self.client.clone())
+            .delete(&self.storage_class, &dp)
+            .await;
         let _ = Api::<ValidatingWebhookConfiguration>::all(self.client.clone())
             .delete(&self.config_name, &dp)
             .await;
@@ -148,6 +172,29 @@ impl Cluster {
             let _ = Api::<CustomResourceDefinition>::all(self.client.clone())
                 .delete(&DittoServer::crd().metadata.name.unwrap_or_default(), &dp)
                 .await;
+        }
+    }
+
+    fn servers(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &kube::discovery::ApiResource::erase::<DittoServer>(&()),
+        )
+    }
+
+    /// Retry a dry-run create of `object` until `done(status, message)` holds (the
+    /// webhook's caches follow the cluster asynchronously); returns the message.
+    async fn until(&self, what: &str, object: &Value, done: impl Fn(u16, &str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, _, body) = self.create(object, true).await;
+            let message = body["message"].as_str().unwrap_or_default().to_string();
+            if done(status, &message) {
+                return message;
+            }
+            assert!(Instant::now() < deadline, "{what}: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
@@ -220,7 +267,7 @@ async fn checks(cluster: &Cluster) {
     // A warning reaches the client as a `Warning` header (what kubectl prints).
     let warned = object(
         "warned",
-        json!({"storage": {"metadataSize": "1Gi"}, "s3": {"credentialsSecretRef": {"secretName": "no-such-secret-dittofs-test"}}}),
+        json!({"storage": {"metadataSize": "1Gi"}, "identity": {"jwt": {"secretRef": {"name": "no-such-secret-dittofs-test", "key": "k"}}}}),
     );
     let (status, warnings, body) = cluster.create(&warned, true).await;
     assert!(status < 300, "{status} {body}");
@@ -260,6 +307,129 @@ async fn checks(cluster: &Cluster) {
     assert_eq!(spec["image"], dittofs_operator::defaults::DEFAULT_IMAGE);
     assert_eq!(spec["nfsPort"], 2049);
     assert_eq!(spec["replicas"], 1);
+}
+
+/// Issue 8 §1: a DittoServer whose StorageClass was deleted after creation can
+/// still be edited (an unrelated field) and deleted (the finalizer-removal UPDATE).
+async fn deleted_storage_class_blocks_nothing(cluster: &Cluster) {
+    let classes: Api<StorageClass> = Api::all(cluster.client.clone());
+    let class: StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": cluster.storage_class},
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }))
+    .unwrap();
+    classes
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+    let spec =
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": cluster.storage_class}});
+    let mut pinned = object("pinned", spec.clone());
+    // Our own finalizer stands in for the controller's, so deletion needs an UPDATE.
+    pinned["metadata"]["finalizers"] = json!(["dittofs.dittofs.com/finalizer"]);
+    cluster
+        .until(
+            "the webhook never saw the new StorageClass",
+            &pinned,
+            |status, _| status < 300,
+        )
+        .await;
+    let (status, _, body) = cluster.create(&pinned, false).await;
+    assert!(status < 300, "{status} {body}");
+
+    classes
+        .delete(&cluster.storage_class, &DeleteParams::default())
+        .await
+        .unwrap();
+    let probe = object("probe", spec);
+    let message = cluster
+        .until(
+            "the webhook never saw the StorageClass go",
+            &probe,
+            |status, message| status >= 400 && message.contains("does not exist in the cluster"),
+        )
+        .await;
+    assert!(message.contains(&cluster.storage_class), "{message}");
+
+    let servers = cluster.servers();
+    servers
+        .patch(
+            "pinned",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("an unrelated edit is allowed although the StorageClass is gone");
+    servers
+        .delete("pinned", &DeleteParams::default())
+        .await
+        .unwrap();
+    servers
+        .patch(
+            "pinned",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("removing the finalizer is allowed although the StorageClass is gone");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while servers.get_opt("pinned").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "pinned was never deleted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Issue 8 §2: with no Percona CRD (a plain-text 404 from the API server),
+/// `percona.enabled: true` is denied naming the missing operator.
+async fn absent_percona_crd_is_denied(cluster: &Cluster) {
+    let installed = Api::<CustomResourceDefinition>::all(cluster.client.clone())
+        .get_opt("perconapgclusters.pgv2.percona.com")
+        .await
+        .unwrap()
+        .is_some();
+    if installed {
+        eprintln!("the Percona CRD is installed in this cluster: its absence is not tested");
+        return;
+    }
+    let percona = object(
+        "percona",
+        json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}}),
+    );
+    let (status, _, body) = cluster.create(&percona, true).await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(status >= 400, "{status} {body}");
+    assert!(
+        message.contains("spec.percona.enabled: the Percona PostgreSQL operator is not installed"),
+        "{message}"
+    );
+}
+
+/// Issue 8 §7: a JWT secret shorter than 32 bytes is denied with its length and
+/// the minimum, never its value.
+async fn short_jwt_secret_is_denied(cluster: &Cluster) {
+    const VALUE: &str = "not-enough!";
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "short-jwt"},
+        "stringData": {"jwt-secret": VALUE},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let short = object(
+        "short",
+        json!({"storage": {"metadataSize": "1Gi"}, "identity": {"jwt": {"secretRef": {"name": "short-jwt", "key": "jwt-secret"}}}}),
+    );
+    let (status, _, body) = cluster.create(&short, true).await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(status >= 400, "{status} {body}");
+    assert!(
+        message.contains("holds 11 bytes") && message.contains("fewer than 32 bytes"),
+        "{message}"
+    );
+    assert!(!message.contains(VALUE), "the value leaked: {message}");
 }
 
 #[tokio::test]
@@ -305,7 +475,13 @@ async fn webhook_registered_by_url_rejects_warns_and_defaults() {
     let cluster = Cluster::setup(client, port, &ca_pem).await;
     let checked = cluster.clone();
     // Run the checks as a task so a failed assertion still lets us clean up.
-    let result = tokio::spawn(async move { checks(&checked).await }).await;
+    let result = tokio::spawn(async move {
+        checks(&checked).await;
+        deleted_storage_class_blocks_nothing(&checked).await;
+        absent_percona_crd_is_denied(&checked).await;
+        short_jwt_secret_is_denied(&checked).await;
+    })
+    .await;
     cluster.teardown().await;
     shutdown.cancel();
     server.await.unwrap();

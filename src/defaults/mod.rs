@@ -5,6 +5,10 @@
 //! and the reconciler and CLI call it so an object that bypassed the webhook runs
 //! with the very same values.
 
+use k8s_openapi::api::core::v1::{
+    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
+};
+
 use crate::crd::*;
 
 mod patch;
@@ -20,6 +24,7 @@ pub const DEFAULT_METRICS_PORT: i32 = 9090;
 pub const DEFAULT_API_PORT: i32 = 8080;
 pub const DEFAULT_ACCESS_TOKEN_DURATION: &str = "15m";
 pub const DEFAULT_REFRESH_TOKEN_DURATION: &str = "168h";
+/// The only administrator DittoFS v0.29 creates (`pkg/controlplane/models/admin.go`).
 pub const DEFAULT_ADMIN_USERNAME: &str = "admin";
 pub const DEFAULT_SERVICE_TYPE: ServiceType = ServiceType::LoadBalancer;
 /// Client-facing NFS port (what `mount -o port=` uses).
@@ -30,7 +35,6 @@ pub const DEFAULT_NFS_ADAPTER_PORT: i32 = 12049;
 pub const DEFAULT_SMB_PORT: i32 = 445;
 /// DittoFS's own SMB adapter port (unprivileged).
 pub const DEFAULT_SMB_ADAPTER_PORT: i32 = 1445;
-pub const DEFAULT_S3_REGION: &str = "eu-west-1";
 pub const DEFAULT_S3_ACCESS_KEY_ID_KEY: &str = "accessKeyId";
 pub const DEFAULT_S3_SECRET_ACCESS_KEY_KEY: &str = "secretAccessKey";
 pub const DEFAULT_S3_ENDPOINT_KEY: &str = "endpoint";
@@ -45,10 +49,16 @@ pub const DEFAULT_BACKUP_RETENTION_DAYS: i32 = 7;
 pub const SERVER_SHUTDOWN_TIMEOUT_SECONDS: i64 = 30;
 /// preStop drain before SIGTERM reaches the server.
 pub const PRE_STOP_DRAIN_SECONDS: i64 = 5;
-/// Grace period: preStop drain + 3 × the server's shutdown timeout (adapters, API
-/// and stores shut down in turn) + 10 s of slack for flushing. 105 s.
-pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 =
-    PRE_STOP_DRAIN_SECONDS + 3 * SERVER_SHUTDOWN_TIMEOUT_SECONDS + 10;
+/// How long the server may take after SIGTERM: it drains its stages in turn and
+/// exits on its own after 3 × `shutdown_timeout` + 5 s (`cmd/dfs/commands/start.go`
+/// in DittoFS v0.29). 95 s.
+pub const SERVER_EXIT_DEADLINE_SECONDS: i64 = 3 * SERVER_SHUTDOWN_TIMEOUT_SECONDS + 5;
+/// The shortest grace period that lets the server stop by itself: the preStop
+/// drain, then the server's own deadline. 100 s.
+pub const MIN_TERMINATION_GRACE_SECONDS: i64 =
+    PRE_STOP_DRAIN_SECONDS + SERVER_EXIT_DEADLINE_SECONDS;
+/// Grace period: the minimum plus 5 s of slack. 105 s.
+pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = MIN_TERMINATION_GRACE_SECONDS + 5;
 
 /// Fill every effective default into `spec`. Idempotent; never overrides a value
 /// the user set.
@@ -114,21 +124,8 @@ pub fn apply_defaults(spec: &mut DittoServerSpec) {
     set(&mut smb.port, || DEFAULT_SMB_PORT);
     set(&mut smb.adapter_port, || DEFAULT_SMB_ADAPTER_PORT);
 
-    // S3 keys only matter with a credentials Secret; an unused block stays unset.
-    if let Some(s3) = spec.s3.as_mut()
-        && let Some(creds) = s3.credentials_secret_ref.as_mut()
-    {
-        set(&mut creds.access_key_id_key, || {
-            DEFAULT_S3_ACCESS_KEY_ID_KEY.to_string()
-        });
-        set(&mut creds.secret_access_key_key, || {
-            DEFAULT_S3_SECRET_ACCESS_KEY_KEY.to_string()
-        });
-        set(&mut creds.endpoint_key, || {
-            DEFAULT_S3_ENDPOINT_KEY.to_string()
-        });
-        set(&mut s3.region, || DEFAULT_S3_REGION.to_string());
-    }
+    // `spec.s3` gets no defaults: nothing in the server reads it (see
+    // `validation::rules`), so written-down defaults would describe nothing that runs.
 
     let percona = spec.percona.get_or_insert_with(Default::default);
     set(&mut percona.enabled, || false);
@@ -164,6 +161,47 @@ pub fn apply_defaults(spec: &mut DittoServerSpec) {
 fn set<T>(field: &mut Option<T>, default: impl FnOnce() -> T) {
     if field.is_none() {
         *field = Some(default());
+    }
+}
+
+/// The DittoFS image's user and group.
+pub const DITTOFS_UID: i64 = 65532;
+
+/// The pod security context the pod runs with: the user's `podSecurityContext`
+/// replaces the operator's whole (restricted-compliant) default.
+pub fn pod_security_context(user: Option<&PodSecurityContext>) -> PodSecurityContext {
+    user.cloned().unwrap_or_else(|| PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(DITTOFS_UID),
+        run_as_group: Some(DITTOFS_UID),
+        fs_group: Some(DITTOFS_UID),
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..Default::default()
+    })
+}
+
+/// A container security context: the restricted Pod Security defaults, with the
+/// user's fields laid over them. `ALL` is always dropped; what the user may change
+/// is judged by `validation::pod_security`.
+pub fn container_security_context(user: Option<&SecurityContext>) -> SecurityContext {
+    let mut sc = user.cloned().unwrap_or_default();
+    sc.allow_privilege_escalation.get_or_insert(false);
+    sc.run_as_non_root.get_or_insert(true);
+    sc.seccomp_profile
+        .get_or_insert_with(runtime_default_seccomp);
+    let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
+    let drop = caps.drop.get_or_insert_with(Vec::new);
+    if !drop.iter().any(|c| c == "ALL") {
+        drop.push("ALL".into());
+    }
+    sc
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..Default::default()
     }
 }
 

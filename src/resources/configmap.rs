@@ -63,6 +63,9 @@ struct Jwt<'a> {
     refresh_token_duration: &'a str,
 }
 
+/// The server parses `admin.username` (`AdminConfig` in `pkg/config/config.go`) but
+/// creates its administrator as `admin` whatever it says
+/// (`pkg/controlplane/models/admin.go`); the effective spec always holds `admin`.
 #[derive(Serialize)]
 struct Admin<'a> {
     username: &'a str,

@@ -7,17 +7,17 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
-    SecurityContext, SleepAction, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, SecretKeySelector, SecurityContext, SleepAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::DittoServer;
-use crate::defaults::PRE_STOP_DRAIN_SECONDS;
+use crate::defaults::{PRE_STOP_DRAIN_SECONDS, container_security_context};
 use crate::effective::{Database, EffectiveSpec, SecretKey};
 use crate::names;
 
@@ -26,8 +26,7 @@ use super::service::{API_PORT_NAME, METRICS_PORT_NAME, NFS_PORT_NAME, SMB_PORT_N
 
 /// Pod-template annotation carrying the config hash (SPEC R2.2).
 pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";
-/// The DittoFS image's user and group.
-pub const DITTOFS_UID: i64 = 65532;
+pub use crate::defaults::DITTOFS_UID;
 /// Where the config file is mounted.
 pub const CONFIG_DIR: &str = "/config";
 /// Image of the init container that waits for PostgreSQL.
@@ -141,7 +140,7 @@ fn pod_template(eff: &EffectiveSpec, volumes: &[DataVolume], config_hash: &str) 
             automount_service_account_token: Some(false),
             // Service links would inject *_PORT variables next to DITTOFS_* ones.
             enable_service_links: Some(false),
-            security_context: Some(pod_security_context(eff)),
+            security_context: Some(eff.pod_security_context.clone()),
             termination_grace_period_seconds: Some(eff.termination_grace_period_seconds),
             init_containers: (!init_containers.is_empty()).then_some(init_containers),
             containers: vec![server_container(eff, volumes)],
@@ -156,41 +155,6 @@ fn pod_template(eff: &EffectiveSpec, volumes: &[DataVolume], config_hash: &str) 
             ..Default::default()
         }),
     }
-}
-
-fn pod_security_context(eff: &EffectiveSpec) -> PodSecurityContext {
-    eff.pod_security_context
-        .clone()
-        .unwrap_or_else(|| PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(DITTOFS_UID),
-            run_as_group: Some(DITTOFS_UID),
-            fs_group: Some(DITTOFS_UID),
-            fs_group_change_policy: Some("OnRootMismatch".into()),
-            seccomp_profile: Some(runtime_default()),
-            ..Default::default()
-        })
-}
-
-fn runtime_default() -> SeccompProfile {
-    SeccompProfile {
-        type_: "RuntimeDefault".into(),
-        ..Default::default()
-    }
-}
-
-/// Restricted Pod Security defaults, with the user's fields laid over them.
-fn container_security_context(user: Option<&SecurityContext>) -> SecurityContext {
-    let mut sc = user.cloned().unwrap_or_default();
-    sc.allow_privilege_escalation.get_or_insert(false);
-    sc.run_as_non_root.get_or_insert(true);
-    sc.seccomp_profile.get_or_insert_with(runtime_default);
-    let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
-    let drop = caps.drop.get_or_insert_with(Vec::new);
-    if !drop.iter().any(|c| c == "ALL") {
-        drop.push("ALL".into());
-    }
-    sc
 }
 
 fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
@@ -227,7 +191,7 @@ fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
         env: Some(server_env(eff)),
         volume_mounts: Some(mounts),
         resources: eff.resources.clone(),
-        security_context: Some(container_security_context(eff.security_context.as_ref())),
+        security_context: Some(eff.security_context.clone()),
         liveness_probe: Some(http_probe("/health", 15, 10, 3)),
         readiness_probe: Some(http_probe("/health/ready", 5, 5, 3)),
         // Up to 30 × 5 s = 150 s to start (first boot migrates the database).
@@ -293,6 +257,16 @@ fn from_key(env: &str, r: &SecretKey) -> EnvVar {
 
 /// Environment of the server: every secret arrives here, under the names the
 /// DittoFS server reads (`DITTOFS_<config path>`), never in the ConfigMap.
+///
+/// No `AWS_*` variables, whatever `spec.s3` says. DittoFS v0.29 builds each S3
+/// client from the block store's own config: static keys (`NewFromConfig` in
+/// `pkg/block/remote/s3/store.go` refuses empty ones) and a region that is never
+/// empty (`us-east-1` unless the store sets one, `CreateRemoteStoreFromConfig` in
+/// `pkg/controlplane/runtime/shares/service.go`), so `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_REGION` are never read. The AWS SDK would read
+/// `AWS_ENDPOINT_URL` for a store created without an endpoint, silently sending it
+/// elsewhere and without the path-style addressing the server turns on only for an
+/// explicit endpoint; a store must do what its own config says, so it is not set.
 pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
     let mut env = vec![
         from_key("DITTOFS_CONTROLPLANE_SECRET", &eff.jwt.secret),
@@ -302,9 +276,11 @@ pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
     match &eff.database {
         Database::Sqlite { .. } => {}
         Database::Postgres { secret_name } => {
+            // `port` and `sslmode` may be absent: the server then uses 5432 and
+            // `disable` (`ApplyDefaults`, `pkg/controlplane/store/gorm.go`).
             for (var, key, optional) in [
                 ("DITTOFS_DATABASE_POSTGRES_HOST", "host", false),
-                ("DITTOFS_DATABASE_POSTGRES_PORT", "port", false),
+                ("DITTOFS_DATABASE_POSTGRES_PORT", "port", true),
                 ("DITTOFS_DATABASE_POSTGRES_DATABASE", "database", false),
                 ("DITTOFS_DATABASE_POSTGRES_USER", "user", false),
                 ("DITTOFS_DATABASE_POSTGRES_PASSWORD", "password", false),
@@ -331,31 +307,6 @@ pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
                 ..Default::default()
             });
         }
-    }
-    if let Some(s3) = &eff.s3 {
-        env.push(from_secret(
-            "AWS_ACCESS_KEY_ID",
-            &s3.secret_name,
-            &s3.access_key_id_key,
-            false,
-        ));
-        env.push(from_secret(
-            "AWS_SECRET_ACCESS_KEY",
-            &s3.secret_name,
-            &s3.secret_access_key_key,
-            false,
-        ));
-        env.push(from_secret(
-            "AWS_ENDPOINT_URL",
-            &s3.secret_name,
-            &s3.endpoint_key,
-            true,
-        ));
-        env.push(EnvVar {
-            name: "AWS_REGION".into(),
-            value: Some(s3.region.clone()),
-            ..Default::default()
-        });
     }
     env
 }

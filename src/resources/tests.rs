@@ -235,6 +235,13 @@ fn secrets_reach_the_pod_as_env_under_the_server_names() {
         (r.name.as_str(), r.key.as_str()),
         ("dittofs-postgres", "host")
     );
+    assert_eq!(r.optional, None, "host is required");
+    // The server defaults the port to 5432: a Secret without it still starts the pod.
+    let port = env(&c, "DITTOFS_DATABASE_POSTGRES_PORT")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("port ref");
+    assert_eq!((port.key.as_str(), port.optional), ("port", Some(true)));
     assert!(env(&c, "DITTOFS_CONTROLPLANE_SECRET").is_some());
     assert!(env(&c, "DITTOFS_ADMIN_INITIAL_PASSWORD").is_some());
     assert!(
@@ -257,15 +264,17 @@ fn secrets_reach_the_pod_as_env_under_the_server_names() {
         "Percona really connects the server"
     );
 
-    let s3 = build(&sample("s3"));
-    for var in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_ENDPOINT_URL",
-        "AWS_REGION",
-    ] {
-        assert!(env(&s3, var).is_some(), "{var}");
-    }
+    // DittoFS v0.29 reads no AWS_* variable: S3 keys live in the block store.
+    let s3 = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\ns3: {credentialsSecretRef: {secretName: s3}, region: r}",
+    ));
+    let names: Vec<&str> = server(&s3)
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("AWS_")), "{names:?}");
 }
 
 #[test]
@@ -314,7 +323,10 @@ fn pod_is_restricted_and_probed() {
             startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3),
             150
         );
-        assert!(pod.termination_grace_period_seconds.unwrap_or(30) >= 35);
+        assert!(
+            pod.termination_grace_period_seconds.unwrap_or(30)
+                >= crate::defaults::MIN_TERMINATION_GRACE_SECONDS
+        );
     }
     let p = build(&sample("percona"));
     let init = pod(&p).init_containers.as_ref().expect("wait-for-postgres");
@@ -355,6 +367,24 @@ fn managed_secrets_only_when_the_user_gives_none() {
         .and_then(|v| v.secret_key_ref.as_ref())
         .expect("ref");
     assert_eq!((jwt.name.as_str(), jwt.key.as_str()), ("j", "k"));
+}
+
+#[test]
+fn the_credentials_secret_and_config_always_say_admin() {
+    // An object from before the username rule: the server still creates `admin`.
+    let c = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\nidentity: {admin: {username: root}}",
+    ));
+    let secret = c
+        .managed_secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("t-admin-bootstrap-credentials"))
+        .expect("credentials Secret");
+    let username = &secret.data.as_ref().expect("data")["username"];
+    assert_eq!(username.0, b"admin");
+    let config = &c.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(config.contains("username: admin"), "{config}");
+    assert!(!config.contains("root"), "{config}");
 }
 
 #[test]

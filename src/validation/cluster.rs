@@ -1,5 +1,10 @@
 //! Rules that need cluster facts, asked through [`ClusterLookup`]. All questions
 //! are asked concurrently, so the slowest lookup bounds the latency, not the sum.
+//!
+//! On UPDATE only the fields that changed are looked up: a fact that was true when
+//! the object was written (a StorageClass, a Secret, the Percona CRD) may have
+//! changed since, and must not refuse an unrelated edit. With no old object
+//! (CREATE, the reconciler) everything is looked up.
 
 use futures::future::join_all;
 
@@ -8,25 +13,30 @@ use crate::effective::{Database, EffectiveSpec};
 use super::rules::Findings;
 use super::{ClusterLookup, Finding, Lookup, SecretFacts};
 
-/// Keys an external PostgreSQL Secret must hold.
-pub const POSTGRES_SECRET_KEYS: [&str; 5] = ["host", "port", "database", "user", "password"];
+/// Keys an external PostgreSQL Secret must hold. `port` and `sslmode` are optional:
+/// DittoFS v0.29 uses 5432 and `disable` when they are absent (`ApplyDefaults` in
+/// `pkg/controlplane/store/gorm.go`).
+pub const POSTGRES_SECRET_KEYS: [&str; 4] = ["host", "database", "user", "password"];
+
+/// The shortest JWT signing secret DittoFS v0.29 starts with: `NewServer` refuses
+/// `len(jwtSecret) < 32`, a length in bytes (`pkg/controlplane/api/server.go`).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// One Secret to look at: where it is referenced and which keys it needs.
+#[derive(PartialEq)]
 struct SecretCheck {
     field: &'static str,
     name: String,
     required_keys: Vec<String>,
-    /// Only S3 endpoint-style keys are optional; absent Secrets are warnings anyway.
+    /// The fewest bytes each required key's value may hold.
+    min_value_bytes: usize,
+    /// What the Secret is for, in messages.
     purpose: &'static str,
 }
 
-pub(crate) async fn check_cluster<L: ClusterLookup>(
-    eff: &EffectiveSpec,
-    lookup: &L,
-    out: &mut Findings,
-    skipped: &mut Vec<Finding>,
-) {
-    let classes: Vec<(&'static str, &str)> = [
+/// The StorageClasses `eff` names, by field.
+fn storage_classes(eff: &EffectiveSpec) -> [(&'static str, Option<&str>); 2] {
+    [
         (
             "spec.storage.storageClassName",
             eff.storage.storage_class_name.as_deref(),
@@ -38,11 +48,32 @@ pub(crate) async fn check_cluster<L: ClusterLookup>(
                 .and_then(|p| p.storage_class_name.as_deref()),
         ),
     ]
-    .into_iter()
-    .filter_map(|(f, c)| c.map(|c| (f, c)))
-    .collect();
+}
 
-    let secrets = secret_checks(eff);
+/// Look up the cluster facts `eff` depends on; with `old` (UPDATE), only those of
+/// the fields that differ from it.
+pub(crate) async fn check_cluster<L: ClusterLookup>(
+    eff: &EffectiveSpec,
+    old: Option<&EffectiveSpec>,
+    lookup: &L,
+    out: &mut Findings,
+    skipped: &mut Vec<Finding>,
+) {
+    let old_classes = old.map(storage_classes);
+    let classes: Vec<(&'static str, &str)> = storage_classes(eff)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (_, class))| old_classes.is_none_or(|o| o[*i].1 != *class))
+        .filter_map(|(_, (f, c))| c.map(|c| (f, c)))
+        .collect();
+
+    let old_secrets = old.map(secret_checks).unwrap_or_default();
+    let secrets: Vec<SecretCheck> = secret_checks(eff)
+        .into_iter()
+        .filter(|c| old.is_none() || !old_secrets.contains(c))
+        .collect();
+    // Percona is being enabled now (or this is not an UPDATE).
+    let percona_changed = old.is_none_or(|o| o.percona.is_none());
 
     let class_answers = join_all(classes.iter().map(|(_, c)| lookup.storage_class(c)));
     let secret_answers = join_all(
@@ -52,8 +83,8 @@ pub(crate) async fn check_cluster<L: ClusterLookup>(
     );
     let percona_answer = async {
         match eff.percona {
-            Some(_) => Some(lookup.percona_crd().await),
-            None => None,
+            Some(_) if percona_changed => Some(lookup.percona_crd().await),
+            _ => None,
         }
     };
     let (class_answers, secret_answers, percona_answer) =
@@ -109,6 +140,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.identity.jwt.secretRef",
             name: eff.jwt.secret.name.clone(),
             required_keys: vec![eff.jwt.secret.key.clone()],
+            min_value_bytes: MIN_JWT_SECRET_BYTES,
             purpose: "JWT signing secret",
         });
     }
@@ -117,6 +149,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.identity.admin.passwordSecretRef",
             name: eff.admin.password.name.clone(),
             required_keys: vec![eff.admin.password.key.clone()],
+            min_value_bytes: 0,
             purpose: "admin password",
         });
     }
@@ -125,18 +158,8 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.database.postgresSecretRef",
             name: secret_name.clone(),
             required_keys: POSTGRES_SECRET_KEYS.iter().map(|k| k.to_string()).collect(),
+            min_value_bytes: 0,
             purpose: "PostgreSQL connection",
-        });
-    }
-    if let Some(s3) = &eff.s3 {
-        checks.push(SecretCheck {
-            field: "spec.s3.credentialsSecretRef",
-            name: s3.secret_name.clone(),
-            required_keys: vec![
-                s3.access_key_id_key.clone(),
-                s3.secret_access_key_key.clone(),
-            ],
-            purpose: "S3 credentials",
         });
     }
     if let Some(name) = eff
@@ -149,6 +172,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.percona.backup.credentialsSecretRef",
             name,
             required_keys: Vec::new(),
+            min_value_bytes: 0,
             purpose: "pgBackRest credentials",
         });
     }
@@ -174,11 +198,27 @@ fn report_secret(
                 .collect();
             if !missing.is_empty() {
                 out.warnings.push(Finding {
-                    field,
+                    field: field.clone(),
                     message: format!(
                         "Secret {namespace}/{name} ({}) has no key {}: add it, or the server will not start",
                         check.purpose,
                         missing.join(", ")
+                    ),
+                });
+            }
+            // Only the length is known, never the value: the message cannot leak it.
+            for (key, len) in check.required_keys.iter().filter_map(|k| {
+                facts
+                    .value_lengths
+                    .get(k)
+                    .filter(|len| **len < check.min_value_bytes)
+                    .map(|len| (k, *len))
+            }) {
+                out.errors.push(Finding {
+                    field: field.clone(),
+                    message: format!(
+                        "key {key} of Secret {namespace}/{name} ({}) holds {len} bytes, but DittoFS v0.29 refuses to start with fewer than {} bytes: store at least {} random bytes there (for example the output of `openssl rand -base64 48`)",
+                        check.purpose, check.min_value_bytes, check.min_value_bytes
                     ),
                 });
             }

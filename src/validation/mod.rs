@@ -13,11 +13,12 @@ use crate::crd::{DittoServer, DittoServerSpec};
 use crate::effective::EffectiveSpec;
 
 mod cluster;
+mod pod_security;
 mod rules;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::POSTGRES_SECRET_KEYS;
+pub use cluster::{MIN_JWT_SECRET_BYTES, POSTGRES_SECRET_KEYS};
 pub use rules::{CONTROL_PLANE_DIR, is_valid_size};
 
 /// One finding: the field path it is about, and what to do.
@@ -121,6 +122,24 @@ impl ClusterLookup for Offline {
     }
 }
 
+/// What is being judged. Most rules do not care; the ones that do are those about
+/// a value being written (refused when written, tolerated when already stored) and
+/// the cluster lookups (only for what an UPDATE changes).
+#[derive(Clone, Copy, Debug)]
+pub enum Subject<'a> {
+    /// A new object: admission CREATE, or a file checked offline. Every rule and
+    /// every cluster lookup.
+    Create,
+    /// An admission UPDATE from `old` (resolved): the transition rules too; cluster
+    /// lookups only for the fields that changed, so a fact that changed in the
+    /// cluster since (a deleted StorageClass) never blocks an unrelated edit.
+    Update(&'a EffectiveSpec),
+    /// An object already stored, judged by the reconciler: every rule and lookup, but
+    /// a value that may no longer be written yet must not make an existing object
+    /// unreconcilable (`identity.admin.username`) is a warning.
+    Stored,
+}
+
 /// Validate `new` (and the transition from `old` on UPDATE).
 pub async fn validate<L: ClusterLookup>(
     new: &DittoServer,
@@ -133,20 +152,50 @@ pub async fn validate<L: ClusterLookup>(
 }
 
 /// Validate a spec already resolved into `eff` (and the transition from `old`, the
-/// resolved old object, on UPDATE). For callers that resolve once and reuse it.
+/// resolved old object, on UPDATE; `None` is a CREATE). For callers that resolve
+/// once and reuse it.
 pub async fn validate_effective<L: ClusterLookup>(
     spec: &DittoServerSpec,
     eff: &EffectiveSpec,
     old: Option<&EffectiveSpec>,
     lookup: &L,
 ) -> Report {
+    let subject = match old {
+        Some(old) => Subject::Update(old),
+        None => Subject::Create,
+    };
+    judge(spec, eff, subject, lookup).await
+}
+
+/// Validate an object that is already stored (the reconciler's view): like a
+/// CREATE, except that values an existing object may keep are warnings.
+pub async fn validate_stored<L: ClusterLookup>(
+    spec: &DittoServerSpec,
+    eff: &EffectiveSpec,
+    lookup: &L,
+) -> Report {
+    judge(spec, eff, Subject::Stored, lookup).await
+}
+
+/// Every rule for `subject`.
+pub async fn judge<L: ClusterLookup>(
+    spec: &DittoServerSpec,
+    eff: &EffectiveSpec,
+    subject: Subject<'_>,
+    lookup: &L,
+) -> Report {
     let mut findings = rules::Findings::default();
     rules::check_spec(spec, eff, &mut findings);
-    if let Some(old) = old {
+    rules::check_written(eff, subject, &mut findings);
+    if let Subject::Update(old) = subject {
         rules::check_transition(eff, old, &mut findings);
     }
     let mut skipped = Vec::new();
-    cluster::check_cluster(eff, lookup, &mut findings, &mut skipped).await;
+    let old = match subject {
+        Subject::Update(old) => Some(old),
+        Subject::Create | Subject::Stored => None,
+    };
+    cluster::check_cluster(eff, old, lookup, &mut findings, &mut skipped).await;
     Report {
         errors: findings.errors,
         warnings: findings.warnings,

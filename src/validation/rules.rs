@@ -3,11 +3,14 @@
 
 use crate::crd::{DatabaseType, DittoServerSpec};
 use crate::defaults::{
-    DEFAULT_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS, SERVER_SHUTDOWN_TIMEOUT_SECONDS,
+    DEFAULT_ADMIN_USERNAME, DEFAULT_NFS_ADAPTER_PORT, DEFAULT_SMB_ADAPTER_PORT,
+    DEFAULT_TERMINATION_GRACE_SECONDS, MIN_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS,
+    SERVER_EXIT_DEADLINE_SECONDS, SERVER_SHUTDOWN_TIMEOUT_SECONDS,
 };
 use crate::effective::EffectiveSpec;
+use crate::names;
 
-use super::Finding;
+use super::{Finding, Subject};
 
 /// Where the SQLite file must live: the control-plane PVC's mount point.
 pub const CONTROL_PLANE_DIR: &str = "/data/controlplane/";
@@ -20,10 +23,10 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
-    fn error(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(finding(field, message));
     }
-    fn warn(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, field: &str, message: impl Into<String>) {
         self.warnings.push(finding(field, message));
     }
 }
@@ -57,7 +60,9 @@ pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut 
     check_ports(spec, eff, out);
     check_identity(spec, out);
     check_percona(spec, out);
+    check_s3(spec, eff, out);
     check_legacy(spec, out);
+    super::pod_security::check(eff, out);
     check_grace_period(eff, out);
 }
 
@@ -122,7 +127,7 @@ fn check_database(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Finding
     {
         out.error(
             "spec.database.postgresSecretRef.name",
-            "is empty: name the Secret holding host, port, database, user and password",
+            "is empty: name the Secret holding host, database, user and password (port and sslmode optional)",
         );
     }
     match db.db_type {
@@ -297,16 +302,12 @@ fn check_identity(spec: &DittoServerSpec, out: &mut Findings) {
             }
         }
     }
-    if let Some(admin) = identity.admin.as_ref() {
-        if let Some(r) = admin.password_secret_ref.as_ref() {
-            secret_key_needs_key(r, "spec.identity.admin.passwordSecretRef", out);
-        }
-        if admin.username.as_deref() == Some("") {
-            out.error(
-                "spec.identity.admin.username",
-                "is empty: remove it to use \"admin\", or name the user",
-            );
-        }
+    if let Some(r) = identity
+        .admin
+        .as_ref()
+        .and_then(|a| a.password_secret_ref.as_ref())
+    {
+        secret_key_needs_key(r, "spec.identity.admin.passwordSecretRef", out);
     }
 }
 
@@ -398,6 +399,30 @@ fn check_percona(spec: &DittoServerSpec, out: &mut Findings) {
     }
 }
 
+/// `spec.s3` configures nothing: DittoFS v0.29 creates an S3 block store through
+/// its REST API with the store's own bucket, region, endpoint and static keys
+/// (`pkg/block/remote/s3/store.go`, `NewFromConfig`), and the pod gets no `AWS_*`
+/// variables (see `resources::statefulset::server_env`). Say so, and where the
+/// keys must go instead.
+fn check_s3(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    if spec.s3.is_none() {
+        return;
+    }
+    let keys = match &eff.s3 {
+        Some(s3) => format!(
+            "the keys {} and {} of Secret {}/{}",
+            s3.access_key_id_key, s3.secret_access_key_key, eff.namespace, s3.secret_name
+        ),
+        None => "your S3 access key".to_string(),
+    };
+    out.warn(
+        "spec.s3",
+        format!(
+            "is not read by DittoFS v0.29: an S3 block store takes its bucket, region, endpoint and keys from its own configuration, given when it is created through the REST API; create it with `dfsctl store block remote add --type s3` using {keys} (docs/stores.md), then remove spec.s3"
+        ),
+    );
+}
+
 /// Fields the Go operator accepted that no longer do anything.
 fn check_legacy(spec: &DittoServerSpec, out: &mut Findings) {
     const NO_EFFECT: &str = "has no effect on current DittoFS releases and can be removed";
@@ -417,7 +442,7 @@ fn check_legacy(spec: &DittoServerSpec, out: &mut Findings) {
         if db.key.is_some() {
             out.warn(
                 "spec.database.postgresSecretRef.key",
-                "is ignored: the Secret must hold the keys host, port, database, user and password (sslmode optional)",
+                "is ignored: the Secret must hold the keys host, database, user and password (port and sslmode optional)",
             );
         }
         if db.optional.is_some() {
@@ -474,14 +499,124 @@ fn check_legacy(spec: &DittoServerSpec, out: &mut Findings) {
     }
 }
 
+/// After SIGTERM, DittoFS v0.29 may take up to 3 × its shutdown timeout + 5 s to
+/// drain adapters, flush and close stores before it exits on its own
+/// (`cmd/dfs/commands/start.go`); the kubelet counts the preStop drain in the grace
+/// period too. Anything shorter SIGKILLs it mid-flush.
 fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
-    let needed = PRE_STOP_DRAIN_SECONDS + SERVER_SHUTDOWN_TIMEOUT_SECONDS;
-    if eff.termination_grace_period_seconds < needed {
+    if eff.termination_grace_period_seconds < MIN_TERMINATION_GRACE_SECONDS {
         out.warn(
             "spec.terminationGracePeriodSeconds",
             format!(
-                "{}s does not cover the {PRE_STOP_DRAIN_SECONDS}s drain plus the server's {SERVER_SHUTDOWN_TIMEOUT_SECONDS}s shutdown: the pod may be killed mid-flush; use at least {needed} (default {DEFAULT_TERMINATION_GRACE_SECONDS})",
+                "{} s is shorter than the {MIN_TERMINATION_GRACE_SECONDS} s DittoFS may need to stop: after the {PRE_STOP_DRAIN_SECONDS} s preStop drain, the server takes up to {SERVER_EXIT_DEADLINE_SECONDS} s after SIGTERM (3 × its {SERVER_SHUTDOWN_TIMEOUT_SECONDS} s shutdown timeout + 5 s) to drain clients and flush its stores, and is killed mid-flush if the period ends first; use at least {MIN_TERMINATION_GRACE_SECONDS} (default {DEFAULT_TERMINATION_GRACE_SECONDS})",
                 eff.termination_grace_period_seconds
+            ),
+        );
+    }
+}
+
+/// Rules about what this write sets: refused when a user writes the value now,
+/// tolerated (a warning) on an object that already holds it.
+pub(crate) fn check_written(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
+    check_admin_username(eff, subject, out);
+    check_adapter_ports(eff, subject, out);
+}
+
+/// DittoFS keeps each adapter's port in its own database: it creates NFS on 12049
+/// and SMB on 1445 on first start (`EnsureDefaultAdapters`,
+/// `pkg/controlplane/store/adapters.go`) and listens there until the adapter is
+/// moved through the REST API. `nfsAdapterPort` and `smb.adapterPort` only move the
+/// container port and the Services' targetPort, so a value the server does not
+/// use sends clients nowhere: say so whenever one is written.
+fn check_adapter_ports(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
+    struct Adapter {
+        field: &'static str,
+        kind: &'static str,
+        server_default: i32,
+        new: Option<i32>,
+        old: Option<i32>,
+    }
+    let old = match subject {
+        Subject::Update(old) => Some(old),
+        // Nothing is being written on a stored object.
+        Subject::Stored => return,
+        Subject::Create => None,
+    };
+    let adapters = [
+        Adapter {
+            field: "spec.nfsAdapterPort",
+            kind: "nfs",
+            server_default: DEFAULT_NFS_ADAPTER_PORT,
+            new: Some(eff.ports.nfs.container),
+            old: old.map(|o| o.ports.nfs.container),
+        },
+        Adapter {
+            field: "spec.smb.adapterPort",
+            kind: "smb",
+            server_default: DEFAULT_SMB_ADAPTER_PORT,
+            new: eff.ports.smb.map(|p| p.container),
+            old: old.and_then(|o| o.ports.smb.map(|p| p.container)),
+        },
+    ];
+    let api = names::api_service(&eff.name);
+    for a in adapters {
+        let Some(new) = a.new else { continue };
+        let protocol = a.kind.to_uppercase();
+        let how = format!(
+            "move the adapter first with `dfsctl adapter edit {} --port {new}` against the {api} Service (docs/stores.md); until both agree, {protocol} clients get connection refused",
+            a.kind
+        );
+        match a.old {
+            Some(old) if old != new => out.warn(
+                a.field,
+                format!(
+                    "changes from {old} to {new}, but the DittoFS {protocol} adapter keeps listening on {old}: the port lives in the server's database; {how}"
+                ),
+            ),
+            Some(_) => {}
+            None if new != a.server_default => out.warn(
+                a.field,
+                format!(
+                    "is {new}, but DittoFS creates its {protocol} adapter on {} on first start and listens where its database says; {how}",
+                    a.server_default
+                ),
+            ),
+            None => {}
+        }
+    }
+}
+
+/// DittoFS v0.29 always creates its administrator as `admin`
+/// (`pkg/controlplane/models/admin.go`); another name would be handed out in the
+/// credentials Secret for a user that does not exist. Objects created before this
+/// rule keep working: the Secret and the config say `admin` anyway.
+fn check_admin_username(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
+    const FIELD: &str = "spec.identity.admin.username";
+    let Some(name) = eff
+        .admin
+        .requested_username
+        .as_deref()
+        .filter(|n| *n != DEFAULT_ADMIN_USERNAME)
+    else {
+        return;
+    };
+    let written_now = match subject {
+        Subject::Create => true,
+        Subject::Update(old) => old.admin.requested_username.as_deref() != Some(name),
+        Subject::Stored => false,
+    };
+    if written_now {
+        out.error(
+            FIELD,
+            format!(
+                "{name:?} cannot be used: DittoFS v0.29 always names its administrator \"{DEFAULT_ADMIN_USERNAME}\" and has no setting for another name; remove the field or set \"{DEFAULT_ADMIN_USERNAME}\""
+            ),
+        );
+    } else {
+        out.warn(
+            FIELD,
+            format!(
+                "{name:?} is ignored: DittoFS v0.29 always names its administrator \"{DEFAULT_ADMIN_USERNAME}\" (the credentials Secret says so); set the field to \"{DEFAULT_ADMIN_USERNAME}\" or remove it"
             ),
         );
     }

@@ -7,17 +7,28 @@ use futures::executor::block_on;
 use super::*;
 
 /// A cluster held in memory: StorageClasses, Secrets (name → key → value length),
-/// Percona CRD.
+/// Percona CRD. Records what it was asked.
 #[derive(Default)]
 struct FakeCluster {
     classes: Vec<&'static str>,
     secrets: BTreeMap<&'static str, Vec<(&'static str, usize)>>,
     percona: bool,
     broken: bool,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl FakeCluster {
+    fn note(&self, question: String) {
+        self.asked.lock().expect("not poisoned").push(question);
+    }
+    fn asked(&self) -> Vec<String> {
+        std::mem::take(&mut *self.asked.lock().expect("not poisoned"))
+    }
 }
 
 impl ClusterLookup for FakeCluster {
     async fn storage_class(&self, name: &str) -> Lookup<()> {
+        self.note(format!("storageclass/{name}"));
         if self.broken {
             return Lookup::Unknown("timeout".into());
         }
@@ -28,6 +39,7 @@ impl ClusterLookup for FakeCluster {
         }
     }
     async fn secret(&self, _ns: &str, name: &str) -> Lookup<SecretFacts> {
+        self.note(format!("secret/{name}"));
         if self.broken {
             return Lookup::Unknown("timeout".into());
         }
@@ -39,6 +51,7 @@ impl ClusterLookup for FakeCluster {
         }
     }
     async fn percona_crd(&self) -> Lookup<()> {
+        self.note("percona".into());
         if self.broken {
             Lookup::Unknown("timeout".into())
         } else if self.percona {
@@ -62,6 +75,19 @@ fn ds(spec_yaml: &str) -> DittoServer {
 
 fn check(spec: &str) -> Report {
     block_on(validate(&ds(spec), None, &Offline))
+}
+
+fn check_stored(spec: &str) -> Report {
+    let ds = ds(spec);
+    block_on(validate_stored(
+        &ds.spec,
+        &EffectiveSpec::resolve(&ds),
+        &Offline,
+    ))
+}
+
+fn check_update(old: &str, new: &str) -> Report {
+    block_on(validate(&ds(new), Some(&ds(old)), &Offline))
 }
 
 fn check_with(spec: &str, cluster: &FakeCluster) -> Report {
@@ -207,10 +233,85 @@ fn privileged_container_port_warns() {
 
 #[test]
 fn warnings_come_in_spec_order() {
+    // Rules on the spec first, in spec order; then rules on what is written.
     let r = check("nfsAdapterPort: 111\ncontrolPlane: {port: 80}\nstorage: {metadataSize: 1Gi}");
     assert_eq!(
         fields(&r.warnings),
-        ["spec.nfsAdapterPort", "spec.controlPlane.port"]
+        [
+            "spec.nfsAdapterPort",
+            "spec.controlPlane.port",
+            "spec.nfsAdapterPort"
+        ]
+    );
+}
+
+#[test]
+fn adapter_ports_that_the_server_does_not_use_warn_with_the_dfsctl_command() {
+    let created = check("nfsAdapterPort: 13049\nstorage: {metadataSize: 1Gi}");
+    assert!(created.is_valid());
+    assert!(
+        has_warning(
+            &created,
+            "spec.nfsAdapterPort",
+            "creates its NFS adapter on 12049 on first start"
+        ) && has_warning(
+            &created,
+            "spec.nfsAdapterPort",
+            "`dfsctl adapter edit nfs --port 13049` against the t-api Service"
+        ),
+        "{created:?}"
+    );
+    let smb = check("smb: {enabled: true, adapterPort: 1446}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_warning(
+        &smb,
+        "spec.smb.adapterPort",
+        "`dfsctl adapter edit smb --port 1446`"
+    ));
+    // SMB off: its adapter port is not used by the pod or the Services.
+    assert!(
+        check("smb: {enabled: false, adapterPort: 1446}\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+    // The server's own defaults need nothing.
+    assert!(
+        check("nfsAdapterPort: 12049\nsmb: {enabled: true, adapterPort: 1445}\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+
+    let moved = check_update(
+        MINIMAL,
+        "nfsAdapterPort: 13049\nstorage: {metadataSize: 10Gi}",
+    );
+    assert!(
+        has_warning(
+            &moved,
+            "spec.nfsAdapterPort",
+            "changes from 12049 to 13049, but the DittoFS NFS adapter keeps listening on 12049"
+        ),
+        "{moved:?}"
+    );
+    // An unrelated edit of an object that already uses another port says nothing.
+    let kept = check_update(
+        "nfsAdapterPort: 13049\nstorage: {metadataSize: 10Gi}",
+        "nfsAdapterPort: 13049\nreplicas: 0\nstorage: {metadataSize: 10Gi}",
+    );
+    assert!(kept.warnings.is_empty(), "{kept:?}");
+    // Enabling SMB on another port is writing it.
+    let enabled = check_update(
+        "smb: {enabled: false, adapterPort: 1446}\nstorage: {metadataSize: 10Gi}",
+        "smb: {enabled: true, adapterPort: 1446}\nstorage: {metadataSize: 10Gi}",
+    );
+    assert!(has_warning(
+        &enabled,
+        "spec.smb.adapterPort",
+        "creates its SMB adapter on 1445"
+    ));
+    assert!(
+        check_stored("nfsAdapterPort: 13049\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
     );
 }
 
@@ -372,14 +473,24 @@ fn legacy_fields_warn() {
 
 #[test]
 fn short_grace_period_warns() {
-    let r = check("terminationGracePeriodSeconds: 20\nstorage: {metadataSize: 1Gi}");
+    // The server may take 95 s after SIGTERM, after a 5 s preStop drain.
+    let r = check("terminationGracePeriodSeconds: 60\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_warning(
+            &r,
+            "spec.terminationGracePeriodSeconds",
+            "60 s is shorter than the 100 s DittoFS may need to stop"
+        ),
+        "{r:?}"
+    );
+    assert!(r.is_valid());
     assert!(has_warning(
-        &r,
+        &check("terminationGracePeriodSeconds: 99\nstorage: {metadataSize: 1Gi}"),
         "spec.terminationGracePeriodSeconds",
-        "does not cover"
+        "use at least 100"
     ));
     assert!(
-        check("terminationGracePeriodSeconds: 60\nstorage: {metadataSize: 1Gi}")
+        check("terminationGracePeriodSeconds: 100\nstorage: {metadataSize: 1Gi}")
             .warnings
             .is_empty()
     );
@@ -439,24 +550,22 @@ fn percona_crd_lookup() {
 }
 
 #[test]
-fn s3_secret_lookup() {
-    let spec = "s3: {credentialsSecretRef: {secretName: creds}}\nstorage: {metadataSize: 1Gi}";
+fn s3_block_warns_that_nothing_reads_it() {
+    let spec = "s3: {credentialsSecretRef: {secretName: creds}, region: eu-west-1}\nstorage: {metadataSize: 1Gi}";
     let r = check_with(spec, &FakeCluster::default());
-    assert!(r.is_valid() && has_warning(&r, "spec.s3.credentialsSecretRef", "does not exist yet"));
-    let partial = FakeCluster {
-        secrets: BTreeMap::from([("creds", vec![("accessKeyId", 20)])]),
-        ..Default::default()
-    };
-    assert!(has_warning(
-        &check_with(spec, &partial),
-        "spec.s3.credentialsSecretRef",
-        "no key secretAccessKey"
-    ));
-    let full = FakeCluster {
-        secrets: BTreeMap::from([("creds", vec![("accessKeyId", 20), ("secretAccessKey", 40)])]),
-        ..Default::default()
-    };
-    assert!(check_with(spec, &full).warnings.is_empty());
+    assert!(r.is_valid(), "{r:?}");
+    assert!(
+        has_warning(
+            &r,
+            "spec.s3",
+            "keys accessKeyId and secretAccessKey of Secret ns/creds"
+        ),
+        "{r:?}"
+    );
+    assert!(has_warning(&r, "spec.s3", "is not read by DittoFS v0.29"));
+    // The Secret is not looked up: nothing in the pod depends on it.
+    assert_eq!(fields(&r.warnings), ["spec.s3"]);
+    assert!(check(MINIMAL).warnings.is_empty());
 }
 
 #[test]
@@ -471,10 +580,19 @@ fn postgres_secret_lookup() {
         has_warning(
             &r,
             "spec.database.postgresSecretRef",
-            "no key port, database, password"
+            "no key database, password"
         ),
         "{r:?}"
     );
+    // No port (DittoFS uses 5432) and no sslmode: nothing to say.
+    let no_port = FakeCluster {
+        secrets: BTreeMap::from([(
+            "pg",
+            vec![("host", 9), ("database", 7), ("user", 4), ("password", 12)],
+        )]),
+        ..Default::default()
+    };
+    assert!(check_with(spec, &no_port).warnings.is_empty());
     let full = FakeCluster {
         secrets: BTreeMap::from([("pg", POSTGRES_SECRET_KEYS.iter().map(|k| (*k, 8)).collect())]),
         ..Default::default()
@@ -536,4 +654,263 @@ fn storage_is_immutable_on_update() {
     assert!(block_on(validate(&defaulted, Some(&old), &Offline)).is_valid());
     let other_edit = ds("replicas: 0\nstorage: {metadataSize: 10Gi}");
     assert!(block_on(validate(&other_edit, Some(&old), &Offline)).is_valid());
+}
+
+#[test]
+fn admin_username_other_than_admin_is_refused_when_written() {
+    const ROOT: &str = "identity: {admin: {username: root}}\nstorage: {metadataSize: 1Gi}";
+    const ADMIN: &str = "identity: {admin: {username: admin}}\nstorage: {metadataSize: 1Gi}";
+    let created = check(ROOT);
+    assert!(
+        has_error(
+            &created,
+            "spec.identity.admin.username",
+            "always names its administrator \"admin\""
+        ),
+        "{created:?}"
+    );
+    assert!(has_error(
+        &check("identity: {admin: {username: ''}}\nstorage: {metadataSize: 1Gi}"),
+        "spec.identity.admin.username",
+        "cannot be used"
+    ));
+    let r = check(ADMIN);
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    // Changing to another name is writing it.
+    assert!(has_error(
+        &check_update(ADMIN, ROOT),
+        "spec.identity.admin.username",
+        "cannot be used"
+    ));
+    // An object that already holds one stays editable and reconcilable.
+    let kept = check_update(ROOT, &format!("{ROOT}\nreplicas: 0"));
+    assert!(
+        kept.is_valid() && has_warning(&kept, "spec.identity.admin.username", "is ignored"),
+        "{kept:?}"
+    );
+    let stored = check_stored(ROOT);
+    assert!(
+        stored.is_valid() && has_warning(&stored, "spec.identity.admin.username", "is ignored"),
+        "{stored:?}"
+    );
+    assert!(check_update(ROOT, ADMIN).warnings.is_empty());
+}
+
+#[test]
+fn pod_security_restricted_values_pass() {
+    // What the user may still tune without leaving the restricted profile.
+    let r = check(
+        "securityContext: {readOnlyRootFilesystem: true, runAsUser: 1000, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: {add: [NET_BIND_SERVICE], drop: [ALL]}, seccompProfile: {type: Localhost, localhostProfile: p.json}, procMount: Default, seLinuxOptions: {level: 's0:c1,c2', type: container_t}, appArmorProfile: {type: RuntimeDefault}}\n\
+         podSecurityContext: {fsGroup: 2000, runAsUser: 1000, runAsGroup: 0, sysctls: [{name: net.ipv4.tcp_keepalive_time, value: '600'}], seccompProfile: {type: RuntimeDefault}, seLinuxOptions: {type: container_init_t}}\n\
+         storage: {metadataSize: 1Gi}",
+    );
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    // A pod context that drops the operator's defaults stays compliant: the
+    // container keeps runAsNonRoot and RuntimeDefault seccomp.
+    assert!(check("podSecurityContext: {fsGroup: 2000}\nstorage: {metadataSize: 1Gi}").is_valid());
+}
+
+#[test]
+fn pod_security_escalations_are_refused_naming_the_field() {
+    let cases = [
+        (
+            "securityContext: {privileged: true}",
+            "spec.securityContext.privileged",
+        ),
+        (
+            "securityContext: {allowPrivilegeEscalation: true}",
+            "spec.securityContext.allowPrivilegeEscalation",
+        ),
+        (
+            "securityContext: {capabilities: {add: [NET_BIND_SERVICE, SYS_ADMIN]}}",
+            "spec.securityContext.capabilities.add[1]",
+        ),
+        (
+            "securityContext: {runAsNonRoot: false}",
+            "spec.securityContext.runAsNonRoot",
+        ),
+        (
+            "securityContext: {runAsUser: 0}",
+            "spec.securityContext.runAsUser",
+        ),
+        (
+            "securityContext: {procMount: Unmasked}",
+            "spec.securityContext.procMount",
+        ),
+        (
+            "securityContext: {seccompProfile: {type: Unconfined}}",
+            "spec.securityContext.seccompProfile.type",
+        ),
+        (
+            "securityContext: {appArmorProfile: {type: Unconfined}}",
+            "spec.securityContext.appArmorProfile.type",
+        ),
+        (
+            "securityContext: {seLinuxOptions: {type: spc_t}}",
+            "spec.securityContext.seLinuxOptions.type",
+        ),
+        (
+            "securityContext: {seLinuxOptions: {user: system_u}}",
+            "spec.securityContext.seLinuxOptions.user",
+        ),
+        (
+            "securityContext: {windowsOptions: {hostProcess: true}}",
+            "spec.securityContext.windowsOptions.hostProcess",
+        ),
+        (
+            "podSecurityContext: {runAsNonRoot: false}",
+            "spec.podSecurityContext.runAsNonRoot",
+        ),
+        (
+            "podSecurityContext: {runAsUser: 0}",
+            "spec.podSecurityContext.runAsUser",
+        ),
+        (
+            "podSecurityContext: {seccompProfile: {type: Unconfined}}",
+            "spec.podSecurityContext.seccompProfile.type",
+        ),
+        (
+            "podSecurityContext: {appArmorProfile: {type: Unconfined}}",
+            "spec.podSecurityContext.appArmorProfile.type",
+        ),
+        (
+            "podSecurityContext: {seLinuxOptions: {role: sysadm_r}}",
+            "spec.podSecurityContext.seLinuxOptions.role",
+        ),
+        (
+            "podSecurityContext: {sysctls: [{name: kernel.shm_rmid_forced, value: '1'}, {name: kernel.msgmax, value: '1'}]}",
+            "spec.podSecurityContext.sysctls[1].name",
+        ),
+        (
+            "podSecurityContext: {windowsOptions: {hostProcess: true}}",
+            "spec.podSecurityContext.windowsOptions.hostProcess",
+        ),
+    ];
+    for (yaml, field) in cases {
+        let r = check(&format!("{yaml}\nstorage: {{metadataSize: 1Gi}}"));
+        assert_eq!(fields(&r.errors), [field], "{yaml}: {r:?}");
+        assert!(
+            has_error(&r, field, "Pod Security \"restricted\" profile"),
+            "{yaml}: {r:?}"
+        );
+    }
+    // A stored object is judged the same way: the reconciler must not run it.
+    assert!(
+        !check_stored("securityContext: {privileged: true}\nstorage: {metadataSize: 1Gi}")
+            .is_valid()
+    );
+}
+
+fn update_with(old: &str, new: &str, cluster: &FakeCluster) -> Report {
+    block_on(validate(&ds(new), Some(&ds(old)), cluster))
+}
+
+#[test]
+fn update_looks_up_only_what_changed() {
+    // Everything this object depends on has gone from the cluster since it was created.
+    let gone = FakeCluster::default();
+    let old = "storage: {metadataSize: 1Gi, storageClassName: deleted}\npercona: {enabled: true, storageClassName: pg-deleted}\nidentity: {jwt: {secretRef: {name: j, key: k}}}";
+    let edited = format!("{old}\nreplicas: 0");
+    let r = update_with(old, &edited, &gone);
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    assert!(
+        gone.asked().is_empty(),
+        "nothing changed that needs the cluster"
+    );
+
+    // CREATE and the reconciler look everything up.
+    let created = check_with(old, &gone);
+    assert!(has_error(
+        &created,
+        "spec.storage.storageClassName",
+        "does not exist"
+    ));
+    assert!(has_error(&created, "spec.percona.enabled", "not installed"));
+    assert_eq!(gone.asked().len(), 4, "two classes, the CRD, the Secret");
+    let ds = ds(old);
+    let stored = block_on(validate_stored(
+        &ds.spec,
+        &EffectiveSpec::resolve(&ds),
+        &gone,
+    ));
+    assert!(!stored.is_valid());
+    assert_eq!(gone.asked().len(), 4);
+
+    // A changed reference is looked up.
+    let new_key = old.replace("key: k", "key: other");
+    let r = update_with(old, &new_key, &gone);
+    assert!(has_warning(
+        &r,
+        "spec.identity.jwt.secretRef",
+        "does not exist yet"
+    ));
+    assert_eq!(gone.asked(), ["secret/j"]);
+    let new_class = old.replace("pg-deleted", "pg-other");
+    assert!(has_error(
+        &update_with(old, &new_class, &gone),
+        "spec.percona.storageClassName",
+        "StorageClass \"pg-other\" does not exist"
+    ));
+    assert_eq!(gone.asked(), ["storageclass/pg-other"]);
+
+    // Enabling Percona on an UPDATE asks whether its operator is installed.
+    let before = "storage: {metadataSize: 1Gi}";
+    let r = update_with(
+        before,
+        &format!("{before}\npercona: {{enabled: true}}"),
+        &gone,
+    );
+    assert!(
+        has_error(&r, "spec.percona.enabled", "not installed"),
+        "{r:?}"
+    );
+    assert_eq!(gone.asked(), ["percona"]);
+}
+
+#[test]
+fn a_jwt_secret_shorter_than_32_bytes_is_refused_when_readable() {
+    let spec = "identity: {jwt: {secretRef: {name: j, key: k}}}\nstorage: {metadataSize: 1Gi}";
+    let short = FakeCluster {
+        secrets: BTreeMap::from([("j", vec![("k", 31)])]),
+        ..Default::default()
+    };
+    let r = check_with(spec, &short);
+    assert!(
+        has_error(
+            &r,
+            "spec.identity.jwt.secretRef",
+            "key k of Secret ns/j (JWT signing secret) holds 31 bytes, but DittoFS v0.29 refuses to start with fewer than 32 bytes"
+        ),
+        "{r:?}"
+    );
+    let exact = FakeCluster {
+        secrets: BTreeMap::from([("j", vec![("k", MIN_JWT_SECRET_BYTES)])]),
+        ..Default::default()
+    };
+    let r = check_with(spec, &exact);
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    // Unreadable: nothing known, nothing refused.
+    let broken = FakeCluster {
+        broken: true,
+        ..Default::default()
+    };
+    assert!(check_with(spec, &broken).is_valid());
+    // Other Secrets have no minimum.
+    let admin =
+        "identity: {admin: {passwordSecretRef: {name: a, key: p}}}\nstorage: {metadataSize: 1Gi}";
+    let one_byte = FakeCluster {
+        secrets: BTreeMap::from([("a", vec![("p", 1)])]),
+        ..Default::default()
+    };
+    assert!(check_with(admin, &one_byte).is_valid());
+    // The reconciler sees the same error (a condition, not a crash-looping pod).
+    let ds = ds(spec);
+    assert!(
+        !block_on(validate_stored(
+            &ds.spec,
+            &EffectiveSpec::resolve(&ds),
+            &short
+        ))
+        .is_valid()
+    );
 }

@@ -9,6 +9,10 @@
 //! - The Percona CRD: discovery of `pgv2.percona.com/v2` `PerconaPGCluster`, cached;
 //!   "present" is trusted for [`PERCONA_FOUND_TTL`], "absent or unknown" is re-asked
 //!   at most every [`PERCONA_RETRY_INTERVAL`].
+//!
+//! "Does not exist" is classified by [`api_error::absent`], so the plain-text 404
+//! a real API server gives for a group it does not serve is an answer (NotFound),
+//! not a failure.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +29,7 @@ use kube::{Client, Error as KubeError};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::api_error;
 use crate::probes::Readiness;
 use crate::validation::{ClusterLookup, Lookup, SecretFacts};
 
@@ -120,8 +125,9 @@ impl KubeLookup {
         let query = kube::discovery::oneshot::pinned_kind(&self.client, &gvk);
         match tokio::time::timeout(DISCOVERY_TIMEOUT, query).await {
             Ok(Ok(_)) => Lookup::Found(()),
-            Ok(Err(KubeError::Api(status))) if status.is_not_found() => Lookup::NotFound,
-            Ok(Err(KubeError::Discovery(_))) => Lookup::NotFound,
+            // A group the server does not serve is a plain-text 404, a served group
+            // without the kind a discovery miss: either way the CRD is not installed.
+            Ok(Err(e)) if api_error::is_absent(&e) => Lookup::NotFound,
             Ok(Err(e)) => Lookup::Unknown(format!(
                 "API discovery of {PERCONA_GROUP}/{PERCONA_VERSION} failed: {e}"
             )),
@@ -146,9 +152,10 @@ impl ClusterLookup for KubeLookup {
 
     async fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        match tokio::time::timeout(SECRET_TIMEOUT, api.get_opt(name)).await {
-            Ok(Ok(Some(secret))) => Lookup::Found(SecretFacts::of(&secret)),
-            Ok(Ok(None)) => Lookup::NotFound,
+        // `get`, not `get_opt`: `get_opt` knows only a 404 with a `Status` body.
+        match tokio::time::timeout(SECRET_TIMEOUT, api.get(name)).await {
+            Ok(Ok(secret)) => Lookup::Found(SecretFacts::of(&secret)),
+            Ok(Err(e)) if api_error::is_absent(&e) => Lookup::NotFound,
             Ok(Err(KubeError::Api(status))) if status.is_forbidden() => Lookup::Unknown(format!(
                 "the operator may not read Secrets in namespace {namespace} (forbidden)"
             )),
@@ -340,6 +347,92 @@ mod tests {
         assert_eq!(lookup.percona_crd().await, Lookup::Found(()));
         assert_eq!(lookup.percona_crd().await, Lookup::Found(()));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// What a real API server answers for a path it does not serve (a CRD that is
+    /// not installed): 404, `text/plain`, `404 page not found`.
+    fn page_not_found() -> Response<Body> {
+        Response::builder()
+            .status(404)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(Body::from(b"404 page not found\n".to_vec()))
+            .unwrap()
+    }
+
+    /// A fake API server that knows no group `pgv2.percona.com` and no namespace
+    /// `gone`, answering both as a real one does, and serves `pgv2.percona.com/v2`
+    /// without the PerconaPGCluster kind when `group_without_kind` is set.
+    fn absent_api(mut handle: Handle, group_without_kind: bool) {
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                let path = request.uri().path().to_string();
+                let response = match path.as_str() {
+                    "/apis/storage.k8s.io/v1/storageclasses" => {
+                        held.push(send); // the StorageClass watch is not under test
+                        continue;
+                    }
+                    "/apis/pgv2.percona.com/v2" if group_without_kind => json_response(
+                        200,
+                        serde_json::json!({
+                            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "pgv2.percona.com/v2",
+                            "resources": [{"name": "perconapgbackups", "singularName": "perconapgbackup",
+                                           "namespaced": true, "kind": "PerconaPGBackup", "verbs": ["get"]}]
+                        }),
+                    ),
+                    _ => page_not_found(),
+                };
+                send.send_response(response);
+            }
+        });
+    }
+
+    fn absent_lookup(group_without_kind: bool) -> KubeLookup {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        absent_api(handle, group_without_kind);
+        KubeLookup::start(
+            Client::new(service, "default"),
+            &Readiness::new(),
+            CancellationToken::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_absent_percona_crd_is_not_found() {
+        // Plain-text 404 on discovery: the group is not served at all.
+        assert_eq!(absent_lookup(false).percona_crd().await, Lookup::NotFound);
+        // The group is served but has no PerconaPGCluster: a discovery miss.
+        assert_eq!(absent_lookup(true).percona_crd().await, Lookup::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_404_secret_is_not_found() {
+        assert_eq!(
+            absent_lookup(false).secret("gone", "s").await,
+            Lookup::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn absent_percona_crd_denies_percona_enabled_naming_the_operator() {
+        let ds: crate::crd::DittoServer = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+            "metadata": {"name": "pg", "namespace": "team"},
+            "spec": {"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}}
+        }))
+        .unwrap();
+        let report = crate::validation::validate(&ds, None, &absent_lookup(false)).await;
+        let denial = report
+            .errors
+            .iter()
+            .find(|f| f.field == "spec.percona.enabled")
+            .unwrap_or_else(|| panic!("denied: {report:?}"));
+        assert!(
+            denial
+                .message
+                .contains("the Percona PostgreSQL operator is not installed"),
+            "{denial}"
+        );
     }
 
     #[test]
