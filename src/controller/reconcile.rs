@@ -30,7 +30,7 @@ use crate::effective::EffectiveSpec;
 use crate::names;
 use crate::resources::percona::api_resource;
 use crate::resources::{self, BuildInputs, CONFIG_HASH_ANNOTATION, Children};
-use crate::validation::{ClusterLookup, validate_effective};
+use crate::validation::{ClusterLookup, validate_stored};
 
 use super::apply::{Applied, apply, delete_if_ours, release};
 use super::context::Context;
@@ -158,13 +158,14 @@ async fn converge<L: ClusterLookup>(
     facts.stateful_set = observed.stateful_set.as_ref().map(|(_, s)| s.clone());
     facts.percona_state = observed.percona.state();
 
-    // 2. Validate, with the webhook's rules.
+    // 2. Validate, with the webhook's rules (as a stored object: what may no longer be
+    // written, or a cluster fact that changed since, does not stop reconciling it).
     let lookup = ObservedLookup {
         observed: &observed,
         namespace: &eff.namespace,
         fallback: &p.ctx.lookup,
     };
-    let report = validate_effective(&ds.spec, eff, None, &lookup).await;
+    let report = validate_stored(&ds.spec, eff, &lookup).await;
     if !report.is_valid() {
         let message: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
         let message = message.join("; ");

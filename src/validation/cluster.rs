@@ -11,7 +11,7 @@ use futures::future::join_all;
 use crate::effective::{Database, EffectiveSpec};
 
 use super::rules::Findings;
-use super::{ClusterLookup, Finding, Lookup, SecretFacts};
+use super::{ClusterLookup, Finding, Lookup, SecretFacts, Subject};
 
 /// Keys an external PostgreSQL Secret must hold. `port` and `sslmode` are optional:
 /// DittoFS v0.29 uses 5432 and `disable` when they are absent (`ApplyDefaults` in
@@ -54,11 +54,15 @@ fn storage_classes(eff: &EffectiveSpec) -> [(&'static str, Option<&str>); 2] {
 /// the fields that differ from it.
 pub(crate) async fn check_cluster<L: ClusterLookup>(
     eff: &EffectiveSpec,
-    old: Option<&EffectiveSpec>,
+    subject: Subject<'_>,
     lookup: &L,
     out: &mut Findings,
     skipped: &mut Vec<Finding>,
 ) {
+    let old = match subject {
+        Subject::Update(old) => Some(old),
+        Subject::Create | Subject::Stored => None,
+    };
     let old_classes = old.map(storage_classes);
     let classes: Vec<(&'static str, &str)> = storage_classes(eff)
         .into_iter()
@@ -93,6 +97,14 @@ pub(crate) async fn check_cluster<L: ClusterLookup>(
     for ((field, class), answer) in classes.iter().zip(class_answers) {
         match answer {
             Lookup::Found(()) => {}
+            // A stored object's StorageClass may be deleted later (a normal cluster
+            // change): its volumes exist and keep working, so the server stays managed.
+            Lookup::NotFound if matches!(subject, Subject::Stored) => out.warnings.push(Finding {
+                field: field.to_string(),
+                message: format!(
+                    "StorageClass {class:?} does not exist any more: the existing volumes keep working, but a new one (a deleted PVC, a new replica) cannot be provisioned until it exists again"
+                ),
+            }),
             Lookup::NotFound => out.errors.push(Finding {
                 field: field.to_string(),
                 message: format!(

@@ -191,11 +191,7 @@ pub async fn judge<L: ClusterLookup>(
         rules::check_transition(eff, old, &mut findings);
     }
     let mut skipped = Vec::new();
-    let old = match subject {
-        Subject::Update(old) => Some(old),
-        Subject::Create | Subject::Stored => None,
-    };
-    cluster::check_cluster(eff, old, lookup, &mut findings, &mut skipped).await;
+    cluster::check_cluster(eff, subject, lookup, &mut findings, &mut skipped).await;
     Report {
         errors: findings.errors,
         warnings: findings.warnings,

@@ -518,6 +518,19 @@ fn storage_class_lookup() {
     assert!(r.is_valid() && has_warning(&r, "spec.storage.storageClassName", "could not verify"));
     let offline = check(spec);
     assert_eq!(fields(&offline.skipped), ["spec.storage.storageClassName"]);
+    // A stored object whose class was deleted since: still reconciled, with a warning.
+    let d = ds(spec);
+    let stored = block_on(validate_stored(
+        &d.spec,
+        &EffectiveSpec::resolve(&d),
+        &FakeCluster::default(),
+    ));
+    assert!(stored.is_valid());
+    assert!(has_warning(
+        &stored,
+        "spec.storage.storageClassName",
+        "does not exist any more"
+    ));
 }
 
 #[test]
