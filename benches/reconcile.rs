@@ -55,13 +55,14 @@ async fn main() {
     let idle_before = rss_kib("VmRSS:");
 
     // 1. CPU per pass.
-    let api = Arc::new(FakeApi::default());
+    let api = FakeApi::new();
+    api.create_namespace("ns");
     api.put(DS_PATH, json!({
         "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
         "metadata": {"name": "d", "namespace": "ns", "uid": "ds-uid", "generation": 1},
         "spec": {"storage": {"metadataSize": "10Gi", "contentSize": "100Gi"}, "smb": {"enabled": true}, "metrics": {"enabled": true}}
     }));
-    let client = start(api.clone());
+    let client = start(&api);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

@@ -1,5 +1,5 @@
-//! Reconcile against an in-memory API server (tower-test): which requests a pass
-//! makes, what it writes, which events and status come out. No cluster needed.
+//! Reconcile against the in-memory API server (`tests/fake_api`): which requests a
+//! pass makes, what it writes, which events and status come out. No cluster needed.
 
 mod fake_api;
 
@@ -14,14 +14,15 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 struct Harness {
-    api: Arc<FakeApi>,
+    api: FakeApi,
     ctx: Arc<Context<AllFound>>,
     _leader: watch::Sender<bool>,
 }
 
 impl Harness {
     fn new(spec: Value) -> Self {
-        let api = Arc::new(FakeApi::default());
+        let api = FakeApi::new();
+        api.create_namespace("ns");
         api.put(
             DS_PATH,
             json!({
@@ -30,7 +31,7 @@ impl Harness {
                 "spec": spec,
             }),
         );
-        let client = start(api.clone());
+        let client = start(&api);
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -302,13 +303,8 @@ async fn deletion_with_delete_with_server_deletes_the_database() {
     h.pass().await.unwrap();
     assert!(h.api.wrote(Method::DELETE, PG_PATH));
     assert!(
-        h.api
-            .ds()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty(),
-        "finalizer released"
+        h.api.get(DS_PATH).is_none(),
+        "finalizer released: the server removed the object"
     );
     let reasons = h.api.event_reasons();
     assert!(
@@ -333,12 +329,8 @@ async fn deletion_without_delete_with_server_keeps_the_database() {
         "GC can never take it"
     );
     assert!(
-        h.api
-            .ds()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty()
+        h.api.get(DS_PATH).is_none(),
+        "finalizer released: the server removed the object"
     );
     assert!(
         h.api
@@ -351,7 +343,7 @@ async fn deletion_without_delete_with_server_keeps_the_database() {
 async fn cleanup_is_bounded() {
     let h = Harness::new(json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}}));
     h.pass().await.unwrap();
-    h.api.failing.lock().unwrap().insert(PG_PATH.to_string());
+    h.api.fail_path(PG_PATH);
     deleting(&h, 5);
     assert!(
         h.pass().await.is_err(),
@@ -368,13 +360,8 @@ async fn cleanup_is_bounded() {
     deleting(&h, 120);
     h.pass().await.unwrap();
     assert!(
-        h.api
-            .ds()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty(),
-        "released after the timeout"
+        h.api.get(DS_PATH).is_none(),
+        "released after the timeout: the server removed the object"
     );
     assert!(
         h.api
@@ -388,7 +375,7 @@ async fn a_replica_that_is_not_leader_does_nothing() {
     let h = Harness::new(minimal());
     h._leader.send_replace(false);
     h.pass().await.unwrap();
-    assert!(h.api.requests.lock().unwrap().is_empty());
+    assert!(h.api.requests().is_empty());
 }
 
 /// (apiGroup, resource) of an API path, e.g. `/apis/apps/v1/namespaces/ns/statefulsets/d`.
@@ -429,9 +416,9 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
     deleting(&h, 1);
     h.pass().await.unwrap();
 
-    let requests = h.api.requests.lock().unwrap().clone();
+    let requests = h.api.requests();
     assert!(requests.len() > 20);
-    for (method, path) in requests {
+    for fake_api::RequestRecord { method, path, .. } in requests {
         let (group, resource) = group_resource(&path);
         let verbs: &[&str] = match method {
             Method::GET => &["get"],
