@@ -929,12 +929,17 @@ impl FakeApi {
 
     /// Answer one request; also returns the verb and status for the log.
     fn respond(&self, req: &handlers::Request) -> (&'static str, u16, Response<Body>) {
-        if let Some(fault) = self.fault(&req.method, &req.path) {
-            return ("unknown", fault.code(), error_response(&fault));
-        }
         let route = registry::route(&req.path, &*self.state());
+        let verb = match &route {
+            Some(Route::Resource(r)) => handlers::verb(&req.method, r, &req.query),
+            Some(_) => "discovery",
+            None => "unknown",
+        };
+        if let Some(fault) = self.fault(&req.method, &req.path) {
+            return (verb, fault.code(), error_response(&fault));
+        }
         let route = match route {
-            None => return ("unknown", 404, error_response(&ApiError::PlainNotFound)),
+            None => return (verb, 404, error_response(&ApiError::PlainNotFound)),
             Some(Route::Resource(r)) => r,
             Some(other) => {
                 if req.method != Method::GET {
@@ -953,7 +958,6 @@ impl FakeApi {
                 return ("discovery", 200, full(200, "application/json", body));
             }
         };
-        let verb = handlers::verb(&req.method, &route, &req.query);
         let view = match View::of(&req.accept) {
             Ok(v) => v,
             Err(e) => return (verb, e.code(), error_response(&e)),

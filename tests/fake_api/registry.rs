@@ -104,38 +104,13 @@ impl TypeInfo {
     }
 }
 
-struct Builtin {
-    group: &'static str,
-    version: &'static str,
-    resource: &'static str,
-    kind: &'static str,
-    namespaced: bool,
-    status: bool,
-    generation: bool,
-    returns_deleted: bool,
-}
+const NAMESPACED: u8 = 1;
+const STATUS: u8 = 2;
+const GENERATION: u8 = 4;
+const RETURNS_DELETED: u8 = 8;
 
-const fn builtin(
-    group: &'static str,
-    version: &'static str,
-    resource: &'static str,
-    kind: &'static str,
-    namespaced: bool,
-    status: bool,
-    generation: bool,
-    returns_deleted: bool,
-) -> Builtin {
-    Builtin {
-        group,
-        version,
-        resource,
-        kind,
-        namespaced,
-        status,
-        generation,
-        returns_deleted,
-    }
-}
+/// (group, version, resource, kind, flags)
+type Builtin = (&'static str, &'static str, &'static str, &'static str, u8);
 
 /// Built-in types of a 1.36 cluster that the operator, its tests or
 /// kube-controller-manager touch. Generation is kept by the types whose strategy
@@ -143,138 +118,87 @@ const fn builtin(
 /// configurations); DELETE returns the object for pods, service accounts and
 /// storage classes.
 const BUILTINS: &[Builtin] = &[
-    builtin(
+    ("", "v1", "namespaces", "Namespace", STATUS),
+    ("", "v1", "configmaps", "ConfigMap", NAMESPACED),
+    ("", "v1", "secrets", "Secret", NAMESPACED),
+    ("", "v1", "services", "Service", NAMESPACED | STATUS),
+    (
         "",
         "v1",
-        "namespaces",
-        "Namespace",
-        false,
-        true,
-        false,
-        false,
+        "pods",
+        "Pod",
+        NAMESPACED | STATUS | GENERATION | RETURNS_DELETED,
     ),
-    builtin(
-        "",
-        "v1",
-        "configmaps",
-        "ConfigMap",
-        true,
-        false,
-        false,
-        false,
-    ),
-    builtin("", "v1", "secrets", "Secret", true, false, false, false),
-    builtin("", "v1", "services", "Service", true, true, false, false),
-    builtin("", "v1", "pods", "Pod", true, true, true, true),
-    builtin("", "v1", "events", "Event", true, false, false, false),
-    builtin(
+    ("", "v1", "events", "Event", NAMESPACED),
+    (
         "",
         "v1",
         "serviceaccounts",
         "ServiceAccount",
-        true,
-        false,
-        false,
-        true,
+        NAMESPACED | RETURNS_DELETED,
     ),
-    builtin(
+    (
         "",
         "v1",
         "persistentvolumeclaims",
         "PersistentVolumeClaim",
-        true,
-        true,
-        false,
-        false,
+        NAMESPACED | STATUS,
     ),
-    builtin(
+    (
         "apps",
         "v1",
         "statefulsets",
         "StatefulSet",
-        true,
-        true,
-        true,
-        false,
+        NAMESPACED | STATUS | GENERATION,
     ),
-    builtin(
-        "events.k8s.io",
-        "v1",
-        "events",
-        "Event",
-        true,
-        false,
-        false,
-        false,
-    ),
-    builtin(
-        "coordination.k8s.io",
-        "v1",
-        "leases",
-        "Lease",
-        true,
-        false,
-        false,
-        false,
-    ),
-    builtin(
+    ("events.k8s.io", "v1", "events", "Event", NAMESPACED),
+    ("coordination.k8s.io", "v1", "leases", "Lease", NAMESPACED),
+    (
         "storage.k8s.io",
         "v1",
         "storageclasses",
         "StorageClass",
-        false,
-        false,
-        false,
-        true,
+        RETURNS_DELETED,
     ),
-    builtin(
+    (
         "apiextensions.k8s.io",
         "v1",
         "customresourcedefinitions",
         "CustomResourceDefinition",
-        false,
-        true,
-        true,
-        false,
+        STATUS | GENERATION,
     ),
-    builtin(
+    (
         "admissionregistration.k8s.io",
         "v1",
         "validatingwebhookconfigurations",
         "ValidatingWebhookConfiguration",
-        false,
-        false,
-        true,
-        false,
+        GENERATION,
     ),
-    builtin(
+    (
         "admissionregistration.k8s.io",
         "v1",
         "mutatingwebhookconfigurations",
         "MutatingWebhookConfiguration",
-        false,
-        false,
-        true,
-        false,
+        GENERATION,
     ),
 ];
 
 pub fn builtin_types() -> Vec<TypeInfo> {
     BUILTINS
         .iter()
-        .map(|b| TypeInfo {
-            group: b.group.into(),
-            versions: vec![b.version.into()],
-            resource: b.resource.into(),
-            singular: b.kind.to_lowercase(),
-            kind: b.kind.into(),
-            list_kind: format!("{}List", b.kind),
+        .map(|&(group, version, resource, kind, flags)| TypeInfo {
+            group: group.into(),
+            versions: vec![version.into()],
+            resource: resource.into(),
+            singular: kind.to_lowercase(),
+            kind: kind.into(),
+            list_kind: format!("{kind}List"),
             short_names: Vec::new(),
-            namespaced: b.namespaced,
-            status_subresource: b.status,
-            generation: b.generation,
+            namespaced: flags & NAMESPACED != 0,
+            status_subresource: flags & STATUS != 0,
+            generation: flags & GENERATION != 0,
             custom: false,
-            returns_deleted_object: b.returns_deleted,
+            returns_deleted_object: flags & RETURNS_DELETED != 0,
             schema: None,
             crd_name: None,
         })

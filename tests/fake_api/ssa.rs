@@ -14,8 +14,9 @@
 //!   `metadata.finalizers` (a set) and `metadata.ownerReferences` (a map keyed by
 //!   `uid`), so lists such as `spec.template.spec.containers`, which the real
 //!   schemas key by `name`, are owned and replaced as a whole;
-//! - a field set holds leaves (scalars, atomic lists, empty maps, set elements
-//!   and keyed list items) but no intermediate map entries;
+//! - a field set holds leaves (scalars, atomic lists, set elements and keyed
+//!   list items), as structured-merge-diff's field sets do; an Update's set has
+//!   no `.` entries for the maps it created;
 //! - `null` in an applied configuration is treated as absent.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,7 +123,8 @@ pub fn field_set(obj: &Value, scope: Scope) -> FieldSet {
 fn walk(value: &Value, path: FieldPath, set: &mut FieldSet) {
     match value {
         Value::Null => {}
-        Value::Object(map) if !map.is_empty() => {
+        // A map is granular: it is owned through its fields, an empty one not at all.
+        Value::Object(map) => {
             for (k, v) in map {
                 let mut child = path.clone();
                 child.push(format!("f:{k}"));
@@ -478,14 +480,20 @@ pub fn apply(live: &Value, config: &Value, actor: &Actor, force: bool) -> Result
     let sub = actor.scope.subresource();
     let mut entries = managers(live);
 
-    // Conflicts: a field another manager owns, whose value this apply would change.
+    let mut merged = live.clone();
+    if !merged.is_object() {
+        merged = json!({});
+    }
+    merge_into(&mut merged, &config, &mut Vec::new());
+
+    // Conflicts: a field another manager owns, whose value this apply changes.
     let mut conflicts: Vec<(usize, FieldPath)> = Vec::new();
     for (i, other) in entries.iter().enumerate() {
         if other.same_identity(actor.manager, "Apply", sub) {
             continue;
         }
         for path in &applied {
-            if overlaps(&other.fields, path) && value_at(&config, path) != value_at(live, path) {
+            if overlaps(&other.fields, path) && value_at(&merged, path) != value_at(live, path) {
                 conflicts.push((i, path.clone()));
             }
         }
@@ -498,12 +506,6 @@ pub fn apply(live: &Value, config: &Value, actor: &Actor, force: bool) -> Result
             remove_overlapping(&mut entries[*i].fields, path);
         }
     }
-
-    let mut merged = live.clone();
-    if !merged.is_object() {
-        merged = json!({});
-    }
-    merge_into(&mut merged, &config, &mut Vec::new());
 
     // Fields this manager applied before and no longer applies go, unless someone
     // else owns them too.
@@ -641,70 +643,4 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, actor: &Actor) {
     entry.time = actor.now.to_string();
     entry.api_version = actor.api_version.to_string();
     write_managers(new, &entries);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAIN: Scope = Scope::Main {
-        status_separate: true,
-    };
-
-    fn actor(manager: &str) -> Actor<'_> {
-        Actor {
-            manager,
-            api_version: "v1",
-            scope: MAIN,
-            now: "2026-01-01T00:00:00Z",
-        }
-    }
-
-    #[test]
-    fn fields_v1_round_trips() {
-        let obj = json!({"metadata": {"name": "x", "labels": {"a": "1"}, "finalizers": ["f"],
-            "ownerReferences": [{"uid": "u", "name": "o"}]}, "data": {"k": "v"}, "status": {"s": 1}});
-        let set = field_set(&obj, MAIN);
-        assert_eq!(decode(&encode(&set)), set);
-        let encoded = encode(&set);
-        assert_eq!(encoded["f:metadata"]["f:finalizers"]["v:\"f\""], json!({}));
-        assert_eq!(
-            encoded["f:metadata"]["f:ownerReferences"]["k:{\"uid\":\"u\"}"]["."],
-            json!({})
-        );
-        assert!(encoded.get("f:status").is_none());
-    }
-
-    #[test]
-    fn apply_removes_what_it_no_longer_applies() {
-        let first = apply(
-            &json!({}),
-            &json!({"data": {"a": "1", "b": "2"}}),
-            &actor("m"),
-            false,
-        )
-        .unwrap();
-        let second = apply(&first, &json!({"data": {"a": "1"}}), &actor("m"), false).unwrap();
-        assert_eq!(second["data"], json!({"a": "1"}));
-    }
-
-    #[test]
-    fn apply_conflicts_then_forces() {
-        let first = apply(
-            &json!({}),
-            &json!({"data": {"a": "1"}}),
-            &actor("one"),
-            false,
-        )
-        .unwrap();
-        let err = apply(&first, &json!({"data": {"a": "2"}}), &actor("two"), false).unwrap_err();
-        assert_eq!(err.code(), 409);
-        // Same value: shared, no conflict.
-        assert!(apply(&first, &json!({"data": {"a": "1"}}), &actor("two"), false).is_ok());
-        let forced = apply(&first, &json!({"data": {"a": "2"}}), &actor("two"), true).unwrap();
-        assert_eq!(forced["data"]["a"], "2");
-        let owners = managers(&forced);
-        assert_eq!(owners.len(), 1, "{owners:?}");
-        assert_eq!(owners[0].manager, "two");
-    }
 }
