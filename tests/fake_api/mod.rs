@@ -697,6 +697,20 @@ impl FakeApi {
         lock(&self.shared.log).clone()
     }
 
+    /// How many requests were logged (cheaper than `requests().len()`).
+    pub fn request_count(&self) -> usize {
+        lock(&self.shared.log).len()
+    }
+
+    /// Requests per verb.
+    pub fn counts_by_verb(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for r in lock(&self.shared.log).iter() {
+            *counts.entry(r.verb).or_insert(0) += 1;
+        }
+        counts
+    }
+
     pub fn clear_log(&self) {
         lock(&self.shared.log).clear();
     }
