@@ -365,12 +365,23 @@ async fn server_side_apply_merges_owns_conflicts_and_forces() {
         .await
         .unwrap();
     assert_eq!(managers(&created), [("one".into(), "Apply".into())]);
-    let fields = created.metadata.managed_fields.unwrap()[0]
+    let fields = created.metadata.managed_fields.clone().unwrap()[0]
         .fields_v1
         .clone()
         .unwrap()
         .0;
     assert_eq!(fields, json!({"f:data": {"f:a": {}, "f:b": {}}}));
+
+    // The same apply again changes nothing: no write, same resourceVersion.
+    let again = cms
+        .patch(
+            "c",
+            &apply("one", false),
+            &Patch::Apply(cm("c", json!({"a": "1", "b": "1"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rv(&again), rv(&created));
 
     // Another manager adds a field: merged, both own what they applied.
     let merged = cms
@@ -1296,6 +1307,11 @@ async fn a_controller_and_recorder_run_against_it() {
     })
     .await;
     assert!(ctx.reconciled.load(Ordering::SeqCst) >= 20);
+    assert!(
+        api.settle(Duration::from_millis(300), Duration::from_secs(20))
+            .await,
+        "the controller settles: nothing left to write"
+    );
     // The initial list was paged (7 + 7 + 6).
     assert!(api.count("list") >= 3, "{}", api.count("list"));
     // A new object is picked up through the watch.

@@ -185,6 +185,8 @@ pub(crate) struct Shared {
     lag: tokio::sync::watch::Sender<LagConfig>,
     bookmark_interval: Mutex<Duration>,
     log: Mutex<Vec<RequestRecord>>,
+    /// Write requests ever answered (not reset by `clear_log`).
+    write_count: std::sync::atomic::AtomicUsize,
     faults: Mutex<Faults>,
 }
 
@@ -329,6 +331,7 @@ impl FakeApi {
                 lag: tokio::sync::watch::channel(LagConfig::default()).0,
                 bookmark_interval: Mutex::new(Duration::from_secs(60)),
                 log: Mutex::new(Vec::new()),
+                write_count: std::sync::atomic::AtomicUsize::new(0),
                 faults: Mutex::new(Faults::default()),
             }),
         };
@@ -481,6 +484,14 @@ impl FakeApi {
                 .unwrap_or_default(),
             _ => panic!("{collection} is not a collection path of a served type"),
         }
+    }
+
+    /// Objects in a collection, decoded.
+    pub fn list_as<K: DeserializeOwned>(&self, collection: &str) -> Vec<K> {
+        self.list(collection)
+            .into_iter()
+            .map(|v| serde_json::from_value(v).expect("stored object decodes"))
+            .collect()
     }
 
     /// The cluster's current resourceVersion.
@@ -700,6 +711,33 @@ impl FakeApi {
     /// How many requests were logged (cheaper than `requests().len()`).
     pub fn request_count(&self) -> usize {
         lock(&self.shared.log).len()
+    }
+
+    /// Wait until no write request has arrived for `quiet`, at most `within`.
+    /// Returns whether it got quiet (a controller under test settled).
+    pub async fn settle(&self, quiet: Duration, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let writes = || {
+            self.shared
+                .write_count
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let mut seen = writes();
+        let mut since = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(10).min(quiet)).await;
+            let now = tokio::time::Instant::now();
+            let current = writes();
+            if current != seen {
+                seen = current;
+                since = now;
+            } else if now - since >= quiet {
+                return true;
+            }
+            if now >= deadline {
+                return false;
+            }
+        }
     }
 
     /// Requests per verb.
@@ -1074,6 +1112,11 @@ impl FakeApi {
             body,
         };
         let (verb, status, response) = self.respond(&req);
+        if req.method != Method::GET {
+            self.shared
+                .write_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         lock(&self.shared.log).push(RequestRecord {
             method: req.method,
             path: req.path,

@@ -471,6 +471,28 @@ fn scoped_config(config: &Value, scope: Scope) -> Value {
     Value::Object(out)
 }
 
+/// Equal but for `metadata.managedFields`?
+fn same_except_managed_fields(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let meta = |m: &Map<String, Value>| -> Map<String, Value> {
+        m.get("metadata")
+            .and_then(Value::as_object)
+            .map(|meta| {
+                meta.iter()
+                    .filter(|(k, _)| *k != "managedFields")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    a.len() == b.len()
+        && a.iter()
+            .all(|(k, v)| k == "metadata" || b.get(k) == Some(v))
+        && meta(a) == meta(b)
+}
+
 /// Server-side apply `config` by `actor` onto `live` (an empty object when the
 /// object does not exist yet). Returns the merged object, with `managedFields`
 /// updated; server-managed metadata is left to the caller.
@@ -534,9 +556,12 @@ pub fn apply(live: &Value, config: &Value, actor: &Actor, force: bool) -> Result
     };
     match me {
         Some(me) => {
-            if entries[me].fields == entry.fields && entries[me].api_version == entry.api_version {
-                // Unchanged ownership keeps its timestamp, so an apply that changes
-                // nothing stays a no-op.
+            let unchanged = entries[me].fields == entry.fields
+                && entries[me].api_version == entry.api_version
+                && same_except_managed_fields(live, &merged);
+            if unchanged {
+                // An apply that changes nothing keeps its timestamp and stays a no-op
+                // (the real server ignores managedFields-only timestamp changes).
             } else {
                 entries[me] = entry;
             }
