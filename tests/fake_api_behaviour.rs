@@ -598,7 +598,7 @@ async fn uninstalling_a_crd_removes_its_objects_and_ends_its_watches() {
 #[tokio::test]
 async fn a_reflector_store_trails_by_the_watch_lag_then_catches_up() {
     let (api, client) = setup();
-    api.set_watch_lag(Duration::from_millis(1500));
+    api.set_watch_lag(Duration::from_secs(3));
     let cms: Api<ConfigMap> = Api::namespaced(client, NS);
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(cms.clone(), watcher::Config::default()))
@@ -613,9 +613,9 @@ async fn a_reflector_store_trails_by_the_watch_lag_then_catches_up() {
     let key = ObjectRef::new("c").within(NS);
     // GET answers the current state at once; the cache does not have it yet.
     assert!(cms.get_opt("c").await.unwrap().is_some());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(store.get(&key).is_none(), "the cache trails the server");
-    eventually(Duration::from_secs(10), "the cache catches up", || {
+    eventually(Duration::from_secs(15), "the cache catches up", || {
         store.get(&key).is_some()
     })
     .await;
@@ -629,7 +629,7 @@ async fn a_reflector_store_trails_by_the_watch_lag_then_catches_up() {
     )
     .await
     .unwrap();
-    eventually(Duration::from_secs(5), "the update arrives", || {
+    eventually(Duration::from_secs(15), "the update arrives", || {
         store
             .get(&key)
             .is_some_and(|c| c.data.as_ref().unwrap()["a"] == "2")
@@ -1010,9 +1010,11 @@ async fn the_garbage_collector_deletes_dependents_of_a_deleted_owner() {
     cms.delete("owner", &DeleteParams::background())
         .await
         .unwrap();
-    eventually(Duration::from_secs(5), "the dependent is collected", || {
-        api.get(&cm_path("child")).is_none()
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the dependent is collected",
+        || api.get(&cm_path("child")).is_none(),
+    )
     .await;
 
     // Orphan: the dependent stays, without the owner reference.
@@ -1021,7 +1023,7 @@ async fn the_garbage_collector_deletes_dependents_of_a_deleted_owner() {
         .await
         .unwrap();
     cms.delete("owner", &DeleteParams::orphan()).await.unwrap();
-    eventually(Duration::from_secs(5), "the owner goes", || {
+    eventually(Duration::from_secs(15), "the owner goes", || {
         api.get(&cm_path("owner")).is_none()
     })
     .await;
@@ -1062,7 +1064,7 @@ async fn the_garbage_collector_deletes_dependents_of_a_deleted_owner() {
     )
     .await
     .unwrap();
-    eventually(Duration::from_secs(5), "then the owner goes", || {
+    eventually(Duration::from_secs(15), "then the owner goes", || {
         api.get(&cm_path("owner")).is_none()
     })
     .await;
@@ -1154,7 +1156,7 @@ async fn the_statefulset_helper_makes_pods_and_reports_ready() {
     )
     .await
     .unwrap();
-    eventually(Duration::from_secs(5), "observed generation 2", || {
+    eventually(Duration::from_secs(15), "observed generation 2", || {
         api.get(&path).unwrap()["status"]["observedGeneration"] == 2
     })
     .await;
@@ -1298,7 +1300,7 @@ async fn a_controller_and_recorder_run_against_it() {
             == 20
     })
     .await;
-    eventually(Duration::from_secs(5), "an event per object", || {
+    eventually(Duration::from_secs(15), "an event per object", || {
         api.event_reasons()
             .iter()
             .filter(|r| *r == "Reconciled")
