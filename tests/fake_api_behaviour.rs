@@ -588,9 +588,14 @@ async fn uninstalling_a_crd_removes_its_objects_and_ends_its_watches() {
         events.try_next().await.unwrap(),
         Some(WatchEvent::Added(_))
     ));
+    assert_eq!(api.open_watches(), 1);
     api.uninstall_percona_crd();
     let end = tokio::time::timeout(Duration::from_secs(10), events.try_next()).await;
     assert!(matches!(end, Ok(Ok(None))), "the watch ended: {end:?}");
+    eventually(Duration::from_secs(15), "no watch left open", || {
+        api.open_watches() == 0
+    })
+    .await;
     api.install_percona_crd();
     assert!(pg.get_opt("d-postgres").await.unwrap().is_none());
 }

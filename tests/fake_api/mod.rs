@@ -187,6 +187,8 @@ pub(crate) struct Shared {
     log: Mutex<Vec<RequestRecord>>,
     /// Write requests ever answered (not reset by `clear_log`).
     write_count: std::sync::atomic::AtomicUsize,
+    /// Watch streams currently open.
+    open_watches: std::sync::atomic::AtomicUsize,
     faults: Mutex<Faults>,
 }
 
@@ -332,6 +334,7 @@ impl FakeApi {
                 bookmark_interval: Mutex::new(Duration::from_secs(60)),
                 log: Mutex::new(Vec::new()),
                 write_count: std::sync::atomic::AtomicUsize::new(0),
+                open_watches: std::sync::atomic::AtomicUsize::new(0),
                 faults: Mutex::new(Faults::default()),
             }),
         };
@@ -738,6 +741,13 @@ impl FakeApi {
                 return false;
             }
         }
+    }
+
+    /// Watch streams open right now (a client that leaks watches shows here).
+    pub fn open_watches(&self) -> usize {
+        self.shared
+            .open_watches
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests per verb.

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -210,6 +211,15 @@ impl Watcher {
     }
 
     async fn run(mut self, initial: Vec<Arc<Value>>, send_initial: bool) {
+        /// Counts the stream as open until the task ends, however it ends.
+        struct Open(Arc<Shared>);
+        impl Drop for Open {
+            fn drop(&mut self) {
+                self.0.open_watches.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.shared.open_watches.fetch_add(1, Ordering::Relaxed);
+        let _open = Open(self.shared.clone());
         for obj in &initial {
             if !self.send("ADDED", obj).await {
                 return;
