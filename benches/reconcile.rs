@@ -60,13 +60,14 @@ async fn main() {
     let idle_before = rss_kib("VmRSS:");
 
     // 1. CPU per pass.
-    let api = Arc::new(FakeApi::default());
+    let api = FakeApi::new();
+    api.create_namespace("ns");
     api.put(DS_PATH, json!({
         "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
         "metadata": {"name": "d", "namespace": "ns", "uid": "ds-uid", "generation": 1},
         "spec": {"storage": {"metadataSize": "10Gi", "contentSize": "100Gi"}, "smb": {"enabled": true}, "metrics": {"enabled": true}}
     }));
-    let client = start(api.clone());
+    let client = start(&api);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -150,16 +151,8 @@ async fn main() {
 
 /// Feed the stores from the fake's objects (a watch that kept up).
 fn sync(api: &FakeApi, stores: &Stores, w: &mut Writers) {
-    fn list<K: serde::de::DeserializeOwned>(api: &FakeApi, prefix: &str) -> Vec<K> {
-        let objects = api.objects.lock().unwrap();
-        objects
-            .iter()
-            .filter(|(p, _)| {
-                p.strip_prefix(prefix)
-                    .is_some_and(|r| r.starts_with('/') && !r[1..].contains('/'))
-            })
-            .map(|(_, v)| serde_json::from_value(v.clone()).expect("object parses"))
-            .collect()
+    fn list<K: serde::de::DeserializeOwned>(api: &FakeApi, collection: &str) -> Vec<K> {
+        api.list_as::<K>(collection)
     }
     fn refill<K>(writer: &mut Writer<K>, objects: Vec<K>)
     where

@@ -101,33 +101,48 @@ async fn pass<L: ClusterLookup>(
         Err(why) => return unreadable(stored, why, &p).await,
     };
     let eff = EffectiveSpec::resolve(&ds);
-    let (facts, result) = if ds.metadata.deletion_timestamp.is_some() {
+    let result = if ds.metadata.deletion_timestamp.is_some() {
         delete(&ds, &eff, &p).await
     } else {
-        converge(&ds, &eff, &p).await
+        let (facts, result) = converge(&ds, &eff, &p).await;
+        // The status says what was observed, also when a step failed.
+        let status = record(&p, &ds, &eff, &facts).await;
+        match (result, status) {
+            (Ok(action), status) => status.map(|()| action),
+            (Err(e), status) => {
+                if let Err(status_error) = status {
+                    tracing::warn!(error = %status_error, "cannot record the failure in status");
+                }
+                Err(e)
+            }
+        }
     };
-    // The status says what was observed, also when a step failed.
-    let status = write_status(&p, &ds.metadata, ds.status.as_ref(), |old, now| {
-        status::compute(old, &eff, &facts, now)
-    })
-    .await;
     match result {
         Ok(action) => {
-            status?;
             p.events.resolved(Reason::ReconcileFailed);
             ctx.memory().reset_backoff(&server);
             Ok(action)
         }
         Err(e) => {
-            if let Err(status_error) = status {
-                tracing::warn!(error = %status_error, "cannot record the failure in status");
-            }
             p.events
                 .publish(Reason::ReconcileFailed, format!("{} failed: {e}", e.step()))
                 .await;
             Err(e)
         }
     }
+}
+
+/// Write the status computed from `facts` (step 5; also the deletion's status).
+async fn record<L>(
+    p: &Pass<'_, L>,
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    facts: &Facts,
+) -> Result<(), ReconcileError> {
+    write_status(p, &ds.metadata, ds.status.as_ref(), |old, now| {
+        status::compute(old, eff, facts, now)
+    })
+    .await
 }
 
 /// Bring the children in line with the spec. Returns the facts for the status
@@ -466,33 +481,53 @@ fn short(hash: Option<&str>) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
-/// Deletion: the Deleting status (same computation), the Percona cleanup per
+/// Deletion: the Deleting status (same computation, written first: once the
+/// finalizer goes, so does the object), the Percona cleanup per
 /// `deleteWithServer`, then the finalizer — after at most `CLEANUP_TIMEOUT`.
 async fn delete<L: ClusterLookup>(
     ds: &DittoServer,
     eff: &EffectiveSpec,
     p: &Pass<'_, L>,
-) -> (Facts, Result<Action, ReconcileError>) {
+) -> Result<Action, ReconcileError> {
+    if !finalizer::has_finalizer(&ds.metadata) && !p.ctx.memory().finalizer_added(&p.server) {
+        return Ok(Action::await_change());
+    }
     let mut facts = Facts {
         generation: ds.metadata.generation,
         stateful_set: stored_stateful_set(p, eff),
         deleting: true,
         ..Default::default()
     };
-    if !finalizer::has_finalizer(&ds.metadata) && !p.ctx.memory().finalizer_added(&p.server) {
-        return (facts, Ok(Action::await_change()));
+    let ns = eff.namespace.as_str();
+    let percona = observe_percona(&p.ctx.client, &p.ctx.stores, ds, ns).await;
+    if let Ok(percona) = &percona {
+        facts.percona_state = percona.state();
+    }
+    if let Err(e) = record(p, ds, eff, &facts).await {
+        tracing::warn!(error = %e, "cannot write the Deleting status");
     }
     let delete_with_server = eff.percona.as_ref().is_some_and(|p| p.delete_with_server);
-    let result = release_finalizer(ds, delete_with_server, p, &mut facts).await;
-    (facts, result)
+    let result = match percona {
+        Ok(percona) => release_finalizer(ds, &percona, delete_with_server, p).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        facts.failed = Some(format!("{}: {e}", e.step()));
+        if let Err(status_error) = record(p, ds, eff, &facts).await {
+            tracing::warn!(error = %status_error, "cannot record the failure in status");
+        }
+    }
+    result
 }
 
-/// The cleanup of a DittoServer being deleted, readable or not.
+/// The cleanup of a DittoServer being deleted, readable or not: the Percona
+/// cluster per `delete_with_server`, then the finalizer. A cleanup that keeps
+/// failing is given up after `CLEANUP_TIMEOUT`.
 async fn release_finalizer<L: ClusterLookup>(
     ds: &DittoServer,
+    percona: &PerconaSeen,
     delete_with_server: bool,
     p: &Pass<'_, L>,
-    facts: &mut Facts,
 ) -> Result<Action, ReconcileError> {
     p.events
         .publish(
@@ -500,15 +535,7 @@ async fn release_finalizer<L: ClusterLookup>(
             "DittoServer is being deleted; volumes are kept".into(),
         )
         .await;
-    let ns = ds.namespace().unwrap_or_default();
-    let cleanup = match observe_percona(&p.ctx.client, &p.ctx.stores, ds, &ns).await {
-        Ok(percona) => {
-            facts.percona_state = percona.state();
-            finalizer::cleanup_percona(&p.ctx.client, ds, &percona, delete_with_server).await
-        }
-        Err(e) => Err(e),
-    };
-    match cleanup {
+    match finalizer::cleanup_percona(&p.ctx.client, ds, percona, delete_with_server).await {
         Ok(PerconaCleanup::Nothing) => {}
         Ok(PerconaCleanup::Deleted(name)) => {
             p.events
@@ -539,10 +566,7 @@ async fn release_finalizer<L: ClusterLookup>(
                 )
                 .await;
         }
-        Err(e) => {
-            facts.failed = Some(format!("{}: {e}", e.step()));
-            return Err(e);
-        }
+        Err(e) => return Err(e),
     }
     finalizer::remove(&p.raw, &ds.metadata).await?;
     Ok(Action::await_change())
@@ -589,8 +613,9 @@ async fn unreadable<L: ClusterLookup>(
             spec: Default::default(),
             status: None,
         };
-        let mut facts = Facts::default();
-        return release_finalizer(&ds, false, p, &mut facts).await;
+        let ns = ds.namespace().unwrap_or_default();
+        let percona = observe_percona(&p.ctx.client, &p.ctx.stores, &ds, &ns).await?;
+        return release_finalizer(&ds, &percona, false, p).await;
     }
     status?;
     Ok(Action::await_change())
@@ -614,14 +639,21 @@ async fn write_status<L>(
         return Ok(());
     }
     let name = meta.name.as_deref().unwrap_or_default();
-    p.raw
+    let written = p
+        .raw
         .patch_status(
             name,
             &PatchParams::default(),
             &Patch::Merge(json!({ "status": new })),
         )
-        .await
-        .map_err(ReconcileError::Status)?;
-    memory.status_written(&p.server, new);
-    Ok(())
+        .await;
+    match written {
+        Ok(_) => {
+            memory.status_written(&p.server, new);
+            Ok(())
+        }
+        // Gone meanwhile (its last finalizer released): nothing left to report on.
+        Err(e) if crate::api_error::is_absent(&e) => Ok(()),
+        Err(e) => Err(ReconcileError::Status(e)),
+    }
 }
