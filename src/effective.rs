@@ -333,14 +333,14 @@ impl EffectiveSpec {
         }
     }
 
-    /// Names of every user Secret the spec references (not the managed ones),
-    /// sorted: hashed into the pod template and watched.
+    /// Names of every user Secret the pod reads (not the managed ones), sorted:
+    /// hashed into the pod template and watched. Not `spec.s3`'s Secret: nothing in
+    /// the pod reads it (see [`S3`]).
     pub fn referenced_secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = [
             (!self.jwt.secret.managed).then(|| self.jwt.secret.name.clone()),
             (!self.admin.password.managed).then(|| self.admin.password.name.clone()),
             self.database.postgres_secret().map(str::to_string),
-            self.s3.as_ref().map(|s| s.secret_name.clone()),
         ]
         .into_iter()
         .flatten()

@@ -81,7 +81,9 @@ pub async fn leadership(
         .with_identity(&identity)
         .with_duration(args.lease_duration)
         .with_grace(args.lease_grace)
-        .with_field_manager("dittofs-operator-lease")
+        // One field manager per replica: kube-lease-manager's lock relies on the
+        // server-side apply conflict between two holders' managers.
+        .with_field_manager(format!("dittofs-operator-lease-{identity}"))
         .build()
         .await
         .map_err(|source| LeaderError::Setup {

@@ -18,7 +18,7 @@ use crate::crd::DittoServer;
 use crate::effective::EffectiveSpec;
 use crate::manifest::{self, ManifestError};
 use crate::resources::{self, BuildError, BuildInputs, SecretData};
-use crate::validation::{Offline, validate};
+use crate::validation::{Offline, validate_effective};
 
 /// Why `render` could not produce output.
 #[derive(Debug, Error)]
@@ -96,12 +96,12 @@ fn secret_data(docs: &[manifest::Document]) -> Result<SecretsByName, ManifestErr
 }
 
 fn render_one(ds: &DittoServer, secrets: &SecretsByName) -> Result<String, RenderError> {
-    let report = block_on(validate(ds, None, &Offline));
+    let eff = EffectiveSpec::resolve(ds);
+    let report = block_on(validate_effective(&ds.spec, &eff, None, &Offline));
     if !report.is_valid() {
         let lines: Vec<String> = report.errors.iter().map(|f| format!("  {f}")).collect();
         return Err(RenderError::Invalid(ds.name_any(), lines.join("\n")));
     }
-    let eff = EffectiveSpec::resolve(ds);
     let referenced: SecretData = eff
         .referenced_secrets()
         .into_iter()

@@ -72,9 +72,12 @@ pub fn compute(
             CONFIG_READY,
             true,
             "ConfigApplied",
+            // DittoFS v0.29 starts with no store and no share (`cmd/dfs/commands/start.go`):
+            // say where they come from, since the volumes alone serve nothing.
             format!(
-                "config.yaml is in ConfigMap {}",
-                names::config_map(&eff.name)
+                "config.yaml is in ConfigMap {}. DittoFS keeps its stores and shares in its own database: a new server has none, and the volumes /data/metadata, /data/content and /data/cache hold data only for stores created at those paths with dfsctl against {} (see docs/stores.md)",
+                names::config_map(&eff.name),
+                names::api_service(&eff.name)
             ),
         ),
     };
