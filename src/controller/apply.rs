@@ -77,12 +77,29 @@ pub fn stamp<K: Resource + Serialize>(
     Ok(hash)
 }
 
-/// Apply `desired` as child `key` of `ds`, given what was observed of it.
+/// What the pass knows of a child before writing it.
+#[derive(Clone, Copy, Debug)]
+pub enum Known<'a> {
+    Exists(&'a Seen),
+    /// A fresh read during this pass found nothing.
+    Absent,
+    /// The stores do not show it: it may exist all the same (they lag, and a
+    /// label-selected store cannot see someone else's object).
+    NotInStore,
+}
+
+impl<'a> From<Option<&'a Seen>> for Known<'a> {
+    fn from(seen: Option<&'a Seen>) -> Self {
+        seen.map_or(Known::NotInStore, Known::Exists)
+    }
+}
+
+/// Apply `desired` as child `key` of `ds`, given what is known of it.
 pub async fn apply<K>(
     api: &Api<K>,
     key: &ChildKey,
     mut desired: K,
-    observed: Option<&Seen>,
+    known: Known<'_>,
     ds: &DittoServer,
     memory: &Memory,
 ) -> Result<Applied<K>, ReconcileError>
@@ -91,10 +108,11 @@ where
 {
     let what = key.to_string();
     let hash = stamp(&mut desired, &what)?;
-    let (seen, fresh) = match observed {
-        Some(seen) => (Some(seen.clone()), None),
-        // The stores may lag: one fresh look before creating.
-        None => match read(api, key).await? {
+    let (seen, fresh) = match known {
+        Known::Exists(seen) => (Some(seen.clone()), None),
+        Known::Absent => (None, None),
+        // One fresh look before creating.
+        Known::NotInStore => match read(api, key).await? {
             Some(live) => (Some(Seen::of(live.meta(), ds)), Some(live)),
             None => (None, None),
         },

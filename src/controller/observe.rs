@@ -149,6 +149,8 @@ pub struct Observed {
     pub services: BTreeMap<String, Seen>,
     /// Secrets that exist among those the pod reads and the managed names, by name.
     pub secrets: BTreeMap<String, SecretSeen>,
+    /// Managed Secrets a fresh read found absent during this pass.
+    pub secrets_absent: Vec<String>,
     pub stateful_set: Option<(Seen, StatefulSet)>,
     pub percona: PerconaSeen,
 }
@@ -243,12 +245,13 @@ pub async fn observe(
         (seen, StatefulSet::clone(&sts))
     });
 
-    let secrets = observe_secrets(client, stores, ds, eff).await?;
+    let (secrets, secrets_absent) = observe_secrets(client, stores, ds, eff).await?;
     let percona = observe_percona(client, stores, ds, ns).await?;
     Ok(Observed {
         config_map,
         services,
         secrets,
+        secrets_absent,
         stateful_set,
         percona,
     })
@@ -295,7 +298,7 @@ async fn observe_secrets(
     stores: &Stores,
     ds: &DittoServer,
     eff: &EffectiveSpec,
-) -> Result<BTreeMap<String, SecretSeen>, ReconcileError> {
+) -> Result<(BTreeMap<String, SecretSeen>, Vec<String>), ReconcileError> {
     let ns = eff.namespace.as_str();
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     // Read: what the pod reads. Watched only: the managed names, which may exist
@@ -314,6 +317,7 @@ async fn observe_secrets(
     all.dedup();
 
     let mut out = BTreeMap::new();
+    let mut absent = Vec::new();
     for name in all {
         let in_store = stores
             .secrets
@@ -340,7 +344,10 @@ async fn observe_secrets(
             (None, None) if managed.contains(&name) => {
                 match read_secret(&api, stores, ns, &name).await? {
                     Some((meta, _)) => (Seen::of(&meta, ds), meta.resource_version),
-                    None => continue,
+                    None => {
+                        absent.push(name);
+                        continue;
+                    }
                 }
             }
             (None, None) => continue,
@@ -359,7 +366,7 @@ async fn observe_secrets(
         };
         out.insert(name, SecretSeen { seen, data });
     }
-    Ok(out)
+    Ok((out, absent))
 }
 
 /// GET a Secret and cache its data; `None` when it does not exist.

@@ -32,7 +32,7 @@ use crate::resources::percona::api_resource;
 use crate::resources::{self, BuildInputs, CONFIG_HASH_ANNOTATION, Children};
 use crate::validation::{ClusterLookup, validate_stored};
 
-use super::apply::{Applied, apply, delete_if_ours, release};
+use super::apply::{Applied, Known, apply, delete_if_ours, release};
 use super::context::Context;
 use super::error::ReconcileError;
 use super::events::{Events, Reason};
@@ -267,8 +267,12 @@ async fn apply_children<L: ClusterLookup>(
     }
     for secret in &children.managed_secrets {
         let key = ChildKey::new("Secret", ns, &secret.name_any());
-        let seen = observed.secrets.get(&key.name).map(|s| &s.seen);
-        let applied = apply(&secrets, &key, secret.clone(), seen, ds, memory).await?;
+        let known = match observed.secrets.get(&key.name) {
+            Some(s) => Known::Exists(&s.seen),
+            None if observed.secrets_absent.contains(&key.name) => Known::Absent,
+            None => Known::NotInStore,
+        };
+        let applied = apply(&secrets, &key, secret.clone(), known, ds, memory).await?;
         if let Some(live) = applied.live() {
             // What we wrote is the data the next pass reads, before the store shows it.
             p.ctx
@@ -285,7 +289,7 @@ async fn apply_children<L: ClusterLookup>(
         &config_maps,
         &key,
         children.config_map.clone(),
-        observed.config_map.as_ref(),
+        observed.config_map.as_ref().into(),
         ds,
         memory,
     )
@@ -296,7 +300,7 @@ async fn apply_children<L: ClusterLookup>(
     for service in &children.services {
         let key = ChildKey::new("Service", ns, &service.name_any());
         let seen = observed.services.get(&key.name);
-        let applied = apply(&services, &key, service.clone(), seen, ds, memory).await?;
+        let applied = apply(&services, &key, service.clone(), seen.into(), ds, memory).await?;
         note(&key, &applied, &mut changed, facts);
     }
     if eff.metrics_port.is_none() {
@@ -325,7 +329,7 @@ async fn apply_children<L: ClusterLookup>(
             &sts_api,
             &key,
             children.stateful_set.clone(),
-            seen,
+            seen.into(),
             ds,
             memory,
         )
@@ -429,7 +433,12 @@ async fn apply_percona<L: ClusterLookup>(
         return Ok(false);
     };
 
-    let applied = apply(&api, &key, desired, seen, ds, p.ctx.memory()).await?;
+    let known = match &observed.percona {
+        PerconaSeen::Present { seen, .. } => Known::Exists(seen),
+        // The store (or a fresh read) of a served type says it does not exist.
+        PerconaSeen::Absent | PerconaSeen::TypeAbsent => Known::NotInStore,
+    };
+    let applied = apply(&api, &key, desired, known, ds, p.ctx.memory()).await?;
     note(&key, &applied, changed, facts);
     let live = applied.live().cloned().or(live);
     if let Some(live) = &live
