@@ -1,7 +1,8 @@
 //! The RBAC of `src/rbac.rs` is exactly what the code uses, both ways.
 //!
-//! Each component runs its real code against an in-memory API server that records the
-//! authorization checks every request needs (verb, group, resource, namespace, name —
+//! Each component runs its real code against the in-memory API server of the tests;
+//! every request it made is turned into the authorization checks the API server
+//! makes for it (`ApiCall::from_http`: verb, group, resource, namespace, name —
 //! including `create` for server-side apply and `update` on `<owner>/finalizers` for
 //! `blockOwnerDeletion`). Then, per component:
 //! - every recorded call must be granted by that component's own rules, in the right
@@ -10,7 +11,7 @@
 //! - every verb × resource × name a rule of that component grants must have been used
 //!   by at least one recorded call: a verb nobody uses fails the test.
 
-mod rbac_audit;
+mod fake_api;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -27,11 +28,11 @@ use dittofs_operator::rbac::{
 };
 use dittofs_operator::validation::{ClusterLookup, Lookup, SecretFacts};
 use dittofs_operator::webhook::KubeLookup;
+use fake_api::FakeApi;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
-use rbac_audit::MemoryApi;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -178,16 +179,41 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn watched(api: &MemoryApi, resource: &str) -> bool {
-    api.calls().iter().any(|c| {
+/// The authorization checks of every request `api` received so far.
+fn calls(api: &FakeApi) -> Vec<ApiCall> {
+    api.requests()
+        .iter()
+        .flat_map(|r| {
+            let uri: http::Uri = if r.query.is_empty() {
+                r.path.parse()
+            } else {
+                format!("{}?{}", r.path, r.query).parse()
+            }
+            .expect("a request URI");
+            let content_type = (!r.content_type.is_empty()).then_some(r.content_type.as_str());
+            ApiCall::from_http(&r.method, &uri, content_type, &r.body)
+        })
+        .collect()
+}
+
+fn watched(api: &FakeApi, resource: &str) -> bool {
+    calls(api).iter().any(|c| {
         matches!(c, ApiCall::Resource { verb, resource: r, .. } if verb == "watch" && r == resource)
     })
+}
+
+/// A cluster with the namespaces the scenarios use.
+fn new_api() -> FakeApi {
+    let api = FakeApi::new();
+    api.create_namespace("team");
+    api.create_namespace(&Install::plain().namespace);
+    api
 }
 
 // --- the reconciler -------------------------------------------------------------
 
 struct Reconciler {
-    api: MemoryApi,
+    api: FakeApi,
     ctx: Arc<Context<AllFound>>,
     stores: Stores,
     writers: std::sync::Mutex<Writers>,
@@ -195,7 +221,7 @@ struct Reconciler {
 }
 
 impl Reconciler {
-    fn new(api: &MemoryApi, spec: Value) -> Self {
+    fn new(api: &FakeApi, spec: Value) -> Self {
         api.put(
             DS_PATH,
             json!({
@@ -204,7 +230,7 @@ impl Reconciler {
                 "spec": spec,
             }),
         );
-        let client = api.client("team");
+        let client = api.client_in("team");
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -309,7 +335,7 @@ impl Reconciler {
 
 /// Drive every reconcile path: create everything, wait for and connect the database,
 /// roll on a Secret change, prune the metrics Service, delete with the database.
-async fn reconcile_paths(api: &MemoryApi) {
+async fn reconcile_paths(api: &FakeApi) {
     let r = Reconciler::new(
         api,
         json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true},
@@ -353,20 +379,12 @@ async fn reconcile_paths(api: &MemoryApi) {
 }
 
 /// Run the Controller until every watch is open (and the CRD was waited for).
-async fn controller_watches(api: &MemoryApi) {
-    api.put(
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/dittoservers.dittofs.dittofs.com",
-        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-               "metadata": {"name": "dittoservers.dittofs.dittofs.com"},
-               "spec": {"group": "dittofs.dittofs.com", "names": {"plural": "dittoservers", "kind": "DittoServer"},
-                        "scope": "Namespaced", "versions": []},
-               "status": {"conditions": [{"type": "Established", "status": "True"}]}}),
-    );
+async fn controller_watches(api: &FakeApi) {
     let shutdown = CancellationToken::new();
     let (_leader, rx) = watch::channel(true);
     let readiness = Readiness::new();
     let task = tokio::spawn(dittofs_operator::controller::run(
-        api.client("default"),
+        api.client(),
         ControllerArgs {
             concurrency: 1,
             debounce: Duration::ZERO,
@@ -398,19 +416,19 @@ async fn controller_watches(api: &MemoryApi) {
 
 #[tokio::test]
 async fn the_reconciler_uses_exactly_its_rules() {
-    let api = MemoryApi::default();
+    let api = new_api();
     reconcile_paths(&api).await;
     controller_watches(&api).await;
-    assert_exact(&[Component::Reconciler, Component::Events], &api.calls());
+    assert_exact(&[Component::Reconciler, Component::Events], &calls(&api));
 }
 
 // --- the other components -------------------------------------------------------
 
 #[tokio::test]
 async fn events_use_exactly_their_rules() {
-    let api = MemoryApi::default();
+    let api = new_api();
     let recorder = Recorder::new(
-        api.client("team"),
+        api.client_in("team"),
         Reporter {
             controller: "test".into(),
             instance: None,
@@ -441,12 +459,12 @@ async fn events_use_exactly_their_rules() {
             )
             .await;
     }
-    assert_exact(&[Component::Events], &api.calls());
+    assert_exact(&[Component::Events], &calls(&api));
 }
 
 #[tokio::test]
 async fn the_validation_lookups_use_exactly_their_rules() {
-    let api = MemoryApi::default();
+    let api = new_api();
     api.put(
         "/api/v1/namespaces/team/secrets/s3",
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": "team"},
@@ -454,7 +472,7 @@ async fn the_validation_lookups_use_exactly_their_rules() {
     );
     let shutdown = CancellationToken::new();
     let readiness = Readiness::new();
-    let lookup = KubeLookup::start(api.client("default"), &readiness, shutdown.clone());
+    let lookup = KubeLookup::start(api.client(), &readiness, shutdown.clone());
     eventually("the StorageClass watch", || watched(&api, "storageclasses")).await;
     assert!(matches!(
         lookup.secret("team", "s3").await,
@@ -462,13 +480,13 @@ async fn the_validation_lookups_use_exactly_their_rules() {
     ));
     assert_eq!(lookup.percona_crd().await, Lookup::Found(()));
     shutdown.cancel();
-    assert_exact(&[Component::Lookups], &api.calls());
+    assert_exact(&[Component::Lookups], &calls(&api));
 }
 
 #[tokio::test]
 async fn leader_election_uses_exactly_its_rules() {
     let install = Install::plain();
-    let api = MemoryApi::default();
+    let api = new_api();
     let shutdown = CancellationToken::new();
     let args = LeaderArgs {
         leader_elect: true,
@@ -478,28 +496,28 @@ async fn leader_election_uses_exactly_its_rules() {
         lease_duration: 15,
         lease_grace: 5,
     };
-    let mut leading = leadership(api.client("default"), &args, shutdown.clone())
+    let mut leading = leadership(api.client(), &args, shutdown.clone())
         .await
         .expect("leader election starts");
     tokio::time::timeout(Duration::from_secs(20), leading.wait_for(|l| *l))
         .await
         .expect("became leader in time")
         .expect("leader task alive");
-    let patches_before_release = api.calls().len();
+    let patches_before_release = calls(&api).len();
     shutdown.cancel();
     // Released on shutdown: one more patch (and a read) after the cancel.
     eventually("the Lease release", || {
-        api.calls().len() > patches_before_release
+        calls(&api).len() > patches_before_release
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_exact(&[Component::Leader], &api.calls());
+    assert_exact(&[Component::Leader], &calls(&api));
 }
 
 #[tokio::test]
 async fn the_certificate_code_uses_exactly_its_rules() {
     let install = Install::plain();
-    let api = MemoryApi::default();
+    let api = new_api();
     for (kind, name, path) in [
         (
             "ValidatingWebhookConfiguration",
@@ -529,13 +547,13 @@ async fn the_certificate_code_uses_exactly_its_rules() {
     };
     // First pass creates the Secret and writes both caBundles; the second, for another
     // Service name, re-issues the leaf (replace).
-    bootstrap_once(api.client("default"), &args(&install.webhook_service()))
+    bootstrap_once(api.client(), &args(&install.webhook_service()))
         .await
         .expect("first pass");
-    bootstrap_once(api.client("default"), &args("renamed"))
+    bootstrap_once(api.client(), &args("renamed"))
         .await
         .expect("rotation pass");
-    assert_exact(&[Component::Certs], &api.calls());
+    assert_exact(&[Component::Certs], &calls(&api));
 }
 
 // --- the check itself -------------------------------------------------------------

@@ -83,6 +83,7 @@ mod controllers;
 mod errors;
 mod handlers;
 mod objects;
+pub mod over_http;
 mod patch;
 mod registry;
 mod render;
@@ -159,6 +160,8 @@ pub struct RequestRecord {
     pub verb: &'static str,
     /// HTTP status of the answer (200 for a watch that started).
     pub status: u16,
+    /// The request body (shared, not copied).
+    pub body: Bytes,
 }
 
 impl RequestRecord {
@@ -1135,6 +1138,7 @@ impl FakeApi {
             accept: req.accept,
             verb,
             status,
+            body: req.body,
         });
         response
     }
