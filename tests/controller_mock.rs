@@ -121,10 +121,14 @@ impl Harness {
             &mut w.stateful_sets,
             self.ours::<StatefulSet>("/apis/apps/v1/namespaces/ns/statefulsets"),
         );
-        refill(
-            &mut w.percona,
-            self.ours::<DynamicObject>("/apis/pgv2.percona.com/v2/namespaces/ns/perconapgclusters"),
-        );
+        if self.api.serves("pgv2.percona.com", "perconapgclusters") {
+            refill(
+                &mut w.percona,
+                self.ours::<DynamicObject>(
+                    "/apis/pgv2.percona.com/v2/namespaces/ns/perconapgclusters",
+                ),
+            );
+        }
     }
 
     /// A pass on up-to-date stores.
@@ -673,6 +677,91 @@ async fn an_unreadable_spec_gets_a_condition_and_is_still_released_on_deletion()
     deleting(&h, 1);
     h.pass().await.unwrap();
     assert!(h.gone(), "the finalizer is released");
+}
+
+#[tokio::test]
+async fn an_absent_percona_crd_is_an_answer_not_an_error() {
+    let h = Harness::new(json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}}));
+    h.api.uninstall_percona_crd();
+    // The Percona watch has not listed: the pass asks, and gets a plain-text 404.
+    h.stores.set_percona_type(PerconaType::Unknown);
+    h.pass().await.expect("no failure");
+    let (status, reason) = h.api.condition("ConfigReady").expect("ConfigReady");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    let message = h
+        .api
+        .ds()
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "ConfigReady")
+        .expect("ConfigReady")
+        .message;
+    assert!(
+        message.contains("Percona PostgreSQL operator is not installed"),
+        "{message}"
+    );
+    assert_eq!(h.count("ReconcileFailed"), 0);
+    // Deletion is not held up by the missing type.
+    deleting(&h, 1);
+    h.pass().await.expect("released at once");
+    assert!(h.gone());
+}
+
+#[tokio::test]
+async fn switching_delete_with_server_off_removes_our_owner_reference_at_once() {
+    let h = Harness::new(
+        json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true, "deleteWithServer": true}}),
+    );
+    h.pass().await.unwrap();
+    let owned = h.api.get(PG_PATH).expect("applied")["metadata"]["ownerReferences"].clone();
+    assert_eq!(
+        owned[0]["uid"], "ds-uid",
+        "owned while deleteWithServer is true"
+    );
+    h.edit_spec(|spec| spec["percona"]["deleteWithServer"] = json!(false));
+    h.pass().await.unwrap();
+    let refs = h.api.get(PG_PATH).expect("kept")["metadata"]["ownerReferences"].clone();
+    assert!(
+        refs.as_array().is_none_or(Vec::is_empty),
+        "no owner reference: {refs}"
+    );
+}
+
+#[tokio::test]
+async fn a_short_jwt_secret_is_reported_with_its_length_never_its_value() {
+    let h = Harness::new(
+        json!({"storage": {"metadataSize": "1Gi"}, "identity": {"jwt": {"secretRef": {"name": "jwt", "key": "k"}}}}),
+    );
+    h.api.put(
+        &format!("{NS}/secrets/jwt"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "jwt", "namespace": "ns"},
+               "data": {"k": "c2hvcnQtc2VjcmV0"}}),
+    );
+    h.pass().await.unwrap();
+    let message = h
+        .api
+        .ds()
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "ConfigReady")
+        .expect("ConfigReady")
+        .message;
+    assert!(
+        message.contains("12") && message.contains("32"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("short-secret"),
+        "never the value: {message}"
+    );
+    assert!(
+        h.api.get(STS_PATH).is_none(),
+        "a server that would not start is not deployed"
+    );
 }
 
 #[tokio::test]

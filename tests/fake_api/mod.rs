@@ -192,6 +192,8 @@ pub(crate) struct Shared {
     write_count: std::sync::atomic::AtomicUsize,
     /// Watch streams currently open.
     open_watches: std::sync::atomic::AtomicUsize,
+    /// Requests received and not answered yet (or abandoned by the client).
+    in_flight: std::sync::atomic::AtomicUsize,
     faults: Mutex<Faults>,
 }
 
@@ -338,6 +340,7 @@ impl FakeApi {
                 log: Mutex::new(Vec::new()),
                 write_count: std::sync::atomic::AtomicUsize::new(0),
                 open_watches: std::sync::atomic::AtomicUsize::new(0),
+                in_flight: std::sync::atomic::AtomicUsize::new(0),
                 faults: Mutex::new(Faults::default()),
             }),
         };
@@ -747,6 +750,14 @@ impl FakeApi {
     }
 
     /// Watch streams open right now (a client that leaks watches shows here).
+    /// Requests received whose answer is still being prepared (a client that
+    /// drops its request — a cancelled pass — ends it too, unanswered).
+    pub fn in_flight(&self) -> usize {
+        self.shared
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn open_watches(&self) -> usize {
         self.shared
             .open_watches
@@ -1096,6 +1107,16 @@ impl FakeApi {
     }
 
     async fn serve(self, request: Request<kube::client::Body>) -> Response<Body> {
+        struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.shared
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _in_flight = InFlight(&self.shared.in_flight);
         let (parts, body) = request.into_parts();
         let body = body
             .collect()
