@@ -9,9 +9,9 @@
 //! |---|---|---|
 //! | `servers` | every DittoServer, spec parsed per object | one unreadable object must not stop the watch |
 //! | `config_maps`, `services` | metadata of ours (label-selected) | the applied hash and owner are all a pass needs |
-//! | `stateful_sets` | ours, full | status feeds the DittoServer status |
+//! | `stateful_sets` | ours: metadata, pod-template annotations, status | status feeds the DittoServer status |
 //! | `secrets` | metadata of **every** Secret, annotations dropped | triggers and ownership checks without holding Secret data |
-//! | `percona` | PerconaPGClusters of ours | state; the CRD may be absent, which is an answer |
+//! | `percona` | PerconaPGClusters of ours: metadata and status | state; the CRD may be absent, which is an answer |
 //!
 //! Secret data is read (GET) only for Secrets a DittoServer reads, and again only
 //! when the Secret's resourceVersion moves (`SecretCache`).
@@ -154,7 +154,8 @@ impl Stores {
             watcher::watcher(
                 Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
                 ours.clone(),
-            ),
+            )
+            .modify(|c| keep_what_passes_read(&mut c.metadata)),
             move |event| s.on_child_event("ConfigMap", event, &t),
             |_| {},
             shutdown,
@@ -166,7 +167,8 @@ impl Stores {
             watcher::watcher(
                 Api::<PartialObjectMeta<Service>>::all(client.clone()),
                 ours.clone(),
-            ),
+            )
+            .modify(|s| keep_what_passes_read(&mut s.metadata)),
             move |event| s.on_child_event("Service", event, &t),
             |_| {},
             shutdown,
@@ -176,7 +178,7 @@ impl Stores {
             "StatefulSet",
             w.stateful_sets,
             watcher::watcher(Api::<StatefulSet>::all(client.clone()), ours.clone())
-                .modify(|sts| sts.metadata.managed_fields = None),
+                .modify(keep_what_passes_read_of_a_stateful_set),
             move |event| s.on_child_event("StatefulSet", event, &t),
             |_| {},
             shutdown,
@@ -189,7 +191,7 @@ impl Stores {
                 Api::<PartialObjectMeta<Secret>>::all(client.clone()),
                 watcher::Config::default().page_size(SECRET_PAGE_SIZE),
             )
-            .modify(strip_secret_metadata),
+            .modify(|s| keep_what_passes_read(&mut s.metadata)),
             move |event| s.on_secret_event(event, &t),
             |_| {},
             shutdown,
@@ -203,7 +205,11 @@ impl Stores {
                 Api::<DynamicObject>::all_with(client.clone(), &api_resource()),
                 ours,
             )
-            .modify(|c| c.metadata.managed_fields = None),
+            .modify(|c| {
+                keep_what_passes_read(&mut c.metadata);
+                // Only the state is read; the spec is ours and can be large.
+                c.data = serde_json::json!({"status": c.data.get("status")});
+            }),
             move |event| {
                 // Served, and listed: the store answers from here on.
                 if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
@@ -355,16 +361,26 @@ pub fn secrets_read_by(server: &StoredServer) -> Vec<String> {
     names
 }
 
-/// Keep only what the reconciler reads of a Secret's metadata: identity, labels,
-/// owners and our own annotations. Annotations can hold a full copy of the data.
-fn strip_secret_metadata(secret: &mut PartialObjectMeta<Secret>) {
-    let meta = &mut secret.metadata;
+/// Keep only what a pass reads of a child's metadata: identity, labels, owners
+/// and our own annotation. managedFields are often larger than the object, and
+/// annotations can hold a full copy of it (`kubectl apply`).
+fn keep_what_passes_read(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.retain(|k, _| k == APPLIED_HASH_ANNOTATION);
         if annotations.is_empty() {
             meta.annotations = None;
         }
+    }
+}
+
+/// A StatefulSet as a pass reads it: metadata, the pod template's annotations
+/// (the config hash) and the status. Not the pod spec, the largest part.
+fn keep_what_passes_read_of_a_stateful_set(sts: &mut StatefulSet) {
+    keep_what_passes_read(&mut sts.metadata);
+    if let Some(spec) = sts.spec.as_mut() {
+        spec.template.spec = None;
+        spec.volume_claim_templates = None;
     }
 }
 
@@ -579,5 +595,53 @@ impl SecretCache {
     pub fn retain_referenced(&self, index: &SecretIndex) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.retain(|(ns, name), _| index.is_read(ns, name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSetSpec;
+    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+
+    #[test]
+    fn stores_keep_only_what_a_pass_reads() {
+        let mut sts = StatefulSet {
+            metadata: ObjectMeta {
+                annotations: Some(
+                    [
+                        (APPLIED_HASH_ANNOTATION.to_string(), "h".to_string()),
+                        (
+                            "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                            "{…}".to_string(),
+                        ),
+                    ]
+                    .into(),
+                ),
+                managed_fields: Some(vec![Default::default()]),
+                ..Default::default()
+            },
+            spec: Some(StatefulSetSpec {
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        annotations: Some([("dittofs.io/config-hash".into(), "c".into())].into()),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec::default()),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        keep_what_passes_read_of_a_stateful_set(&mut sts);
+        assert!(sts.metadata.managed_fields.is_none());
+        let annotations = sts.metadata.annotations.as_ref().expect("ours kept");
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            [APPLIED_HASH_ANNOTATION]
+        );
+        let template = sts.spec.as_ref().map(|s| &s.template).expect("template");
+        assert!(template.spec.is_none(), "the pod spec is not kept");
+        assert!(template.metadata.is_some(), "the config hash is kept");
     }
 }
