@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use dittofs_operator::probes::Readiness;
-use dittofs_operator::validation::{ClusterLookup, Lookup, SecretFacts};
+use dittofs_operator::validation::{ClusterLookup, Lookup, Offline, SecretFacts};
 use dittofs_operator::webhook::metrics::{Endpoint, Outcome};
 use dittofs_operator::webhook::{SelfSigned, ServerArgs, Webhook, WebhookMetrics};
 use serde_json::{Value, json};
@@ -76,10 +76,18 @@ fn args(dir: &Path) -> ServerArgs {
 }
 
 async fn start_with(args: ServerArgs, dir: tempfile::TempDir) -> TestServer {
+    start_with_lookup(args, dir, Arc::new(FakeCluster)).await
+}
+
+async fn start_with_lookup<L: ClusterLookup + 'static>(
+    args: ServerArgs,
+    dir: tempfile::TempDir,
+    lookup: Arc<L>,
+) -> TestServer {
     support::install_provider();
     let readiness = Readiness::new();
     let metrics = WebhookMetrics::unregistered();
-    let webhook = Webhook::bind(&args, Arc::new(FakeCluster), &readiness, metrics.clone())
+    let webhook = Webhook::bind(&args, lookup, &readiness, metrics.clone())
         .await
         .unwrap();
     let addr = webhook.local_addr().unwrap();
@@ -103,6 +111,19 @@ async fn start_with(args: ServerArgs, dir: tempfile::TempDir) -> TestServer {
 async fn start() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     start_with(args(dir.path()), dir).await
+}
+
+/// A server with no cluster, as `webhook --offline` runs (the benchmark's setup).
+async fn start_offline() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    start_with_lookup(args(dir.path()), dir, Arc::new(Offline)).await
+}
+
+/// The benchmark payload: a label-only UPDATE of a fully defaulted DittoServer.
+fn shared_payload() -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/data/admission-review-update.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 impl TestServer {
@@ -615,5 +636,31 @@ async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
     assert!(
         tokio::net::TcpStream::connect(server.addr).await.is_err(),
         "no longer listening"
+    );
+}
+
+/// The warnings `--offline` gives the benchmark object, in order: the rules' own
+/// warnings first, then each cluster check that could not run.
+const SHARED_PAYLOAD_WARNINGS: [&str; 6] = [
+    "spec.cache.path: has no effect on current DittoFS releases and can be removed",
+    "spec.cache.size: has no effect on current DittoFS releases and can be removed",
+    "spec.storage.storageClassName: StorageClass \"fast\" not checked (no cluster)",
+    "spec.identity.jwt.secretRef: Secret prod/full-jwt not checked (no cluster)",
+    "spec.identity.admin.passwordSecretRef: Secret prod/full-admin not checked (no cluster)",
+    "spec.s3.credentialsSecretRef: Secret prod/full-s3 not checked (no cluster)",
+];
+
+#[tokio::test]
+async fn the_shared_benchmark_payload_gets_its_exact_answer() {
+    let server = start_offline().await;
+    let res = server.post_json("/validate", &shared_payload()).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.json(),
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": "v-1", "allowed": true, "warnings": SHARED_PAYLOAD_WARNINGS}
+        })
     );
 }

@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod lookups;
 pub mod metrics;
+pub mod review;
 pub mod server;
 pub mod tls;
 
