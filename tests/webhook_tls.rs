@@ -653,6 +653,7 @@ const SHARED_PAYLOAD_WARNINGS: [&str; 6] = [
 #[tokio::test]
 async fn the_shared_benchmark_payload_gets_its_exact_answer() {
     let server = start_offline().await;
+    // A label-only edit: allowed at once, nothing judged, so no warnings.
     let res = server.post_json("/validate", &shared_payload()).await;
     assert_eq!(res.status, 200);
     assert_eq!(
@@ -660,7 +661,126 @@ async fn the_shared_benchmark_payload_gets_its_exact_answer() {
         json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
-            "response": {"uid": "v-1", "allowed": true, "warnings": SHARED_PAYLOAD_WARNINGS}
+            "response": {"uid": "v-1", "allowed": true}
         })
     );
+    // The same object created: judged, with every warning in order.
+    let mut create = shared_payload();
+    create["request"]["uid"] = json!("v-create");
+    create["request"]["operation"] = json!("CREATE");
+    create["request"]["oldObject"] = Value::Null;
+    let res = server.post_json("/validate", &create).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.json(),
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": "v-create", "allowed": true, "warnings": SHARED_PAYLOAD_WARNINGS}
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_spec_changed_benchmark_payload_is_judged() {
+    let server = start_offline().await;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/data/admission-review-update-spec-changed.json");
+    let body: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let response = server.admit("/validate", &body).await;
+    assert_eq!(response["uid"], "v-2");
+    assert_eq!(response["allowed"], true, "{response}");
+    let warnings = response["warnings"].as_array().expect("judged: warnings");
+    assert_eq!(warnings[..2], SHARED_PAYLOAD_WARNINGS[..2], "{warnings:?}");
+}
+
+/// An UPDATE of `old` to `new`, with a label added.
+fn label_edit(uid: &str, spec: Value) -> Value {
+    let old = ditto_server(spec);
+    let mut new = old.clone();
+    new["metadata"]["labels"] = json!({"team": "storage"});
+    review(uid, "UPDATE", Some(new), Some(old))
+}
+
+#[tokio::test]
+async fn an_update_that_leaves_the_spec_unchanged_is_never_refused() {
+    let server = start().await;
+    // The StorageClass was deleted after creation: the spec would be refused now.
+    let refused_now =
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}});
+    let create = review(
+        "uid-create",
+        "CREATE",
+        Some(ditto_server(refused_now.clone())),
+        None,
+    );
+    assert_eq!(server.admit("/validate", &create).await["allowed"], false);
+    // A spec that no longer parses at all (written under another schema).
+    let unparseable = json!({"storage": {"metadataSize": "1Gi"}, "nfsPort": "two thousand"});
+    for (uid, spec) in [
+        ("uid-labels", refused_now),
+        ("uid-unparseable", unparseable),
+    ] {
+        for path in ["/validate", "/mutate"] {
+            let response = server.admit(path, &label_edit(uid, spec.clone())).await;
+            assert_eq!(response["uid"], uid);
+            assert_eq!(response["allowed"], true, "{path} {uid}: {response}");
+            assert!(response.get("warnings").is_none(), "{path}: {response}");
+            assert!(
+                response.get("patch").is_none(),
+                "{path}: no defaults added: {response}"
+            );
+        }
+    }
+    // A real spec change is still judged.
+    let old = ditto_server(minimal_spec());
+    let new = ditto_server(
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}}),
+    );
+    let changed = review("uid-changed", "UPDATE", Some(new), Some(old));
+    assert_eq!(server.admit("/validate", &changed).await["allowed"], false);
+}
+
+#[tokio::test]
+async fn an_update_of_an_object_being_deleted_is_never_refused() {
+    let server = start().await;
+    let deleting = |spec: Value| {
+        let mut object = ditto_server(spec);
+        object["metadata"]["deletionTimestamp"] = json!("2026-11-22T10:00:00Z");
+        object["metadata"]["finalizers"] = json!([]);
+        object
+    };
+    let old = ditto_server(minimal_spec());
+    // Invalid by the rules (SMB on the NFS port), by a cluster fact (missing class),
+    // and not parseable: the finalizer-removal UPDATE goes through regardless.
+    for (uid, spec) in [
+        (
+            "uid-invalid",
+            json!({"storage": {"metadataSize": "1Gi"}, "smb": {"enabled": true, "port": 2049}}),
+        ),
+        (
+            "uid-missing-class",
+            json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}}),
+        ),
+        ("uid-unparseable", json!({"storage": {"metadataSize": 5}})),
+    ] {
+        let body = review(uid, "UPDATE", Some(deleting(spec)), Some(old.clone()));
+        for path in ["/validate", "/mutate"] {
+            let response = server.admit(path, &body).await;
+            assert_eq!(response["uid"], uid);
+            assert_eq!(response["allowed"], true, "{path} {uid}: {response}");
+            assert!(response.get("patch").is_none(), "{path}: {response}");
+            assert!(response.get("warnings").is_none(), "{path}: {response}");
+        }
+    }
+    // A CREATE is judged whatever its metadata says.
+    let create = review(
+        "uid-create",
+        "CREATE",
+        Some(deleting(
+            json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}}),
+        )),
+        None,
+    );
+    assert_eq!(server.admit("/validate", &create).await["allowed"], false);
 }
