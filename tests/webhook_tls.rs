@@ -12,7 +12,7 @@ use base64::Engine as _;
 use dittofs_operator::probes::Readiness;
 use dittofs_operator::validation::{ClusterLookup, Lookup, Offline, SecretFacts};
 use dittofs_operator::webhook::metrics::{Endpoint, Outcome};
-use dittofs_operator::webhook::{SelfSigned, ServerArgs, Webhook, WebhookMetrics};
+use dittofs_operator::webhook::{Limits, SelfSigned, ServerArgs, Webhook, WebhookMetrics};
 use serde_json::{Value, json};
 use support::{Http1Conn, HttpResponse, ditto_server, http1_config, review};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,10 +84,25 @@ async fn start_with_lookup<L: ClusterLookup + 'static>(
     dir: tempfile::TempDir,
     lookup: Arc<L>,
 ) -> TestServer {
+    start_full(args, dir, lookup, Limits::default()).await
+}
+
+/// A server with other limits than the defaults (short timeouts, a small cap).
+async fn start_limited(limits: Limits) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    start_full(args(dir.path()), dir, Arc::new(FakeCluster), limits).await
+}
+
+async fn start_full<L: ClusterLookup + 'static>(
+    args: ServerArgs,
+    dir: tempfile::TempDir,
+    lookup: Arc<L>,
+    limits: Limits,
+) -> TestServer {
     support::install_provider();
     let readiness = Readiness::new();
     let metrics = WebhookMetrics::unregistered();
-    let webhook = Webhook::bind(&args, lookup, &readiness, metrics.clone())
+    let webhook = Webhook::bind_with_limits(&args, lookup, &readiness, metrics.clone(), limits)
         .await
         .unwrap();
     let addr = webhook.local_addr().unwrap();
@@ -783,4 +798,241 @@ async fn an_update_of_an_object_being_deleted_is_never_refused() {
         None,
     );
     assert_eq!(server.admit("/validate", &create).await["allowed"], false);
+}
+
+/// Wait until the server closes `tls` (EOF or reset), failing after `within`.
+async fn closed_within(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    within: Duration,
+) {
+    let mut buf = [0u8; 1024];
+    let read_until_closed = async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_until_closed)
+        .await
+        .expect("the server closed the connection");
+}
+
+fn valid_review_bytes(uid: &str) -> Vec<u8> {
+    serde_json::to_vec(&review(
+        uid,
+        "CREATE",
+        Some(ditto_server(minimal_spec())),
+        None,
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_body_is_cut_off_by_the_deadline() {
+    let server = start_limited(Limits {
+        body_read_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut tls = support::connect(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    tls.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut reply))
+        .await
+        .expect("closed after the answer");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    assert!(reply.contains("did not arrive within"), "{reply}");
+}
+
+#[tokio::test]
+async fn too_large_bodies_get_413_announced_or_chunked() {
+    let limit = 64 * 1024;
+    let server = start_limited(Limits {
+        max_body_bytes: limit,
+        ..Limits::default()
+    })
+    .await;
+    // Announced, and written whole before the client reads (4 MiB): the answer
+    // survives because the server reads the rest before closing.
+    let body = vec![b' '; 4 * 1024 * 1024];
+    let mut tls = support::connect(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&body).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut reply))
+        .await
+        .expect("answered and closed");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(
+        reply.contains(&format!("larger than {limit} bytes")),
+        "{reply}"
+    );
+
+    // Chunked: refused once the limit is crossed.
+    let mut tls = support::connect(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    tls.write_all(
+        b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+    for _ in 0..5 {
+        tls.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    tls.write_all(b"0\r\n\r\n").await.unwrap();
+    tls.flush().await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut reply))
+        .await
+        .expect("answered and closed");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    let json_start = reply.find("{\"error\"").expect("a JSON error body");
+    assert!(reply[json_start..].contains("larger than"), "{reply}");
+
+    // Just under the limit is served.
+    let mut object = ditto_server(minimal_spec());
+    object["metadata"]["annotations"] = json!({"padding": "x".repeat(limit - 2048)});
+    let response = server
+        .admit(
+            "/validate",
+            &review("uid-under", "CREATE", Some(object), None),
+        )
+        .await;
+    assert_eq!(response["uid"], "uid-under");
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds_and_evicts_the_oldest_unproven_connection() {
+    let server = start_limited(Limits {
+        max_connections: 3,
+        ..Limits::default()
+    })
+    .await;
+    // A client that completed a review (as the API server does) is never evicted.
+    let mut proven = server.conn().await;
+    assert_eq!(
+        proven
+            .post("/validate", &valid_review_bytes("uid-1"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let config = http1_config(&server.ca_pem);
+    let mut idle_a = support::connect(server.addr, config.clone()).await.unwrap();
+    let _idle_b = support::connect(server.addr, config.clone()).await.unwrap();
+    // The cap (3) is reached: a new connection evicts the oldest unproven one.
+    let mut newcomer = Http1Conn::open(server.addr, config.clone()).await.unwrap();
+    closed_within(&mut idle_a, Duration::from_secs(5)).await;
+    assert_eq!(
+        newcomer
+            .post("/validate", &valid_review_bytes("uid-2"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        proven
+            .post("/validate", &valid_review_bytes("uid-3"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // Now two of three are proven; one more newcomer evicts the last unproven one, and
+    // once all three are proven a fourth connection is refused.
+    let mut third = Http1Conn::open(server.addr, config.clone()).await.unwrap();
+    assert_eq!(
+        third
+            .post("/validate", &valid_review_bytes("uid-4"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let refused = async {
+        let mut tls = support::connect(server.addr, config.clone()).await?;
+        let mut byte = [0u8; 1];
+        match tls.read(&mut byte).await? {
+            0 => Err(std::io::Error::other("closed")),
+            _ => Ok(()),
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), refused)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    assert_eq!(
+        proven
+            .post("/validate", &valid_review_bytes("uid-5"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let server = start_limited(Limits {
+        first_request_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        header_read_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    })
+    .await;
+    // Connected, never asked anything (HTTP/1.1).
+    let mut silent = support::connect(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    closed_within(&mut silent, Duration::from_secs(5)).await;
+
+    // HTTP/2 after a successful review: closed with GOAWAY once idle.
+    let config = support::client_config(&[&server.ca_pem], &[&rustls::version::TLS13], &[b"h2"]);
+    let tls = support::connect(server.addr, config).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::post("https://localhost/validate")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            valid_review_bytes("uid-h2"),
+        )))
+        .unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the idle HTTP/2 connection was closed")
+        .unwrap()
+        .expect("closed gracefully (GOAWAY)");
 }

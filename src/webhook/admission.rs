@@ -10,26 +10,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use kube::api::ObjectMeta;
 use serde::Serialize;
 
+use super::body::{self, BodyBudget, BodyError};
 use super::metrics::{Endpoint, Outcome, WebhookMetrics};
 use super::review::{self, DecodeError, Operation, Review, ReviewObject, Spec, SpecMode};
+use super::server::Limits;
 use crate::crd::{DittoServer, DittoServerSpec, GROUP, KIND};
 use crate::validation::{ClusterLookup, Finding, validate};
 
 pub use super::review::{REVIEW_API_VERSION, REVIEW_KIND};
 
-/// Largest accepted request body. An UPDATE review carries the object twice (object
-/// and oldObject) plus managedFields; the API server's own request limit is 3 MiB.
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Largest accepted request body: an UPDATE review carries the object twice (object
+/// and oldObject, each up to the API server's 1.5 MiB object limit in etcd) plus the
+/// envelope (uid, kinds, userInfo, options: a few KiB). 3 MiB + 64 KiB.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024 + 64 * 1024;
 
 /// Work budget when the API server sends no `?timeout=` (its default is 10 s).
 const DEFAULT_API_SERVER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,12 +46,25 @@ const SPEC_REQUIRED: &str =
 struct AdmissionState<L> {
     lookup: Arc<L>,
     metrics: WebhookMetrics,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
+    body_budget: BodyBudget,
 }
 
 /// The admission router: `/validate`, `/mutate`, JSON errors for everything else,
-/// the body limit, and request metrics.
-pub fn router<L: ClusterLookup + 'static>(lookup: Arc<L>, metrics: WebhookMetrics) -> Router {
-    let state = Arc::new(AdmissionState { lookup, metrics });
+/// the body limits of `limits`, and request metrics.
+pub fn router<L: ClusterLookup + 'static>(
+    lookup: Arc<L>,
+    metrics: WebhookMetrics,
+    limits: &Limits,
+) -> Router {
+    let state = Arc::new(AdmissionState {
+        lookup,
+        metrics,
+        max_body_bytes: limits.max_body_bytes,
+        body_read_timeout: limits.body_read_timeout,
+        body_budget: BodyBudget::new(limits.body_budget_bytes),
+    });
     Router::new()
         .route(
             "/validate",
@@ -62,23 +76,20 @@ pub fn router<L: ClusterLookup + 'static>(lookup: Arc<L>, metrics: WebhookMetric
         )
         .fallback(not_found::<L>)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 async fn validate_handler<L: ClusterLookup + 'static>(
     State(state): State<Arc<AdmissionState<L>>>,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    handle(Kind::Validate, &state, &uri, body).await
+    handle(Kind::Validate, &state, request).await
 }
 
 async fn mutate_handler<L: ClusterLookup + 'static>(
     State(state): State<Arc<AdmissionState<L>>>,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    handle(Kind::Mutate, &state, &uri, body).await
+    handle(Kind::Mutate, &state, request).await
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -101,11 +112,10 @@ impl Kind {
 async fn handle<L: ClusterLookup + 'static>(
     kind: Kind,
     state: &AdmissionState<L>,
-    uri: &Uri,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let started = Instant::now();
-    let (response, outcome) = answer(kind, state, uri, body).await;
+    let (response, outcome) = answer(kind, state, request).await;
     state.metrics.observe_request(
         kind.endpoint(),
         outcome,
@@ -118,27 +128,48 @@ async fn handle<L: ClusterLookup + 'static>(
 async fn answer<L: ClusterLookup + 'static>(
     kind: Kind,
     state: &AdmissionState<L>,
-    uri: &Uri,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> (Response, Outcome) {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("request body larger than {MAX_BODY_BYTES} bytes")
-            } else {
-                rejection.body_text()
+    let (parts, mut body) = request.into_parts();
+    let body = match body::read(
+        &mut body,
+        &parts.headers,
+        state.max_body_bytes,
+        state.body_read_timeout,
+        &state.body_budget,
+    )
+    .await
+    {
+        Ok(read) => read,
+        Err(e) => {
+            let status = match e {
+                BodyError::TooLarge { .. } => {
+                    body::linger(body);
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                BodyError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                BodyError::Read(_) => StatusCode::BAD_REQUEST,
             };
-            return (json_error(status, message), Outcome::Error);
+            tracing::debug!(error = %e, "request body refused");
+            let mut response = json_error(status, e.to_string());
+            // The body was not read to its end: this HTTP/1 connection cannot carry
+            // another request (HTTP/2 resets just the stream).
+            if parts.version <= Version::HTTP_11 {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return (response, Outcome::Error);
         }
     };
+    let body = body.bytes.as_slice();
     let mode = match kind {
         Kind::Validate => SpecMode::TypedFirst,
         // The patch adds what the JSON as written lacks, so /mutate needs it.
         Kind::Mutate => SpecMode::Raw,
     };
-    let review = match review::decode(&body, mode) {
+    let review = match review::decode(body, mode) {
         Ok(review) => review,
         Err(DecodeError::NotAReview(message)) => {
             return (json_error(StatusCode::BAD_REQUEST, message), Outcome::Error);
@@ -148,7 +179,7 @@ async fn answer<L: ClusterLookup + 'static>(
             return (review_response(&response), Outcome::Error);
         }
     };
-    let budget = work_budget(uri.query());
+    let budget = work_budget(parts.uri.query());
     let response = admit(kind, state, review, budget).await;
     let outcome = response.outcome();
     (review_response(&response), outcome)

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod admission;
+pub mod body;
 pub mod lookups;
 pub mod metrics;
 pub mod review;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::lookups::KubeLookup;
 pub use self::metrics::WebhookMetrics;
+pub use self::server::Limits;
 pub use self::tls::{CertStore, FileCertSource, SelfSigned, TlsError};
 use crate::probes::{Readiness, ReadinessGate};
 use crate::validation::ClusterLookup;
@@ -109,6 +111,7 @@ pub struct Webhook {
     cert_gate: ReadinessGate,
     router: axum::Router,
     metrics: WebhookMetrics,
+    limits: Limits,
 }
 
 impl Webhook {
@@ -121,6 +124,17 @@ impl Webhook {
         lookup: Arc<L>,
         readiness: &Readiness,
         metrics: WebhookMetrics,
+    ) -> Result<Self, WebhookError> {
+        Self::bind_with_limits(args, lookup, readiness, metrics, Limits::default()).await
+    }
+
+    /// [`Webhook::bind`] with other [`Limits`] than the defaults (tests).
+    pub async fn bind_with_limits<L: ClusterLookup + 'static>(
+        args: &ServerArgs,
+        lookup: Arc<L>,
+        readiness: &Readiness,
+        metrics: WebhookMetrics,
+        limits: Limits,
     ) -> Result<Self, WebhookError> {
         let certs = Arc::new(CertStore::new());
         let cert_gate = readiness.gate("webhook-certificate");
@@ -159,7 +173,7 @@ impl Webhook {
                     addr: args.listen,
                     source,
                 })?;
-        let router = admission::router(lookup, metrics.clone());
+        let router = admission::router(lookup, metrics.clone(), &limits);
         Ok(Self {
             listener,
             tls,
@@ -169,6 +183,7 @@ impl Webhook {
             cert_gate,
             router,
             metrics,
+            limits,
         })
     }
 
@@ -195,7 +210,7 @@ impl Webhook {
             ));
         }
         tracing::info!(addr = ?self.listener.local_addr().ok(), "webhook serving");
-        server::serve_tls(self.listener, self.tls, self.router, shutdown).await;
+        server::serve_tls(self.listener, self.tls, self.router, self.limits, shutdown).await;
     }
 }
 
