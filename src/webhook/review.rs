@@ -95,9 +95,15 @@ struct WireMeta<'a> {
     deletion_timestamp: Option<IgnoredAny>,
 }
 
-/// Only the uid, to echo it when nothing else of a review could be read.
+/// Only the uid (and that this is a v1 review), to echo it when nothing else of a
+/// review could be read.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct UidOnly<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     request: Option<UidOnlyRequest<'a>>,
 }
@@ -303,6 +309,10 @@ fn explain_failure(body: &[u8]) -> DecodeError {
     };
     let uid = serde_json::from_slice::<UidOnly<'_>>(body)
         .ok()
+        .filter(|r| {
+            r.api_version.as_deref() == Some(REVIEW_API_VERSION)
+                && r.kind.as_deref() == Some(REVIEW_KIND)
+        })
         .and_then(|r| r.request)
         .and_then(|r| r.uid)
         .map(Cow::into_owned);
