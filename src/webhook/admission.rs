@@ -130,9 +130,9 @@ async fn answer<L: ClusterLookup + 'static>(
     state: &AdmissionState<L>,
     request: Request,
 ) -> (Response, Outcome) {
-    let (parts, mut body) = request.into_parts();
-    let body = match body::read(
-        &mut body,
+    let (parts, mut incoming) = request.into_parts();
+    let read = match body::read(
+        &mut incoming,
         &parts.headers,
         state.max_body_bytes,
         state.body_read_timeout,
@@ -144,7 +144,7 @@ async fn answer<L: ClusterLookup + 'static>(
         Err(e) => {
             let status = match e {
                 BodyError::TooLarge { .. } => {
-                    body::linger(body);
+                    body::linger(incoming);
                     StatusCode::PAYLOAD_TOO_LARGE
                 }
                 BodyError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -163,7 +163,7 @@ async fn answer<L: ClusterLookup + 'static>(
             return (response, Outcome::Error);
         }
     };
-    let body = body.bytes.as_slice();
+    let body = read.bytes.as_slice();
     let mode = match kind {
         Kind::Validate => SpecMode::TypedFirst,
         // The patch adds what the JSON as written lacks, so /mutate needs it.
