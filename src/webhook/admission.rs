@@ -256,7 +256,19 @@ async fn admit<'a, L: ClusterLookup>(
     let response = match kind {
         Kind::Validate => {
             let fallback_namespace = namespace.as_deref();
-            validate_review(state, uid, fallback_namespace, object, old_object, budget).await
+            // Boxed: this future holds two DittoServers and the validation core's
+            // state (kilobytes), and every layer above moves its caller's future by
+            // value; boxed, those moves copy a pointer, and the paths that never
+            // validate (unchanged spec, deletion, other kinds) never allocate it.
+            Box::pin(validate_review(
+                state,
+                uid,
+                fallback_namespace,
+                object,
+                old_object,
+                budget,
+            ))
+            .await
         }
         Kind::Mutate => mutate_review(uid, object),
     };

@@ -207,10 +207,12 @@ pub enum SpecMode {
 
 /// Decode an AdmissionReview v1 carrying a request.
 pub fn decode(body: &[u8], mode: SpecMode) -> Result<Review<'_>, DecodeError> {
+    // Boxed as it is decoded: a spec is kilobytes, and unboxed it would be copied at
+    // every level of the envelope on its way out of the decoder.
     if mode == SpecMode::TypedFirst
-        && let Ok(review) = serde_json::from_slice::<WireReview<'_, DittoServerSpec>>(body)
+        && let Ok(review) = serde_json::from_slice::<WireReview<'_, Box<DittoServerSpec>>>(body)
     {
-        return finish(review, |spec| Spec::Typed(Box::new(spec)));
+        return finish(review, Spec::Typed);
     }
     match serde_json::from_slice::<WireReview<'_, &RawValue>>(body) {
         Ok(review) => finish(review, raw_spec),
