@@ -747,6 +747,19 @@ async fn an_update_that_leaves_the_spec_unchanged_is_never_refused() {
             );
         }
     }
+    // Written differently (a field this version does not know), parsed the same.
+    let old = ditto_server(
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}}),
+    );
+    let new = ditto_server(
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}, "unknownField": 1}),
+    );
+    let rewritten = review("uid-rewritten", "UPDATE", Some(new), Some(old));
+    for path in ["/validate", "/mutate"] {
+        let response = server.admit(path, &rewritten).await;
+        assert_eq!(response["allowed"], true, "{path}: {response}");
+        assert!(response.get("patch").is_none(), "{path}: {response}");
+    }
     // A real spec change is still judged.
     let old = ditto_server(minimal_spec());
     let new = ditto_server(

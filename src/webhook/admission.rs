@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::body::{self, BodyBudget, BodyError};
 use super::metrics::{Endpoint, Outcome, WebhookMetrics};
-use super::review::{self, DecodeError, Operation, Review, ReviewObject, Spec, SpecMode};
+use super::review::{self, DecodeError, Operation, ParsedSpec, Review, ReviewObject};
 use super::server::Limits;
 use crate::crd::{DittoServer, DittoServerSpec, GROUP, KIND};
 use crate::validation::{ClusterLookup, Finding, validate};
@@ -164,12 +164,7 @@ async fn answer<L: ClusterLookup + 'static>(
         }
     };
     let body = read.bytes.as_slice();
-    let mode = match kind {
-        Kind::Validate => SpecMode::TypedFirst,
-        // The patch adds what the JSON as written lacks, so /mutate needs it.
-        Kind::Mutate => SpecMode::Raw,
-    };
-    let review = match review::decode(body, mode) {
+    let review = match review::decode(body) {
         Ok(review) => review,
         Err(DecodeError::NotAReview(message)) => {
             return (json_error(StatusCode::BAD_REQUEST, message), Outcome::Error);
@@ -243,16 +238,23 @@ async fn admit<'a, L: ClusterLookup>(
     // (finalizer removal, label and annotation edits), is never judged: a rule, or a
     // cluster fact such as a deleted StorageClass, must never make an object
     // undeletable. A real cluster showed an object stuck Terminating because the
-    // controller's finalizer-removal UPDATE was denied.
+    // controller's finalizer-removal UPDATE was denied. The spec text is compared
+    // here, before anything is parsed; specs that differ only in how they are
+    // written are compared again once parsed.
     if operation == Operation::Update
         && (object.deleting
             || old_object
                 .as_ref()
-                .is_some_and(|old| object.spec.same_as(&old.spec)))
+                .is_some_and(|old| object.same_spec_text(old)))
     {
         tracing::debug!(%uid, deleting = object.deleting, "UPDATE that leaves the spec unchanged or deletes; allowed unjudged");
         return ReviewResponse::allow(uid);
     }
+    // The stored object, parsed, on UPDATE.
+    let old_spec = match operation {
+        Operation::Update => old_object.as_ref().map(|old| (old, old.parse_spec())),
+        _ => None,
+    };
     let response = match kind {
         Kind::Validate => {
             let fallback_namespace = namespace.as_deref();
@@ -264,13 +266,13 @@ async fn admit<'a, L: ClusterLookup>(
                 state,
                 uid,
                 fallback_namespace,
-                object,
-                old_object,
+                &object,
+                old_spec,
                 budget,
             ))
             .await
         }
-        Kind::Mutate => mutate_review(uid, object),
+        Kind::Mutate => mutate_review(uid, &object, old_spec),
     };
     if response.allowed {
         tracing::debug!(uid = %response.uid, ?operation, ?namespace, ?name, dry_run, patched = response.patch.is_some(), warnings = response.warnings.len(), "admitted");
@@ -280,22 +282,34 @@ async fn admit<'a, L: ClusterLookup>(
     response
 }
 
+/// Both sides parse to the same spec (written differently: key order, fields this
+/// version does not know): unchanged after all.
+fn parsed_unchanged(
+    new: &DittoServerSpec,
+    old: Option<&(&ReviewObject<'_>, Option<ParsedSpec>)>,
+) -> bool {
+    matches!(old, Some((_, Some(Ok(old)))) if **old == *new)
+}
+
 async fn validate_review<'a, L: ClusterLookup>(
     state: &AdmissionState<L>,
     uid: Cow<'a, str>,
     request_namespace: Option<&str>,
-    object: ReviewObject<'_>,
-    old_object: Option<ReviewObject<'_>>,
+    object: &ReviewObject<'_>,
+    old: Option<(&ReviewObject<'_>, Option<ParsedSpec>)>,
     budget: Duration,
 ) -> ReviewResponse<'a> {
-    let (metadata, spec) = object.into_parts();
-    let spec = match spec {
-        Ok(spec) => spec,
-        Err(message) => return ReviewResponse::deny(uid, 422, "Invalid", message),
+    let spec = match object.parse_spec() {
+        Some(Ok(spec)) => spec,
+        Some(Err(message)) => return ReviewResponse::deny(uid, 422, "Invalid", message),
+        None => return ReviewResponse::deny(uid, 422, "Invalid", SPEC_REQUIRED.to_string()),
     };
+    if parsed_unchanged(&spec, old.as_ref()) {
+        return ReviewResponse::allow(uid);
+    }
     let mut new = DittoServer {
-        metadata,
-        spec,
+        metadata: object.metadata(),
+        spec: *spec,
         status: None,
     };
     // On CREATE the object may not carry its namespace yet; lookups (Secrets) need it.
@@ -303,19 +317,21 @@ async fn validate_review<'a, L: ClusterLookup>(
         new.metadata.namespace = request_namespace.map(str::to_string);
     }
     let mut warnings = Vec::new();
-    let old = old_object.and_then(|old| match old.into_parts() {
-        (metadata, Ok(spec)) => Some(DittoServer {
-            metadata,
-            spec,
-            status: None,
-        }),
-        (_, Err(message)) => {
-            // The stored object predates a schema change: judge the new object alone
-            // rather than lock the user out of fixing it.
-            warnings.push(format!(
-                "the stored object does not parse ({message}); update rules were not checked"
-            ));
-            None
+    let old = old.and_then(|(old, parsed)| {
+        match parsed.unwrap_or_else(|| Err(SPEC_REQUIRED.to_string())) {
+            Ok(spec) => Some(DittoServer {
+                metadata: old.metadata(),
+                spec: *spec,
+                status: None,
+            }),
+            Err(message) => {
+                // The stored object predates a schema change: judge the new object
+                // alone rather than lock the user out of fixing it.
+                warnings.push(format!(
+                    "the stored object does not parse ({message}); update rules were not checked"
+                ));
+                None
+            }
         }
     });
     let report = match tokio::time::timeout(budget, validate(&new, old.as_ref(), &*state.lookup))
@@ -356,43 +372,38 @@ async fn validate_review<'a, L: ClusterLookup>(
 }
 
 impl ReviewObject<'_> {
-    /// The metadata the rules read, and the typed spec (or why there is none).
-    fn into_parts(self) -> (ObjectMeta, Result<DittoServerSpec, String>) {
-        let metadata = ObjectMeta {
-            name: self.name.map(Cow::into_owned),
-            generate_name: self.generate_name.map(Cow::into_owned),
-            namespace: self.namespace.map(Cow::into_owned),
+    /// The metadata the rules read.
+    fn metadata(&self) -> ObjectMeta {
+        ObjectMeta {
+            name: self.name.as_deref().map(str::to_string),
+            generate_name: self.generate_name.as_deref().map(str::to_string),
+            namespace: self.namespace.as_deref().map(str::to_string),
             ..ObjectMeta::default()
-        };
-        let spec = match self.spec {
-            Spec::Missing => Err(SPEC_REQUIRED.to_string()),
-            Spec::Typed(spec) => Ok(*spec),
-            Spec::Raw { parsed, .. } => parsed.map(|spec| *spec),
-        };
-        (metadata, spec)
+        }
     }
 }
 
-fn mutate_review<'a>(uid: Cow<'a, str>, object: ReviewObject<'_>) -> ReviewResponse<'a> {
-    let (json, spec) = match object.spec {
-        Spec::Missing => {
-            let message = crate::defaults::DefaultingError::MissingSpec.to_string();
-            return ReviewResponse::deny(uid, 422, "Invalid", message);
-        }
-        Spec::Raw {
-            parsed: Err(message),
-            ..
-        } => return ReviewResponse::deny(uid, 422, "Invalid", message),
-        Spec::Raw {
-            json,
-            parsed: Ok(spec),
-        } => (Cow::Owned(json), spec),
-        // Not produced in raw mode; the typed spec written back is the closest JSON.
-        Spec::Typed(spec) => match serde_json::to_value(&spec) {
-            Ok(json) => (Cow::Owned(json), spec),
-            Err(e) => return encode_failure(uid, e),
-        },
+fn mutate_review<'a>(
+    uid: Cow<'a, str>,
+    object: &ReviewObject<'_>,
+    old: Option<(&ReviewObject<'_>, Option<ParsedSpec>)>,
+) -> ReviewResponse<'a> {
+    let Some(raw) = object.spec else {
+        let message = crate::defaults::DefaultingError::MissingSpec.to_string();
+        return ReviewResponse::deny(uid, 422, "Invalid", message);
     };
+    // The patch adds what the JSON as written lacks: parse through a JSON value.
+    let json: serde_json::Value = match serde_json::from_str(raw.get()) {
+        Ok(json) => json,
+        Err(e) => return ReviewResponse::deny(uid, 422, "Invalid", format!("spec: {e}")),
+    };
+    let spec = match review::parse_spec_value(&json) {
+        Ok(spec) => spec,
+        Err(message) => return ReviewResponse::deny(uid, 422, "Invalid", message),
+    };
+    if parsed_unchanged(&spec, old.as_ref()) {
+        return ReviewResponse::allow(uid);
+    }
     let patch = match crate::defaults::spec_defaulting_patch(&json, &spec) {
         Ok(patch) => patch,
         Err(e) => return encode_failure(uid, e),

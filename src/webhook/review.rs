@@ -6,11 +6,11 @@
 //! userInfo, options) is skipped by the JSON scanner without building a tree, and
 //! strings without escapes are borrowed from the body rather than copied.
 //!
-//! `/validate` first decodes the specs as typed [`DittoServerSpec`]s directly. Only if
-//! that fails (a spec that does not parse, or a body that is not a review) does it
-//! decode again, keeping each spec as raw JSON, so that the answer can still echo the
-//! uid and name the field that failed. `/mutate` always keeps the raw spec: its patch
-//! adds what the raw JSON lacks.
+//! Each spec is kept as the raw JSON text it was written in (borrowed from the body,
+//! checked by the scanner but not parsed): an UPDATE whose spec text is unchanged is
+//! answered without parsing either spec, and only a spec that is judged is parsed,
+//! straight into the typed [`DittoServerSpec`]. Only if that fails is it parsed again
+//! through a JSON value, to name the field that failed.
 
 use std::borrow::Cow;
 
@@ -138,50 +138,50 @@ pub struct ReviewObject<'a> {
     pub namespace: Option<Cow<'a, str>>,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
-    pub spec: Spec,
+    /// The spec as written; `None` when absent or `null`.
+    pub spec: Option<&'a RawValue>,
 }
 
-/// The spec of a review object, as far as it could be read.
-#[derive(Debug)]
-pub enum Spec {
-    /// No `spec` (or `spec: null`).
-    Missing,
-    /// Decoded straight into the typed spec (the fast path; the raw JSON is not kept).
-    Typed(Box<DittoServerSpec>),
-    /// Kept as the JSON that was written (a value of the spec alone), with the result
-    /// of parsing it: the typed spec, or the message naming the field that does not parse.
-    Raw {
-        json: serde_json::Value,
-        parsed: Result<Box<DittoServerSpec>, String>,
-    },
-}
+/// A parsed spec, or the message naming the field that does not parse.
+pub type ParsedSpec = Result<Box<DittoServerSpec>, String>;
 
-impl Spec {
-    /// The typed spec, if it parses.
-    pub fn typed(&self) -> Option<&DittoServerSpec> {
-        match self {
-            Self::Typed(spec) => Some(spec),
-            Self::Raw {
-                parsed: Ok(spec), ..
-            } => Some(spec),
-            _ => None,
+impl ReviewObject<'_> {
+    /// Is the spec written exactly as in `old`? The cheap test, before anything is
+    /// parsed: the API server writes both objects the same way, so an unchanged spec
+    /// (a finalizer removal, a label edit) has the same text.
+    pub fn same_spec_text(&self, old: &ReviewObject<'_>) -> bool {
+        match (self.spec, old.spec) {
+            (None, None) => true,
+            (Some(new), Some(old)) => new.get() == old.get(),
+            _ => false,
         }
     }
 
-    /// Do both sides hold the same spec? Typed comparison when both parse (fields this
-    /// version does not know are pruned by the API server anyway); otherwise the raw
-    /// JSON must be equal, so an unparseable spec that is carried over unchanged
-    /// (a finalizer removal on an object a newer schema wrote) still counts as unchanged.
-    pub fn same_as(&self, other: &Spec) -> bool {
-        match (self.typed(), other.typed()) {
-            (Some(a), Some(b)) => a == b,
-            _ => match (self, other) {
-                (Self::Missing, Self::Missing) => true,
-                (Self::Raw { json: a, .. }, Self::Raw { json: b, .. }) => a == b,
-                _ => false,
-            },
-        }
+    /// The typed spec (`None` when there is none).
+    pub fn parse_spec(&self) -> Option<ParsedSpec> {
+        self.spec.map(parse_spec_text)
     }
+}
+
+/// Parse a spec straight from its text; only if that fails, through a JSON value, the
+/// way the webhook always has (so the message names the field and carries no position
+/// inside the fragment, and a duplicate key means the last one, as in a JSON value).
+pub fn parse_spec_text(raw: &RawValue) -> ParsedSpec {
+    if let Ok(spec) = serde_json::from_str::<Box<DittoServerSpec>>(raw.get()) {
+        return Ok(spec);
+    }
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(json) => parse_spec_value(&json),
+        // serde_json already accepted this text as a RawValue; kept total anyway.
+        Err(e) => Err(format!("spec: {e}")),
+    }
+}
+
+/// Parse a spec from a JSON value, naming the failing field.
+pub fn parse_spec_value(json: &serde_json::Value) -> ParsedSpec {
+    crate::defaults::parse_spec(json)
+        .map(Box::new)
+        .map_err(|e| spec_error_message(&e.path, &e.message))
 }
 
 /// Why a body could not be decoded as a review.
@@ -196,34 +196,15 @@ pub enum DecodeError {
     BadRequest { uid: String, message: String },
 }
 
-/// How the specs are decoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpecMode {
-    /// Typed first; raw (naming the failing field) only if that fails.
-    TypedFirst,
-    /// Always raw: the caller needs the JSON as written.
-    Raw,
-}
-
 /// Decode an AdmissionReview v1 carrying a request.
-pub fn decode(body: &[u8], mode: SpecMode) -> Result<Review<'_>, DecodeError> {
-    // Boxed as it is decoded: a spec is kilobytes, and unboxed it would be copied at
-    // every level of the envelope on its way out of the decoder.
-    if mode == SpecMode::TypedFirst
-        && let Ok(review) = serde_json::from_slice::<WireReview<'_, Box<DittoServerSpec>>>(body)
-    {
-        return finish(review, Spec::Typed);
-    }
+pub fn decode(body: &[u8]) -> Result<Review<'_>, DecodeError> {
     match serde_json::from_slice::<WireReview<'_, &RawValue>>(body) {
-        Ok(review) => finish(review, raw_spec),
+        Ok(review) => finish(review),
         Err(_) => Err(explain_failure(body)),
     }
 }
 
-fn finish<'a, S>(
-    review: WireReview<'a, S>,
-    spec: impl Fn(S) -> Spec,
-) -> Result<Review<'a>, DecodeError> {
+fn finish<'a>(review: WireReview<'a, &'a RawValue>) -> Result<Review<'a>, DecodeError> {
     if review.api_version.as_deref() != Some(REVIEW_API_VERSION)
         || review.kind.as_deref() != Some(REVIEW_KIND)
     {
@@ -238,14 +219,14 @@ fn finish<'a, S>(
             "the AdmissionReview has no request".to_string(),
         ));
     };
-    let object = |o: WireObject<'a, S>| {
+    let object = |o: WireObject<'a, &'a RawValue>| {
         let meta = o.metadata.unwrap_or_default();
         ReviewObject {
             name: meta.name,
             generate_name: meta.generate_name,
             namespace: meta.namespace,
             deleting: meta.deletion_timestamp.is_some(),
-            spec: o.spec.map_or(Spec::Missing, &spec),
+            spec: o.spec,
         }
     };
     Ok(Review {
@@ -260,25 +241,6 @@ fn finish<'a, S>(
         object: request.object.map(object),
         old_object: request.old_object.map(object),
     })
-}
-
-/// Keep a raw spec as a JSON value and parse it the way the webhook always has
-/// (from the value, so the message carries no position inside the fragment),
-/// naming the failing field.
-fn raw_spec(raw: &RawValue) -> Spec {
-    match serde_json::from_str::<serde_json::Value>(raw.get()) {
-        Ok(json) => {
-            let parsed = crate::defaults::parse_spec(&json)
-                .map(Box::new)
-                .map_err(|e| spec_error_message(&e.path, &e.message));
-            Spec::Raw { json, parsed }
-        }
-        // serde_json already accepted this text as a RawValue; kept total anyway.
-        Err(e) => Spec::Raw {
-            json: serde_json::Value::Null,
-            parsed: Err(format!("spec: {e}")),
-        },
-    }
 }
 
 /// `spec.<path>: <message>`, or `spec: <message>` when the spec itself is wrong.
@@ -341,40 +303,45 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_payload_decodes_typed_in_one_pass() {
+    fn the_shared_payload_decodes_in_one_pass_borrowing_from_the_body() {
         let body = include_bytes!("../../benches/data/admission-review-update.json");
-        let review = decode(body, SpecMode::TypedFirst).unwrap();
+        let review = decode(body).unwrap();
         assert_eq!(review.uid, "v-1");
         assert!(matches!(review.uid, Cow::Borrowed(_)), "uid borrowed");
         assert_eq!(review.operation, Operation::Update);
         assert_eq!(review.name.as_deref(), Some("full"));
         let object = review.object.unwrap();
-        assert!(matches!(object.spec, Spec::Typed(_)));
         assert_eq!(object.namespace.as_deref(), Some("prod"));
         assert!(!object.deleting);
-        assert!(object.spec.same_as(&review.old_object.unwrap().spec));
+        assert!(object.same_spec_text(&review.old_object.unwrap()));
+        let spec = object.parse_spec().unwrap().unwrap();
+        assert_eq!(spec.storage.storage_class_name.as_deref(), Some("fast"));
     }
 
     #[test]
-    fn a_spec_that_does_not_parse_keeps_the_uid_and_names_the_field() {
+    fn a_spec_that_does_not_parse_is_named_by_field() {
         let body = body(serde_json::json!({
             "uid": "u", "kind": {"group": "g", "kind": "K"}, "operation": "CREATE",
             "object": {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"},
                        "spec": {"storage": {"metadataSize": "1Gi"}, "smb": {"port": "x"}}},
         }));
-        let review = decode(&body, SpecMode::TypedFirst).unwrap();
+        let review = decode(&body).unwrap();
         let object = review.object.unwrap();
         assert!(object.deleting);
-        match object.spec {
-            Spec::Raw {
-                parsed: Err(message),
-                ..
-            } => assert!(
-                message.starts_with("spec.smb.port: invalid type"),
-                "{message}"
-            ),
-            other => panic!("{other:?}"),
-        }
+        let message = object.parse_spec().unwrap().unwrap_err();
+        assert!(
+            message.starts_with("spec.smb.port: invalid type"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_in_a_spec_means_the_last_one() {
+        let raw = RawValue::from_string(
+            r#"{"storage": {"metadataSize": "1Gi"}, "nfsPort": 1, "nfsPort": 2049}"#.into(),
+        )
+        .unwrap();
+        assert_eq!(parse_spec_text(&raw).unwrap().nfs_port, Some(2049));
     }
 
     #[test]
@@ -382,7 +349,7 @@ mod tests {
         let body = body(serde_json::json!({
             "uid": "u-7", "kind": {"group": "g", "kind": "K"}, "operation": "PATCH",
         }));
-        match decode(&body, SpecMode::TypedFirst).unwrap_err() {
+        match decode(&body).unwrap_err() {
             DecodeError::BadRequest { uid, message } => {
                 assert_eq!(uid, "u-7");
                 assert!(
@@ -393,26 +360,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            decode(b"{not json", SpecMode::TypedFirst),
+            decode(b"{not json"),
             Err(DecodeError::NotAReview(_))
         ));
     }
 
     #[test]
-    fn unchanged_means_typed_equal_or_identical_raw_json() {
-        let typed = |s: &str| Spec::Typed(Box::new(serde_json::from_str(s).unwrap()));
-        let a = typed(r#"{"storage": {"metadataSize": "1Gi"}}"#);
-        let b = typed(r#"{"storage": {"metadataSize": "1Gi"}, "unknown": 1}"#);
-        let c = typed(r#"{"storage": {"metadataSize": "2Gi"}}"#);
-        assert!(a.same_as(&b));
-        assert!(!a.same_as(&c));
-        let bad = || Spec::Raw {
-            json: serde_json::json!({"nfsPort": "x"}),
-            parsed: Err("spec.nfsPort: invalid".into()),
-        };
-        assert!(bad().same_as(&bad()));
-        assert!(!bad().same_as(&a));
-        assert!(Spec::Missing.same_as(&Spec::Missing));
-        assert!(!Spec::Missing.same_as(&a));
+    fn the_spec_text_decides_what_is_unchanged() {
+        let a = RawValue::from_string(r#"{"storage":{"metadataSize":"1Gi"}}"#.into()).unwrap();
+        let b = RawValue::from_string(r#"{"storage":{"metadataSize":"2Gi"}}"#.into()).unwrap();
+        fn with(spec: Option<&RawValue>) -> ReviewObject<'_> {
+            ReviewObject {
+                name: None,
+                generate_name: None,
+                namespace: None,
+                deleting: false,
+                spec,
+            }
+        }
+        assert!(with(Some(&a)).same_spec_text(&with(Some(&a))));
+        assert!(!with(Some(&a)).same_spec_text(&with(Some(&b))));
+        assert!(with(None).same_spec_text(&with(None)));
+        assert!(!with(Some(&a)).same_spec_text(&with(None)));
     }
 }
