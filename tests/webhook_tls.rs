@@ -938,13 +938,14 @@ async fn too_large_bodies_get_413_announced_or_chunked() {
 }
 
 #[tokio::test]
-async fn the_connection_cap_holds_and_evicts_the_oldest_unproven_connection() {
+async fn the_connection_cap_holds_and_makes_room_for_new_clients() {
     let server = start_limited(Limits {
         max_connections: 3,
         ..Limits::default()
     })
     .await;
-    // A client that completed a review (as the API server does) is never evicted.
+    let config = http1_config(&server.ca_pem);
+    // A client that completed a review (as the API server does).
     let mut proven = server.conn().await;
     assert_eq!(
         proven
@@ -954,14 +955,14 @@ async fn the_connection_cap_holds_and_evicts_the_oldest_unproven_connection() {
             .status,
         200
     );
-    let config = http1_config(&server.ca_pem);
-    let mut idle_a = support::connect(server.addr, config.clone()).await.unwrap();
-    let _idle_b = support::connect(server.addr, config.clone()).await.unwrap();
-    // The cap (3) is reached: a new connection evicts the oldest unproven one.
-    let mut newcomer = Http1Conn::open(server.addr, config.clone()).await.unwrap();
-    closed_within(&mut idle_a, Duration::from_secs(5)).await;
+    // Two that connect and send nothing.
+    let mut silent_a = support::connect(server.addr, config.clone()).await.unwrap();
+    let mut silent_b = support::connect(server.addr, config.clone()).await.unwrap();
+    // The cap (3) is reached: a newcomer takes the place of the oldest silent one.
+    let mut second = Http1Conn::open(server.addr, config.clone()).await.unwrap();
+    closed_within(&mut silent_a, Duration::from_secs(5)).await;
     assert_eq!(
-        newcomer
+        second
             .post("/validate", &valid_review_bytes("uid-2"))
             .await
             .unwrap()
@@ -976,9 +977,8 @@ async fn the_connection_cap_holds_and_evicts_the_oldest_unproven_connection() {
             .status,
         200
     );
-    // Now two of three are proven; one more newcomer evicts the last unproven one, and
-    // once all three are proven a fourth connection is refused.
     let mut third = Http1Conn::open(server.addr, config.clone()).await.unwrap();
+    closed_within(&mut silent_b, Duration::from_secs(5)).await;
     assert_eq!(
         third
             .post("/validate", &valid_review_bytes("uid-4"))
@@ -987,23 +987,34 @@ async fn the_connection_cap_holds_and_evicts_the_oldest_unproven_connection() {
             .status,
         200
     );
-    let refused = async {
-        let mut tls = support::connect(server.addr, config.clone()).await?;
-        let mut byte = [0u8; 1];
-        match tls.read(&mut byte).await? {
-            0 => Err(std::io::Error::other("closed")),
-            _ => Ok(()),
-        }
-    };
-    assert!(
-        tokio::time::timeout(Duration::from_secs(5), refused)
+    // All three have answered a review: the one idle the longest (`second`) makes
+    // room, the others keep working.
+    let mut fourth = Http1Conn::open(server.addr, config.clone()).await.unwrap();
+    assert_eq!(
+        fourth
+            .post("/validate", &valid_review_bytes("uid-5"))
             .await
             .unwrap()
+            .status,
+        200
+    );
+    assert!(
+        second
+            .post("/validate", &valid_review_bytes("uid-6"))
+            .await
             .is_err()
     );
     assert_eq!(
         proven
-            .post("/validate", &valid_review_bytes("uid-5"))
+            .post("/validate", &valid_review_bytes("uid-7"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        third
+            .post("/validate", &valid_review_bytes("uid-8"))
             .await
             .unwrap()
             .status,

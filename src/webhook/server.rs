@@ -5,10 +5,11 @@
 //! Every limit is in [`Limits`]; `docs/security.md` gives the reason for each value.
 //! The idea: a connection costs little while it exists, and exists only while it is
 //! useful. A connection that has not yet answered a request successfully is
-//! *unproven*: it must do so within [`FIRST_REQUEST_TIMEOUT`], and at the connection
-//! cap the oldest unproven connection is closed to let a new one in, so slow clients
-//! holding connections never lock out the API server (whose connections prove
-//! themselves on their first review and then stay).
+//! *unproven*: it must do so within [`FIRST_REQUEST_TIMEOUT`]. At the connection cap a
+//! new connection takes the place of the oldest unproven one or, if all are proven,
+//! of the one idle the longest, so clients holding connections (slowly, or by
+//! sending a review now and then) never lock out the API server, whose connections
+//! prove themselves on their first review and stay busy.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -57,10 +58,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// few connections; 32 concurrent reviews per connection is far above what one
 /// DittoServer workload produces and bounds what one connection can buffer.
 pub const MAX_CONCURRENT_STREAMS: u32 = 32;
-/// Open connections at once. Per connection the server holds about 30–40 KiB
-/// (TLS state and buffers, HTTP state, the task); 1,024 keep the worst case near
-/// 40 MiB, under the 128 Mi limit with the controller alongside. At the cap the
-/// oldest unproven connection is closed to admit the new one.
+/// Open connections at once: bounds the memory of held connections (TLS state and
+/// buffers, HTTP state, the task; see docs/benchmarks.md for the measured figure),
+/// far above what the API server opens. At the cap a new connection takes the place
+/// of the oldest unproven one, else of the proven one idle the longest.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Request bodies buffered at once, all requests together (the body of a request
 /// counts from its first byte until its answer is sent). Ten of the largest
@@ -138,7 +139,7 @@ pub async fn serve_tls(
             },
         };
         let Some(slot) = connections.admit() else {
-            // Every connection has proven itself: refuse rather than disturb one.
+            // Every connection is proven and busy: refuse rather than cut a review short.
             tracing::warn!(%peer, max = limits.max_connections, "connection cap reached; new connection refused");
             continue;
         };
@@ -175,7 +176,6 @@ async fn serve_connection(
     slot: Slot,
     shutdown: CancellationToken,
 ) {
-    let accepted = Instant::now();
     let handshake = tokio::select! {
         () = slot.evicted.cancelled() => return,
         handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)) => handshake,
@@ -191,10 +191,10 @@ async fn serve_connection(
             return;
         }
     };
-    let activity = Arc::new(Activity::new(accepted));
+    let activity = slot.activity.clone();
     let service = {
         let activity = activity.clone();
-        let slot = slot.clone();
+        let slot = slot.0.clone();
         hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let request_guard = activity.start();
             let slot = slot.clone();
@@ -226,7 +226,7 @@ async fn serve_connection(
                 return;
             }
             () = slot.evicted.cancelled() => {
-                tracing::debug!("unproven connection closed to admit a new one at the cap");
+                tracing::debug!("connection closed to admit a new one at the cap");
                 return;
             }
             () = shutdown.cancelled() => "shutdown",
@@ -274,6 +274,19 @@ impl Activity {
         RequestGuard(self.clone())
     }
 
+    /// Since when nothing has been in flight; `None` while a request is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(
+            *self
+                .idle_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// When the connection is to be closed if nothing happens: never while a request
     /// is in flight (the body deadline and the review budget bound those).
     fn idle_deadline(&self, limits: &Limits, proven: bool) -> Option<Instant> {
@@ -310,7 +323,7 @@ impl Drop for RequestGuard {
     }
 }
 
-/// The open connections: a cap, and the unproven ones in accept order for eviction.
+/// The open connections, in accept order, under a cap.
 struct Connections {
     max: usize,
     state: Mutex<ConnectionsState>,
@@ -319,10 +332,10 @@ struct Connections {
 
 #[derive(Default)]
 struct ConnectionsState {
-    open: usize,
     next_id: u64,
-    /// Unproven connections by accept order (oldest first).
-    unproven: BTreeMap<u64, CancellationToken>,
+    /// Open connections by accept order (oldest first). An evicted connection leaves
+    /// at once: its slot is handed over before its task has ended.
+    open: BTreeMap<u64, Arc<SlotInner>>,
 }
 
 impl Connections {
@@ -341,30 +354,44 @@ impl Connections {
     }
 
     fn open(&self) -> usize {
-        self.lock().open
+        self.lock().open.len()
     }
 
-    /// A slot for a new connection: at the cap, the oldest unproven connection is
-    /// closed to make room; `None` when every open connection has proven itself.
+    /// A slot for a new connection. At the cap one connection makes room: the oldest
+    /// unproven one (a slow or failing client, or one still in its handshake), else
+    /// the proven one idle the longest with nothing in flight. `None` when every open
+    /// connection is proven and busy.
     fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut state = self.lock();
-        if state.open >= self.max {
-            let (_, oldest) = state.unproven.pop_first()?;
-            oldest.cancel();
-            // Its slot is handed over now; its task ends at its next poll.
-            state.open -= 1;
+        if state.open.len() >= self.max {
+            let victim = state
+                .open
+                .iter()
+                .find(|(_, slot)| !slot.is_proven())
+                .or_else(|| {
+                    state
+                        .open
+                        .iter()
+                        .filter_map(|entry| entry.1.activity.idle_since().map(|t| (t, entry)))
+                        .min_by_key(|(since, _)| *since)
+                        .map(|(_, entry)| entry)
+                })
+                .map(|(id, _)| *id)?;
+            if let Some(slot) = state.open.remove(&victim) {
+                slot.evicted.cancel();
+            }
         }
-        state.open += 1;
         let id = state.next_id;
         state.next_id += 1;
-        let evicted = CancellationToken::new();
-        state.unproven.insert(id, evicted.clone());
-        Some(Slot(Arc::new(SlotInner {
+        let slot = Arc::new(SlotInner {
             id,
-            connections: self.clone(),
-            evicted,
+            connections: Arc::downgrade(self),
+            evicted: CancellationToken::new(),
             proven: AtomicBool::new(false),
-        })))
+            activity: Arc::new(Activity::new(Instant::now())),
+        });
+        state.open.insert(id, slot.clone());
+        Some(Slot(slot))
     }
 
     async fn all_closed(&self) {
@@ -378,15 +405,35 @@ impl Connections {
     }
 }
 
-/// One connection's place under the cap; released when the connection task ends.
-#[derive(Clone)]
+/// One connection's place under the cap, owned by its task and released when the
+/// task ends (request futures that outlive it only hold the [`SlotInner`]).
 struct Slot(Arc<SlotInner>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(connections) = self.0.connections.upgrade() else {
+            return;
+        };
+        let mut state = connections.lock();
+        // An evicted connection left the registry already (its place was handed over).
+        if state
+            .open
+            .get(&self.0.id)
+            .is_some_and(|slot| Arc::ptr_eq(slot, &self.0))
+        {
+            state.open.remove(&self.0.id);
+        }
+        drop(state);
+        connections.closed.notify_waiters();
+    }
+}
 
 struct SlotInner {
     id: u64,
-    connections: Arc<Connections>,
+    connections: std::sync::Weak<Connections>,
     evicted: CancellationToken,
     proven: AtomicBool,
+    activity: Arc<Activity>,
 }
 
 impl std::ops::Deref for Slot {
@@ -401,27 +448,10 @@ impl SlotInner {
         self.proven.load(Ordering::Relaxed)
     }
 
-    /// The connection answered a request successfully: never evicted from now on
-    /// (unless it already was).
+    /// The connection answered a request successfully: from now on it is evicted only
+    /// when idle, and only if no unproven connection can make room instead.
     fn prove(&self) {
-        if self.is_proven() {
-            return;
-        }
-        if self.connections.lock().unproven.remove(&self.id).is_some() {
-            self.proven.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for SlotInner {
-    fn drop(&mut self) {
-        let mut state = self.connections.lock();
-        // An evicted connection (neither proven nor listed) handed its slot over already.
-        if self.proven.load(Ordering::Relaxed) || state.unproven.remove(&self.id).is_some() {
-            state.open = state.open.saturating_sub(1);
-        }
-        drop(state);
-        self.connections.closed.notify_waiters();
+        self.proven.store(true, Ordering::Relaxed);
     }
 }
 
@@ -429,8 +459,8 @@ impl Drop for SlotInner {
 mod tests {
     use super::*;
 
-    #[test]
-    fn at_the_cap_the_oldest_unproven_connection_makes_room() {
+    #[tokio::test]
+    async fn at_the_cap_the_oldest_unproven_connection_makes_room() {
         let connections = Arc::new(Connections::new(2));
         let first = connections.admit().unwrap();
         let second = connections.admit().unwrap();
@@ -443,11 +473,19 @@ mod tests {
         drop(second);
         assert_eq!(connections.open(), 2, "the evicted slot was handed over");
         third.prove();
-        // Every open connection is proven: a new one is refused.
+        // Every connection is proven: the one idle the longest (first) makes room.
+        let fourth = connections.admit().unwrap();
+        assert!(first.evicted.is_cancelled());
+        assert!(!third.evicted.is_cancelled());
+        // Proven and busy: nothing can make room.
+        fourth.prove();
+        let _busy_third = third.activity.start();
+        let _busy_fourth = fourth.activity.start();
         assert!(connections.admit().is_none());
-        drop(first);
-        assert_eq!(connections.open(), 1);
-        assert!(connections.admit().is_some());
+        assert_eq!(connections.open(), 2);
         drop(third);
+        drop(_busy_third);
+        assert_eq!(connections.open(), 1, "a closed connection leaves");
+        assert!(connections.admit().is_some());
     }
 }
