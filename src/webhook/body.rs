@@ -18,6 +18,8 @@ use tokio::time::Instant;
 /// trickles its body holds one unit per KiB it actually sent, never what it announced,
 /// so slow clients cannot take the budget from the API server's requests.
 const BUDGET_UNIT: usize = 1024;
+/// The first buffer of a body of unknown or larger length.
+const MIN_CAPACITY: usize = 4 * 1024;
 
 /// Why a body was not read.
 #[derive(Debug, thiserror::Error)]
@@ -146,10 +148,12 @@ impl Reader<'_> {
             }
             self.reserve(len, deadline).await?;
             if self.bytes.capacity() < len {
-                // Memory is taken as the body arrives (a client that announces 3 MiB
-                // and sends one byte gets one small buffer); with a Content-Length
-                // the buffer grows once, straight to its final size.
-                let target = self.announced.map_or(len, |n| n.max(len));
+                // Memory is taken as the body arrives, doubling, never beyond the
+                // announced length: a client that announces 3 MiB and sends one byte
+                // holds one small buffer, and a review that arrives in one piece
+                // gets a buffer of exactly its size.
+                let doubled = (self.bytes.capacity() * 2).max(len).max(MIN_CAPACITY);
+                let target = self.announced.map_or(doubled, |n| doubled.min(n).max(len));
                 self.bytes.reserve_exact(target - self.bytes.len());
             }
             self.bytes.extend_from_slice(&data);
