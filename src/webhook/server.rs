@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +62,12 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 32;
 /// buffers, HTTP state, the task; see docs/benchmarks.md for the measured figure),
 /// far above what the API server opens. At the cap a new connection takes the place
 /// of the oldest unproven one, else of the proven one idle the longest.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub const MAX_CONNECTIONS: usize = 512;
+/// TLS handshakes in progress at once. A handshake is the most CPU a client can make
+/// the server spend (key exchange and signature, ~0.3 ms); all of them queued at once
+/// in front of the reviews of established connections would delay those by the whole
+/// queue. More handshakes wait for their turn within [`TLS_HANDSHAKE_TIMEOUT`].
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 16;
 /// Request bodies buffered at once, all requests together (the body of a request
 /// counts from its first byte until its answer is sent). Ten of the largest
 /// reviews, or thousands of real ones.
@@ -72,6 +77,7 @@ pub const BODY_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_connections: usize,
+    pub max_concurrent_handshakes: usize,
     pub tls_handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
@@ -87,6 +93,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: MAX_CONNECTIONS,
+            max_concurrent_handshakes: MAX_CONCURRENT_HANDSHAKES,
             tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_read_timeout: BODY_READ_TIMEOUT,
@@ -122,6 +129,7 @@ pub async fn serve_tls(
         .max_concurrent_streams(limits.max_concurrent_streams);
     let builder = Arc::new(builder);
     let connections = Arc::new(Connections::new(limits.max_connections));
+    let handshakes = Arc::new(Semaphore::new(limits.max_concurrent_handshakes.max(1)));
     let limits = Arc::new(limits);
 
     loop {
@@ -153,6 +161,7 @@ pub async fn serve_tls(
             router.clone(),
             limits.clone(),
             slot,
+            handshakes.clone(),
             shutdown.clone(),
         ));
     }
@@ -174,11 +183,17 @@ async fn serve_connection(
     router: Router,
     limits: Arc<Limits>,
     slot: Slot,
+    handshakes: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
+    // The handshake timeout covers the wait for a turn too.
+    let handshake = async {
+        let _turn = handshakes.acquire().await;
+        acceptor.accept(stream).await
+    };
     let handshake = tokio::select! {
         () = slot.evicted.cancelled() => return,
-        handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)) => handshake,
+        handshake = tokio::time::timeout(limits.tls_handshake_timeout, handshake) => handshake,
     };
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
