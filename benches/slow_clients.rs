@@ -241,36 +241,69 @@ fn main() {
         .build()
         .expect("runtime");
     let peak_sampled = Arc::new(AtomicU64::new(0));
-    let (outcomes, normal, newcomers, rss_before) = runtime.block_on(async {
-        wait_ready(probe).await;
-        let ca = std::fs::read_to_string(&ca_path).expect("CA written");
-        let config = http1_config(&ca);
-        let body = Arc::new(
-            serde_json::to_vec(&review(
-                "normal",
-                "CREATE",
-                Some(ditto_server(json!({"storage": {"metadataSize": "1Gi"}}))),
-                None,
-            ))
-            .expect("review"),
-        );
-        // The API server's pool: opened and used before the attack starts.
-        let mut pool = Vec::new();
-        for _ in 0..NORMAL_CONNECTIONS {
-            let mut conn = Http1Conn::open(addr, config.clone())
-                .await
-                .expect("connect");
-            let res = conn.post("/validate", &body).await.expect("first review");
-            assert_eq!(res.status, 200);
-            pool.push(conn);
-        }
-        let rss_before = server
-            .lock()
-            .ok()
-            .and_then(|s| s.as_ref().and_then(|s| s.status_kib("VmRSS:")));
+    runtime.block_on(wait_ready(probe));
+    let ca = std::fs::read_to_string(&ca_path).expect("CA written");
+    let config = http1_config(&ca);
+    let body = Arc::new(
+        serde_json::to_vec(&review(
+            "normal",
+            "CREATE",
+            Some(ditto_server(json!({"storage": {"metadataSize": "1Gi"}}))),
+            None,
+        ))
+        .expect("review"),
+    );
 
-        let start = Instant::now();
-        let until = start + Duration::from_secs(seconds);
+    // The API server: its own thread and runtime (it is another process; sharing the
+    // attack's runtime would measure the generator's own queue of handshakes).
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<Instant>();
+    let api_server = {
+        let config = config.clone();
+        let body = body.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                // Its pool: opened and used before the attack starts.
+                let mut pool = Vec::new();
+                for _ in 0..NORMAL_CONNECTIONS {
+                    let mut conn = Http1Conn::open(addr, config.clone())
+                        .await
+                        .expect("connect");
+                    let res = conn.post("/validate", &body).await.expect("first review");
+                    assert_eq!(res.status, 200);
+                    pool.push(conn);
+                }
+                let _ = ready_tx.send(());
+                let until = go_rx.recv().expect("start signal");
+                let interval = Duration::from_secs_f64(NORMAL_CONNECTIONS as f64 / normal_rate);
+                let normal: Vec<_> = pool
+                    .into_iter()
+                    .map(|conn| tokio::spawn(normal_reviewer(conn, body.clone(), interval, until)))
+                    .collect();
+                let newcomers = tokio::spawn(newcomer(addr, config, body, until));
+                let mut normal_stats = NormalStats::default();
+                for task in normal {
+                    let s = task.await.unwrap_or_default();
+                    normal_stats.latency_us.extend(s.latency_us);
+                    normal_stats.errors += s.errors;
+                }
+                (normal_stats, newcomers.await.unwrap_or_default())
+            })
+        })
+    };
+    ready_rx.recv().expect("API server pool ready");
+    let rss_before = server
+        .lock()
+        .ok()
+        .and_then(|s| s.as_ref().and_then(|s| s.status_kib("VmRSS:")));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    go_tx.send(until).expect("start");
+
+    let outcomes = runtime.block_on(async {
         let sampler = {
             let server = server.clone();
             let peak = peak_sampled.clone();
@@ -285,12 +318,6 @@ fn main() {
                 }
             })
         };
-        let interval = Duration::from_secs_f64(NORMAL_CONNECTIONS as f64 / normal_rate);
-        let normal: Vec<_> = pool
-            .into_iter()
-            .map(|conn| tokio::spawn(normal_reviewer(conn, body.clone(), interval, until)))
-            .collect();
-        let newcomers = tokio::spawn(newcomer(addr, config.clone(), body.clone(), until));
         // Open the slow connections as fast as handshakes allow (256 at a time).
         let gate = Arc::new(tokio::sync::Semaphore::new(256));
         let mut slow_tasks = Vec::with_capacity(slow);
@@ -313,16 +340,10 @@ fn main() {
         for task in slow_tasks {
             outcomes.push(task.await.unwrap_or(SlowOutcome::Refused));
         }
-        let mut normal_stats = NormalStats::default();
-        for task in normal {
-            let s = task.await.unwrap_or_default();
-            normal_stats.latency_us.extend(s.latency_us);
-            normal_stats.errors += s.errors;
-        }
-        let newcomer_stats = newcomers.await.unwrap_or_default();
         let _ = sampler.await;
-        (outcomes, normal_stats, newcomer_stats, rss_before)
+        outcomes
     });
+    let (normal, newcomers) = api_server.join().expect("API server thread");
 
     let server = server.lock().ok().and_then(|mut s| s.take());
     let peak_hwm = server.as_ref().and_then(|s| s.status_kib("VmHWM:"));

@@ -127,10 +127,15 @@ pub async fn serve_tls(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams);
-    let builder = Arc::new(builder);
     let connections = Arc::new(Connections::new(limits.max_connections));
-    let handshakes = Arc::new(Semaphore::new(limits.max_concurrent_handshakes.max(1)));
-    let limits = Arc::new(limits);
+    let server = Arc::new(Server {
+        acceptor,
+        builder,
+        router,
+        handshakes: Semaphore::new(limits.max_concurrent_handshakes.max(1)),
+        limits,
+        shutdown: shutdown.clone(),
+    });
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -148,22 +153,13 @@ pub async fn serve_tls(
         };
         let Some(slot) = connections.admit() else {
             // Every connection is proven and busy: refuse rather than cut a review short.
-            tracing::warn!(%peer, max = limits.max_connections, "connection cap reached; new connection refused");
+            tracing::warn!(%peer, max = server.limits.max_connections, "connection cap reached; new connection refused");
             continue;
         };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, %peer, "cannot set TCP_NODELAY");
         }
-        tokio::spawn(serve_connection(
-            stream,
-            acceptor.clone(),
-            builder.clone(),
-            router.clone(),
-            limits.clone(),
-            slot,
-            handshakes.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(serve_connection(server.clone(), stream, slot));
     }
 
     drop(listener);
@@ -176,16 +172,25 @@ pub async fn serve_tls(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// What every connection task shares.
+struct Server {
     acceptor: TlsAcceptor,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: auto::Builder<TokioExecutor>,
     router: Router,
-    limits: Arc<Limits>,
-    slot: Slot,
-    handshakes: Arc<Semaphore>,
+    limits: Limits,
+    handshakes: Semaphore,
     shutdown: CancellationToken,
-) {
+}
+
+async fn serve_connection(server: Arc<Server>, stream: TcpStream, slot: Slot) {
+    let Server {
+        acceptor,
+        builder,
+        router,
+        limits,
+        handshakes,
+        shutdown,
+    } = &*server;
     // The handshake timeout covers the wait for a turn too.
     let handshake = async {
         let _turn = handshakes.acquire().await;
@@ -232,7 +237,7 @@ async fn serve_connection(
     loop {
         // Registered before reading the state, so no change is missed.
         let changed = activity.changed.notified();
-        let deadline = activity.idle_deadline(&limits, slot.is_proven());
+        let deadline = activity.idle_deadline(limits, slot.is_proven());
         let closing = tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
