@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use dittofs_operator::probes::Readiness;
-use dittofs_operator::validation::{ClusterLookup, Lookup, SecretFacts};
+use dittofs_operator::validation::{ClusterLookup, Lookup, Offline, SecretFacts};
 use dittofs_operator::webhook::metrics::{Endpoint, Outcome};
-use dittofs_operator::webhook::{SelfSigned, ServerArgs, Webhook, WebhookMetrics};
+use dittofs_operator::webhook::{Limits, SelfSigned, ServerArgs, Webhook, WebhookMetrics};
 use serde_json::{Value, json};
 use support::{Http1Conn, HttpResponse, ditto_server, http1_config, review};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,10 +76,33 @@ fn args(dir: &Path) -> ServerArgs {
 }
 
 async fn start_with(args: ServerArgs, dir: tempfile::TempDir) -> TestServer {
+    start_with_lookup(args, dir, Arc::new(FakeCluster)).await
+}
+
+async fn start_with_lookup<L: ClusterLookup + 'static>(
+    args: ServerArgs,
+    dir: tempfile::TempDir,
+    lookup: Arc<L>,
+) -> TestServer {
+    start_full(args, dir, lookup, Limits::default()).await
+}
+
+/// A server with other limits than the defaults (short timeouts, a small cap).
+async fn start_limited(limits: Limits) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    start_full(args(dir.path()), dir, Arc::new(FakeCluster), limits).await
+}
+
+async fn start_full<L: ClusterLookup + 'static>(
+    args: ServerArgs,
+    dir: tempfile::TempDir,
+    lookup: Arc<L>,
+    limits: Limits,
+) -> TestServer {
     support::install_provider();
     let readiness = Readiness::new();
     let metrics = WebhookMetrics::unregistered();
-    let webhook = Webhook::bind(&args, Arc::new(FakeCluster), &readiness, metrics.clone())
+    let webhook = Webhook::bind_with_limits(&args, lookup, &readiness, metrics.clone(), limits)
         .await
         .unwrap();
     let addr = webhook.local_addr().unwrap();
@@ -103,6 +126,19 @@ async fn start_with(args: ServerArgs, dir: tempfile::TempDir) -> TestServer {
 async fn start() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     start_with(args(dir.path()), dir).await
+}
+
+/// A server with no cluster, as `webhook --offline` runs (the benchmark's setup).
+async fn start_offline() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    start_with_lookup(args(dir.path()), dir, Arc::new(Offline)).await
+}
+
+/// The benchmark payload: a label-only UPDATE of a fully defaulted DittoServer.
+fn shared_payload() -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/data/admission-review-update.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 impl TestServer {
@@ -616,4 +652,412 @@ async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
         tokio::net::TcpStream::connect(server.addr).await.is_err(),
         "no longer listening"
     );
+}
+
+/// The warnings `--offline` gives the benchmark object, in order: the rules' own
+/// warnings first, then each cluster check that could not run.
+const SHARED_PAYLOAD_WARNINGS: [&str; 6] = [
+    "spec.s3: is not read by DittoFS v0.29: an S3 block store takes its bucket, region, endpoint and keys from its own configuration, given when it is created through the REST API; create it with `dfsctl store block remote add --type s3` using the keys accessKeyId and secretAccessKey of Secret prod/full-s3 (docs/stores.md), then remove spec.s3",
+    "spec.cache.path: has no effect on current DittoFS releases and can be removed",
+    "spec.cache.size: has no effect on current DittoFS releases and can be removed",
+    "spec.storage.storageClassName: StorageClass \"fast\" not checked (no cluster)",
+    "spec.identity.jwt.secretRef: Secret prod/full-jwt not checked (no cluster)",
+    "spec.identity.admin.passwordSecretRef: Secret prod/full-admin not checked (no cluster)",
+];
+
+#[tokio::test]
+async fn the_shared_benchmark_payload_gets_its_exact_answer() {
+    let server = start_offline().await;
+    // A label-only edit: allowed at once, nothing judged, so no warnings.
+    let res = server.post_json("/validate", &shared_payload()).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.json(),
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": "v-1", "allowed": true}
+        })
+    );
+    // The same object created: judged, with every warning in order.
+    let mut create = shared_payload();
+    create["request"]["uid"] = json!("v-create");
+    create["request"]["operation"] = json!("CREATE");
+    create["request"]["oldObject"] = Value::Null;
+    let res = server.post_json("/validate", &create).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.json(),
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": "v-create", "allowed": true, "warnings": SHARED_PAYLOAD_WARNINGS}
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_spec_changed_benchmark_payload_is_judged() {
+    let server = start_offline().await;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/data/admission-review-update-spec-changed.json");
+    let body: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let response = server.admit("/validate", &body).await;
+    assert_eq!(response["uid"], "v-2");
+    assert_eq!(response["allowed"], true, "{response}");
+    let warnings = response["warnings"].as_array().expect("judged: warnings");
+    // Only spec.image changed: the field warnings, and no lookup of unchanged references.
+    assert_eq!(warnings[..], SHARED_PAYLOAD_WARNINGS[..3], "{warnings:?}");
+}
+
+/// An UPDATE of `old` to `new`, with a label added.
+fn label_edit(uid: &str, spec: Value) -> Value {
+    let old = ditto_server(spec);
+    let mut new = old.clone();
+    new["metadata"]["labels"] = json!({"team": "storage"});
+    review(uid, "UPDATE", Some(new), Some(old))
+}
+
+#[tokio::test]
+async fn an_update_that_leaves_the_spec_unchanged_is_never_refused() {
+    let server = start().await;
+    // The StorageClass was deleted after creation: the spec would be refused now.
+    let refused_now =
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}});
+    let create = review(
+        "uid-create",
+        "CREATE",
+        Some(ditto_server(refused_now.clone())),
+        None,
+    );
+    assert_eq!(server.admit("/validate", &create).await["allowed"], false);
+    // A spec that no longer parses at all (written under another schema).
+    let unparseable = json!({"storage": {"metadataSize": "1Gi"}, "nfsPort": "two thousand"});
+    for (uid, spec) in [
+        ("uid-labels", refused_now),
+        ("uid-unparseable", unparseable),
+    ] {
+        for path in ["/validate", "/mutate"] {
+            let response = server.admit(path, &label_edit(uid, spec.clone())).await;
+            assert_eq!(response["uid"], uid);
+            assert_eq!(response["allowed"], true, "{path} {uid}: {response}");
+            assert!(response.get("warnings").is_none(), "{path}: {response}");
+            assert!(
+                response.get("patch").is_none(),
+                "{path}: no defaults added: {response}"
+            );
+        }
+    }
+    // Written differently (a field this version does not know), parsed the same.
+    let old = ditto_server(
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}}),
+    );
+    let new = ditto_server(
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}, "unknownField": 1}),
+    );
+    let rewritten = review("uid-rewritten", "UPDATE", Some(new), Some(old));
+    for path in ["/validate", "/mutate"] {
+        let response = server.admit(path, &rewritten).await;
+        assert_eq!(response["allowed"], true, "{path}: {response}");
+        assert!(response.get("patch").is_none(), "{path}: {response}");
+    }
+    // A real spec change is still judged.
+    let old = ditto_server(minimal_spec());
+    let new = ditto_server(
+        json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}}),
+    );
+    let changed = review("uid-changed", "UPDATE", Some(new), Some(old));
+    assert_eq!(server.admit("/validate", &changed).await["allowed"], false);
+}
+
+#[tokio::test]
+async fn an_update_of_an_object_being_deleted_is_never_refused() {
+    let server = start().await;
+    let deleting = |spec: Value| {
+        let mut object = ditto_server(spec);
+        object["metadata"]["deletionTimestamp"] = json!("2026-11-22T10:00:00Z");
+        object["metadata"]["finalizers"] = json!([]);
+        object
+    };
+    let old = ditto_server(minimal_spec());
+    // Invalid by the rules (SMB on the NFS port), by a cluster fact (missing class),
+    // and not parseable: the finalizer-removal UPDATE goes through regardless.
+    for (uid, spec) in [
+        (
+            "uid-invalid",
+            json!({"storage": {"metadataSize": "1Gi"}, "smb": {"enabled": true, "port": 2049}}),
+        ),
+        (
+            "uid-missing-class",
+            json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}}),
+        ),
+        ("uid-unparseable", json!({"storage": {"metadataSize": 5}})),
+    ] {
+        let body = review(uid, "UPDATE", Some(deleting(spec)), Some(old.clone()));
+        for path in ["/validate", "/mutate"] {
+            let response = server.admit(path, &body).await;
+            assert_eq!(response["uid"], uid);
+            assert_eq!(response["allowed"], true, "{path} {uid}: {response}");
+            assert!(response.get("patch").is_none(), "{path}: {response}");
+            assert!(response.get("warnings").is_none(), "{path}: {response}");
+        }
+    }
+    // A CREATE is judged whatever its metadata says.
+    let create = review(
+        "uid-create",
+        "CREATE",
+        Some(deleting(
+            json!({"storage": {"metadataSize": "1Gi", "storageClassName": "deleted-class"}}),
+        )),
+        None,
+    );
+    assert_eq!(server.admit("/validate", &create).await["allowed"], false);
+}
+
+/// Wait until the server closes `tls` (EOF or reset), failing after `within`.
+async fn closed_within(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    within: Duration,
+) {
+    let mut buf = [0u8; 1024];
+    let read_until_closed = async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_until_closed)
+        .await
+        .expect("the server closed the connection");
+}
+
+fn valid_review_bytes(uid: &str) -> Vec<u8> {
+    serde_json::to_vec(&review(
+        uid,
+        "CREATE",
+        Some(ditto_server(minimal_spec())),
+        None,
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_body_is_cut_off_by_the_deadline() {
+    let server = start_limited(Limits {
+        body_read_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut tls = support::connect(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    tls.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut reply))
+        .await
+        .expect("closed after the answer");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    assert!(reply.contains("did not arrive within"), "{reply}");
+}
+
+#[tokio::test]
+async fn too_large_bodies_get_413_announced_or_chunked() {
+    let limit = 64 * 1024;
+    let server = start_limited(Limits {
+        max_body_bytes: limit,
+        ..Limits::default()
+    })
+    .await;
+    // Announced, and written whole before the client reads (4 MiB): the answer
+    // survives because the server reads the rest before closing.
+    let body = vec![b' '; 4 * 1024 * 1024];
+    let mut tls = support::connect(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&body).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut reply))
+        .await
+        .expect("answered and closed");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(
+        reply.contains(&format!("larger than {limit} bytes")),
+        "{reply}"
+    );
+
+    // Chunked: refused once the limit is crossed.
+    let mut tls = support::connect(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    tls.write_all(
+        b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+    for _ in 0..5 {
+        tls.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    tls.write_all(b"0\r\n\r\n").await.unwrap();
+    tls.flush().await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut reply))
+        .await
+        .expect("answered and closed");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    let json_start = reply.find("{\"error\"").expect("a JSON error body");
+    assert!(reply[json_start..].contains("larger than"), "{reply}");
+
+    // Just under the limit is served.
+    let mut object = ditto_server(minimal_spec());
+    object["metadata"]["annotations"] = json!({"padding": "x".repeat(limit - 2048)});
+    let response = server
+        .admit(
+            "/validate",
+            &review("uid-under", "CREATE", Some(object), None),
+        )
+        .await;
+    assert_eq!(response["uid"], "uid-under");
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds_and_makes_room_for_new_clients() {
+    let server = start_limited(Limits {
+        max_connections: 3,
+        ..Limits::default()
+    })
+    .await;
+    let config = http1_config(&server.ca_pem);
+    // A client that completed a review (as the API server does).
+    let mut proven = server.conn().await;
+    assert_eq!(
+        proven
+            .post("/validate", &valid_review_bytes("uid-1"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // Two that connect and send nothing.
+    let mut silent_a = support::connect(server.addr, config.clone()).await.unwrap();
+    let mut silent_b = support::connect(server.addr, config.clone()).await.unwrap();
+    // The cap (3) is reached: a newcomer takes the place of the oldest silent one.
+    let mut second = Http1Conn::open(server.addr, config.clone()).await.unwrap();
+    closed_within(&mut silent_a, Duration::from_secs(5)).await;
+    assert_eq!(
+        second
+            .post("/validate", &valid_review_bytes("uid-2"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        proven
+            .post("/validate", &valid_review_bytes("uid-3"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let mut third = Http1Conn::open(server.addr, config.clone()).await.unwrap();
+    closed_within(&mut silent_b, Duration::from_secs(5)).await;
+    assert_eq!(
+        third
+            .post("/validate", &valid_review_bytes("uid-4"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // All three have answered a review: the one idle the longest (`second`) makes
+    // room, the others keep working.
+    let mut fourth = Http1Conn::open(server.addr, config.clone()).await.unwrap();
+    assert_eq!(
+        fourth
+            .post("/validate", &valid_review_bytes("uid-5"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(
+        second
+            .post("/validate", &valid_review_bytes("uid-6"))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        proven
+            .post("/validate", &valid_review_bytes("uid-7"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        third
+            .post("/validate", &valid_review_bytes("uid-8"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let server = start_limited(Limits {
+        first_request_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        header_read_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    })
+    .await;
+    // Connected, never asked anything (HTTP/1.1).
+    let mut silent = support::connect(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    closed_within(&mut silent, Duration::from_secs(5)).await;
+
+    // HTTP/2 after a successful review: closed with GOAWAY once idle.
+    let config = support::client_config(&[&server.ca_pem], &[&rustls::version::TLS13], &[b"h2"]);
+    let tls = support::connect(server.addr, config).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::post("https://localhost/validate")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            valid_review_bytes("uid-h2"),
+        )))
+        .unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the idle HTTP/2 connection was closed")
+        .unwrap()
+        .expect("closed gracefully (GOAWAY)");
 }

@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::{
 use crate::crd::*;
 
 mod patch;
-pub use patch::{DefaultingError, SpecParseError, defaulting_patch, parse_spec};
+pub use patch::{
+    DefaultingError, SpecParseError, defaulting_patch, parse_spec, spec_defaulting_patch,
+};
 
 /// Image used when `spec.image` is unset: the DittoFS release this operator targets.
 pub const DEFAULT_IMAGE: &str = "marmos91c/dittofs:v0.29.0";

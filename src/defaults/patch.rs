@@ -46,12 +46,26 @@ pub fn parse_spec(raw: &Value) -> Result<DittoServerSpec, SpecParseError> {
 /// nothing is missing.
 pub fn defaulting_patch(object: &Value) -> Result<Patch, DefaultingError> {
     let raw = object.get("spec").ok_or(DefaultingError::MissingSpec)?;
-    let mut spec = parse_spec(raw)?;
-    apply_defaults(&mut spec);
-    let defaulted = serde_json::to_value(&spec)?;
+    let spec = parse_spec(raw)?;
+    Ok(spec_defaulting_patch(raw, &spec)?)
+}
+
+/// The defaulting patch of one spec: `raw` is the spec as written, `spec` its parse
+/// (the caller has decoded it already). Adds, under `/spec`, every default that
+/// [`apply_defaults`] fills and `raw` lacks or has as `null`.
+pub fn spec_defaulting_patch(
+    raw: &Value,
+    spec: &DittoServerSpec,
+) -> Result<Patch, serde_json::Error> {
+    let mut defaulted = spec.clone();
+    apply_defaults(&mut defaulted);
+    // Diffed against the JSON as written, not against the parse: the parse may hold
+    // fields the JSON lacks (k8s-openapi fills a missing required field such as
+    // `seccompProfile.type` with ""), and those are reported as additions too.
+    let wanted = serde_json::to_value(&defaulted)?;
     let mut ops = Vec::new();
     let mut path = PointerBuf::from_tokens(["spec"]);
-    collect_additions(raw, &defaulted, &mut path, &mut ops);
+    collect_additions(raw, &wanted, &mut path, &mut ops);
     Ok(Patch(ops))
 }
 

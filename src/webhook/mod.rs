@@ -13,8 +13,10 @@
 //! ```
 
 pub mod admission;
+pub mod body;
 pub mod lookups;
 pub mod metrics;
+pub mod review;
 pub mod server;
 pub mod tls;
 
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::lookups::KubeLookup;
 pub use self::metrics::WebhookMetrics;
+pub use self::server::Limits;
 pub use self::tls::{CertStore, FileCertSource, SelfSigned, TlsError};
 use crate::probes::{Readiness, ReadinessGate};
 use crate::validation::ClusterLookup;
@@ -63,17 +66,12 @@ pub struct ServerArgs {
     #[arg(long, requires = "self_signed")]
     pub ca_out: Option<PathBuf>,
     /// How often the certificate files are checked for a change (Go duration).
-    #[arg(long, default_value = "5s", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse_duration_arg)]
     pub tls_reload_interval: Duration,
     /// After SIGTERM, keep serving (while not ready) this long before draining, so the
     /// API server stops routing to this pod first (Go duration).
-    #[arg(long, default_value = "5s", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse_duration_arg)]
     pub shutdown_delay: Duration,
-}
-
-fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    crate::duration::parse_go_duration(text)
-        .ok_or_else(|| format!("`{text}` is not a duration; write e.g. 5s, 500ms or 1m"))
 }
 
 /// Errors of the webhook server.
@@ -108,6 +106,7 @@ pub struct Webhook {
     cert_gate: ReadinessGate,
     router: axum::Router,
     metrics: WebhookMetrics,
+    limits: Limits,
 }
 
 impl Webhook {
@@ -120,6 +119,17 @@ impl Webhook {
         lookup: Arc<L>,
         readiness: &Readiness,
         metrics: WebhookMetrics,
+    ) -> Result<Self, WebhookError> {
+        Self::bind_with_limits(args, lookup, readiness, metrics, Limits::default()).await
+    }
+
+    /// [`Webhook::bind`] with other [`Limits`] than the defaults (tests).
+    pub async fn bind_with_limits<L: ClusterLookup + 'static>(
+        args: &ServerArgs,
+        lookup: Arc<L>,
+        readiness: &Readiness,
+        metrics: WebhookMetrics,
+        limits: Limits,
     ) -> Result<Self, WebhookError> {
         let certs = Arc::new(CertStore::new());
         let cert_gate = readiness.gate("webhook-certificate");
@@ -158,7 +168,7 @@ impl Webhook {
                     addr: args.listen,
                     source,
                 })?;
-        let router = admission::router(lookup, metrics.clone());
+        let router = admission::router(lookup, metrics.clone(), &limits);
         Ok(Self {
             listener,
             tls,
@@ -168,6 +178,7 @@ impl Webhook {
             cert_gate,
             router,
             metrics,
+            limits,
         })
     }
 
@@ -194,7 +205,7 @@ impl Webhook {
             ));
         }
         tracing::info!(addr = ?self.listener.local_addr().ok(), "webhook serving");
-        server::serve_tls(self.listener, self.tls, self.router, shutdown).await;
+        server::serve_tls(self.listener, self.tls, self.router, self.limits, shutdown).await;
     }
 }
 
