@@ -86,10 +86,52 @@ impl ReconcileError {
         }
     }
 
-    /// Someone wrote in between (409) or a guard failed (422 from a JSON-patch
-    /// `test`): retry at once with fresh reads, never back off.
+    /// Someone wrote in between (409), or a guarded JSON patch's `test` failed (422,
+    /// only the finalizer and release steps send those): retry at once with fresh
+    /// reads, never back off. Any other 422 is a refusal and is not retried at once.
     pub fn is_precondition_failure(&self) -> bool {
-        self.source_error()
-            .is_some_and(super::apply::is_precondition_failure)
+        match self {
+            ReconcileError::Finalizer(e) | ReconcileError::Release { source: e, .. } => {
+                super::apply::is_precondition_failure(e)
+            }
+            _ => self.source_error().is_some_and(super::apply::is_conflict),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            Status::failure("refused", "Invalid")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn only_guard_failures_and_conflicts_skip_the_backoff() {
+        // A guarded JSON patch whose `test` failed, or a 409 anywhere: a lost race.
+        assert!(ReconcileError::Finalizer(api(422)).is_precondition_failure());
+        assert!(
+            ReconcileError::Release {
+                what: "Secret ns/x".into(),
+                source: api(422)
+            }
+            .is_precondition_failure()
+        );
+        assert!(ReconcileError::Status(api(409)).is_precondition_failure());
+        // A 422 from an apply or a status write is a refusal: backed off, not
+        // retried every 200 ms forever.
+        let refused = ReconcileError::Apply {
+            what: "StatefulSet ns/x".into(),
+            source: api(422),
+        };
+        assert!(!refused.is_precondition_failure());
+        assert!(!ReconcileError::Status(api(422)).is_precondition_failure());
+        assert!(!ReconcileError::Finalizer(api(500)).is_precondition_failure());
     }
 }
