@@ -120,6 +120,22 @@ impl Memory {
         })
     }
 
+    /// Like `with`, for a DittoServer still remembered: what would only reset an
+    /// entry must not bring back one forgotten on deletion.
+    fn with_existing(&self, server: &ServerRef, f: impl FnOnce(&mut ServerMemory)) {
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = servers.get_mut(server) {
+            f(m);
+        }
+    }
+
+    /// Keep only the DittoServers for which `live` holds (after a re-list: objects
+    /// deleted while the watch was down never sent a delete event).
+    pub fn retain_servers(&self, live: impl Fn(&ServerRef) -> bool) {
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        servers.retain(|r, _| live(r));
+    }
+
     /// Forget everything about a deleted DittoServer.
     pub fn forget(&self, server: &ServerRef) {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
@@ -143,7 +159,7 @@ impl Memory {
 
     /// A pass succeeded: start the backoff over.
     pub fn reset_backoff(&self, server: &ServerRef) {
-        self.with(server, |m| m.failures = 0);
+        self.with_existing(server, |m| m.failures = 0);
     }
 
     /// Whether to publish `note` under `reason`: only when it differs from what was
@@ -160,7 +176,7 @@ impl Memory {
 
     /// The condition behind `reason` is over: a later recurrence is news again.
     pub fn event_resolved(&self, server: &ServerRef, reason: &'static str) {
-        self.with(server, |m| {
+        self.with_existing(server, |m| {
             m.events.remove(reason);
         });
     }
@@ -219,5 +235,23 @@ impl Memory {
     pub fn child_forgotten(&self, child: &ChildKey) {
         let mut map = self.written.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(child);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_finished_pass_resets_does_not_bring_back_a_forgotten_server() {
+        let memory = Memory::default();
+        let server = ServerRef::new("d").within("ns");
+        memory.next_backoff(&server);
+        memory.event_is_new(&server, "ReconcileFailed", "apply failed");
+        // The delete event can arrive while the last pass is still finishing.
+        memory.forget(&server);
+        memory.reset_backoff(&server);
+        memory.event_resolved(&server, "ReconcileFailed");
+        assert_eq!(memory.servers_remembered(), 0);
     }
 }

@@ -268,7 +268,20 @@ impl Stores {
                 self.secret_data.retain_referenced(&self.secret_index);
                 self.memory.forget(&r);
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            // A re-list replaced the store: forget the DittoServers deleted while the
+            // watch was down (no delete event ever comes for them).
+            watcher::Event::InitDone => {
+                let live: HashSet<ServerRef> = self
+                    .servers
+                    .state()
+                    .iter()
+                    .map(|s| ObjectRef::from(&**s))
+                    .collect();
+                self.secret_index.retain(|r| live.contains(r));
+                self.secret_data.retain_referenced(&self.secret_index);
+                self.memory.retain_servers(|r| live.contains(r));
+            }
+            watcher::Event::Init => {}
         }
     }
 
@@ -502,6 +515,17 @@ impl SecretIndex {
             for name in old {
                 remove_reader(&mut inner.readers, (ns.clone(), name), server);
             }
+        }
+    }
+
+    /// Keep only the DittoServers for which `live` holds.
+    pub fn retain(&self, live: impl Fn(&ServerRef) -> bool) {
+        let gone: Vec<ServerRef> = {
+            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.reads.keys().filter(|r| !live(r)).cloned().collect()
+        };
+        for server in &gone {
+            self.remove(server);
         }
     }
 
