@@ -584,6 +584,32 @@ async fn a_percona_cluster_never_keeps_our_owner_reference_once_deletion_is_not_
 }
 
 #[tokio::test]
+async fn an_invalid_spec_still_releases_a_database_no_longer_deleted_with_the_server() {
+    let h = Harness::new(
+        json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true, "deleteWithServer": true}}),
+    );
+    h.pass().await.unwrap();
+    our_cluster(&h, true);
+    // The same edit turns deleteWithServer off and makes the spec invalid (replicas: 2
+    // would be refused by the schema and the webhook; bypass both).
+    h.edit_spec(|spec| {
+        spec["percona"]["deleteWithServer"] = json!(false);
+        spec["replicas"] = json!(2);
+    });
+    h.pass().await.unwrap();
+    assert_eq!(
+        h.api.condition("ConfigReady"),
+        Some(("False".into(), "InvalidSpec".into()))
+    );
+    let cluster = h.api.get(PG_PATH).expect("kept");
+    assert_eq!(
+        cluster["metadata"]["ownerReferences"],
+        json!([]),
+        "released although nothing else is applied"
+    );
+}
+
+#[tokio::test]
 async fn cleanup_is_bounded() {
     let h = Harness::new(json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}}));
     h.pass().await.unwrap();
@@ -600,6 +626,25 @@ async fn cleanup_is_bounded() {
     deleting(&h, 120);
     h.pass().await.unwrap();
     assert!(h.gone(), "released after the timeout");
+    assert_eq!(h.count("CleanupTimeout"), 1);
+}
+
+#[tokio::test]
+async fn cleanup_never_times_out_into_garbage_collecting_a_kept_database() {
+    // deleteWithServer was true (our owner reference is on the cluster), then false;
+    // the release keeps failing past the bound: the finalizer must stay, or the
+    // garbage collector would delete the database with the DittoServer.
+    let h = Harness::new(
+        json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true, "deleteWithServer": true}}),
+    );
+    h.pass().await.unwrap();
+    our_cluster(&h, true);
+    h.edit_spec(|spec| spec["percona"]["deleteWithServer"] = json!(false));
+    h.api.fail_path(PG_PATH);
+    deleting(&h, 120);
+    assert!(h.pass().await.is_err(), "still retrying past the bound");
+    assert!(!h.finalizers().is_empty(), "the finalizer stays");
+    assert!(!h.api.wrote(Method::DELETE, PG_PATH));
     assert_eq!(h.count("CleanupTimeout"), 1);
 }
 
@@ -801,6 +846,36 @@ async fn our_own_status_writes_do_not_trigger_a_pass_and_deleted_objects_are_for
         h.stores.memory.servers_remembered(),
         0,
         "forgotten once deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_server_deleted_while_the_watch_was_down_is_forgotten_at_the_relist() {
+    let h = Harness::new(minimal());
+    h.pass().await.unwrap();
+    h.sync();
+    assert!(h.stores.memory.servers_remembered() > 0);
+    assert!(
+        !h.stores
+            .secret_index
+            .readers("ns", "d-jwt-secret")
+            .is_empty()
+    );
+    // The watch restarts and re-lists; the object was deleted meanwhile, so no
+    // delete event comes, only a re-list without it.
+    {
+        let mut w = h.writers.lock().unwrap();
+        w.servers.apply_watcher_event(&Event::Init);
+        w.servers.apply_watcher_event(&Event::InitDone);
+    }
+    h.stores
+        .on_server_event(&Event::InitDone, &Default::default());
+    assert_eq!(h.stores.memory.servers_remembered(), 0);
+    assert!(
+        h.stores
+            .secret_index
+            .readers("ns", "d-jwt-secret")
+            .is_empty()
     );
 }
 

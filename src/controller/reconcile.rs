@@ -1,4 +1,4 @@
-//! One reconcile pass, top to bottom:
+//! One reconcile pass, top to bottom (after adding the finalizer, if missing):
 //!
 //! 1. **observe** — the DittoServer, its children and the Secrets it reads, from
 //!    the watch-fed stores (`observe.rs`);
@@ -9,7 +9,8 @@
 //! 5. **status** — computed from what was observed and done, whatever failed
 //!    (`status.rs`), written only when it differs.
 //!
-//! Deletion runs the same observe and status steps, then the Percona cleanup and
+//! Deletion reads the StatefulSet and the PerconaPGCluster from the stores, writes
+//! the status with the same computation, then runs the Percona cleanup and removes
 //! the finalizer (`finalizer.rs`). A spec this version cannot read gets a status
 //! and an event, and is still released on deletion.
 
@@ -188,6 +189,12 @@ async fn converge<L: ClusterLookup>(
             .publish(Reason::ValidationFailed, message.clone())
             .await;
         facts.invalid = Some(message);
+        // Nothing is applied to an invalid spec, but a database that is no longer to be
+        // deleted with the server is released now, not at deletion.
+        if let Err(e) = release_unwanted_percona_owner(ds, eff, &observed, p).await {
+            facts.failed = Some(format!("{}: {e}", e.step()));
+            return (facts, Err(e));
+        }
         return (facts, Ok(Action::await_change()));
     }
     p.events.resolved(Reason::ValidationFailed);
@@ -395,6 +402,28 @@ async fn apply_children<L: ClusterLookup>(
     })
 }
 
+/// Remove our owner reference from a PerconaPGCluster of ours that is not to be
+/// deleted with the server (`deleteWithServer` not true, or Percona turned off).
+async fn release_unwanted_percona_owner<L>(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    observed: &Observed,
+    p: &Pass<'_, L>,
+) -> Result<(), ReconcileError> {
+    let keep_owner = eff.percona.as_ref().is_some_and(|p| p.delete_with_server);
+    let PerconaSeen::Present { seen, cluster } = &observed.percona else {
+        return Ok(());
+    };
+    if keep_owner || !seen.is_ours() || !finalizer::owned_by(cluster, ds) {
+        return Ok(());
+    }
+    let ns = eff.namespace.as_str();
+    let key = ChildKey::new("PerconaPGCluster", ns, &names::percona_cluster(&eff.name));
+    let api: Api<DynamicObject> = Api::namespaced_with(p.ctx.client.clone(), ns, &api_resource());
+    release(&api, &key, ds, false).await?;
+    Ok(())
+}
+
 /// Keep the PerconaPGCluster in line. It carries our owner reference only while
 /// both `percona.enabled` and `deleteWithServer` are true: otherwise nothing (no
 /// garbage collection, no foreground deletion) can ever take the database with the
@@ -564,6 +593,26 @@ async fn release_finalizer<L: ClusterLookup>(
                 )
                 .await;
         }
+        // Past the bound the finalizer goes, unless a cluster that must be kept still
+        // carries our owner reference: the garbage collector would then delete the
+        // database with us, so we keep retrying the release instead.
+        Err(e)
+            if deleting_for(ds) >= CLEANUP_TIMEOUT
+                && still_ours_to_keep(ds, percona, delete_with_server) =>
+        {
+            p.events
+                .publish(
+                    Reason::CleanupTimeout,
+                    format!(
+                        "Cleanup did not finish within {}s ({e}); the finalizer stays until our \
+                         owner reference is removed from the PerconaPGCluster, so that the \
+                         garbage collector cannot delete its data",
+                        CLEANUP_TIMEOUT.as_secs()
+                    ),
+                )
+                .await;
+            return Err(e);
+        }
         Err(e) if deleting_for(ds) >= CLEANUP_TIMEOUT => {
             p.events
                 .publish(
@@ -579,6 +628,14 @@ async fn release_finalizer<L: ClusterLookup>(
     }
     finalizer::remove(&p.raw, &ds.metadata).await?;
     Ok(Action::await_change())
+}
+
+/// A PerconaPGCluster that is to be kept (`deleteWithServer` not true) but still
+/// carries our owner reference, as last observed.
+fn still_ours_to_keep(ds: &DittoServer, percona: &PerconaSeen, delete_with_server: bool) -> bool {
+    !delete_with_server
+        && matches!(percona, PerconaSeen::Present { seen, cluster }
+            if seen.is_ours() && finalizer::owned_by(cluster, ds))
 }
 
 /// How long the object has been in deletion.
