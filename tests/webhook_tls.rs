@@ -1024,6 +1024,38 @@ async fn the_connection_cap_holds_and_makes_room_for_new_clients() {
 }
 
 #[tokio::test]
+async fn failing_requests_do_not_keep_an_unproven_connection_open() {
+    let server = start_limited(Limits {
+        first_request_timeout: Duration::from_millis(600),
+        ..Limits::default()
+    })
+    .await;
+    let mut conn = Http1Conn::open(server.addr, http1_config(&server.ca_pem))
+        .await
+        .unwrap();
+    // A request that fails (400) every 200 ms: never a 2xx, so the connection is
+    // closed once 600 ms have passed since accept, whatever it keeps sending.
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        match conn.post("/validate", b"{}").await {
+            Ok(response) => {
+                assert_eq!(response.status, 400);
+                answered += 1;
+            }
+            Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(answered >= 1, "the failing requests were answered");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed within the first-success deadline and the close grace, took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed() {
     let server = start_limited(Limits {
         first_request_timeout: Duration::from_millis(300),

@@ -41,9 +41,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// sends a review in one go; 3 MiB take milliseconds on a cluster network). With
 /// [`HEADER_READ_TIMEOUT`], a whole HTTP/1 request is read within 10 s.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// A new connection must answer its first request successfully within this time,
-/// else it is closed: bounds connections that never send a request (an HTTP/2
-/// connection has no header timeout) or only send failing ones.
+/// A new connection must answer its first request successfully within this time
+/// after accept, else it is closed as soon as no request is in flight: bounds
+/// connections that never send a request (an HTTP/2 connection has no header
+/// timeout) or only send failing ones (each bounded by the body deadline).
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 /// A proven connection with no request in flight for this long is closed (HTTP/2:
 /// GOAWAY, so the client knows no request was lost).
@@ -275,6 +276,7 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 /// Requests in flight on one connection, and since when it has been idle.
 struct Activity {
     in_flight: AtomicUsize,
+    accepted: Instant,
     idle_since: Mutex<Instant>,
     changed: Notify,
 }
@@ -283,6 +285,7 @@ impl Activity {
     fn new(accepted: Instant) -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
+            accepted,
             idle_since: Mutex::new(accepted),
             changed: Notify::new(),
         }
@@ -308,23 +311,20 @@ impl Activity {
     }
 
     /// When the connection is to be closed if nothing happens: never while a request
-    /// is in flight (the body deadline and the review budget bound those).
+    /// is in flight (the body deadline and the review budget bound those). An
+    /// unproven connection counts from accept, so failing requests do not extend it.
     fn idle_deadline(&self, limits: &Limits, proven: bool) -> Option<Instant> {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
+        }
+        if !proven {
+            return Some(self.accepted + limits.first_request_timeout);
         }
         let since = *self
             .idle_since
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Some(
-            since
-                + if proven {
-                    limits.idle_timeout
-                } else {
-                    limits.first_request_timeout
-                },
-        )
+        Some(since + limits.idle_timeout)
     }
 }
 
