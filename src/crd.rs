@@ -142,7 +142,7 @@ pub struct DittoServerSpec {
     /// `RuntimeDefault`). Must stay within the Pod Security `restricted` profile: no
     /// `runAsUser: 0` or `runAsNonRoot: false`, seccomp and AppArmor `RuntimeDefault`
     /// or `Localhost`, SELinux as for `securityContext`, no Windows `hostProcess`, and
-    /// only the safe sysctls (see the CRD reference).
+    /// only the safe sysctls (listed under "Pod Security" in docs/crd-reference.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security_context: Option<PodSecurityContext>,
 

@@ -156,7 +156,7 @@ pub const RULES: &[Rule] = &[
     // --- the reconciler ---
     Rule {
         component: Component::Reconciler,
-        code: "controller/mod.rs run_controller (Controller::new)",
+        code: "controller/watches.rs Stores::start (the DittoServer reflector)",
         why: "watch DittoServers (the reflector lists, then watches)",
         api_group: DITTOFS,
         resources: &["dittoservers"],
@@ -184,8 +184,8 @@ pub const RULES: &[Rule] = &[
     Rule {
         component: Component::Reconciler,
         code: "resources/labels.rs owner, sent by controller/apply.rs apply",
-        why: "owner references with blockOwnerDeletion (set by the reconciler rewrite of \
-              issue 9, so foreground deletion waits for the children) need update on the \
+        why: "owner references with blockOwnerDeletion (so that foreground deletion waits \
+              for the children) need update on the \
               owner's finalizers subresource (OwnerReferencesPermissionEnforcement \
               admission plugin)",
         api_group: DITTOFS,
@@ -195,7 +195,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/mod.rs run_controller (.owns, .watches)",
+        code: "controller/watches.rs Stores::start (metadata reflectors)",
         why: "watch the children (label-selected) and referenced Secrets",
         api_group: CORE,
         resources: &["configmaps", "services", "secrets"],
@@ -204,7 +204,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/apply.rs apply; controller/dereference.rs dereference",
+        code: "controller/apply.rs apply; controller/observe.rs read_secret",
         why: "read the live child (and referenced Secrets), then server-side apply it; \
               apply creates an absent object, which the API server authorizes as create",
         api_group: CORE,
@@ -214,7 +214,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/apply.rs delete_if_owned",
+        code: "controller/apply.rs delete_if_ours",
         why: "remove the metrics Service when metrics are turned off (only if the \
               DittoServer controls it)",
         api_group: CORE,
@@ -224,8 +224,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/mod.rs run_controller (.owns); controller/apply.rs apply; \
-               controller/dereference.rs dereference",
+        code: "controller/watches.rs Stores::start; controller/apply.rs apply",
         why: "watch, read and server-side apply the StatefulSet (never deleted: PVCs \
               and data stay when a DittoServer goes)",
         api_group: "apps",
@@ -235,8 +234,9 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/mod.rs run_controller (.watches_with); controller/apply.rs \
-               apply; controller/finalizer.rs cleanup_percona",
+        code: "controller/watches.rs Stores::start; controller/observe.rs \
+               observe_percona; controller/apply.rs apply, release; \
+               controller/finalizer.rs cleanup_percona",
         why: "watch, apply, orphan (JSON patch) and, with deleteWithServer, delete the \
               PerconaPGCluster of a DittoServer",
         api_group: "pgv2.percona.com",

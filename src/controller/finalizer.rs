@@ -1,7 +1,8 @@
 //! Finalizer `dittofs.dittofs.com/finalizer` and the bounded deletion cleanup.
 //!
 //! The finalizer is added and removed with JSON patches whose `test` operations
-//! guard the exact list, so nobody else's finalizer is ever lost. The object the
+//! guard what they change (the whole list when adding, the one entry at its index
+//! when removing), so nobody else's finalizer is ever lost. The object the
 //! pass starts from may be stale (the watch cache trails the API server): when a
 //! guard fails, the object is read again and the patch retried at once — a stale
 //! cache costs one extra request, never a backoff.

@@ -2,10 +2,11 @@
 //! start of the pass, from the watch-fed stores (plus the reconciler's memory of
 //! its own recent writes, which the stores may not show yet).
 //!
-//! The only requests here are GETs of Secret data the stores cannot hold: a Secret
-//! the server reads whose resourceVersion moved since it was last read, and a
-//! managed Secret the store does not show — absence is confirmed with a GET before
-//! a new value is generated, so a lagging store can never replace a key.
+//! The only requests here are GETs the stores cannot answer: the data of a Secret
+//! the server reads whose resourceVersion moved since it was last read; a managed
+//! Secret the store does not show — absence is confirmed with a GET before a new
+//! value is generated, so a lagging store can never replace a key; and the
+//! PerconaPGCluster while the Percona watch has not listed yet.
 
 use std::collections::BTreeMap;
 

@@ -265,8 +265,8 @@ fn from_key(env: &str, r: &SecretKey) -> EnvVar {
 /// `pkg/controlplane/runtime/shares/service.go`), so `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY` and `AWS_REGION` are never read. The AWS SDK would read
 /// `AWS_ENDPOINT_URL` for a store created without an endpoint, silently sending it
-/// elsewhere and without the path-style addressing the server turns on only for an
-/// explicit endpoint; a store must do what its own config says, so it is not set.
+/// elsewhere and without the path-style addressing the server turns on for an
+/// explicit endpoint (or `force_path_style`); a store must do what its own config says, so it is not set.
 pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
     let mut env = vec![
         from_key("DITTOFS_CONTROLPLANE_SECRET", &eff.jwt.secret),

@@ -586,8 +586,8 @@ fn check_adapter_ports(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Find
     }
 }
 
-/// DittoFS v0.29 always creates its administrator as `admin`
-/// (`pkg/controlplane/models/admin.go`); another name would be handed out in the
+/// DittoFS v0.29 always creates its administrator as `admin` (`EnsureAdminUser` in
+/// `pkg/controlplane/store/users.go`, name from `models/admin.go`); another name would be handed out in the
 /// credentials Secret for a user that does not exist. Objects created before this
 /// rule keep working: the Secret and the config say `admin` anyway.
 fn check_admin_username(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
