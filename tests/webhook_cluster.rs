@@ -5,9 +5,10 @@
 //!
 //! `cargo test --test webhook_cluster -- --ignored`
 //!
-//! Creates (and deletes) a namespace, both webhook configurations scoped to that
-//! namespace, a StorageClass of its own, and the DittoServer CRD when it is not
-//! installed yet. Needs no kubelet: no pod is ever started.
+//! Creates (and deletes, also when a step fails) a namespace, both webhook
+//! configurations scoped to that namespace, a StorageClass of its own, and the
+//! DittoServer CRD when it is not installed yet. Needs no kubelet: no pod is ever
+//! started.
 
 mod support;
 
@@ -64,32 +65,39 @@ fn webhook_entry(name: &str, url: &str, ca_pem: &str, namespace: &str) -> Value 
 }
 
 impl Cluster {
-    async fn setup(client: Client, port: u16, ca_pem: &str) -> Self {
+    /// Names only; whether the CRD is ours to delete afterwards. Nothing is created.
+    async fn new(client: Client) -> Self {
         let suffix = std::process::id();
-        let namespace = format!("dittofs-webhook-test-{suffix}");
-        let config_name = format!("dittofs-webhook-test-{suffix}");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let crd_name = DittoServer::crd().metadata.name.unwrap_or_default();
+        let created_crd = crds.get_opt(&crd_name).await.unwrap().is_none();
+        Self {
+            client,
+            namespace: format!("dittofs-webhook-test-{suffix}"),
+            storage_class: format!("dittofs-webhook-test-{suffix}"),
+            config_name: format!("dittofs-webhook-test-{suffix}"),
+            created_crd,
+        }
+    }
+
+    /// Create what the checks need; run inside the task whose failure is followed by
+    /// `teardown`, so a failure half-way leaves nothing behind.
+    async fn install(&self, port: u16, ca_pem: &str) {
+        let cluster = self;
+        let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
         let crd = DittoServer::crd();
         let crd_name = crd.metadata.name.clone().unwrap();
-        let created_crd = crds.get_opt(&crd_name).await.unwrap().is_none();
-        if created_crd {
+        if cluster.created_crd {
             crds.create(&PostParams::default(), &crd).await.unwrap();
         }
-        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
         namespaces
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+                &serde_json::from_value(json!({"metadata": {"name": cluster.namespace}})).unwrap(),
             )
             .await
             .unwrap();
-        let cluster = Self {
-            client,
-            namespace,
-            storage_class: format!("dittofs-webhook-test-{suffix}"),
-            config_name,
-            created_crd,
-        };
         let base = format!("https://127.0.0.1:{port}");
         let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -116,7 +124,6 @@ impl Cluster {
             .await
             .unwrap();
         cluster.wait_crd_established(&crd_name).await;
-        cluster
     }
 
     async fn wait_crd_established(&self, name: &str) {
@@ -472,10 +479,11 @@ async fn webhook_registered_by_url_rejects_warns_and_defaults() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let cluster = Cluster::setup(client, port, &ca_pem).await;
+    let cluster = Cluster::new(client).await;
     let checked = cluster.clone();
-    // Run the checks as a task so a failed assertion still lets us clean up.
+    // Install and check in a task, so a failed step still lets us clean up.
     let result = tokio::spawn(async move {
+        checked.install(port, &ca_pem).await;
         checks(&checked).await;
         deleted_storage_class_blocks_nothing(&checked).await;
         absent_percona_crd_is_denied(&checked).await;
