@@ -31,7 +31,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
@@ -404,19 +404,16 @@ async fn idle_pass() {
         "spec": {"storage": {"metadataSize": "10Gi", "contentSize": "100Gi"}, "smb": {"enabled": true}, "metrics": {"enabled": true}}
     }));
     let client = start(&api);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "bench".into(),
-            instance: None,
-        },
-    );
+    let reporter = Reporter {
+        controller: "bench".into(),
+        instance: None,
+    };
     let (_tx, rx) = watch::channel(true);
     let (stores, mut writers) = Stores::new();
     stores.set_percona_type(PerconaType::Served);
     let ctx = Arc::new(Context::new(
         client,
-        recorder,
+        reporter,
         AllFound,
         rx,
         stores.clone(),

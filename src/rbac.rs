@@ -257,10 +257,11 @@ pub const RULES: &[Rule] = &[
     Rule {
         component: Component::Events,
         code: "controller/events.rs publish (kube::runtime::events::Recorder)",
-        why: "the Recorder creates an event and patches a repeat into its series",
+        why: "publish an event (a Recorder per event: always a create, never a series \
+              patch)",
         api_group: "events.k8s.io",
         resources: &["events"],
-        verbs: &["create", "patch"],
+        verbs: &["create"],
         names: Names::Any,
     },
     // --- validation lookups ---

@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
@@ -50,19 +50,16 @@ impl Harness {
             }),
         );
         let client = start(&api);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "test".into(),
-                instance: None,
-            },
-        );
+        let reporter = Reporter {
+            controller: "test".into(),
+            instance: None,
+        };
         let (stores, writers) = Stores::new();
         stores.set_percona_type(PerconaType::Served);
         let (leader, rx) = watch::channel(true);
         let ctx = Arc::new(Context::new(
             client,
-            recorder,
+            reporter,
             AllFound,
             rx,
             stores.clone(),

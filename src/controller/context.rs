@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use kube::Client;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::Reporter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -17,8 +17,8 @@ use super::watches::Stores;
 /// Everything a reconcile needs besides the object.
 pub struct Context<L> {
     pub client: Client,
-    /// One recorder for all reconciles, so repeated events become series.
-    pub recorder: Recorder,
+    /// Who publishes the events (see `events.rs`).
+    pub reporter: Reporter,
     /// Cluster facts the stores do not hold (StorageClasses).
     pub lookup: L,
     /// True while this replica holds the lease.
@@ -30,7 +30,7 @@ pub struct Context<L> {
 impl<L> Context<L> {
     pub fn new(
         client: Client,
-        recorder: Recorder,
+        reporter: Reporter,
         lookup: L,
         leader: watch::Receiver<bool>,
         stores: Stores,
@@ -38,7 +38,7 @@ impl<L> Context<L> {
     ) -> Self {
         Self {
             client,
-            recorder,
+            reporter,
             lookup,
             leader,
             stores,

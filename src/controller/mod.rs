@@ -31,7 +31,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -92,16 +92,13 @@ pub async fn run<L: ClusterLookup + 'static>(
     }
     tracing::info!("watch caches synced");
     ready.set_ready(true);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: args.reporter.clone(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let reporter = Reporter {
+        controller: args.reporter.clone(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let ctx = Arc::new(Context::new(
         client,
-        recorder,
+        reporter,
         lookup,
         leader.clone(),
         stores,

@@ -90,7 +90,8 @@ async fn pass<L: ClusterLookup>(
         ctx,
         raw: finalizer::raw_api(&ctx.client, &ns),
         events: Events {
-            recorder: &ctx.recorder,
+            client: &ctx.client,
+            reporter: &ctx.reporter,
             memory: ctx.memory(),
             server: &server,
             reference: stored.object_ref(&()),
