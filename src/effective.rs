@@ -349,6 +349,18 @@ impl EffectiveSpec {
         out.dedup();
         out
     }
+
+    /// Secrets the spec names that the pod does not read but validation checks
+    /// (the pgBackRest credentials, passed to Percona): watched and read like the
+    /// pod's, so that a pass answers the check from its stores, not with a GET.
+    pub fn checked_secrets(&self) -> Vec<String> {
+        self.percona
+            .as_ref()
+            .and_then(|p| p.backup.as_ref())
+            .and_then(|b| b.credentials_secret.clone())
+            .into_iter()
+            .collect()
+    }
 }
 
 fn or(value: &Option<String>, default: &str) -> String {

@@ -378,6 +378,36 @@ async fn a_rotated_secret_changes_the_hash_and_rolls_the_pod() {
 }
 
 #[tokio::test]
+async fn the_backup_credentials_check_is_answered_from_the_stores() {
+    let h = Harness::new(
+        json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true,
+        "backup": {"enabled": true, "credentialsSecretRef": {"name": "pgbackrest"}, "bucket": "b", "endpoint": "s3.example.com", "region": "r"}}}),
+    );
+    h.api.put(
+        &format!("{NS}/secrets/pgbackrest"),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "pgbackrest", "namespace": "ns", "uid": "bk", "resourceVersion": "7"},
+               "data": {"s3.conf": "YQ=="}}),
+    );
+    h.pass().await.unwrap();
+    our_cluster(&h, false);
+    h.pass().await.unwrap();
+    assert_eq!(h.count("ValidationFailed"), 0);
+    // Watched and read like the pod's Secrets: a change triggers a pass, and the
+    // check is answered from what the pass observed (the fallback lookup, a GET
+    // in a cluster, is not asked).
+    assert!(!h.stores.secret_index.readers("ns", "pgbackrest").is_empty());
+    assert!(h.stores.secret_data.any("ns", "pgbackrest").is_some());
+    h.api.clear_log();
+    h.pass().await.unwrap();
+    assert!(
+        !h.gets().iter().any(|p| p.ends_with("/secrets/pgbackrest")),
+        "{:?}",
+        h.gets()
+    );
+}
+
+#[tokio::test]
 async fn a_service_only_edit_keeps_the_hash_and_the_pod() {
     let h = Harness::new(minimal());
     h.pass().await.unwrap();

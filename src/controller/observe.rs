@@ -302,9 +302,10 @@ async fn observe_secrets(
 ) -> Result<(BTreeMap<String, SecretSeen>, Vec<String>), ReconcileError> {
     let ns = eff.namespace.as_str();
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    // Read: what the pod reads. Watched only: the managed names, which may exist
+    // Read: what the pod reads, and what validation checks. Watched only: the managed names, which may exist
     // without being read (released, or the user switched to their own Secret).
     let mut read = eff.referenced_secrets();
+    read.extend(eff.checked_secrets());
     let mut managed = Vec::new();
     for s in [&eff.jwt.secret, &eff.admin.password] {
         if s.managed {

@@ -364,6 +364,7 @@ pub fn secrets_read_by(server: &StoredServer) -> Vec<String> {
     };
     let eff = EffectiveSpec::resolve(&ds);
     let mut names = eff.referenced_secrets();
+    names.extend(eff.checked_secrets());
     for s in [&eff.jwt.secret, &eff.admin.password] {
         if s.managed {
             names.push(s.name.clone());
