@@ -90,13 +90,15 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
     ));
 
     let servers: Api<DittoServer> = Api::namespaced(api.client(), NS);
+    // Cleared before the creates, so that passes starting while they are still being
+    // sent are counted; the test's own creates are left out below.
+    api.clear_log();
     for i in 0..SERVERS {
         servers
             .create(&PostParams::default(), &server(i))
             .await
             .expect("create");
     }
-    api.clear_log();
 
     // Converged: every child exists, and every status says so.
     let converged = || {
@@ -121,7 +123,11 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
             .await,
         "writes stop"
     );
-    let requests = api.requests();
+    let requests: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| !(r.path.contains("/dittoservers") && r.verb == "create"))
+        .collect();
     let first_pass = requests.len() as f64 / SERVERS as f64;
     let writes = requests.iter().filter(|r| r.is_write()).count() as f64 / SERVERS as f64;
     eprintln!("converged in {took:?}: {first_pass:.1} requests ({writes:.1} writes) per object");
@@ -135,7 +141,7 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
     );
     // Children (2 Secrets, ConfigMap, 3 Services, StatefulSet: a read before each
     // create and the apply), the finalizer, the status, the Created event.
-    assert!(first_pass <= 20.0, "{first_pass:.1} requests per object");
+    assert!(first_pass <= 18.0, "{first_pass:.1} requests per object");
 
     // A resync of everything with nothing to do (a new leadership term reconciles
     // every object): answered by the stores and the memory of our own writes.
