@@ -408,6 +408,24 @@ async fn the_backup_credentials_check_is_answered_from_the_stores() {
 }
 
 #[tokio::test]
+async fn warnings_are_one_event_until_they_change() {
+    // Valid, with a warning (a grace period the server may outlast).
+    let h = Harness::new(
+        json!({"storage": {"metadataSize": "1Gi"}, "terminationGracePeriodSeconds": 60}),
+    );
+    h.pass().await.unwrap();
+    h.pass().await.unwrap();
+    assert_eq!(h.count("ValidationWarning"), 1, "once, not every pass");
+    assert!(h.api.get(STS_PATH).is_some(), "a warning stops nothing");
+    h.edit_spec(|spec| spec["terminationGracePeriodSeconds"] = json!(120));
+    h.pass().await.unwrap();
+    assert_eq!(h.count("ValidationWarning"), 1, "no warnings, no event");
+    h.edit_spec(|spec| spec["terminationGracePeriodSeconds"] = json!(60));
+    h.pass().await.unwrap();
+    assert_eq!(h.count("ValidationWarning"), 2, "back again: news again");
+}
+
+#[tokio::test]
 async fn a_service_only_edit_keeps_the_hash_and_the_pod() {
     let h = Harness::new(minimal());
     h.pass().await.unwrap();

@@ -33,6 +33,9 @@ pub enum Reason {
     ReconcileFailed,
     /// The spec failed the validation core (the object bypassed the webhook).
     ValidationFailed,
+    /// The spec is valid but has warnings (the webhook's, and cluster facts that
+    /// changed since admission, such as a deleted StorageClass).
+    ValidationWarning,
     /// The stored spec cannot be read by this operator version.
     UnreadableSpec,
     /// An object with a child's name exists and is not ours.
@@ -58,6 +61,7 @@ impl Reason {
             Reason::Released => "Released",
             Reason::ReconcileFailed => "ReconcileFailed",
             Reason::ValidationFailed => "ValidationFailed",
+            Reason::ValidationWarning => "ValidationWarning",
             Reason::UnreadableSpec => "UnreadableSpec",
             Reason::NameConflict => "NameConflict",
             Reason::PerconaNotReady => "PerconaNotReady",
@@ -84,7 +88,9 @@ impl Reason {
         match self {
             Reason::Created | Reason::Updated | Reason::Adopted | Reason::Released => "Apply",
             Reason::ReconcileFailed | Reason::NameConflict => "Reconcile",
-            Reason::ValidationFailed | Reason::UnreadableSpec => "Validate",
+            Reason::ValidationFailed | Reason::ValidationWarning | Reason::UnreadableSpec => {
+                "Validate"
+            }
             Reason::PerconaNotReady => "WaitForDatabase",
             Reason::Deleting | Reason::CleanupTimeout => "Delete",
             Reason::PerconaDeleted | Reason::PerconaOrphaned => "Cleanup",
@@ -97,6 +103,7 @@ impl Reason {
             self,
             Reason::ReconcileFailed
                 | Reason::ValidationFailed
+                | Reason::ValidationWarning
                 | Reason::UnreadableSpec
                 | Reason::NameConflict
                 | Reason::PerconaNotReady

@@ -199,6 +199,17 @@ async fn converge<L: ClusterLookup>(
         return (facts, Ok(Action::await_change()));
     }
     p.events.resolved(Reason::ValidationFailed);
+    // Warnings are shown to whoever writes the object, at admission; GitOps tools do
+    // not show them, and a cluster fact can change later (a deleted StorageClass), so
+    // they are also an event, published when they change.
+    if report.warnings.is_empty() {
+        p.events.resolved(Reason::ValidationWarning);
+    } else {
+        let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
+        p.events
+            .publish(Reason::ValidationWarning, warnings.join("; "))
+            .await;
+    }
 
     // 3. Build.
     let children = match build(ds, eff, &observed) {
