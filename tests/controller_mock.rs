@@ -1016,3 +1016,39 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_deleting_object_is_retried_within_seconds_whatever_its_backoff() {
+    use dittofs_operator::controller::error::ReconcileError;
+    use dittofs_operator::controller::{DELETION_RETRY, PRECONDITION_RETRY, error_policy};
+    use kube::runtime::controller::Action;
+    use std::time::Duration;
+    let h = Harness::new(minimal());
+    h.pass().await.unwrap();
+    let stored = |v: Value| Arc::new(serde_json::from_value::<StoredServer>(v).unwrap());
+    let live = h.api.get(DS_PATH).unwrap();
+    let failure = || ReconcileError::Timeout(Duration::from_secs(30));
+    // Ten failures in a row: the backoff has reached its 5 min cap.
+    let mut last = Action::await_change();
+    for _ in 0..10 {
+        last = error_policy(stored(live.clone()), &failure(), h.ctx.clone());
+    }
+    assert_eq!(last, Action::requeue(Duration::from_secs(300)));
+    // Deletion starts: the next failure is retried within seconds.
+    let mut deleting = live.clone();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    assert_eq!(
+        error_policy(stored(deleting), &failure(), h.ctx.clone()),
+        Action::requeue(DELETION_RETRY)
+    );
+    // A lost race is retried at once, never backed off.
+    let conflict = ReconcileError::Status(kube::Error::Api(
+        kube::core::Status::failure("conflict", "Conflict")
+            .with_code(409)
+            .boxed(),
+    ));
+    assert_eq!(
+        error_policy(stored(live), &conflict, h.ctx.clone()),
+        Action::requeue(PRECONDITION_RETRY)
+    );
+}

@@ -871,6 +871,32 @@ async fn a_slow_body_is_cut_off_by_the_deadline() {
 }
 
 #[tokio::test]
+async fn the_largest_real_review_fits_the_default_limit() {
+    // object and oldObject at the API server's 1.5 MiB object limit each (a large
+    // annotation), plus the envelope: answered, not refused with 413.
+    let server = start().await;
+    let big = |spec: Value| {
+        let mut ds = ditto_server(spec);
+        ds["metadata"]["annotations"] = json!({"example.com/blob": "x".repeat(1_500_000)});
+        ds
+    };
+    let body = serde_json::to_vec(&review(
+        "uid-large",
+        "UPDATE",
+        Some(big(minimal_spec())),
+        Some(big(minimal_spec())),
+    ))
+    .unwrap();
+    assert!(body.len() > 3_000_000, "{}", body.len());
+    let mut conn = server.conn().await;
+    let response = conn.post("/validate", &body).await.unwrap();
+    assert_eq!(response.status, 200);
+    let answer: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(answer["response"]["uid"], "uid-large");
+    assert_eq!(answer["response"]["allowed"], true);
+}
+
+#[tokio::test]
 async fn too_large_bodies_get_413_announced_or_chunked() {
     let limit = 64 * 1024;
     let server = start_limited(Limits {
