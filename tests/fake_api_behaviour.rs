@@ -522,6 +522,26 @@ async fn raw(api: &FakeApi, method: Method, path: &str) -> (u16, String, String)
 }
 
 #[tokio::test]
+async fn the_webhook_lookup_reads_an_uninstalled_percona_crd_as_not_found() {
+    use dittofs_operator::probes::Readiness;
+    use dittofs_operator::validation::{ClusterLookup, Lookup};
+    use dittofs_operator::webhook::KubeLookup;
+    let (api, client) = setup();
+    api.uninstall_percona_crd();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let lookup = KubeLookup::start(client, &Readiness::new(), shutdown.clone());
+    // The plain-text 404 of discovery is "the type does not exist": the webhook
+    // denies `percona.enabled` naming the missing operator, rather than allowing it
+    // with a "could not verify" warning.
+    assert_eq!(lookup.percona_crd().await, Lookup::NotFound);
+    // Installed: a lookup (a miss is cached for 30 s, hence a new one) finds it.
+    api.install_percona_crd();
+    let lookup = KubeLookup::start(api.client(), &Readiness::new(), shutdown.clone());
+    assert_eq!(lookup.percona_crd().await, Lookup::Found(()));
+    shutdown.cancel();
+}
+
+#[tokio::test]
 async fn an_uninstalled_group_answers_a_plain_text_404() {
     let (api, client) = setup();
     api.uninstall_percona_crd();
