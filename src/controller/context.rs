@@ -1,4 +1,4 @@
-//! State shared by every reconcile: client, event recorder, lookups, leadership,
+//! State shared by every reconcile: client, who reports events, lookups, leadership,
 //! the watch-fed stores (with the reconciler's memory) and metrics.
 
 use std::time::Instant;
