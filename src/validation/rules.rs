@@ -410,8 +410,12 @@ fn check_s3(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
     }
     let keys = match &eff.s3 {
         Some(s3) => format!(
-            "the keys {} and {} of Secret {}/{}",
-            s3.access_key_id_key, s3.secret_access_key_key, eff.namespace, s3.secret_name
+            "the keys {}, {} and {} of Secret {}/{}",
+            s3.access_key_id_key,
+            s3.secret_access_key_key,
+            s3.endpoint_key,
+            eff.namespace,
+            s3.secret_name
         ),
         None => "your S3 access key".to_string(),
     };

@@ -571,7 +571,7 @@ fn s3_block_warns_that_nothing_reads_it() {
         has_warning(
             &r,
             "spec.s3",
-            "keys accessKeyId and secretAccessKey of Secret ns/creds"
+            "keys accessKeyId, secretAccessKey and endpoint of Secret ns/creds"
         ),
         "{r:?}"
     );
