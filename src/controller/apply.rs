@@ -281,16 +281,16 @@ fn release_ops(meta: &ObjectMeta, uid: &str, unlabel: bool) -> Option<serde_json
 }
 
 /// A guarded JSON patch lost a race: its `test` failed (422) or an optimistic
-/// concurrency check did (409). The answer is to re-read and retry, not to back off.
-/// Only for the guarded patches (finalizer, release): elsewhere a 422 is a real
-/// rejection, see [`is_conflict`].
+/// concurrency check did (409). The guarded patches (finalizer, release) re-read and
+/// retry within the pass; what outlasts that goes to the error policy, where only a
+/// 409 skips the backoff ([`is_conflict`]).
 pub fn is_precondition_failure(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 422)
 }
 
-/// Someone else wrote in between (409 Conflict): the write is retried with fresh
-/// reads. A 422 from an apply or a status write is not a race but an object the
-/// server refuses, and backs off like any other failure.
+/// Someone else wrote in between (409 Conflict): the pass is retried at once with
+/// fresh reads. A 422 at that point is an object the server refuses, and backs off
+/// like any other failure.
 pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }

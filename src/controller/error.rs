@@ -86,16 +86,12 @@ impl ReconcileError {
         }
     }
 
-    /// Someone wrote in between (409), or a guarded JSON patch's `test` failed (422,
-    /// only the finalizer and release steps send those): retry at once with fresh
-    /// reads, never back off. Any other 422 is a refusal and is not retried at once.
+    /// Someone wrote in between (409): retry at once with fresh reads, never back
+    /// off. A guarded JSON patch whose `test` failed (422) on a stale view is already
+    /// re-read and retried within the pass (`finalizer.rs`, `apply::release`); a 422
+    /// that outlasts those fresh reads, like any other 422, is a refusal and backs off.
     pub fn is_precondition_failure(&self) -> bool {
-        match self {
-            ReconcileError::Finalizer(e) | ReconcileError::Release { source: e, .. } => {
-                super::apply::is_precondition_failure(e)
-            }
-            _ => self.source_error().is_some_and(super::apply::is_conflict),
-        }
+        self.source_error().is_some_and(super::apply::is_conflict)
     }
 }
 
@@ -113,19 +109,21 @@ mod tests {
     }
 
     #[test]
-    fn only_guard_failures_and_conflicts_skip_the_backoff() {
-        // A guarded JSON patch whose `test` failed, or a 409 anywhere: a lost race.
-        assert!(ReconcileError::Finalizer(api(422)).is_precondition_failure());
+    fn only_conflicts_skip_the_backoff() {
+        // A 409 anywhere: a lost race.
+        assert!(ReconcileError::Status(api(409)).is_precondition_failure());
+        assert!(ReconcileError::Finalizer(api(409)).is_precondition_failure());
+        // A 422 that reaches the error policy outlasted the in-pass re-reads (guards)
+        // or is a refusal (apply, status): backed off, not retried every 200 ms
+        // forever.
+        assert!(!ReconcileError::Finalizer(api(422)).is_precondition_failure());
         assert!(
-            ReconcileError::Release {
+            !ReconcileError::Release {
                 what: "Secret ns/x".into(),
                 source: api(422)
             }
             .is_precondition_failure()
         );
-        assert!(ReconcileError::Status(api(409)).is_precondition_failure());
-        // A 422 from an apply or a status write is a refusal: backed off, not
-        // retried every 200 ms forever.
         let refused = ReconcileError::Apply {
             what: "StatefulSet ns/x".into(),
             source: api(422),

@@ -104,6 +104,7 @@ impl Reason {
             Reason::ReconcileFailed
                 | Reason::ValidationFailed
                 | Reason::ValidationWarning
+                | Reason::CleanupTimeout
                 | Reason::UnreadableSpec
                 | Reason::NameConflict
                 | Reason::PerconaNotReady
