@@ -87,6 +87,7 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// The memory of `server`, created: only for an event showing it exists.
     fn with<T>(&self, server: &ServerRef, f: impl FnOnce(&mut ServerMemory) -> T) -> T {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         f(servers.entry(server.clone()).or_default())
@@ -120,13 +121,15 @@ impl Memory {
         })
     }
 
-    /// Like `with`, for a DittoServer still remembered: what would only reset an
-    /// entry must not bring back one forgotten on deletion.
-    fn with_existing(&self, server: &ServerRef, f: impl FnOnce(&mut ServerMemory)) {
+    /// The memory of a DittoServer still remembered, or `None`: a pass that ends
+    /// after the delete event must not bring back what it forgot.
+    fn with_existing<T>(
+        &self,
+        server: &ServerRef,
+        f: impl FnOnce(&mut ServerMemory) -> T,
+    ) -> Option<T> {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = servers.get_mut(server) {
-            f(m);
-        }
+        servers.get_mut(server).map(f)
     }
 
     /// Keep only the DittoServers for which `live` holds (after a re-list: objects
@@ -149,12 +152,13 @@ impl Memory {
 
     /// Next retry delay after one more failure: 5 s, 10 s, 20 s … 300 s.
     pub fn next_backoff(&self, server: &ServerRef) -> Duration {
-        self.with(server, |m| {
+        self.with_existing(server, |m| {
             m.failures = m.failures.saturating_add(1);
             BACKOFF_BASE
                 .saturating_mul(1u32.checked_shl(m.failures - 1).unwrap_or(u32::MAX))
                 .min(BACKOFF_MAX)
         })
+        .unwrap_or(BACKOFF_BASE)
     }
 
     /// A pass succeeded: start the backoff over.
@@ -165,13 +169,14 @@ impl Memory {
     /// Whether to publish `note` under `reason`: only when it differs from what was
     /// last published under that reason, so a repeated failure is one event.
     pub fn event_is_new(&self, server: &ServerRef, reason: &'static str, note: &str) -> bool {
-        self.with(server, |m| {
+        self.with_existing(server, |m| {
             if m.events.get(reason).map(String::as_str) == Some(note) {
                 return false;
             }
             m.events.insert(reason, note.to_string());
             true
         })
+        .unwrap_or(true)
     }
 
     /// The condition behind `reason` is over: a later recurrence is news again.
@@ -183,20 +188,21 @@ impl Memory {
 
     /// The status we last wrote, if the store does not show it yet.
     pub fn written_status(&self, server: &ServerRef) -> Option<DittoServerStatus> {
-        self.with(server, |m| m.status.clone())
+        self.with_existing(server, |m| m.status.clone()).flatten()
     }
 
     pub fn status_written(&self, server: &ServerRef, status: DittoServerStatus) {
-        self.with(server, |m| m.status = Some(status));
+        self.with_existing(server, |m| m.status = Some(status));
     }
 
     /// Did we add our finalizer while the store does not show it yet?
     pub fn finalizer_added(&self, server: &ServerRef) -> bool {
-        self.with(server, |m| m.finalizer_added)
+        self.with_existing(server, |m| m.finalizer_added)
+            .unwrap_or(false)
     }
 
     pub fn finalizer_was_added(&self, server: &ServerRef) {
-        self.with(server, |m| m.finalizer_added = true);
+        self.with_existing(server, |m| m.finalizer_added = true);
     }
 
     /// What we last wrote to `child`, if the store does not show it yet.
@@ -246,12 +252,28 @@ mod tests {
     fn what_a_finished_pass_resets_does_not_bring_back_a_forgotten_server() {
         let memory = Memory::default();
         let server = ServerRef::new("d").within("ns");
-        memory.next_backoff(&server);
-        memory.event_is_new(&server, "ReconcileFailed", "apply failed");
-        // The delete event can arrive while the last pass is still finishing.
+        // Only an event showing the object creates its memory.
+        memory.finalizer_was_added(&server);
+        assert_eq!(memory.servers_remembered(), 0);
+        let stored: StoredServer = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+            "metadata": {"name": "d", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        memory.server_changed(&server, &stored);
+        assert_eq!(memory.next_backoff(&server), BACKOFF_BASE);
+        assert_eq!(memory.next_backoff(&server), 2 * BACKOFF_BASE);
+        assert!(memory.event_is_new(&server, "ReconcileFailed", "apply failed"));
+        assert!(!memory.event_is_new(&server, "ReconcileFailed", "apply failed"));
+        // The delete event can arrive while the last pass is still finishing: what
+        // the pass does afterwards must not bring the memory back.
         memory.forget(&server);
         memory.reset_backoff(&server);
         memory.event_resolved(&server, "ReconcileFailed");
+        memory.finalizer_was_added(&server);
+        memory.next_backoff(&server);
+        memory.event_is_new(&server, "ReconcileFailed", "apply failed");
         assert_eq!(memory.servers_remembered(), 0);
     }
 }
