@@ -82,6 +82,10 @@ pub struct Stores {
     pub secret_data: Arc<SecretCache>,
     /// What the reconciler wrote and the stores may not show yet, and per-object memory.
     pub memory: Arc<Memory>,
+    /// During a re-list of DittoServers, the ones due a pass: the store shows the new
+    /// list only at its end, so a pass before then would read the old one, or miss
+    /// an object created meanwhile.
+    relist_due: Arc<Mutex<Option<Vec<ServerRef>>>>,
 }
 
 /// The write ends of the stores; `Stores::start` feeds them from watches, tests may
@@ -116,6 +120,7 @@ impl Stores {
             secret_index: Arc::default(),
             secret_data: Arc::default(),
             memory: Arc::default(),
+            relist_due: Arc::default(),
         };
         let writers = Writers {
             servers: servers_w,
@@ -255,11 +260,18 @@ impl Stores {
     /// writes, which change nothing a pass reads).
     pub fn on_server_event(&self, event: &watcher::Event<StoredServer>, triggers: &Triggers) {
         match event {
-            watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+            watcher::Event::Apply(s) => {
                 let r = ObjectRef::from(s);
                 self.secret_index.set(&r, secrets_read_by(s));
                 if self.memory.server_changed(&r, s) {
                     triggers.send(r);
+                }
+            }
+            watcher::Event::InitApply(s) => {
+                let r = ObjectRef::from(s);
+                self.secret_index.set(&r, secrets_read_by(s));
+                if self.memory.server_changed(&r, s) {
+                    lock(&self.relist_due).get_or_insert_default().push(r);
                 }
             }
             watcher::Event::Delete(s) => {
@@ -280,8 +292,13 @@ impl Stores {
                 self.secret_index.retain(|r| live.contains(r));
                 self.secret_data.retain_referenced(&self.secret_index);
                 self.memory.retain_servers(|r| live.contains(r));
+                for r in lock(&self.relist_due).take().unwrap_or_default() {
+                    triggers.send(r);
+                }
             }
-            watcher::Event::Init => {}
+            watcher::Event::Init => {
+                *lock(&self.relist_due) = Some(Vec::new());
+            }
         }
     }
 
@@ -486,19 +503,26 @@ struct SecretIndexInner {
     reads: HashMap<ServerRef, Vec<String>>,
 }
 
+impl SecretIndexInner {
+    fn remove(&mut self, server: &ServerRef) {
+        let ns = server.namespace.clone().unwrap_or_default();
+        if let Some(old) = self.reads.remove(server) {
+            for name in old {
+                remove_reader(&mut self.readers, (ns.clone(), name), server);
+            }
+        }
+    }
+}
+
 impl SecretIndex {
     /// Record that `server` reads `names` (in its namespace), replacing what it read.
     pub fn set(&self, server: &ServerRef, names: Vec<String>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = lock(&self.inner);
         let ns = server.namespace.clone().unwrap_or_default();
         if inner.reads.get(server) == Some(&names) {
             return;
         }
-        if let Some(old) = inner.reads.remove(server) {
-            for name in old {
-                remove_reader(&mut inner.readers, (ns.clone(), name), server);
-            }
-        }
+        inner.remove(server);
         for name in &names {
             inner
                 .readers
@@ -510,23 +534,15 @@ impl SecretIndex {
     }
 
     pub fn remove(&self, server: &ServerRef) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let ns = server.namespace.clone().unwrap_or_default();
-        if let Some(old) = inner.reads.remove(server) {
-            for name in old {
-                remove_reader(&mut inner.readers, (ns.clone(), name), server);
-            }
-        }
+        lock(&self.inner).remove(server);
     }
 
     /// Keep only the DittoServers for which `live` holds.
     pub fn retain(&self, live: impl Fn(&ServerRef) -> bool) {
-        let gone: Vec<ServerRef> = {
-            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            inner.reads.keys().filter(|r| !live(r)).cloned().collect()
-        };
+        let mut inner = lock(&self.inner);
+        let gone: Vec<ServerRef> = inner.reads.keys().filter(|r| !live(r)).cloned().collect();
         for server in &gone {
-            self.remove(server);
+            inner.remove(server);
         }
     }
 
@@ -546,6 +562,12 @@ impl SecretIndex {
             .readers
             .contains_key(&(ns.to_string(), name.to_string()))
     }
+}
+
+/// A poisoned lock still holds consistent data here (every update is a few map
+/// operations), so it is used rather than turned into a panic.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn remove_reader(
