@@ -13,6 +13,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dittofs_operator::crd::DittoServer;
@@ -38,7 +39,9 @@ struct Cluster {
     config_name: String,
     /// A StorageClass only this test creates and deletes.
     storage_class: String,
-    created_crd: bool,
+    /// Set once this test's create of the CRD succeeded: only then is it ours to
+    /// delete (shared with the task that installs).
+    created_crd: Arc<AtomicBool>,
 }
 
 fn webhook_entry(name: &str, url: &str, ca_pem: &str, namespace: &str) -> Value {
@@ -65,18 +68,15 @@ fn webhook_entry(name: &str, url: &str, ca_pem: &str, namespace: &str) -> Value 
 }
 
 impl Cluster {
-    /// Names only; whether the CRD is ours to delete afterwards. Nothing is created.
-    async fn new(client: Client) -> Self {
+    /// Names only. Nothing is created.
+    fn new(client: Client) -> Self {
         let suffix = std::process::id();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let crd_name = DittoServer::crd().metadata.name.unwrap_or_default();
-        let created_crd = crds.get_opt(&crd_name).await.unwrap().is_none();
         Self {
             client,
             namespace: format!("dittofs-webhook-test-{suffix}"),
             storage_class: format!("dittofs-webhook-test-{suffix}"),
             config_name: format!("dittofs-webhook-test-{suffix}"),
-            created_crd,
+            created_crd: Arc::default(),
         }
     }
 
@@ -87,8 +87,9 @@ impl Cluster {
         let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
         let crd = DittoServer::crd();
         let crd_name = crd.metadata.name.clone().unwrap();
-        if cluster.created_crd {
+        if crds.get_opt(&crd_name).await.unwrap().is_none() {
             crds.create(&PostParams::default(), &crd).await.unwrap();
+            cluster.created_crd.store(true, Ordering::SeqCst);
         }
         let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
         namespaces
@@ -175,7 +176,7 @@ impl Cluster {
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(&self.namespace, &dp)
             .await;
-        if self.created_crd {
+        if self.created_crd.load(Ordering::SeqCst) {
             let _ = Api::<CustomResourceDefinition>::all(self.client.clone())
                 .delete(&DittoServer::crd().metadata.name.unwrap_or_default(), &dp)
                 .await;
@@ -479,7 +480,7 @@ async fn webhook_registered_by_url_rejects_warns_and_defaults() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let cluster = Cluster::new(client).await;
+    let cluster = Cluster::new(client);
     let checked = cluster.clone();
     // Install and check in a task, so a failed step still lets us clean up.
     let result = tokio::spawn(async move {

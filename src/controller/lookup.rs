@@ -1,7 +1,8 @@
 //! The validation core's cluster questions, answered from what the pass observed:
 //! the reconciler validates with the same rules as the webhook without reading a
-//! Secret twice. Questions the observation does not cover (StorageClasses, a Secret
-//! the pod does not read) go to the webhook's lookup (caches, bounded GETs).
+//! Secret twice. Questions the observation does not cover (StorageClasses, a
+//! referenced Secret the stores do not show, e.g. absent or not listed yet) go to the
+//! webhook's lookup (caches, bounded GETs).
 
 use crate::validation::{ClusterLookup, Lookup, SecretFacts};
 

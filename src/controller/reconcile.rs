@@ -422,11 +422,8 @@ async fn release_unwanted_percona_owner<L>(
     observed: &Observed,
     p: &Pass<'_, L>,
 ) -> Result<(), ReconcileError> {
-    let keep_owner = eff.percona.as_ref().is_some_and(|p| p.delete_with_server);
-    let PerconaSeen::Present { seen, cluster } = &observed.percona else {
-        return Ok(());
-    };
-    if keep_owner || !seen.is_ours() || !finalizer::owned_by(cluster, ds) {
+    let delete_with_server = eff.percona.as_ref().is_some_and(|p| p.delete_with_server);
+    if !owned_but_to_keep(ds, &observed.percona, delete_with_server) {
         return Ok(());
     }
     let ns = eff.namespace.as_str();
@@ -610,13 +607,15 @@ async fn release_finalizer<L: ClusterLookup>(
         // database with us, so we keep retrying the release instead.
         Err(e)
             if deleting_for(ds) >= CLEANUP_TIMEOUT
-                && still_ours_to_keep(ds, percona, delete_with_server) =>
+                && owned_but_to_keep(ds, percona, delete_with_server) =>
         {
             p.events
                 .publish(
                     Reason::CleanupTimeout,
+                    // No error text: the note stays the same while this lasts, so it
+                    // is one event (the error is in the ReconcileFailed event).
                     format!(
-                        "Cleanup did not finish within {}s ({e}); the finalizer stays until our \
+                        "Cleanup did not finish within {}s; the finalizer stays until our \
                          owner reference is removed from the PerconaPGCluster, so that the \
                          garbage collector cannot delete its data",
                         CLEANUP_TIMEOUT.as_secs()
@@ -644,7 +643,7 @@ async fn release_finalizer<L: ClusterLookup>(
 
 /// A PerconaPGCluster that is to be kept (`deleteWithServer` not true) but still
 /// carries our owner reference, as last observed.
-fn still_ours_to_keep(ds: &DittoServer, percona: &PerconaSeen, delete_with_server: bool) -> bool {
+fn owned_but_to_keep(ds: &DittoServer, percona: &PerconaSeen, delete_with_server: bool) -> bool {
     !delete_with_server
         && matches!(percona, PerconaSeen::Present { seen, cluster }
             if seen.is_ours() && finalizer::owned_by(cluster, ds))
