@@ -12,8 +12,18 @@
 //!   never touched, while a managed one can be released by removing the label), and
 //! - the webhook's `kubernetes.io/tls` Secret, by name, in the operator's namespace.
 //!
+//! RBAC must also let the operator create and patch StatefulSets in every namespace.
+//! Unchecked, a stolen token could run a pod under any ServiceAccount of a namespace,
+//! privileged, or with the node's filesystem. The StatefulSet policy lets the
+//! operator's ServiceAccount write only StatefulSets it manages (label, on the stored
+//! object too) whose pod runs under the namespace's `default` account without a
+//! token, in no host namespace, with only ConfigMap, emptyDir and PVC volumes, and
+//! with containers that are not privileged, cannot escalate and add no capability
+//! but `NET_BIND_SERVICE` — everything the operator's own builder produces (a test
+//! runs the CEL on every sample's StatefulSet).
+//!
 //! The API server evaluates the CEL itself (no webhook, no operator needed), so the
-//! rule holds even when the operator's token is stolen. Pure builders; the committed
+//! rules hold even when the operator's token is stolen. Pure builders; the committed
 //! copies in `deploy/` and the chart are compared with them by `tests/generated.rs`.
 
 use k8s_openapi::api::admissionregistration::v1::{
@@ -29,24 +39,24 @@ use crate::resources::labels::MANAGED_BY;
 /// The label that marks what the operator manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
-/// CEL of the Secret policy, for one install. Also what the CEL tests evaluate.
+/// CEL of a policy, for one install. Also what the CEL tests evaluate.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SecretRules {
+pub struct PolicyRules {
     /// `matchConditions`: (name, expression). The policy applies only when all hold.
     pub match_conditions: Vec<(String, String)>,
     /// `variables`: (name, expression), evaluated in order, read as `variables.<name>`.
     pub variables: Vec<(String, String)>,
     /// `validations`: every expression must be true.
-    pub validations: Vec<SecretValidation>,
+    pub validations: Vec<PolicyValidation>,
 }
 
-/// One validation of the Secret policy.
+/// One validation of a policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SecretValidation {
+pub struct PolicyValidation {
     pub expression: String,
     /// Shown when `message_expression` cannot be evaluated.
     pub message: String,
-    /// The message naming the refused Secret.
+    /// The message naming the refused object.
     pub message_expression: String,
 }
 
@@ -75,7 +85,7 @@ fn webhook_tls(var: &str, install: &Install) -> String {
 }
 
 /// The CEL of the Secret policy for `install`.
-pub fn secret_rules(install: &Install) -> SecretRules {
+pub fn secret_rules(install: &Install) -> PolicyRules {
     let users = [
         service_account_user(&install.namespace, &install.service_account()),
         service_account_user(&install.namespace, &install.certs_service_account()),
@@ -83,7 +93,7 @@ pub fn secret_rules(install: &Install) -> SecretRules {
     let secret = "request.namespace + '/' + \
                 (has(object.metadata.name) ? object.metadata.name : '(generated name)') + \
                 ' of type ' + (has(object.type) ? object.type : '(none)')";
-    SecretRules {
+    PolicyRules {
         match_conditions: vec![(
             "operator-service-accounts".into(),
             format!(
@@ -98,7 +108,7 @@ pub fn secret_rules(install: &Install) -> SecretRules {
             ("oldIsWebhookTls".into(), webhook_tls("oldObject", install)),
         ],
         validations: vec![
-            SecretValidation {
+            PolicyValidation {
                 expression: "request.operation != 'CREATE' || variables.newIsManaged || \
                              variables.newIsWebhookTls"
                     .into(),
@@ -119,7 +129,7 @@ pub fn secret_rules(install: &Install) -> SecretRules {
                     install.webhook_tls_secret()
                 ),
             },
-            SecretValidation {
+            PolicyValidation {
                 // Judged on the stored Secret: only ours may change, and a managed one
                 // may be released (label and owner reference removed). The type is
                 // immutable, but is checked on both sides anyway.
@@ -145,6 +155,99 @@ pub fn secret_rules(install: &Install) -> SecretRules {
     }
 }
 
+/// `true` when `var` carries the managed-by label of the operator.
+fn managed(var: &str) -> String {
+    format!(
+        "{var} != null && has({var}.metadata.labels) && '{MANAGED_BY_LABEL}' in {var}.metadata.labels && \
+         {var}.metadata.labels['{MANAGED_BY_LABEL}'] == '{MANAGED_BY}'"
+    )
+}
+
+/// `true` when every container in the pod-spec list `list` is unprivileged: not
+/// privileged, no privilege escalation, no added capability but NET_BIND_SERVICE
+/// (what Pod Security `restricted` allows).
+fn unprivileged(list: &str) -> String {
+    let pod = "object.spec.template.spec";
+    format!(
+        "!has({pod}.{list}) || {pod}.{list}.all(c, has(c.securityContext) && \
+         (!has(c.securityContext.privileged) || c.securityContext.privileged == false) && \
+         has(c.securityContext.allowPrivilegeEscalation) && \
+         c.securityContext.allowPrivilegeEscalation == false && \
+         (!has(c.securityContext.capabilities) || !has(c.securityContext.capabilities.add) || \
+         c.securityContext.capabilities.add.all(a, a == 'NET_BIND_SERVICE')))"
+    )
+}
+
+/// The CEL of the StatefulSet policy for `install`: only the operator itself writes
+/// StatefulSets (the certificate Job has no such right).
+pub fn stateful_set_rules(install: &Install) -> PolicyRules {
+    let user = service_account_user(&install.namespace, &install.service_account());
+    let pod = "object.spec.template.spec";
+    let refused = |what: &str| {
+        format!(
+            "'dittofs-operator may not write StatefulSet ' + request.namespace + '/' + \
+             request.name + ': {what}'"
+        )
+    };
+    let validation = |expression: String, what: &str| PolicyValidation {
+        expression,
+        message: format!("dittofs-operator may not write this StatefulSet: {what}"),
+        message_expression: refused(what),
+    };
+    PolicyRules {
+        match_conditions: vec![(
+            "operator-service-account".into(),
+            format!("request.userInfo.username == '{user}'"),
+        )],
+        variables: Vec::new(),
+        validations: vec![
+            validation(
+                format!(
+                    "({new}) && (request.operation != 'UPDATE' || ({old}))",
+                    new = managed("object"),
+                    old = managed("oldObject")
+                ),
+                &format!(
+                    "only StatefulSets labelled {MANAGED_BY_LABEL}={MANAGED_BY} (also the stored one, on an update)"
+                ),
+            ),
+            validation(
+                format!(
+                    "(!has({pod}.serviceAccountName) || {pod}.serviceAccountName == 'default') && \
+                     (!has({pod}.serviceAccount) || {pod}.serviceAccount == 'default') && \
+                     has({pod}.automountServiceAccountToken) && \
+                     {pod}.automountServiceAccountToken == false"
+                ),
+                "the pod must run as the default ServiceAccount of its namespace, without a token",
+            ),
+            validation(
+                format!(
+                    "!(has({pod}.hostNetwork) && {pod}.hostNetwork) && \
+                     !(has({pod}.hostPID) && {pod}.hostPID) && \
+                     !(has({pod}.hostIPC) && {pod}.hostIPC)"
+                ),
+                "no host network, PID or IPC namespace",
+            ),
+            validation(
+                format!(
+                    "!has({pod}.volumes) || {pod}.volumes.all(v, has(v.configMap) || \
+                     has(v.emptyDir) || has(v.persistentVolumeClaim))"
+                ),
+                "only ConfigMap, emptyDir and PersistentVolumeClaim volumes (no hostPath, no projected token)",
+            ),
+            validation(
+                format!(
+                    "({}) && ({}) && ({})",
+                    unprivileged("containers"),
+                    unprivileged("initContainers"),
+                    unprivileged("ephemeralContainers")
+                ),
+                "containers must not be privileged, must set allowPrivilegeEscalation: false and may add no capability but NET_BIND_SERVICE",
+            ),
+        ],
+    }
+}
+
 fn meta(name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
@@ -166,18 +269,47 @@ pub fn secret_policy_name(install: &Install) -> String {
 
 /// The Secret policy of `install`.
 pub fn secret_policy(install: &Install) -> ValidatingAdmissionPolicy {
-    let rules = secret_rules(install);
+    policy(
+        secret_policy_name(install),
+        "",
+        "secrets",
+        secret_rules(install),
+    )
+}
+
+/// Name of the StatefulSet policy and of its binding.
+pub fn stateful_set_policy_name(install: &Install) -> String {
+    format!("{}-statefulsets", install.release)
+}
+
+/// The StatefulSet policy of `install`.
+pub fn stateful_set_policy(install: &Install) -> ValidatingAdmissionPolicy {
+    policy(
+        stateful_set_policy_name(install),
+        "apps",
+        "statefulsets",
+        stateful_set_rules(install),
+    )
+}
+
+/// A policy on CREATE and UPDATE of `group`/v1 `resource`.
+fn policy(
+    name: String,
+    group: &str,
+    resource: &str,
+    rules: PolicyRules,
+) -> ValidatingAdmissionPolicy {
     ValidatingAdmissionPolicy {
-        metadata: meta(secret_policy_name(install)),
+        metadata: meta(name),
         spec: Some(ValidatingAdmissionPolicySpec {
             failure_policy: Some("Fail".into()),
             match_constraints: Some(MatchResources {
                 match_policy: Some("Equivalent".into()),
                 resource_rules: Some(vec![NamedRuleWithOperations {
-                    api_groups: Some(vec![String::new()]),
+                    api_groups: Some(vec![group.into()]),
                     api_versions: Some(vec!["v1".into()]),
                     operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
-                    resources: Some(vec!["secrets".into()]),
+                    resources: Some(vec![resource.into()]),
                     ..Default::default()
                 }]),
                 ..Default::default()
@@ -189,13 +321,13 @@ pub fn secret_policy(install: &Install) -> ValidatingAdmissionPolicy {
                     .map(|(name, expression)| MatchCondition { name, expression })
                     .collect(),
             ),
-            variables: Some(
+            variables: (!rules.variables.is_empty()).then(|| {
                 rules
                     .variables
                     .into_iter()
                     .map(|(name, expression)| Variable { name, expression })
-                    .collect(),
-            ),
+                    .collect()
+            }),
             validations: Some(
                 rules
                     .validations
@@ -216,23 +348,34 @@ pub fn secret_policy(install: &Install) -> ValidatingAdmissionPolicy {
 
 /// The binding that enforces the Secret policy everywhere (`Deny`).
 pub fn secret_policy_binding(install: &Install) -> ValidatingAdmissionPolicyBinding {
+    binding(secret_policy_name(install))
+}
+
+/// The binding that enforces the StatefulSet policy everywhere (`Deny`).
+pub fn stateful_set_policy_binding(install: &Install) -> ValidatingAdmissionPolicyBinding {
+    binding(stateful_set_policy_name(install))
+}
+
+fn binding(name: String) -> ValidatingAdmissionPolicyBinding {
     ValidatingAdmissionPolicyBinding {
-        metadata: meta(secret_policy_name(install)),
+        metadata: meta(name.clone()),
         spec: Some(ValidatingAdmissionPolicyBindingSpec {
-            policy_name: Some(secret_policy_name(install)),
+            policy_name: Some(name),
             validation_actions: Some(vec!["Deny".into()]),
             ..Default::default()
         }),
     }
 }
 
-/// Policy and binding as a YAML stream.
+/// Both policies and their bindings as a YAML stream.
 pub fn policy_yaml(install: &Install) -> Result<String, serde_yaml_ng::Error> {
-    Ok(format!(
-        "{}---\n{}",
+    Ok([
         serde_yaml_ng::to_string(&secret_policy(install))?,
-        serde_yaml_ng::to_string(&secret_policy_binding(install))?
-    ))
+        serde_yaml_ng::to_string(&secret_policy_binding(install))?,
+        serde_yaml_ng::to_string(&stateful_set_policy(install))?,
+        serde_yaml_ng::to_string(&stateful_set_policy_binding(install))?,
+    ]
+    .join("---\n"))
 }
 
 #[cfg(test)]

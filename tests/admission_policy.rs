@@ -11,14 +11,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use dittofs_operator::policy::{SecretRules, SecretValidation, secret_rules};
+use dittofs_operator::policy::{PolicyRules, PolicyValidation, secret_rules, stateful_set_rules};
 use dittofs_operator::rbac::Install;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The policy as committed in deploy/.
-fn committed_rules() -> SecretRules {
+fn committed_rules() -> PolicyRules {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/admission-policy.yaml"),
     )
@@ -29,7 +29,7 @@ fn committed_rules() -> SecretRules {
     let policy: ValidatingAdmissionPolicy =
         serde_json::from_value(Value::deserialize(doc).expect("YAML")).expect("typed policy");
     let spec = policy.spec.expect("spec");
-    SecretRules {
+    PolicyRules {
         match_conditions: spec
             .match_conditions
             .unwrap_or_default()
@@ -46,7 +46,7 @@ fn committed_rules() -> SecretRules {
             .validations
             .unwrap_or_default()
             .into_iter()
-            .map(|v| SecretValidation {
+            .map(|v| PolicyValidation {
                 expression: v.expression,
                 message: v.message.unwrap_or_default(),
                 message_expression: v.message_expression.unwrap_or_default(),
@@ -86,7 +86,7 @@ enum Verdict {
 }
 
 /// Evaluate `rules` like the API server.
-fn admit(rules: &SecretRules, request: Value, object: Value, old_object: Value) -> Verdict {
+fn admit(rules: &PolicyRules, request: Value, object: Value, old_object: Value) -> Verdict {
     let mut vars: HashMap<&str, Value> = HashMap::from([
         ("request", request),
         ("object", object),
@@ -362,4 +362,259 @@ fn names_follow_the_install() {
         admit_create("system:serviceaccount:storage:files-certs", wrong),
         Verdict::Denied(_)
     ));
+}
+
+// --- the StatefulSet policy -----------------------------------------------------
+
+/// The StatefulSet policy as committed in deploy/ (the third document).
+fn committed_stateful_set_rules() -> PolicyRules {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/admission-policy.yaml"),
+    )
+    .expect("deploy/admission-policy.yaml");
+    let policy = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("YAML"))
+        .find(|v| {
+            v["kind"] == "ValidatingAdmissionPolicy"
+                && v["metadata"]["name"] == "dittofs-operator-statefulsets"
+        })
+        .expect("the StatefulSet policy");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(policy).expect("typed policy");
+    let spec = policy.spec.expect("spec");
+    PolicyRules {
+        match_conditions: spec
+            .match_conditions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.name, c.expression))
+            .collect(),
+        variables: spec
+            .variables
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.expression))
+            .collect(),
+        validations: spec
+            .validations
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| PolicyValidation {
+                expression: v.expression,
+                message: v.message.unwrap_or_default(),
+                message_expression: v.message_expression.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// The StatefulSet the operator builds for a DittoServer with `spec`.
+fn built_stateful_set(spec: Value) -> Value {
+    use dittofs_operator::crd::DittoServer;
+    use dittofs_operator::effective::EffectiveSpec;
+    use dittofs_operator::resources::{BuildInputs, ManagedSecretValues, build_all};
+    let ds: DittoServer = serde_json::from_value(json!({
+        "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+        "metadata": {"name": "d", "namespace": "team", "uid": "u"},
+        "spec": spec,
+    }))
+    .expect("DittoServer");
+    let eff = EffectiveSpec::resolve(&ds);
+    let inputs = BuildInputs {
+        secrets: Default::default(),
+        managed: ManagedSecretValues {
+            jwt_secret: "j".repeat(43),
+            admin_password: "p".repeat(32),
+        },
+    };
+    let children = build_all(&ds, &eff, &inputs).expect("build");
+    serde_json::to_value(&children.stateful_set).expect("JSON")
+}
+
+fn write_stateful_set(user: &str, old: Option<Value>, new: Value) -> Verdict {
+    let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
+    let mut request = request(user, operation, "team");
+    request["name"] = new["metadata"]["name"].clone();
+    admit(
+        &committed_stateful_set_rules(),
+        request,
+        new,
+        old.unwrap_or(Value::Null),
+    )
+}
+
+/// Every DittoServer spec of `samples/`, and variants with what a user may set.
+fn sample_specs() -> Vec<(String, Value)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let mut specs = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("samples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("sample");
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let doc = Value::deserialize(doc).expect("YAML");
+            if doc["kind"] == "DittoServer" {
+                specs.push((path.display().to_string(), doc["spec"].clone()));
+            }
+        }
+    }
+    assert!(specs.len() >= 6, "{specs:?}");
+    specs.push((
+        "restricted extras".into(),
+        json!({"storage": {"metadataSize": "1Gi"},
+               "securityContext": {"readOnlyRootFilesystem": true, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
+               "podSecurityContext": {"runAsUser": 1000, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}}),
+    ));
+    specs
+}
+
+#[test]
+fn the_committed_stateful_set_cel_is_what_the_generator_produces() {
+    assert_eq!(
+        committed_stateful_set_rules(),
+        stateful_set_rules(&Install::plain())
+    );
+}
+
+#[test]
+fn every_stateful_set_the_operator_builds_is_allowed() {
+    for (name, spec) in sample_specs() {
+        let sts = built_stateful_set(spec);
+        assert_eq!(
+            write_stateful_set(OPERATOR, None, sts.clone()),
+            Verdict::Allowed,
+            "create, {name}"
+        );
+        assert_eq!(
+            write_stateful_set(OPERATOR, Some(sts.clone()), sts),
+            Verdict::Allowed,
+            "update, {name}"
+        );
+    }
+}
+
+#[test]
+fn a_stolen_token_cannot_run_a_powerful_pod_through_a_stateful_set() {
+    let ours = built_stateful_set(json!({"storage": {"metadataSize": "1Gi"}}));
+    let pod = "/spec/template/spec";
+    type Change<'a> = Box<dyn Fn(&mut Value) + 'a>;
+    let escalations: Vec<(&str, Change<'_>)> = vec![
+        (
+            "a powerful ServiceAccount",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(pod).unwrap()["serviceAccountName"] =
+                    json!("clusterrole-aggregation-controller");
+            }),
+        ),
+        (
+            "a mounted token",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(pod).unwrap()["automountServiceAccountToken"] = json!(true);
+            }),
+        ),
+        (
+            "the host network",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(pod).unwrap()["hostNetwork"] = json!(true);
+            }),
+        ),
+        (
+            "the host PID namespace",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(pod).unwrap()["hostPID"] = json!(true);
+            }),
+        ),
+        (
+            "a hostPath volume",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/volumes"))
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "root", "hostPath": {"path": "/"}}));
+            }),
+        ),
+        (
+            "a projected token",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/volumes")).unwrap().as_array_mut().unwrap()
+                .push(json!({"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}));
+            }),
+        ),
+        (
+            "a privileged container",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["privileged"] = json!(true);
+            }),
+        ),
+        (
+            "privilege escalation",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["allowPrivilegeEscalation"] = json!(true);
+            }),
+        ),
+        (
+            "an added capability",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["capabilities"]["add"] = json!(["SYS_ADMIN"]);
+            }),
+        ),
+        (
+            "a privileged init container",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(pod).unwrap()["initContainers"] = json!([{"name": "x", "image": "busybox", "securityContext": {"privileged": true, "allowPrivilegeEscalation": true}}]);
+            }),
+        ),
+        (
+            "a container without a security context",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(pod).unwrap()["initContainers"] =
+                    json!([{"name": "x", "image": "busybox"}]);
+            }),
+        ),
+        (
+            "no managed-by label",
+            Box::new(|s: &mut Value| {
+                s["metadata"]["labels"] = json!({"app": "other"});
+            }),
+        ),
+    ];
+    for (what, change) in &escalations {
+        let mut sts = ours.clone();
+        change(&mut sts);
+        let verdict = write_stateful_set(OPERATOR, None, sts.clone());
+        assert!(
+            matches!(verdict, Verdict::Denied(_)),
+            "create with {what}: {verdict:?}"
+        );
+        let verdict = write_stateful_set(OPERATOR, Some(ours.clone()), sts);
+        assert!(
+            matches!(verdict, Verdict::Denied(_)),
+            "update to {what}: {verdict:?}"
+        );
+    }
+    // Taking over a StatefulSet the operator does not manage (kube-system's, say).
+    let mut foreign = ours.clone();
+    foreign["metadata"]["labels"] = json!({"app": "coredns"});
+    denied_saying(
+        write_stateful_set(OPERATOR, Some(foreign), ours.clone()),
+        &["StatefulSet team/d", "managed-by"],
+    );
+    // Other users are not concerned.
+    assert_eq!(
+        write_stateful_set("system:admin", None, {
+            let mut s = ours.clone();
+            s.pointer_mut(pod).unwrap()["hostNetwork"] = json!(true);
+            s
+        }),
+        Verdict::NotMatched
+    );
+    assert_eq!(
+        write_stateful_set(CERTS_JOB, None, ours),
+        Verdict::NotMatched
+    );
 }

@@ -20,7 +20,9 @@ use std::process::Command;
 
 use clap::Parser;
 use dittofs_operator::cli::{Cli, Command as CliCommand};
-use dittofs_operator::policy::{secret_policy, secret_policy_binding};
+use dittofs_operator::policy::{
+    secret_policy, secret_policy_binding, stateful_set_policy, stateful_set_policy_binding,
+};
 use dittofs_operator::rbac::{Install, NAMESPACED_RULES, RULES, policy_rules};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -305,6 +307,14 @@ fn non_default_values_reach_the_objects_and_names_follow_the_release() {
     assert_eq!(
         get("ValidatingAdmissionPolicyBinding", "files-secrets"),
         &serde_json::to_value(secret_policy_binding(&install)).unwrap()
+    );
+    assert_eq!(
+        get("ValidatingAdmissionPolicy", "files-statefulsets"),
+        &serde_json::to_value(stateful_set_policy(&install)).unwrap()
+    );
+    assert_eq!(
+        get("ValidatingAdmissionPolicyBinding", "files-statefulsets"),
+        &serde_json::to_value(stateful_set_policy_binding(&install)).unwrap()
     );
 
     // The Deployment runs what the values say, with the names RBAC and policy assume.

@@ -1,22 +1,30 @@
-//! The escalation of issue 9 against a real API server (KUBECONFIG): the generated RBAC and
-//! Secret policy are installed for a throwaway release in a throwaway namespace, and a
-//! client impersonating that release's ServiceAccount tries to mint a token Secret.
+//! The escalations of issue 9 against a real API server (KUBECONFIG): the generated RBAC
+//! and the Secret and StatefulSet policies are installed for a throwaway release in a
+//! throwaway namespace, and a client impersonating that release's ServiceAccount tries
+//! to mint a token Secret and to create a hostPID/hostPath StatefulSet.
 //! Everything it installs is removed afterwards, also when an assertion fails.
 //!
-//! Only the throwaway namespace is ever written to: the token Secret is attempted there
-//! (for its `default` ServiceAccount), never in kube-system.
+//! Only the throwaway namespace is ever written to: the token Secret and the
+//! StatefulSets are attempted there (the token for its `default` ServiceAccount), never
+//! in kube-system. The allowed StatefulSet has `replicas: 0` (no pod; no kubelet needed).
 //!
 //! Run with: `cargo test --test policy_cluster -- --ignored`
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use dittofs_operator::policy::{secret_policy, secret_policy_binding};
+use dittofs_operator::crd::DittoServer;
+use dittofs_operator::effective::EffectiveSpec;
+use dittofs_operator::policy::{
+    secret_policy, secret_policy_binding, stateful_set_policy, stateful_set_policy_binding,
+};
 use dittofs_operator::rbac::{Install, cluster_role, role};
+use dittofs_operator::resources::{BuildInputs, ManagedSecretValues, build_all};
 use futures::FutureExt;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -129,18 +137,33 @@ async fn install_everything(admin: &Client, install: &Install) {
         .create(&pp, &secret_policy_binding(install))
         .await
         .expect("policy binding");
+    Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+        .create(&pp, &stateful_set_policy(install))
+        .await
+        .expect("StatefulSet policy");
+    Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
+        .create(&pp, &stateful_set_policy_binding(install))
+        .await
+        .expect("StatefulSet policy binding");
 }
 
 async fn remove_everything(admin: &Client, install: &Install) {
     let dp = DeleteParams::default();
     let name = &install.release;
-    let policy_name = secret_policy(install).metadata.name.unwrap_or_default();
-    let _ = Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
-        .delete(&policy_name, &dp)
-        .await;
-    let _ = Api::<ValidatingAdmissionPolicy>::all(admin.clone())
-        .delete(&policy_name, &dp)
-        .await;
+    for policy_name in [
+        secret_policy(install).metadata.name.unwrap_or_default(),
+        stateful_set_policy(install)
+            .metadata
+            .name
+            .unwrap_or_default(),
+    ] {
+        let _ = Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
+            .delete(&policy_name, &dp)
+            .await;
+        let _ = Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+            .delete(&policy_name, &dp)
+            .await;
+    }
     let _ = Api::<ClusterRoleBinding>::all(admin.clone())
         .delete(name, &dp)
         .await;
@@ -264,6 +287,67 @@ async fn scenario(admin: &Client, install: &Install) {
         .create(&pp, &secret("admins", "Opaque", json!({})))
         .await
         .expect("other users are not matched");
+
+    stateful_sets(&operator, ns).await;
+}
+
+/// The StatefulSet the operator builds for a minimal DittoServer `name` in `ns`
+/// (without its owner reference: there is no DittoServer behind it here).
+fn built_stateful_set(name: &str, ns: &str) -> StatefulSet {
+    let ds: DittoServer = serde_json::from_value(json!({
+        "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+        "metadata": {"name": name, "namespace": ns, "uid": "00000000-0000-0000-0000-000000000000"},
+        "spec": {"replicas": 0, "storage": {"metadataSize": "1Gi"}},
+    }))
+    .expect("DittoServer");
+    let eff = EffectiveSpec::resolve(&ds);
+    let inputs = BuildInputs {
+        secrets: Default::default(),
+        managed: ManagedSecretValues {
+            jwt_secret: "j".repeat(43),
+            admin_password: "p".repeat(32),
+        },
+    };
+    let mut sts = build_all(&ds, &eff, &inputs).expect("build").stateful_set;
+    sts.metadata.owner_references = None;
+    sts
+}
+
+/// A stolen operator token cannot run a powerful pod through a StatefulSet; what the
+/// operator builds is allowed.
+async fn stateful_sets(operator: &Client, ns: &str) {
+    let api: Api<StatefulSet> = Api::namespaced(operator.clone(), ns);
+    let pp = PostParams::default();
+    let mut privileged = serde_json::to_value(built_stateful_set("escalate", ns)).expect("JSON");
+    privileged["spec"]["template"]["spec"]["hostPID"] = json!(true);
+    privileged["spec"]["template"]["spec"]["volumes"]
+        .as_array_mut()
+        .expect("volumes")
+        .push(json!({"name": "root", "hostPath": {"path": "/"}}));
+    let privileged: StatefulSet = serde_json::from_value(privileged).expect("StatefulSet");
+    let refused = |r: &Result<StatefulSet, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("dittofs-operator may"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let result = api.create(&pp, &privileged).await;
+        if refused(&result) {
+            break;
+        }
+        match result {
+            Ok(_) => panic!(
+                "a hostPID/hostPath StatefulSet was created by the operator's ServiceAccount"
+            ),
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "StatefulSet policy never denied: {e}"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    api.create(&pp, &built_stateful_set("ours", ns))
+        .await
+        .expect("the StatefulSet the operator builds is allowed");
 }
 
 #[tokio::test]
