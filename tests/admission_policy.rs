@@ -17,17 +17,17 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The policy as committed in deploy/.
-fn committed_rules() -> PolicyRules {
+/// The policy `name` as committed in deploy/.
+fn committed(name: &str) -> PolicyRules {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/admission-policy.yaml"),
     )
     .expect("deploy/admission-policy.yaml");
-    let doc = serde_yaml_ng::Deserializer::from_str(&text)
-        .next()
-        .expect("a document");
-    let policy: ValidatingAdmissionPolicy =
-        serde_json::from_value(Value::deserialize(doc).expect("YAML")).expect("typed policy");
+    let policy = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("YAML"))
+        .find(|v| v["kind"] == "ValidatingAdmissionPolicy" && v["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("policy {name}"));
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(policy).expect("typed policy");
     let spec = policy.spec.expect("spec");
     PolicyRules {
         match_conditions: spec
@@ -53,6 +53,11 @@ fn committed_rules() -> PolicyRules {
             })
             .collect(),
     }
+}
+
+/// The Secret policy as committed in deploy/.
+fn committed_rules() -> PolicyRules {
+    committed("dittofs-operator-secrets")
 }
 
 fn eval(expression: &str, vars: &HashMap<&str, Value>) -> cel::Value {
@@ -366,45 +371,9 @@ fn names_follow_the_install() {
 
 // --- the StatefulSet policy -----------------------------------------------------
 
-/// The StatefulSet policy as committed in deploy/ (the third document).
+/// The StatefulSet policy as committed in deploy/.
 fn committed_stateful_set_rules() -> PolicyRules {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/admission-policy.yaml"),
-    )
-    .expect("deploy/admission-policy.yaml");
-    let policy = serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("YAML"))
-        .find(|v| {
-            v["kind"] == "ValidatingAdmissionPolicy"
-                && v["metadata"]["name"] == "dittofs-operator-statefulsets"
-        })
-        .expect("the StatefulSet policy");
-    let policy: ValidatingAdmissionPolicy = serde_json::from_value(policy).expect("typed policy");
-    let spec = policy.spec.expect("spec");
-    PolicyRules {
-        match_conditions: spec
-            .match_conditions
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| (c.name, c.expression))
-            .collect(),
-        variables: spec
-            .variables
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| (v.name, v.expression))
-            .collect(),
-        validations: spec
-            .validations
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| PolicyValidation {
-                expression: v.expression,
-                message: v.message.unwrap_or_default(),
-                message_expression: v.message_expression.unwrap_or_default(),
-            })
-            .collect(),
-    }
+    committed("dittofs-operator-statefulsets")
 }
 
 /// The StatefulSet the operator builds for a DittoServer with `spec`.
