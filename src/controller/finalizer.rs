@@ -72,7 +72,7 @@ pub async fn add(
         };
         match json_patch(api, meta, ops).await {
             Ok(()) => {
-                memory.finalizer_was_added(server);
+                memory.finalizer_was_added(server, meta.uid.as_deref());
                 return Ok(());
             }
             // Deleted meanwhile: nothing to guard.

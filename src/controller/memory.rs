@@ -191,8 +191,14 @@ impl Memory {
         self.with_existing(server, |m| m.status.clone()).flatten()
     }
 
-    pub fn status_written(&self, server: &ServerRef, status: DittoServerStatus) {
-        self.with_existing(server, |m| m.status = Some(status));
+    /// Record the status written to the object `uid` (not to a namesake that
+    /// replaced it meanwhile).
+    pub fn status_written(&self, server: &ServerRef, uid: Option<&str>, status: DittoServerStatus) {
+        self.with_existing(server, |m| {
+            if m.uid.as_deref() == uid {
+                m.status = Some(status);
+            }
+        });
     }
 
     /// Did we add our finalizer while the store does not show it yet?
@@ -201,8 +207,14 @@ impl Memory {
             .unwrap_or(false)
     }
 
-    pub fn finalizer_was_added(&self, server: &ServerRef) {
-        self.with_existing(server, |m| m.finalizer_added = true);
+    /// Record that the finalizer was added to the object `uid` (not to a namesake
+    /// that replaced it meanwhile: it would then never get one).
+    pub fn finalizer_was_added(&self, server: &ServerRef, uid: Option<&str>) {
+        self.with_existing(server, |m| {
+            if m.uid.as_deref() == uid {
+                m.finalizer_added = true;
+            }
+        });
     }
 
     /// What we last wrote to `child`, if the store does not show it yet.
@@ -253,7 +265,7 @@ mod tests {
         let memory = Memory::default();
         let server = ServerRef::new("d").within("ns");
         // Only an event showing the object creates its memory.
-        memory.finalizer_was_added(&server);
+        memory.finalizer_was_added(&server, Some("u"));
         assert_eq!(memory.servers_remembered(), 0);
         let stored: StoredServer = serde_json::from_value(serde_json::json!({
             "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
@@ -262,6 +274,11 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         memory.server_changed(&server, &stored);
+        // A late pass of a deleted namesake does not write into this object's memory.
+        memory.finalizer_was_added(&server, Some("the-old-uid"));
+        assert!(!memory.finalizer_added(&server));
+        memory.finalizer_was_added(&server, Some("u"));
+        assert!(memory.finalizer_added(&server));
         assert_eq!(memory.next_backoff(&server), BACKOFF_BASE);
         assert_eq!(memory.next_backoff(&server), 2 * BACKOFF_BASE);
         assert!(memory.event_is_new(&server, "ReconcileFailed", "apply failed"));
@@ -271,7 +288,7 @@ mod tests {
         memory.forget(&server);
         memory.reset_backoff(&server);
         memory.event_resolved(&server, "ReconcileFailed");
-        memory.finalizer_was_added(&server);
+        memory.finalizer_was_added(&server, Some("u"));
         memory.next_backoff(&server);
         memory.event_is_new(&server, "ReconcileFailed", "apply failed");
         assert_eq!(memory.servers_remembered(), 0);

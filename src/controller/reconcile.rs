@@ -726,7 +726,7 @@ async fn write_status<L>(
         .await;
     match written {
         Ok(_) => {
-            memory.status_written(&p.server, new);
+            memory.status_written(&p.server, meta.uid.as_deref(), new);
             Ok(())
         }
         // Gone meanwhile (its last finalizer released): nothing left to report on.

@@ -296,8 +296,10 @@ impl Stores {
                     triggers.send(r);
                 }
             }
+            // A re-list that failed part-way starts again with `Init`: what it already
+            // found due stays due (the memory has recorded those objects as seen).
             watcher::Event::Init => {
-                *lock(&self.relist_due) = Some(Vec::new());
+                lock(&self.relist_due).get_or_insert_default();
             }
         }
     }
