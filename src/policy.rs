@@ -17,10 +17,11 @@
 //! privileged, or with the node's filesystem. The StatefulSet policy lets the
 //! operator's ServiceAccount write only StatefulSets it manages (label, on the stored
 //! object too) whose pod runs under the namespace's `default` account without a
-//! token, in no host namespace, with only ConfigMap, emptyDir and PVC volumes, and
-//! with containers that are not privileged, cannot escalate and add no capability
-//! but `NET_BIND_SERVICE` — everything the operator's own builder produces (a test
-//! runs the CEL on every sample's StatefulSet).
+//! token, in no host namespace, with only ConfigMap and emptyDir volumes and claim
+//! templates for new filesystem volumes, and within Pod Security `restricted`
+//! (security contexts, capabilities, host ports, sysctls, AppArmor) — everything the
+//! operator's own builder produces (a test runs the CEL on every sample's
+//! StatefulSet).
 //!
 //! The API server evaluates the CEL itself (no webhook, no operator needed), so the
 //! rules hold even when the operator's token is stolen. Pure builders; the committed
@@ -35,6 +36,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::rbac::Install;
 use crate::resources::labels::MANAGED_BY;
+use crate::validation::pod_security::{CONFINED_PROFILES, SAFE_SYSCTLS, SELINUX_TYPES};
 
 /// The label that marks what the operator manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -163,9 +165,33 @@ fn managed(var: &str) -> String {
     )
 }
 
+/// A CEL list literal of strings.
+fn cel_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("'{i}'")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// `true` when the security context `sc` (pod or container level) stays within Pod
+/// Security `restricted` for what both levels share: SELinux, seccomp, AppArmor and
+/// the user (`validation::pod_security` holds user input to the same lists).
+fn confined(sc: &str) -> String {
+    let selinux_types = cel_list(&[&[""][..], &SELINUX_TYPES[..]].concat());
+    let profiles = cel_list(&CONFINED_PROFILES);
+    format!(
+        "(!has({sc}.seLinuxOptions) || ((!has({sc}.seLinuxOptions.type) || \
+         {sc}.seLinuxOptions.type in {selinux_types}) && \
+         (!has({sc}.seLinuxOptions.user) || {sc}.seLinuxOptions.user == '') && \
+         (!has({sc}.seLinuxOptions.role) || {sc}.seLinuxOptions.role == ''))) && \
+         (!has({sc}.seccompProfile) || {sc}.seccompProfile.type in {profiles}) && \
+         (!has({sc}.appArmorProfile) || {sc}.appArmorProfile.type in {profiles}) && \
+         (!has({sc}.runAsUser) || {sc}.runAsUser != 0)"
+    )
+}
+
 /// `true` when every container in the pod-spec list `list` is unprivileged: not
-/// privileged, no privilege escalation, no added capability but NET_BIND_SERVICE
-/// (what Pod Security `restricted` allows).
+/// privileged, no privilege escalation, `ALL` capabilities dropped and none added but
+/// NET_BIND_SERVICE, the default /proc mask, confined (see [`confined`]), no host
+/// port and no raw block device (what Pod Security `restricted` allows).
 fn unprivileged(list: &str) -> String {
     let pod = "object.spec.template.spec";
     format!(
@@ -173,8 +199,15 @@ fn unprivileged(list: &str) -> String {
          (!has(c.securityContext.privileged) || c.securityContext.privileged == false) && \
          has(c.securityContext.allowPrivilegeEscalation) && \
          c.securityContext.allowPrivilegeEscalation == false && \
-         (!has(c.securityContext.capabilities) || !has(c.securityContext.capabilities.add) || \
-         c.securityContext.capabilities.add.all(a, a == 'NET_BIND_SERVICE')))"
+         has(c.securityContext.capabilities) && has(c.securityContext.capabilities.drop) && \
+         'ALL' in c.securityContext.capabilities.drop && \
+         (!has(c.securityContext.capabilities.add) || \
+         c.securityContext.capabilities.add.all(a, a == 'NET_BIND_SERVICE')) && \
+         (!has(c.securityContext.procMount) || c.securityContext.procMount == 'Default') && \
+         {confined} && \
+         (!has(c.ports) || c.ports.all(p, !has(p.hostPort) || p.hostPort == 0)) && \
+         !has(c.volumeDevices))",
+        confined = confined("c.securityContext")
     )
 }
 
@@ -230,10 +263,32 @@ pub fn stateful_set_rules(install: &Install) -> PolicyRules {
             ),
             validation(
                 format!(
-                    "!has({pod}.volumes) || {pod}.volumes.all(v, has(v.configMap) || \
-                     has(v.emptyDir) || has(v.persistentVolumeClaim))"
+                    "!has({pod}.volumes) || {pod}.volumes.all(v, has(v.configMap) || has(v.emptyDir))"
                 ),
-                "only ConfigMap, emptyDir and PersistentVolumeClaim volumes (no hostPath, no projected token)",
+                "only ConfigMap and emptyDir volumes (no hostPath, no projected token, no existing claim)",
+            ),
+            validation(
+                "!has(object.spec.volumeClaimTemplates) || \
+                 object.spec.volumeClaimTemplates.all(t, !has(t.spec.volumeName) && \
+                 !has(t.spec.dataSource) && !has(t.spec.dataSourceRef) && !has(t.spec.selector) && \
+                 (!has(t.spec.volumeMode) || t.spec.volumeMode == 'Filesystem'))"
+                    .into(),
+                "claim templates must ask for a new filesystem volume (no volumeName, selector, data source or block mode)",
+            ),
+            validation(
+                format!(
+                    "(!has({pod}.securityContext) || ({confined} && \
+                     (!has({pod}.securityContext.sysctls) || \
+                     {pod}.securityContext.sysctls.all(s, s.name in {sysctls})))) && \
+                     (!has(object.spec.template.metadata) || \
+                     !has(object.spec.template.metadata.annotations) || \
+                     object.spec.template.metadata.annotations.all(k, \
+                     !k.startsWith('container.apparmor.security.beta.kubernetes.io/') || \
+                     object.spec.template.metadata.annotations[k] != 'unconfined'))",
+                    confined = confined(&format!("{pod}.securityContext")),
+                    sysctls = cel_list(&SAFE_SYSCTLS),
+                ),
+                "the pod security context must stay within Pod Security restricted (SELinux type, seccomp and AppArmor confined, no root user, safe sysctls only)",
             ),
             validation(
                 format!(

@@ -433,7 +433,9 @@ fn sample_specs() -> Vec<(String, Value)> {
         "restricted extras".into(),
         json!({"storage": {"metadataSize": "1Gi"},
                "securityContext": {"readOnlyRootFilesystem": true, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
-               "podSecurityContext": {"runAsUser": 1000, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}}),
+               "podSecurityContext": {"runAsUser": 1000, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"},
+                                      "seLinuxOptions": {"type": "container_t", "level": "s0:c1,c2"},
+                                      "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]}}),
     ));
     specs
 }
@@ -543,6 +545,101 @@ fn a_stolen_token_cannot_run_a_powerful_pod_through_a_stateful_set() {
             Box::new(|s: &mut Value| {
                 s.pointer_mut(pod).unwrap()["initContainers"] =
                     json!([{"name": "x", "image": "busybox"}]);
+            }),
+        ),
+        (
+            "an existing claim",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/volumes")).unwrap().as_array_mut().unwrap()
+                .push(json!({"name": "other", "persistentVolumeClaim": {"claimName": "someone-elses"}}));
+            }),
+        ),
+        (
+            "a claim bound to a chosen volume",
+            Box::new(|s: &mut Value| {
+                s["spec"]["volumeClaimTemplates"][0]["spec"]["volumeName"] = json!("node-local-pv");
+            }),
+        ),
+        (
+            "a claim in block mode",
+            Box::new(|s: &mut Value| {
+                s["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"] = json!("Block");
+            }),
+        ),
+        (
+            "a raw block device",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0")).unwrap()["volumeDevices"] =
+                    json!([{"name": "metadata", "devicePath": "/dev/xvda"}]);
+            }),
+        ),
+        (
+            "a host port",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/ports/0"))
+                    .unwrap()["hostPort"] = json!(2049);
+            }),
+        ),
+        (
+            "root in a container",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["runAsUser"] = json!(0);
+            }),
+        ),
+        (
+            "root for the pod",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/securityContext")).unwrap()["runAsUser"] = json!(0);
+            }),
+        ),
+        (
+            "capabilities not dropped",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["capabilities"]["drop"] = json!([]);
+            }),
+        ),
+        (
+            "an unmasked /proc",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["procMount"] = json!("Unmasked");
+            }),
+        ),
+        (
+            "the spc_t SELinux type",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["seLinuxOptions"] = json!({"type": "spc_t"});
+            }),
+        ),
+        (
+            "unconfined seccomp",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/securityContext")).unwrap()["seccompProfile"] =
+                    json!({"type": "Unconfined"});
+            }),
+        ),
+        (
+            "unconfined AppArmor",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["appArmorProfile"] = json!({"type": "Unconfined"});
+            }),
+        ),
+        (
+            "the AppArmor annotation",
+            Box::new(|s: &mut Value| {
+                s["spec"]["template"]["metadata"]["annotations"]["container.apparmor.security.beta.kubernetes.io/dittofs"] =
+                    json!("unconfined");
+            }),
+        ),
+        (
+            "an unsafe sysctl",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/securityContext")).unwrap()["sysctls"] =
+                    json!([{"name": "kernel.msgmax", "value": "1"}]);
             }),
         ),
         (

@@ -13,7 +13,7 @@ use crate::crd::{DittoServer, DittoServerSpec};
 use crate::effective::EffectiveSpec;
 
 mod cluster;
-mod pod_security;
+pub(crate) mod pod_security;
 mod rules;
 #[cfg(test)]
 mod tests;

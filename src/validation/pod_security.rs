@@ -27,16 +27,16 @@ const CONTAINER: &str = "spec.securityContext";
 /// The only capability `restricted` lets a container add.
 const ADDABLE_CAPABILITY: &str = "NET_BIND_SERVICE";
 /// Seccomp and AppArmor profile types `restricted` accepts (never `Unconfined`).
-const CONFINED_PROFILES: [&str; 2] = ["RuntimeDefault", "Localhost"];
+pub(crate) const CONFINED_PROFILES: [&str; 2] = ["RuntimeDefault", "Localhost"];
 /// SELinux types the profile accepts (an empty type is accepted too).
-const SELINUX_TYPES: [&str; 4] = [
+pub(crate) const SELINUX_TYPES: [&str; 4] = [
     "container_t",
     "container_init_t",
     "container_kvm_t",
     "container_engine_t",
 ];
 /// Namespaced sysctls the profile considers safe.
-const SAFE_SYSCTLS: [&str; 10] = [
+pub(crate) const SAFE_SYSCTLS: [&str; 10] = [
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
     "net.ipv4.ip_unprivileged_port_start",
