@@ -190,8 +190,9 @@ fn confined(sc: &str) -> String {
 
 /// `true` when every container in the pod-spec list `list` is unprivileged: not
 /// privileged, no privilege escalation, `ALL` capabilities dropped and none added but
-/// NET_BIND_SERVICE, the default /proc mask, confined (see [`confined`]), no host
-/// port and no raw block device (what Pod Security `restricted` allows).
+/// NET_BIND_SERVICE, the default /proc mask, confined (see [`confined`]) with a
+/// seccomp profile set, running as non-root, no host port and no raw block device
+/// (what Pod Security `restricted` allows).
 fn unprivileged(list: &str) -> String {
     let pod = "object.spec.template.spec";
     format!(
@@ -206,8 +207,25 @@ fn unprivileged(list: &str) -> String {
          (!has(c.securityContext.procMount) || c.securityContext.procMount == 'Default') && \
          {confined} && \
          (!has(c.ports) || c.ports.all(p, !has(p.hostPort) || p.hostPort == 0)) && \
-         !has(c.volumeDevices))",
-        confined = confined("c.securityContext")
+         !has(c.volumeDevices) && \
+         ({non_root}) && ({seccomp}))",
+        confined = confined("c.securityContext"),
+        non_root =
+            set_here_or_for_the_pod("runAsNonRoot", "c.securityContext.runAsNonRoot == true"),
+        seccomp = set_here_or_for_the_pod("seccompProfile", "true"),
+    )
+}
+
+/// `true` when the container `c` sets `field` (and `ok` holds of it), or leaves it
+/// unset and the pod sets it: what `restricted` requires of `runAsNonRoot` (true) and
+/// of the seccomp profile (set; its type is checked by [`confined`]).
+fn set_here_or_for_the_pod(field: &str, ok: &str) -> String {
+    let pod = "object.spec.template.spec.securityContext";
+    let pod_ok = ok.replace("c.securityContext", pod);
+    format!(
+        "(has(c.securityContext.{field}) && {ok}) || \
+         (!has(c.securityContext.{field}) && has(object.spec.template.spec.securityContext) && \
+         has({pod}.{field}) && {pod_ok})"
     )
 }
 

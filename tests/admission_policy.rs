@@ -643,6 +643,27 @@ fn a_stolen_token_cannot_run_a_powerful_pod_through_a_stateful_set() {
             }),
         ),
         (
+            "root allowed",
+            Box::new(|s: &mut Value| {
+                s.pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap()["runAsNonRoot"] = json!(false);
+            }),
+        ),
+        (
+            "no seccomp profile",
+            Box::new(|s: &mut Value| {
+                let sc = s
+                    .pointer_mut(&format!("{pod}/containers/0/securityContext"))
+                    .unwrap();
+                sc.as_object_mut().unwrap().remove("seccompProfile");
+                s.pointer_mut(&format!("{pod}/securityContext"))
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("seccompProfile");
+            }),
+        ),
+        (
             "no managed-by label",
             Box::new(|s: &mut Value| {
                 s["metadata"]["labels"] = json!({"app": "other"});
