@@ -192,7 +192,7 @@ async fn converge<L: ClusterLookup>(
         facts.invalid = Some(message);
         // Nothing is applied to an invalid spec, but a database that is no longer to be
         // deleted with the server is released now, not at deletion.
-        if let Err(e) = release_unwanted_percona_owner(ds, eff, &observed, p).await {
+        if let Err(e) = release_unwanted_percona_owner(ds, eff, &observed.percona, p).await {
             facts.failed = Some(format!("{}: {e}", e.step()));
             return (facts, Err(e));
         }
@@ -416,21 +416,21 @@ async fn apply_children<L: ClusterLookup>(
 
 /// Remove our owner reference from a PerconaPGCluster of ours that is not to be
 /// deleted with the server (`deleteWithServer` not true, or Percona turned off).
+/// Returns whether it was released.
 async fn release_unwanted_percona_owner<L>(
     ds: &DittoServer,
     eff: &EffectiveSpec,
-    observed: &Observed,
+    percona: &PerconaSeen,
     p: &Pass<'_, L>,
-) -> Result<(), ReconcileError> {
+) -> Result<bool, ReconcileError> {
     let delete_with_server = eff.percona.as_ref().is_some_and(|p| p.delete_with_server);
-    if !owned_but_to_keep(ds, &observed.percona, delete_with_server) {
-        return Ok(());
+    if !owned_but_to_keep(ds, percona, delete_with_server) {
+        return Ok(false);
     }
     let ns = eff.namespace.as_str();
     let key = ChildKey::new("PerconaPGCluster", ns, &names::percona_cluster(&eff.name));
     let api: Api<DynamicObject> = Api::namespaced_with(p.ctx.client.clone(), ns, &api_resource());
-    release(&api, &key, ds, false).await?;
-    Ok(())
+    release(&api, &key, ds, false).await
 }
 
 /// Keep the PerconaPGCluster in line. It carries our owner reference only while
@@ -450,20 +450,12 @@ async fn apply_percona<L: ClusterLookup>(
     let name = names::percona_cluster(&eff.name);
     let key = ChildKey::new("PerconaPGCluster", ns, &name);
     let api: Api<DynamicObject> = Api::namespaced_with(p.ctx.client.clone(), ns, &api_resource());
-    let (seen, live) = match &observed.percona {
-        PerconaSeen::Present { seen, cluster } => (Some(seen), Some(DynamicObject::clone(cluster))),
-        _ => (None, None),
-    };
     let keep_owner = eff.percona.as_ref().is_some_and(|p| p.delete_with_server);
 
     let Some(desired) = children.percona_cluster.clone() else {
         // Percona turned off: a cluster we created stays, and is no longer ours to
         // delete.
-        if let (Some(seen), Some(live)) = (seen, live)
-            && seen.is_ours()
-            && finalizer::owned_by(&live, ds)
-            && release(&api, &key, ds, false).await?
-        {
+        if release_unwanted_percona_owner(ds, eff, &observed.percona, p).await? {
             changed.push(format!(
                 "{key} (kept with its data; no longer owned: percona is off)"
             ));
@@ -478,7 +470,10 @@ async fn apply_percona<L: ClusterLookup>(
     };
     let applied = apply(&api, &key, desired, known, ds, p.ctx.memory()).await?;
     note(&key, &applied, changed, facts);
-    let live = applied.live().cloned().or(live);
+    let live = applied.live().cloned().or_else(|| match &observed.percona {
+        PerconaSeen::Present { cluster, .. } => Some(DynamicObject::clone(cluster)),
+        _ => None,
+    });
     if let Some(live) = &live
         && !keep_owner
         && finalizer::owned_by(live, ds)
