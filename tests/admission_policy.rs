@@ -8,6 +8,8 @@
 //! on maps, string comparison and concatenation, `?:`), and the needs-cluster test in
 //! `tests/policy_cluster.rs` runs them on a real API server.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -378,25 +380,13 @@ fn committed_stateful_set_rules() -> PolicyRules {
 
 /// The StatefulSet the operator builds for a DittoServer with `spec`.
 fn built_stateful_set(spec: Value) -> Value {
-    use dittofs_operator::crd::DittoServer;
-    use dittofs_operator::effective::EffectiveSpec;
-    use dittofs_operator::resources::{BuildInputs, ManagedSecretValues, build_all};
-    let ds: DittoServer = serde_json::from_value(json!({
+    let ds = serde_json::from_value(json!({
         "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
         "metadata": {"name": "d", "namespace": "team", "uid": "u"},
         "spec": spec,
     }))
     .expect("DittoServer");
-    let eff = EffectiveSpec::resolve(&ds);
-    let inputs = BuildInputs {
-        secrets: Default::default(),
-        managed: ManagedSecretValues {
-            jwt_secret: "j".repeat(43),
-            admin_password: "p".repeat(32),
-        },
-    };
-    let children = build_all(&ds, &eff, &inputs).expect("build");
-    serde_json::to_value(&children.stateful_set).expect("JSON")
+    serde_json::to_value(support::built_stateful_set(&ds)).expect("JSON")
 }
 
 fn write_stateful_set(user: &str, old: Option<Value>, new: Value) -> Verdict {

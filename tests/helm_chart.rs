@@ -300,22 +300,21 @@ fn non_default_values_reach_the_objects_and_names_follow_the_release() {
         get("ServiceAccount", &install.service_account())["metadata"]["namespace"],
         "storage"
     );
-    assert_eq!(
-        get("ValidatingAdmissionPolicy", "files-secrets"),
-        &serde_json::to_value(secret_policy(&install)).unwrap()
-    );
-    assert_eq!(
-        get("ValidatingAdmissionPolicyBinding", "files-secrets"),
-        &serde_json::to_value(secret_policy_binding(&install)).unwrap()
-    );
-    assert_eq!(
-        get("ValidatingAdmissionPolicy", "files-statefulsets"),
-        &serde_json::to_value(stateful_set_policy(&install)).unwrap()
-    );
-    assert_eq!(
-        get("ValidatingAdmissionPolicyBinding", "files-statefulsets"),
-        &serde_json::to_value(stateful_set_policy_binding(&install)).unwrap()
-    );
+    for (name, policy, binding) in [
+        (
+            "files-secrets",
+            serde_json::to_value(secret_policy(&install)).unwrap(),
+            serde_json::to_value(secret_policy_binding(&install)).unwrap(),
+        ),
+        (
+            "files-statefulsets",
+            serde_json::to_value(stateful_set_policy(&install)).unwrap(),
+            serde_json::to_value(stateful_set_policy_binding(&install)).unwrap(),
+        ),
+    ] {
+        assert_eq!(get("ValidatingAdmissionPolicy", name), &policy);
+        assert_eq!(get("ValidatingAdmissionPolicyBinding", name), &binding);
+    }
 
     // The Deployment runs what the values say, with the names RBAC and policy assume.
     let deployment = get("Deployment", "files");

@@ -10,16 +10,16 @@
 //!
 //! Run with: `cargo test --test policy_cluster -- --ignored`
 
+mod support;
+
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use dittofs_operator::crd::DittoServer;
-use dittofs_operator::effective::EffectiveSpec;
 use dittofs_operator::policy::{
     secret_policy, secret_policy_binding, stateful_set_policy, stateful_set_policy_binding,
 };
 use dittofs_operator::rbac::{Install, cluster_role, role};
-use dittofs_operator::resources::{BuildInputs, ManagedSecretValues, build_all};
 use futures::FutureExt;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -129,22 +129,22 @@ async fn install_everything(admin: &Client, install: &Install) {
         )
         .await
         .expect("role binding");
-    Api::<ValidatingAdmissionPolicy>::all(admin.clone())
-        .create(&pp, &secret_policy(install))
-        .await
-        .expect("policy");
-    Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
-        .create(&pp, &secret_policy_binding(install))
-        .await
-        .expect("policy binding");
-    Api::<ValidatingAdmissionPolicy>::all(admin.clone())
-        .create(&pp, &stateful_set_policy(install))
-        .await
-        .expect("StatefulSet policy");
-    Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
-        .create(&pp, &stateful_set_policy_binding(install))
-        .await
-        .expect("StatefulSet policy binding");
+    for (policy, binding) in [
+        (secret_policy(install), secret_policy_binding(install)),
+        (
+            stateful_set_policy(install),
+            stateful_set_policy_binding(install),
+        ),
+    ] {
+        Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+            .create(&pp, &policy)
+            .await
+            .expect("policy");
+        Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
+            .create(&pp, &binding)
+            .await
+            .expect("policy binding");
+    }
 }
 
 async fn remove_everything(admin: &Client, install: &Install) {
@@ -205,8 +205,34 @@ fn secret(name: &str, type_: &str, labels: serde_json::Value) -> Secret {
     .unwrap()
 }
 
-fn denied_by_policy(result: &Result<Secret, kube::Error>) -> bool {
+fn denied_by_policy<T>(result: &Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("dittofs-operator may"))
+}
+
+/// Retry `create` until a policy denies it: a policy becomes active within seconds
+/// of its creation. Fails if `what` is ever created, or after 60 s.
+async fn until_denied_by_policy<T, F, Fut>(what: &str, create: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let result = create().await;
+        if denied_by_policy(&result) {
+            return;
+        }
+        match result {
+            Ok(_) => panic!("{what} was created by the operator's ServiceAccount"),
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the policy never denied {what}: {e}"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 async fn scenario(admin: &Client, install: &Install) {
@@ -231,21 +257,7 @@ async fn scenario(admin: &Client, install: &Install) {
     let secrets: Api<Secret> = Api::namespaced(operator.clone(), ns);
     let pp = PostParams::default();
     let token = secret("minted", "kubernetes.io/service-account-token", json!({}));
-    // The policy becomes active within seconds of its creation: retry until it denies.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let result = secrets.create(&pp, &token).await;
-        if denied_by_policy(&result) {
-            break;
-        }
-        match result {
-            Ok(_) => panic!("a token Secret was created by the operator's ServiceAccount"),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "policy never denied: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
+    until_denied_by_policy("a token Secret", || secrets.create(&pp, &token)).await;
     let managed = json!({"app.kubernetes.io/managed-by": "dittofs-operator"});
     let labelled_token = secret(
         "minted2",
@@ -300,15 +312,7 @@ fn built_stateful_set(name: &str, ns: &str) -> StatefulSet {
         "spec": {"replicas": 0, "storage": {"metadataSize": "1Gi"}},
     }))
     .expect("DittoServer");
-    let eff = EffectiveSpec::resolve(&ds);
-    let inputs = BuildInputs {
-        secrets: Default::default(),
-        managed: ManagedSecretValues {
-            jwt_secret: "j".repeat(43),
-            admin_password: "p".repeat(32),
-        },
-    };
-    let mut sts = build_all(&ds, &eff, &inputs).expect("build").stateful_set;
+    let mut sts = support::built_stateful_set(&ds);
     sts.metadata.owner_references = None;
     sts
 }
@@ -325,26 +329,10 @@ async fn stateful_sets(operator: &Client, ns: &str) {
         .expect("volumes")
         .push(json!({"name": "root", "hostPath": {"path": "/"}}));
     let privileged: StatefulSet = serde_json::from_value(privileged).expect("StatefulSet");
-    let refused = |r: &Result<StatefulSet, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("dittofs-operator may"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let result = api.create(&pp, &privileged).await;
-        if refused(&result) {
-            break;
-        }
-        match result {
-            Ok(_) => panic!(
-                "a hostPID/hostPath StatefulSet was created by the operator's ServiceAccount"
-            ),
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "StatefulSet policy never denied: {e}"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
+    until_denied_by_policy("a hostPID/hostPath StatefulSet", || {
+        api.create(&pp, &privileged)
+    })
+    .await;
     api.create(&pp, &built_stateful_set("ours", ns))
         .await
         .expect("the StatefulSet the operator builds is allowed");

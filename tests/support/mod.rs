@@ -280,3 +280,22 @@ pub fn ditto_server(spec: serde_json::Value) -> serde_json::Value {
         "spec": spec
     })
 }
+
+/// The StatefulSet the operator builds for `ds`, with fixed managed credentials (what
+/// the admission-policy tests judge).
+pub fn built_stateful_set(
+    ds: &dittofs_operator::crd::DittoServer,
+) -> k8s_openapi::api::apps::v1::StatefulSet {
+    use dittofs_operator::effective::EffectiveSpec;
+    use dittofs_operator::resources::{BuildInputs, ManagedSecretValues, build_all};
+    let inputs = BuildInputs {
+        secrets: Default::default(),
+        managed: ManagedSecretValues {
+            jwt_secret: "j".repeat(43),
+            admin_password: "p".repeat(32),
+        },
+    };
+    build_all(ds, &EffectiveSpec::resolve(ds), &inputs)
+        .expect("build")
+        .stateful_set
+}
