@@ -7,8 +7,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dittofs_operator::crd::DittoServer;
-use dittofs_operator::defaults::{apply_defaults, defaulting_patch};
+use dittofs_operator::crd::{DittoServer, parse_spec};
+use dittofs_operator::defaults::{apply_defaults, spec_defaulting_patch};
 use dittofs_operator::effective::EffectiveSpec;
 use dittofs_operator::manifest;
 use dittofs_operator::resources::{BuildInputs, ManagedSecretValues, build_all};
@@ -69,7 +69,9 @@ fn main() {
         let (v50, v99) = measure(|| {
             let mut spec = black_box(&ds).spec.clone();
             apply_defaults(&mut spec);
-            let patch = defaulting_patch(black_box(&raw)).expect("patch");
+            let raw_spec = &black_box(&raw)["spec"];
+            let parsed = parse_spec(raw_spec).expect("spec");
+            let patch = spec_defaulting_patch(raw_spec, &parsed).expect("patch");
             let report = block_on(validate(black_box(&ds), None, &Offline));
             black_box((spec, patch, report));
         });

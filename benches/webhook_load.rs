@@ -63,7 +63,10 @@ fn mix() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let minimal = json!({"storage": {"metadataSize": "10Gi", "contentSize": "50Gi", "storageClassName": "standard"}, "service": {"type": "ClusterIP"}});
     // A fully defaulted object, as it reaches /validate after /mutate.
     let mut defaulted = ditto_server(minimal.clone());
-    if let Ok(patch) = dittofs_operator::defaults::defaulting_patch(&defaulted) {
+    let raw = defaulted["spec"].clone();
+    if let Ok(spec) = dittofs_operator::crd::parse_spec(&raw)
+        && let Ok(patch) = dittofs_operator::defaults::spec_defaulting_patch(&raw, &spec)
+    {
         let _ = json_patch::patch(&mut defaulted, &patch);
     }
     let mut old = defaulted.clone();

@@ -1,5 +1,6 @@
 //! What an API error means for the operator: "this object does not exist" and
-//! "this resource type does not exist" are answers, not failures.
+//! "this resource type does not exist" are answers, not failures; a lost race is
+//! retried at once.
 //!
 //! A real API server answers a request under a group or resource it does not serve
 //! (a CRD that is not installed) with HTTP 404 and the plain-text body
@@ -44,6 +45,21 @@ pub fn absent(err: &kube::Error) -> Option<Absent> {
 /// Is `err` any kind of "does not exist" (object or type)?
 pub fn is_absent(err: &kube::Error) -> bool {
     absent(err).is_some()
+}
+
+/// Someone else wrote in between (409 Conflict): the pass is retried at once with
+/// fresh reads, never backed off. A 422 is an object the server refuses, and backs
+/// off like any other failure.
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409)
+}
+
+/// A guarded JSON patch lost a race: its `test` failed (422) or an optimistic
+/// concurrency check did (409). The guarded patches (finalizer, release) re-read
+/// and retry within the pass; what outlasts that goes to the error policy, where
+/// only [`is_conflict`] skips the backoff.
+pub fn is_guard_failure(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409 || s.code == 422)
 }
 
 #[cfg(test)]

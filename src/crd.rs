@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{PodSecurityContext, ResourceRequirements, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, KubeSchema};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,7 @@ const SIZE_PATTERN: &str = "^[0-9]+(Mi|Gi|Ti)$";
 
 /// A DittoFS NFS/SMB file server: one StatefulSet pod with its configuration,
 /// Services and persistent volumes, optionally backed by a Percona PostgreSQL cluster.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "dittofs.dittofs.com",
     version = "v1alpha1",
@@ -48,7 +48,7 @@ const SIZE_PATTERN: &str = "^[0-9]+(Mi|Gi|Ti)$";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DittoServerSpec {
-    /// Container image of the DittoFS server. Defaults to the DittoFS release this
+    /// Container image of the DittoFS server. The default is the DittoFS release this
     /// operator was built and tested against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -66,7 +66,7 @@ pub struct DittoServerSpec {
     /// are immutable).
     pub storage: StorageSpec,
 
-    /// Control-plane database: SQLite on the control-plane volume (default) or PostgreSQL.
+    /// Control-plane database: SQLite on the control-plane volume, or PostgreSQL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseSpec>,
 
@@ -91,14 +91,14 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
 
-    /// Client-facing NFS port on the `<name>-file` Service (default 2049), so that
+    /// Client-facing NFS port on the `<name>-file` Service, so that
     /// `mount -t nfs -o port=2049 <ip>:/export /mnt` works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub nfs_port: Option<i32>,
 
-    /// Port the DittoFS NFS adapter listens on inside the pod (default 12049;
-    /// unprivileged). The Service maps `nfsPort` to it. DittoFS keeps the real port in
+    /// Port the DittoFS NFS adapter listens on inside the pod (unprivileged). The
+    /// Service maps `nfsPort` to it. DittoFS keeps the real port in
     /// its database (12049 from the first start): this field does not move the
     /// adapter. Move it first with `dfsctl adapter edit nfs --port N`, then set N here
     /// (a warning says so when the value is written).
@@ -146,9 +146,9 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security_context: Option<PodSecurityContext>,
 
-    /// Termination grace period of the pod, in seconds (default 105). Below 100 a
-    /// warning: after the 5 s preStop drain, DittoFS may take up to 95 s after
-    /// SIGTERM to drain clients and flush its stores, and would be killed mid-flush.
+    /// Termination grace period of the pod, in seconds. Below 100 a warning: after
+    /// the 5 s preStop drain, DittoFS may take up to 95 s after SIGTERM to drain
+    /// clients and flush its stores, and would be killed mid-flush.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 10, max = 3600))]
     pub termination_grace_period_seconds: Option<i64>,
@@ -156,18 +156,11 @@ pub struct DittoServerSpec {
 
 /// Persistent volumes. Each becomes a volumeClaimTemplate of the StatefulSet with
 /// retention policy Retain/Retain: deleting the DittoServer never deletes data.
-///
-/// The transition rules compare effective values (defaults included), so an object
-/// created before defaulting was active can still be updated.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+/// Sizes and the StorageClass cannot change once created: the CRD carries CEL
+/// transition rules for them (`crate::validation::immutable`, added by
+/// `crate::schema::crd`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("self.metadataSize == oldSelf.metadataSize").message("storage.metadataSize is immutable (StatefulSet volumeClaimTemplates cannot change); expand the PVC metadata-<name>-0 directly instead").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("has(self.contentSize) == has(oldSelf.contentSize) && (!has(self.contentSize) || self.contentSize == oldSelf.contentSize)").message("storage.contentSize cannot be added, removed or changed after creation; expand the PVC content-<name>-0 directly or recreate the DittoServer").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("(has(self.cacheSize) ? self.cacheSize : '5Gi') == (has(oldSelf.cacheSize) ? oldSelf.cacheSize : '5Gi')").message("storage.cacheSize is immutable; expand the PVC cache-<name>-0 directly instead").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("(has(self.controlPlaneSize) ? self.controlPlaneSize : '1Gi') == (has(oldSelf.controlPlaneSize) ? oldSelf.controlPlaneSize : '1Gi')").message("storage.controlPlaneSize is immutable; expand the PVC controlplane-<name>-0 directly instead").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName is immutable; create a new DittoServer to move data to another StorageClass").reason(Reason::FieldValueForbidden)
-)]
 pub struct StorageSpec {
     /// Size of the metadata volume, mounted at `/data/metadata`. Required. Used only
     /// by a badger metadata store created at that path
@@ -183,7 +176,7 @@ pub struct StorageSpec {
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub content_size: Option<String>,
 
-    /// Size of the cache volume, mounted at `/data/cache` (default `5Gi`). Used only
+    /// Size of the cache volume, mounted at `/data/cache`. Used only
     /// by a block store created at that path, such as the local store in front of
     /// S3 (`dfsctl store block local add --type fs --path /data/cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,7 +184,7 @@ pub struct StorageSpec {
     pub cache_size: Option<String>,
 
     /// Size of the control-plane volume holding the SQLite database (users, adapters,
-    /// stores, shares), mounted at `/data/controlplane` (default `1Gi`).
+    /// stores, shares), mounted at `/data/controlplane`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub control_plane_size: Option<String>,
@@ -205,8 +198,8 @@ pub struct StorageSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
-    /// `sqlite` (default) or `postgres`. A `postgresSecretRef`, or Percona, selects
-    /// PostgreSQL whatever this says.
+    /// `sqlite` or `postgres`. A `postgresSecretRef`, or Percona, selects PostgreSQL
+    /// whatever this says.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub db_type: Option<DatabaseType>,
 
@@ -216,7 +209,7 @@ pub struct DatabaseSpec {
 
     /// Secret (in the DittoServer's namespace) with the connection to an external
     /// PostgreSQL: keys `host`, `database`, `user`, `password`; optional `port`
-    /// (default 5432) and `sslmode` (default `disable`).
+    /// (the server uses 5432 without it) and `sslmode` (`disable` without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_secret_ref: Option<PostgresSecretRef>,
 }
@@ -236,8 +229,8 @@ pub enum DatabaseType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SqliteSpec {
-    /// Path of the SQLite file (default `/data/controlplane/controlplane.db`). Must be
-    /// under `/data/controlplane/` so it survives pod restarts.
+    /// Path of the SQLite file. Must be under `/data/controlplane/` so it survives
+    /// pod restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
@@ -273,10 +266,10 @@ pub struct CacheSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSpec {
-    /// Serve metrics and create the `<name>-metrics` Service (default false).
+    /// Serve metrics and create the `<name>-metrics` Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Metrics port, in the pod and on the Service (default 9090).
+    /// Metrics port, in the pod and on the Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
@@ -286,11 +279,11 @@ pub struct MetricsSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlPlaneSpec {
-    /// Port the REST API listens on inside the pod (default 8080). Probes use it.
+    /// Port the REST API listens on inside the pod. Probes use it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Client-facing port of the `<name>-api` Service (default: the same as `port`).
+    /// Client-facing port of the `<name>-api` Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub service_port: Option<i32>,
@@ -329,10 +322,10 @@ pub struct JwtSpec {
     /// `jwt-secret`, 43 random characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
-    /// Lifetime of access tokens, as a Go duration (default `15m`).
+    /// Lifetime of access tokens, as a Go duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token_duration: Option<String>,
-    /// Lifetime of refresh tokens, as a Go duration (default `168h`).
+    /// Lifetime of refresh tokens, as a Go duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_duration: Option<String>,
     /// Accepted for compatibility; DittoFS always signs with issuer `dittofs`.
@@ -344,7 +337,7 @@ pub struct JwtSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminSpec {
-    /// Must be `admin` (the default): DittoFS v0.29 always creates its
+    /// Must be `admin`: DittoFS v0.29 always creates its
     /// administrator as `admin`. Another value is refused when written; an object
     /// that already holds one gets a warning, and the credentials Secret says `admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -376,7 +369,7 @@ pub struct SecretKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
-    /// Service type of `<name>-file` and `<name>-api` (default `LoadBalancer`).
+    /// Service type of `<name>-file` and `<name>-api`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub service_type: Option<ServiceType>,
     /// Annotations put on `<name>-file` and `<name>-api` (for example a cloud load
@@ -411,16 +404,16 @@ impl ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SmbSpec {
-    /// Expose SMB on `<name>-file` (default false). `false` only keeps SMB off the
+    /// Expose SMB on `<name>-file`. `false` only keeps SMB off the
     /// Service: DittoFS still listens on its SMB port inside the pod until
     /// `dfsctl adapter disable smb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Client-facing SMB port on `<name>-file` (default 445).
+    /// Client-facing SMB port on `<name>-file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Port the DittoFS SMB adapter listens on inside the pod (default 1445). DittoFS
+    /// Port the DittoFS SMB adapter listens on inside the pod. DittoFS
     /// keeps the real port in its database (1445 from the first start): move it
     /// first with `dfsctl adapter edit smb --port N`, then set N here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -534,13 +527,13 @@ pub struct S3Spec {
 pub struct S3CredentialsSecretRef {
     /// Name of the Secret in the DittoServer's namespace.
     pub secret_name: String,
-    /// Key of the access key id (default `accessKeyId`).
+    /// Key of the access key id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id_key: Option<String>,
-    /// Key of the secret access key (default `secretAccessKey`).
+    /// Key of the secret access key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_key: Option<String>,
-    /// Key of the endpoint URL (default `endpoint`).
+    /// Key of the endpoint URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_key: Option<String>,
 }
@@ -549,26 +542,26 @@ pub struct S3CredentialsSecretRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PerconaSpec {
-    /// Create a PerconaPGCluster `<name>-postgres` and connect the server to it
-    /// (default false). Takes precedence over `database`.
+    /// Create a PerconaPGCluster `<name>-postgres` and connect the server to it.
+    /// Takes precedence over `database`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Delete the PostgreSQL cluster (and its data) with the DittoServer. Default
-    /// false: the cluster is kept through every deletion path.
+    /// Delete the PostgreSQL cluster (and its data) with the DittoServer. When
+    /// false, the cluster is kept through every deletion path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_with_server: Option<bool>,
-    /// PostgreSQL instances (default 1).
+    /// PostgreSQL instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 5))]
     pub replicas: Option<i32>,
-    /// Data volume size of each instance (default `10Gi`).
+    /// Data volume size of each instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub storage_size: Option<String>,
     /// StorageClass of the PostgreSQL volumes. Unset: the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
-    /// Database created for DittoFS (default `dittofs`).
+    /// Database created for DittoFS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_name: Option<String>,
     /// pgBackRest backups to S3.
@@ -580,7 +573,7 @@ pub struct PerconaSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PerconaBackupSpec {
-    /// Enable backups (default false; when false they are explicitly disabled).
+    /// Enable backups (when false they are explicitly disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Secret with pgBackRest's S3 configuration (keys per Percona's docs).
@@ -592,16 +585,16 @@ pub struct PerconaBackupSpec {
     /// S3 endpoint; required when backups are enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// S3 region (default `eu-west-1`).
+    /// S3 region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Cron schedule of full backups (default `0 2 * * *`).
+    /// Cron schedule of full backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_schedule: Option<String>,
-    /// Cron schedule of incremental backups (default `0 * * * *`).
+    /// Cron schedule of incremental backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incr_schedule: Option<String>,
-    /// Days of full backups to keep (default 7), as pgBackRest `repo1-retention-full`.
+    /// Days of full backups to keep, as pgBackRest `repo1-retention-full`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub retention_days: Option<i32>,
@@ -680,8 +673,41 @@ pub enum Phase {
     Deleting,
 }
 
-/// The CRD as YAML, exactly as committed in the chart and `dittofs-operator crd` prints.
-pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
-    use kube::CustomResourceExt;
-    serde_yaml_ng::to_string(&DittoServer::crd())
+/// A spec that this version's types cannot read: the field that failed (`spec`
+/// for the spec as a whole, else its path, such as `spec.smb.port`) and what was
+/// wrong there. The one wording of the webhook, the reconciler and the CLI.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecParseError {
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecParseError {
+    /// The object has no `spec` at all.
+    pub fn missing() -> Self {
+        Self {
+            field: "spec".into(),
+            message: "required; a DittoServer needs at least spec.storage.metadataSize".into(),
+        }
+    }
+}
+
+/// Parse a spec (a JSON value, owned or borrowed), naming the field that fails.
+pub fn parse_spec<'de, D>(spec: D) -> Result<DittoServerSpec, SpecParseError>
+where
+    D: serde::Deserializer<'de>,
+{
+    serde_path_to_error::deserialize(spec).map_err(|e| {
+        // The path below `spec`; serde_path_to_error prints the root as `.`.
+        let path = e.path().to_string();
+        SpecParseError {
+            field: if path == "." || path.is_empty() {
+                "spec".to_string()
+            } else {
+                format!("spec.{path}")
+            },
+            message: e.into_inner().to_string(),
+        }
+    })
 }

@@ -167,13 +167,13 @@ pub fn ditto_server(doc: &Document) -> Result<DittoServer, ManifestError> {
     let spec = doc
         .value
         .get("spec")
-        .ok_or_else(|| doc.invalid("spec is missing: set at least spec.storage.metadataSize"))?;
+        .ok_or_else(|| doc.invalid(crate::crd::SpecParseError::missing().to_string()))?;
     if let Some(unknown) = first_unknown_field(spec) {
         return Err(doc.invalid(format!(
             "spec.{unknown} is not a DittoServer field: check the spelling (see docs/crd-reference.md)"
         )));
     }
-    crate::defaults::parse_spec(spec).map_err(|e| doc.invalid(e.to_string()))?;
+    crate::crd::parse_spec(spec).map_err(|e| doc.invalid(e.to_string()))?;
     serde_json::from_value(doc.value.clone()).map_err(|e| doc.invalid(e.to_string()))
 }
 
@@ -187,8 +187,7 @@ pub fn secret(doc: &Document) -> Option<Result<Secret, ManifestError>> {
 /// The first field under `spec` that the DittoServer schema does not know, found by
 /// comparing against the generated CRD schema (so it never drifts from the types).
 fn first_unknown_field(spec: &Value) -> Option<String> {
-    use kube::CustomResourceExt;
-    let crd = serde_json::to_value(DittoServer::crd()).ok()?;
+    let crd = serde_json::to_value(crate::schema::crd()).ok()?;
     let schema = crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec")?;
     unknown_in(spec, schema, "")
 }

@@ -1,4 +1,5 @@
-//! Names of every object the operator creates for a DittoServer `<name>`.
+//! Names of every object the operator creates for a DittoServer `<name>`, and the
+//! labels, annotation, finalizer and field manager by which it knows its own.
 
 /// ConfigMap holding `config.yaml`.
 pub fn config_map(name: &str) -> String {
@@ -41,4 +42,23 @@ pub fn percona_cluster(name: &str) -> String {
 /// Secret Percona creates for `user` of cluster `<name>-postgres`.
 pub fn percona_user_secret(name: &str, user: &str) -> String {
     format!("{}-pguser-{user}", percona_cluster(name))
+}
+
+/// Label naming who manages an object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Its value on everything the operator creates. The admission policies let the
+/// operator's ServiceAccount write only objects that carry it, so it never changes.
+pub const MANAGED_BY: &str = "dittofs-operator";
+/// Label naming the DittoServer a child belongs to.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Field manager of every write the reconciler makes.
+pub const FIELD_MANAGER: &str = "dittofs-operator";
+/// Our finalizer on DittoServers.
+pub const FINALIZER: &str = "dittofs.dittofs.com/finalizer";
+/// Annotation holding the hash of the body we last applied to a child.
+pub const APPLIED_HASH_ANNOTATION: &str = "dittofs.io/applied-hash";
+
+/// The label selector of every child the reconciler creates.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }

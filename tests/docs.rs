@@ -14,7 +14,7 @@ fn crd_reference_lists_every_field() {
         (Some(s), Some(e)) if s < e => (s + BEGIN.len(), e),
         _ => panic!("docs/crd-reference.md lacks the generated-table markers"),
     };
-    let table = dittofs_operator::reference::field_table();
+    let table = dittofs_operator::schema::field_table();
     if std::env::var_os("UPDATE_DOCS").is_some() {
         let updated = format!("{}{}{}", &doc[..start], table, &doc[end..]);
         std::fs::write(&path, updated).expect("write docs");

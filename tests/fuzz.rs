@@ -595,13 +595,14 @@ fn the_validation_core_never_panics_on_arbitrary_specs() {
 // ---------------------------------------------------------------- (c) patch equivalence
 
 /// The defaulting patch as computed before the webhook decoded reviews itself (the
-/// original `defaults::defaulting_patch` of the whole object, kept as the oracle).
+/// original `defaults::defaulting_patch` of the whole object, kept here as the oracle).
 mod original {
     use json_patch::jsonptr::PointerBuf;
     use json_patch::{AddOperation, Patch, PatchOperation};
     use serde_json::Value;
 
-    use dittofs_operator::defaults::{apply_defaults, parse_spec};
+    use dittofs_operator::crd::parse_spec;
+    use dittofs_operator::defaults::apply_defaults;
 
     pub fn defaulting_patch(object: &Value) -> Option<Patch> {
         let raw = object.get("spec")?;

@@ -24,7 +24,7 @@ const GENERATED_HEADER: &str =
 fn chart_crd_equals_the_generator() {
     check(
         "charts/dittofs-operator/crds/dittoservers.yaml",
-        &dittofs_operator::crd::crd_yaml().expect("crd"),
+        &dittofs_operator::schema::crd_yaml().expect("crd"),
     );
 }
 

@@ -12,6 +12,8 @@
 //!   by at least one recorded call: a verb nobody uses fails the test.
 
 mod fake_api;
+#[path = "support/rbac_eval.rs"]
+mod rbac_eval;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,9 +25,7 @@ use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
 use dittofs_operator::controller::{Context, ControllerArgs, ControllerMetrics, StoredServer};
 use dittofs_operator::leader::{LeaderArgs, leadership};
 use dittofs_operator::probes::Readiness;
-use dittofs_operator::rbac::{
-    ApiCall, Component, Install, NAMESPACED_RULES, RULES, Rule, rule_allows,
-};
+use dittofs_operator::rbac::{Component, Install, NAMESPACED_RULES, RULES, Rule};
 use dittofs_operator::validation::{ClusterLookup, Lookup, SecretFacts};
 use dittofs_operator::webhook::KubeLookup;
 use fake_api::FakeApi;
@@ -33,6 +33,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
+use rbac_eval::{ApiCall, rule_allows};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -439,12 +440,11 @@ async fn events_use_exactly_their_rules() {
     };
     // The same event twice: two creates (a Recorder per event, no series patch).
     let memory = dittofs_operator::controller::memory::Memory::default();
-    let server = ObjectRef::new("d").within("team");
     let events = dittofs_operator::controller::events::Events {
         client: &client,
         reporter: &reporter,
         memory: &memory,
-        server: &server,
+        server: ObjectRef::new("d").within("team"),
         reference,
     };
     for _ in 0..2 {

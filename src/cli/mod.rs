@@ -142,7 +142,7 @@ pub fn print_policy() -> std::process::ExitCode {
 
 /// `crd`: print the CRD YAML generated from the Rust types.
 pub fn print_crd() -> std::process::ExitCode {
-    match crate::crd::crd_yaml() {
+    match crate::schema::crd_yaml() {
         Ok(yaml) => write_stdout(&yaml),
         Err(e) => {
             eprintln!("error: cannot render the CRD: {e}");

@@ -1,346 +1,203 @@
-//! Writing children: server-side apply of what is ours, nothing on what is not.
+//! Step 4 of a pass: write the built children that are ours and changed.
 //!
-//! - An object we control (or one carrying our labels for this DittoServer and no
-//!   controller, left by an orphaning delete) is applied with force when its
-//!   `dittofs.io/applied-hash` differs from the body we mean to apply; a pass with
-//!   nothing changed writes nothing.
-//! - An object the stores do not show is looked up once (GET): the stores may lag,
-//!   and a user's object with our child's name must never be taken over — it is
-//!   reported as a conflict and left alone.
-//! - Removal (the metrics Service) and release (a managed Secret the user now
-//!   references) touch only objects this DittoServer controls, with preconditions.
+//! Secrets and the ConfigMap first, so a new pod finds them; the Services; the
+//! PerconaPGCluster; the StatefulSet last, and not at all while a child's name is
+//! taken or a first database is not ready yet. Each write is one call of
+//! `write::apply`, which writes nothing when the child is unchanged and never
+//! touches what is not ours.
 
-use std::fmt::Debug;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::ResourceExt;
+use kube::api::Api;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::json;
-use sha2::{Digest, Sha256};
-
-use crate::api_error;
 use crate::crd::DittoServer;
+use crate::effective::EffectiveSpec;
+use crate::names;
+use crate::resources::{CONFIG_HASH_ANNOTATION, Children};
 
+use super::context::Pass;
 use super::error::ReconcileError;
-use super::memory::{ChildKey, Memory, Written};
-use super::observe::{Owner, Seen};
+use super::events::Reason;
+use super::memory::ChildKey;
+use super::observe::Observed;
+use super::ownership::Owner;
+use super::percona;
+use super::status::Facts;
+use super::watches::CachedSecret;
+use super::write::{Applied, Known, apply, delete_if_ours, release};
 
-/// Field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = "dittofs-operator";
-/// Annotation holding the hash of the last applied body.
-pub const APPLIED_HASH_ANNOTATION: &str = "dittofs.io/applied-hash";
-/// Attempts of a guarded write whose precondition failed (re-read in between).
-const ATTEMPTS: usize = 3;
-
-/// What an apply did.
-#[derive(Clone, Debug)]
-pub enum Applied<K> {
-    Created(K),
-    Updated(K),
-    /// Taken over: it carried our labels for this DittoServer and no controller.
-    Adopted(K),
-    /// Nothing to write; the object when it had to be read (the stores lagged).
-    Unchanged(Option<K>),
-    /// An object with this name exists and is not ours: nothing was written.
-    Conflict(String),
-}
-
-impl<K> Applied<K> {
-    /// The object as the API server has it now, when this apply wrote or read it
-    /// (fresher than any store).
-    pub fn live(&self) -> Option<&K> {
-        match self {
-            Applied::Created(k) | Applied::Updated(k) | Applied::Adopted(k) => Some(k),
-            Applied::Unchanged(k) => k.as_ref(),
-            Applied::Conflict(_) => None,
-        }
-    }
-}
-
-/// The hash we stamp on `desired` (SHA-256 of its JSON before stamping).
-pub fn stamp<K: Resource + Serialize>(
-    desired: &mut K,
-    what: &str,
-) -> Result<String, ReconcileError> {
-    let body = serde_json::to_vec(&*desired).map_err(|e| ReconcileError::Serialize {
-        what: what.to_string(),
-        message: e.to_string(),
-    })?;
-    let hash = hex::encode(Sha256::digest(&body));
-    desired
-        .meta_mut()
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
-    Ok(hash)
-}
-
-/// What the pass knows of a child before writing it.
-#[derive(Clone, Copy, Debug)]
-pub enum Known<'a> {
-    Exists(&'a Seen),
-    /// A fresh read during this pass found nothing.
-    Absent,
-    /// The stores do not show it: it may exist all the same (they lag, and a
-    /// label-selected store cannot see someone else's object).
-    NotInStore,
-}
-
-impl<'a> From<Option<&'a Seen>> for Known<'a> {
-    fn from(seen: Option<&'a Seen>) -> Self {
-        seen.map_or(Known::NotInStore, Known::Exists)
-    }
-}
-
-/// Apply `desired` as child `key` of `ds`, given what is known of it.
-pub async fn apply<K>(
-    api: &Api<K>,
-    key: &ChildKey,
-    mut desired: K,
-    known: Known<'_>,
+/// Apply `children`; what happened goes into `facts`. Returns whether the
+/// StatefulSet waits for the database.
+pub async fn children<L>(
     ds: &DittoServer,
-    memory: &Memory,
-) -> Result<Applied<K>, ReconcileError>
-where
-    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
-{
-    let what = key.to_string();
-    let hash = stamp(&mut desired, &what)?;
-    let (seen, fresh) = match known {
-        Known::Exists(seen) => (Some(seen.clone()), None),
-        Known::Absent => (None, None),
-        // One fresh look before creating.
-        Known::NotInStore => match read(api, key).await? {
-            Some(live) => (Some(Seen::of(live.meta(), ds)), Some(live)),
-            None => (None, None),
-        },
-    };
-    let adopting = match &seen {
-        Some(Seen {
-            owner: Owner::Foreign(why),
-            ..
-        }) => {
-            memory.child_forgotten(key);
-            return Ok(Applied::Conflict(format!(
-                "{what} exists and is not managed by this DittoServer ({why}); the operator \
-                 will not take it over: delete or rename it"
-            )));
+    eff: &EffectiveSpec,
+    children: &Children,
+    observed: &Observed,
+    p: &Pass<'_, L>,
+    facts: &mut Facts,
+) -> Result<bool, ReconcileError> {
+    let client = &p.ctx.client;
+    let memory = p.memory();
+    let ns = eff.namespace.as_str();
+    let mut changed: Vec<String> = Vec::new();
+
+    // A Secret we generated that the spec now references is the user's: hand it
+    // over (our owner reference and label removed) so it is never garbage
+    // collected with this DittoServer.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for name in eff.referenced_secrets() {
+        let Some(s) = observed.secrets.get(&name) else {
+            continue;
+        };
+        let key = ChildKey::new("Secret", ns, &name);
+        if s.seen.owner == Owner::This && release(&secrets, &key, ds, true).await? {
+            p.events
+                .publish(
+                    Reason::Released,
+                    format!("{key} is referenced by the spec now: it is yours, and is kept when this DittoServer is deleted"),
+                )
+                .await;
         }
-        Some(seen) if seen.applied_hash.as_deref() == Some(hash.as_str()) => {
-            return Ok(Applied::Unchanged(fresh));
+    }
+    for secret in &children.managed_secrets {
+        let key = ChildKey::new("Secret", ns, &secret.name_any());
+        let known = match observed.secrets.get(&key.name) {
+            Some(s) => Known::Exists(&s.seen),
+            None if observed.secrets_absent.contains(&key.name) => Known::Absent,
+            None => Known::NotInStore,
+        };
+        let applied = apply(&secrets, &key, secret.clone(), known, ds, memory).await?;
+        if let Some(live) = applied.live() {
+            // What we wrote is the data the next pass reads, before the store shows it.
+            p.ctx
+                .stores
+                .secret_data
+                .put(ns, &key.name, CachedSecret::of(live));
         }
-        Some(seen) => seen.owner == Owner::Adoptable,
-        None => false,
-    };
-    let written = api
-        .patch(
-            &key.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await
-        .map_err(|source| ReconcileError::Apply {
-            what: what.clone(),
-            source,
-        })?;
-    memory.child_written(
-        key.clone(),
-        Written {
-            uid: written.uid().unwrap_or_default(),
-            applied_hash: hash,
-        },
-    );
-    Ok(match (&seen, adopting) {
-        (None, _) => Applied::Created(written),
-        (Some(_), true) => Applied::Adopted(written),
-        (Some(_), false) => Applied::Updated(written),
-    })
-}
-
-/// GET `key`; `None` when it does not exist.
-async fn read<K>(api: &Api<K>, key: &ChildKey) -> Result<Option<K>, ReconcileError>
-where
-    K: Resource + DeserializeOwned + Clone + Debug,
-{
-    match api.get(&key.name).await {
-        Ok(obj) => Ok(Some(obj)),
-        Err(e) if api_error::is_absent(&e) => Ok(None),
-        Err(source) => Err(ReconcileError::Read {
-            what: key.to_string(),
-            source,
-        }),
+        applied.note(&key, &mut changed, &mut facts.conflicts);
     }
-}
 
-/// Delete child `key` if this DittoServer controls it (precondition: the uid we
-/// saw, so a recreated object of someone else's is never deleted). Returns whether
-/// it deleted.
-pub async fn delete_if_ours<K>(
-    api: &Api<K>,
-    key: &ChildKey,
-    seen: Option<&Seen>,
-) -> Result<bool, ReconcileError>
-where
-    K: Resource + DeserializeOwned + Clone + Debug,
-{
-    let Some(seen) = seen.filter(|s| s.owner == Owner::This) else {
-        return Ok(false);
-    };
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: Some(seen.uid.clone()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&key.name, &params).await {
-        Ok(_) => Ok(true),
-        Err(e) if api_error::is_absent(&e) => Ok(false),
-        // 409: the uid precondition failed, it is not the object we saw.
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(source) => Err(ReconcileError::Delete {
-            what: key.to_string(),
-            source,
-        }),
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let key = ChildKey::new("ConfigMap", ns, &names::config_map(&eff.name));
+    let applied = apply(
+        &config_maps,
+        &key,
+        children.config_map.clone(),
+        observed.config_map.as_ref().into(),
+        ds,
+        memory,
+    )
+    .await?;
+    applied.note(&key, &mut changed, &mut facts.conflicts);
+
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    for service in &children.services {
+        let key = ChildKey::new("Service", ns, &service.name_any());
+        let seen = observed.services.get(&key.name);
+        let applied = apply(&services, &key, service.clone(), seen.into(), ds, memory).await?;
+        applied.note(&key, &mut changed, &mut facts.conflicts);
     }
+    if eff.metrics_port.is_none() {
+        let key = ChildKey::new("Service", ns, &names::metrics_service(&eff.name));
+        if delete_if_ours(&services, &key, observed.services.get(&key.name)).await? {
+            changed.push(format!("{key} (deleted: metrics are off)"));
+        }
+    }
+
+    let waiting_for_percona =
+        percona::apply_cluster(ds, eff, children, observed, p, facts, &mut changed).await?;
+
+    if !facts.conflicts.is_empty() {
+        p.events
+            .publish(Reason::NameConflict, facts.conflicts.join("; "))
+            .await;
+    } else {
+        p.events.resolved(Reason::NameConflict);
+    }
+    if !waiting_for_percona && facts.conflicts.is_empty() {
+        stateful_set(ds, eff, children, observed, p, facts, &mut changed).await?;
+    }
+    if !changed.is_empty() {
+        p.events
+            .publish(Reason::Updated, format!("Updated {}", changed.join(", ")))
+            .await;
+    }
+    Ok(waiting_for_percona)
 }
 
-/// Remove this DittoServer's owner reference (and, with `unlabel`, our managed-by
-/// label) from `key`, guarded by `test` operations on a fresh read; a failed guard
-/// re-reads and tries again at once. Returns whether it changed anything.
-pub async fn release<K>(
-    api: &Api<K>,
-    key: &ChildKey,
+/// The StatefulSet, last: its event says whether the pod rolls, and why.
+async fn stateful_set<L>(
     ds: &DittoServer,
-    unlabel: bool,
-) -> Result<bool, ReconcileError>
-where
-    K: Resource + DeserializeOwned + Clone + Debug,
-{
-    let uid = ds.uid().unwrap_or_default();
-    let fail = |source| ReconcileError::Release {
-        what: key.to_string(),
-        source,
-    };
-    for attempt in 1..=ATTEMPTS {
-        let live = match api.get(&key.name).await {
-            Ok(live) => live,
-            Err(e) if api_error::is_absent(&e) => return Ok(false),
-            Err(e) => return Err(fail(e)),
-        };
-        let Some(ops) = release_ops(live.meta(), &uid, unlabel) else {
-            return Ok(false);
-        };
-        let patch: json_patch::Patch =
-            serde_json::from_value(ops).map_err(|e| ReconcileError::Serialize {
-                what: format!("release patch of {key}"),
-                message: e.to_string(),
-            })?;
-        match api
-            .patch(
-                &key.name,
-                &PatchParams::default(),
-                &Patch::<()>::Json(patch),
-            )
-            .await
-        {
-            Ok(_) => return Ok(true),
-            Err(e) if api_error::is_absent(&e) => return Ok(false),
-            Err(e) if is_precondition_failure(&e) && attempt < ATTEMPTS => continue,
-            Err(e) => return Err(fail(e)),
+    eff: &EffectiveSpec,
+    children: &Children,
+    observed: &Observed,
+    p: &Pass<'_, L>,
+    facts: &mut Facts,
+    changed: &mut Vec<String>,
+) -> Result<(), ReconcileError> {
+    let ns = eff.namespace.as_str();
+    let api: Api<StatefulSet> = Api::namespaced(p.ctx.client.clone(), ns);
+    let key = ChildKey::new("StatefulSet", ns, &names::stateful_set(&eff.name));
+    let seen = observed.stateful_set.as_ref().map(|(seen, _)| seen);
+    let applied = apply(
+        &api,
+        &key,
+        children.stateful_set.clone(),
+        seen.into(),
+        ds,
+        p.memory(),
+    )
+    .await?;
+    let old_hash = observed
+        .stateful_set
+        .as_ref()
+        .and_then(|(_, s)| s.spec.as_ref())
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned());
+    match &applied {
+        Applied::Created(_) => {
+            p.events
+                .publish(
+                    Reason::Created,
+                    format!(
+                        "Created StatefulSet {} and its Services, ConfigMap and Secrets",
+                        eff.name
+                    ),
+                )
+                .await;
+            changed.clear();
         }
-    }
-    Ok(false)
-}
-
-/// The JSON patch releasing `meta` from the owner `uid`, or `None` if there is
-/// nothing to release. Guarded on the exact lists it rewrites.
-fn release_ops(meta: &ObjectMeta, uid: &str, unlabel: bool) -> Option<serde_json::Value> {
-    let refs = meta.owner_references.clone().unwrap_or_default();
-    let kept: Vec<_> = refs.iter().filter(|r| r.uid != uid).cloned().collect();
-    let labelled = unlabel
-        && meta
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key("app.kubernetes.io/managed-by"));
-    if kept.len() == refs.len() && !labelled {
-        return None;
-    }
-    let mut ops = vec![
-        json!({"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version}),
-    ];
-    if kept.len() != refs.len() {
-        ops.push(json!({"op": "replace", "path": "/metadata/ownerReferences", "value": kept}));
-    }
-    if labelled {
-        ops.push(json!({"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}));
-    }
-    Some(serde_json::Value::Array(ops))
-}
-
-/// A guarded JSON patch lost a race: its `test` failed (422) or an optimistic
-/// concurrency check did (409). The guarded patches (finalizer, release) re-read and
-/// retry within the pass; what outlasts that goes to the error policy, where only a
-/// 409 skips the backoff ([`is_conflict`]).
-pub fn is_precondition_failure(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 422)
-}
-
-/// Someone else wrote in between (409 Conflict): the pass is retried at once with
-/// fresh reads. A 422 at that point is an object the server refuses, and backs off
-/// like any other failure.
-pub fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-
-    fn meta(owners: &[&str], labelled: bool) -> ObjectMeta {
-        ObjectMeta {
-            resource_version: Some("7".into()),
-            owner_references: Some(
-                owners
-                    .iter()
-                    .map(|u| OwnerReference {
-                        uid: u.to_string(),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            labels: labelled.then(|| {
-                [(
-                    "app.kubernetes.io/managed-by".to_string(),
-                    "dittofs-operator".to_string(),
-                )]
-                .into()
-            }),
-            ..Default::default()
+        Applied::Updated(_) | Applied::Adopted(_) => {
+            let why = if old_hash.as_deref() != Some(children.config_hash.as_str()) {
+                format!(
+                    "pod rolls: configuration or referenced Secrets changed (config hash {} → {})",
+                    short(old_hash.as_deref()),
+                    short(Some(&children.config_hash))
+                )
+            } else {
+                "without a pod restart".into()
+            };
+            changed.push(format!("{key} ({why})"));
         }
+        Applied::Conflict(message) => facts.conflicts.push(message.clone()),
+        Applied::Unchanged(_) => {}
     }
+    if let Some(live) = applied.live() {
+        facts.stateful_set = Some(live.clone());
+    }
+    if matches!(applied, Applied::Conflict(_)) {
+        p.events
+            .publish(Reason::NameConflict, facts.conflicts.join("; "))
+            .await;
+    } else {
+        facts.config_hash = Some(children.config_hash.clone());
+    }
+    Ok(())
+}
 
-    #[test]
-    fn release_removes_only_our_owner_and_label() {
-        let ops =
-            release_ops(&meta(&["ours", "theirs"], true), "ours", true).expect("something to do");
-        let ops = ops.as_array().expect("array");
-        assert_eq!(ops[0]["op"], "test");
-        assert_eq!(ops[0]["value"], "7");
-        assert_eq!(ops[1]["value"].as_array().map(Vec::len), Some(1));
-        assert_eq!(ops[1]["value"][0]["uid"], "theirs");
-        assert_eq!(
-            ops[2]["path"],
-            "/metadata/labels/app.kubernetes.io~1managed-by"
-        );
-    }
-
-    #[test]
-    fn nothing_to_release_is_no_patch() {
-        assert!(release_ops(&meta(&["theirs"], false), "ours", true).is_none());
-        assert!(release_ops(&meta(&["theirs"], true), "ours", false).is_none());
-    }
+fn short(hash: Option<&str>) -> String {
+    hash.map(|h| h.chars().take(12).collect())
+        .unwrap_or_else(|| "none".into())
 }

@@ -1,17 +1,22 @@
-//! State shared by every reconcile: client, who reports events, lookups, leadership,
-//! the watch-fed stores (with the reconciler's memory) and metrics.
+//! State shared by every reconcile (client, who reports events, lookups,
+//! leadership, the watch-fed stores with the reconciler's memory, metrics), and
+//! what one pass adds to it ([`Pass`]).
 
 use std::time::Instant;
 
-use kube::Client;
+use kube::api::{Api, DynamicObject};
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use super::events::Events;
 use super::memory::Memory;
+use super::stored::{ServerRef, StoredServer, raw_api};
 use super::watches::Stores;
 
 /// Everything a reconcile needs besides the object.
@@ -52,6 +57,39 @@ impl<L> Context<L> {
 
     pub fn memory(&self) -> &Memory {
         &self.stores.memory
+    }
+}
+
+/// Everything one pass works with, besides the object.
+pub struct Pass<'a, L> {
+    pub ctx: &'a Context<L>,
+    pub server: ServerRef,
+    /// The DittoServers of the namespace, raw (see `stored::raw_api`).
+    pub raw: Api<DynamicObject>,
+    pub events: Events<'a>,
+}
+
+impl<'a, L> Pass<'a, L> {
+    pub fn new(stored: &StoredServer, ctx: &'a Context<L>) -> Self {
+        let server = ObjectRef::from(stored);
+        let ns = stored.namespace().unwrap_or_else(|| "default".into());
+        Pass {
+            ctx,
+            raw: raw_api(&ctx.client, &ns),
+            events: Events {
+                client: &ctx.client,
+                reporter: &ctx.reporter,
+                memory: ctx.memory(),
+                server: server.clone(),
+                reference: stored.object_ref(&()),
+            },
+            server,
+        }
+    }
+
+    /// Our memory of recent writes, backoff and events.
+    pub fn memory(&self) -> &'a Memory {
+        self.ctx.memory()
     }
 }
 

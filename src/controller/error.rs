@@ -88,10 +88,11 @@ impl ReconcileError {
 
     /// Someone wrote in between (409): retry at once with fresh reads, never back
     /// off. A guarded JSON patch whose `test` failed (422) on a stale view is already
-    /// re-read and retried within the pass (`finalizer.rs`, `apply::release`); a 422
+    /// re-read and retried within the pass (`finalizer.rs`, `write::release`); a 422
     /// that outlasts those fresh reads, like any other 422, is a refusal and backs off.
-    pub fn is_precondition_failure(&self) -> bool {
-        self.source_error().is_some_and(super::apply::is_conflict)
+    pub fn is_conflict(&self) -> bool {
+        self.source_error()
+            .is_some_and(crate::api_error::is_conflict)
     }
 }
 
@@ -111,25 +112,25 @@ mod tests {
     #[test]
     fn only_conflicts_skip_the_backoff() {
         // A 409 anywhere: a lost race.
-        assert!(ReconcileError::Status(api(409)).is_precondition_failure());
-        assert!(ReconcileError::Finalizer(api(409)).is_precondition_failure());
+        assert!(ReconcileError::Status(api(409)).is_conflict());
+        assert!(ReconcileError::Finalizer(api(409)).is_conflict());
         // A 422 that reaches the error policy outlasted the in-pass re-reads (guards)
         // or is a refusal (apply, status): backed off, not retried every 200 ms
         // forever.
-        assert!(!ReconcileError::Finalizer(api(422)).is_precondition_failure());
+        assert!(!ReconcileError::Finalizer(api(422)).is_conflict());
         assert!(
             !ReconcileError::Release {
                 what: "Secret ns/x".into(),
                 source: api(422)
             }
-            .is_precondition_failure()
+            .is_conflict()
         );
         let refused = ReconcileError::Apply {
             what: "StatefulSet ns/x".into(),
             source: api(422),
         };
-        assert!(!refused.is_precondition_failure());
-        assert!(!ReconcileError::Status(api(422)).is_precondition_failure());
-        assert!(!ReconcileError::Finalizer(api(500)).is_precondition_failure());
+        assert!(!refused.is_conflict());
+        assert!(!ReconcileError::Status(api(422)).is_conflict());
+        assert!(!ReconcileError::Finalizer(api(500)).is_conflict());
     }
 }

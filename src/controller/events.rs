@@ -16,7 +16,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::memory::Memory;
-use super::watches::ServerRef;
+use super::stored::ServerRef;
 
 /// Every event reason the operator emits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub struct Events<'a> {
     pub client: &'a Client,
     pub reporter: &'a Reporter,
     pub memory: &'a Memory,
-    pub server: &'a ServerRef,
+    pub server: ServerRef,
     pub reference: ObjectReference,
 }
 
@@ -131,7 +131,7 @@ impl Events<'_> {
         if reason.is_state()
             && !self
                 .memory
-                .event_is_new(self.server, reason.as_str(), &note)
+                .event_is_new(&self.server, reason.as_str(), &note)
         {
             return;
         }
@@ -150,6 +150,6 @@ impl Events<'_> {
 
     /// The state behind `reason` is over; its next occurrence is published again.
     pub fn resolved(&self, reason: Reason) {
-        self.memory.event_resolved(self.server, reason.as_str());
+        self.memory.event_resolved(&self.server, reason.as_str());
     }
 }

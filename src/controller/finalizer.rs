@@ -1,4 +1,4 @@
-//! Finalizer `dittofs.dittofs.com/finalizer` and the bounded deletion cleanup.
+//! Our finalizer (`dittofs.dittofs.com/finalizer`): added and removed.
 //!
 //! The finalizer is added and removed with JSON patches whose `test` operations
 //! guard what they change (the whole list when adding, the one entry at its index
@@ -7,27 +7,17 @@
 //! guard fails, the object is read again and the patch retried at once — a stale
 //! cache costs one extra request, never a backoff.
 
-use std::time::Duration;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
-use crate::api_error;
-use crate::crd::DittoServer;
-use crate::resources::percona::api_resource;
+use crate::api_error::{self, is_guard_failure};
+use crate::names::FINALIZER;
 
-use super::apply::{is_precondition_failure, release};
 use super::error::ReconcileError;
-use super::memory::{ChildKey, Memory};
-use super::observe::PerconaSeen;
-use super::watches::ServerRef;
+use super::memory::Memory;
+use super::stored::ServerRef;
 
-/// Our finalizer.
-pub const FINALIZER: &str = "dittofs.dittofs.com/finalizer";
-/// After this long in deletion, the finalizer is released whatever cleanup says.
-pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts of a guarded finalizer patch (a fresh read between attempts).
 const ATTEMPTS: usize = 3;
 
@@ -36,18 +26,8 @@ pub fn has_finalizer(meta: &ObjectMeta) -> bool {
     meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
 
-/// The DittoServers of `ns` as raw objects: the finalizer is managed whether or
-/// not this version can read the spec, and a response is never parsed into it.
-pub fn raw_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        client.clone(),
-        ns,
-        &kube::api::ApiResource::erase::<DittoServer>(&()),
-    )
-}
-
 /// Add our finalizer unless the object (or our memory of the last pass) has it.
-/// `api` is [`raw_api`].
+/// `api` is `stored::raw_api`.
 pub async fn add(
     api: &Api<DynamicObject>,
     meta: &ObjectMeta,
@@ -77,7 +57,7 @@ pub async fn add(
             }
             // Deleted meanwhile: nothing to guard.
             Err(e) if api_error::is_absent(&e) => return Ok(()),
-            Err(e) if is_precondition_failure(&e) && attempt < ATTEMPTS => {
+            Err(e) if is_guard_failure(&e) && attempt < ATTEMPTS => {
                 current = match fresh(api, meta).await? {
                     Some(meta) => meta,
                     None => return Ok(()),
@@ -94,7 +74,7 @@ pub async fn add(
     Ok(())
 }
 
-/// Remove our finalizer (no-op when absent). `api` is [`raw_api`].
+/// Remove our finalizer (no-op when absent). `api` is `stored::raw_api`.
 pub async fn remove(api: &Api<DynamicObject>, meta: &ObjectMeta) -> Result<(), ReconcileError> {
     let mut current = meta.clone();
     for attempt in 1..=ATTEMPTS {
@@ -111,7 +91,7 @@ pub async fn remove(api: &Api<DynamicObject>, meta: &ObjectMeta) -> Result<(), R
             Ok(()) => return Ok(()),
             // Already gone: the object is deleted, nothing left to release.
             Err(e) if api_error::is_absent(&e) => return Ok(()),
-            Err(e) if is_precondition_failure(&e) && attempt < ATTEMPTS => {
+            Err(e) if is_guard_failure(&e) && attempt < ATTEMPTS => {
                 current = match fresh(api, meta).await? {
                     Some(meta) => meta,
                     None => return Ok(()),
@@ -148,60 +128,4 @@ async fn json_patch(
     api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map(|_| ())
-}
-
-/// What the Percona cleanup did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PerconaCleanup {
-    /// No cluster of ours exists.
-    Nothing,
-    /// Deleted (`deleteWithServer: true`).
-    Deleted(String),
-    /// Left in place with no owner reference of ours.
-    Orphaned(String),
-}
-
-/// Delete or keep the PerconaPGCluster we created. It is deleted only when the
-/// spec says so (`percona.enabled` and `deleteWithServer`, both true); in every
-/// other case — including a spec this version cannot read — it is kept, without
-/// our owner reference. A cluster that is not ours is never touched.
-pub async fn cleanup_percona(
-    client: &kube::Client,
-    ds: &DittoServer,
-    percona: &PerconaSeen,
-    delete_with_server: bool,
-) -> Result<PerconaCleanup, ReconcileError> {
-    let PerconaSeen::Present { seen, cluster } = percona else {
-        return Ok(PerconaCleanup::Nothing);
-    };
-    if !seen.is_ours() {
-        return Ok(PerconaCleanup::Nothing);
-    }
-    let ns = cluster.namespace().unwrap_or_default();
-    let name = cluster.name_any();
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource());
-    if delete_with_server {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(seen.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
-        return match api.delete(&name, &params).await {
-            Ok(_) => Ok(PerconaCleanup::Deleted(name)),
-            Err(e) if api_error::is_absent(&e) => Ok(PerconaCleanup::Deleted(name)),
-            Err(e) => Err(ReconcileError::Cleanup(e)),
-        };
-    }
-    let key = ChildKey::new("PerconaPGCluster", &ns, &name);
-    release(&api, &key, ds, false).await?;
-    Ok(PerconaCleanup::Orphaned(name))
-}
-
-/// Does the cluster carry an owner reference to `ds`? (It must not unless both
-/// `percona.enabled` and `deleteWithServer` are true.)
-pub fn owned_by(cluster: &DynamicObject, ds: &DittoServer) -> bool {
-    let uid = ds.uid().unwrap_or_default();
-    cluster.owner_references().iter().any(|r| r.uid == uid)
 }

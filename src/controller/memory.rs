@@ -15,11 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use crate::crd::DittoServerStatus;
+use crate::names::{APPLIED_HASH_ANNOTATION, FINALIZER};
 
-use super::apply::APPLIED_HASH_ANNOTATION;
-use super::finalizer::FINALIZER;
-use super::stored::StoredServer;
-use super::watches::ServerRef;
+use super::stored::{ServerRef, StoredServer};
 
 /// First retry delay after a failure; doubles per consecutive failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -145,7 +143,8 @@ impl Memory {
         servers.remove(server);
     }
 
-    /// How many DittoServers are remembered (for tests and the memory benchmark).
+    /// How many DittoServers are remembered (for the tests).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn servers_remembered(&self) -> usize {
         self.servers.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

@@ -1,9 +1,18 @@
 //! The reconciler: a kube-runtime `Controller` for DittoServers.
 //!
-//! - `watches.rs`: the watch-fed stores every pass reads, on every replica;
-//! - `reconcile.rs`: one pass, observe → validate → build → apply → status;
-//! - `observe.rs`, `lookup.rs`, `apply.rs`, `status.rs`, `finalizer.rs`: its steps;
-//! - `memory.rs`: our own recent writes the stores may not show yet, backoff, events.
+//! The pass, in the order it runs:
+//! - `reconcile.rs`: the driver of one pass, observe → validate → build → apply →
+//!   status; `finalizer.rs` adds our finalizer first;
+//! - `observe.rs` (what the cluster holds, judged by `ownership.rs`), `lookup.rs`
+//!   (the validation core's cluster questions, answered from it), `apply.rs` (the
+//!   children, through `write.rs`; the database through `percona.rs`), `status.rs`;
+//! - `deletion.rs` and `unreadable.rs`: the passes of an object being deleted, and
+//!   of one whose spec this version cannot read.
+//!
+//! What every pass shares: `context.rs` (the client, stores, metrics; a pass's own
+//! `Pass`), `watches.rs` (the watch-fed stores, on every replica), `stored.rs` (a
+//! DittoServer as the watch delivers it), `memory.rs` (our own recent writes the
+//! stores may not show yet, backoff, events), `events.rs`, `error.rs`.
 //!
 //! Only the Lease holder reconciles. A leadership term runs a Controller over the
 //! warm stores; losing the Lease drops it at once (in-flight passes are cancelled,
@@ -12,16 +21,21 @@
 
 pub mod apply;
 pub mod context;
+pub mod deletion;
 pub mod error;
 pub mod events;
 pub mod finalizer;
 pub mod lookup;
 pub mod memory;
 pub mod observe;
+pub mod ownership;
+pub mod percona;
 pub mod reconcile;
 pub mod status;
 pub mod stored;
+pub mod unreadable;
 pub mod watches;
+pub mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,7 +184,7 @@ pub fn error_policy<L>(
     ctx: Arc<Context<L>>,
 ) -> Action {
     ctx.metrics.record("error", err.step());
-    if err.is_precondition_failure() {
+    if err.is_conflict() {
         return Action::requeue(PRECONDITION_RETRY);
     }
     if stored.metadata.deletion_timestamp.is_some() {

@@ -18,88 +18,16 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api_error::{self, Absent};
-use crate::crd::{DittoServer, GROUP, KIND};
+use crate::crd::DittoServer;
 use crate::effective::EffectiveSpec;
 use crate::names;
-use crate::resources::labels::MANAGED_BY;
 use crate::resources::percona::api_resource;
 use crate::resources::{ManagedSecretValues, SecretData};
 
-use super::apply::APPLIED_HASH_ANNOTATION;
 use super::error::ReconcileError;
 use super::memory::{ChildKey, Memory};
+use super::ownership::{Owner, Seen};
 use super::watches::{CachedSecret, PerconaType, Stores};
-
-/// Whose an existing object is, seen from one DittoServer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Owner {
-    /// Controlled by this DittoServer (its owner reference, our uid).
-    This,
-    /// Carries our labels for this DittoServer and no controller: ours to take
-    /// (left behind by an orphaning delete, or a kept Percona cluster).
-    Adoptable,
-    /// Anything else: never written, never deleted. The text says whose it is.
-    Foreign(String),
-}
-
-/// An existing child as observed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Seen {
-    pub uid: String,
-    pub owner: Owner,
-    /// `dittofs.io/applied-hash`: the body we last applied.
-    pub applied_hash: Option<String>,
-}
-
-impl Seen {
-    /// Judge `meta` for the DittoServer `ds`.
-    pub fn of(meta: &ObjectMeta, ds: &DittoServer) -> Self {
-        Seen {
-            uid: meta.uid.clone().unwrap_or_default(),
-            owner: owner(meta, ds),
-            applied_hash: meta
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION).cloned()),
-        }
-    }
-
-    pub fn is_ours(&self) -> bool {
-        matches!(self.owner, Owner::This | Owner::Adoptable)
-    }
-}
-
-fn owner(meta: &ObjectMeta, ds: &DittoServer) -> Owner {
-    let uid = ds.uid().unwrap_or_default();
-    let controller = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true));
-    if let Some(c) = controller {
-        return if c.uid == uid {
-            Owner::This
-        } else if c.kind == KIND && c.api_version.starts_with(GROUP) {
-            Owner::Foreign(format!(
-                "it belongs to another DittoServer {} (uid {})",
-                c.name, c.uid
-            ))
-        } else {
-            Owner::Foreign(format!("it is controlled by {} {}", c.kind, c.name))
-        };
-    }
-    let labels = meta.labels.clone().unwrap_or_default();
-    let labelled = labels
-        .get("app.kubernetes.io/managed-by")
-        .map(String::as_str)
-        == Some(MANAGED_BY)
-        && labels.get("app.kubernetes.io/instance") == Some(&ds.name_any());
-    if labelled {
-        Owner::Adoptable
-    } else {
-        Owner::Foreign("it was not created by dittofs-operator for this DittoServer".into())
-    }
-}
 
 /// A Secret as observed: ownership and (for the Secrets the pod reads) its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,6 +184,15 @@ pub async fn observe(
         stateful_set,
         percona,
     })
+}
+
+/// The StatefulSet as the store has it (the status input of a pass that fails
+/// before it observes, and of a deletion).
+pub fn stored_stateful_set(stores: &Stores, eff: &EffectiveSpec) -> Option<StatefulSet> {
+    stores
+        .stateful_sets
+        .get(&key(&eff.namespace, &names::stateful_set(&eff.name)))
+        .map(|s| StatefulSet::clone(&s))
 }
 
 fn key<K: Resource<DynamicType = ()>>(ns: &str, name: &str) -> ObjectRef<K> {

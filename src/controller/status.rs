@@ -1,15 +1,21 @@
-//! Status: pure computation of phase and conditions from what was observed.
+//! Status (step 5): phase and conditions computed purely from what a pass
+//! observed and did, and written only when they differ.
 //!
 //! `lastTransitionTime` moves only when a condition's status flips, and nothing
 //! else in the status depends on the clock, so a pass that changes nothing
 //! computes an identical status — and writes nothing.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
 
-use crate::crd::{DittoServerStatus, Endpoints, Phase};
+use crate::crd::{DittoServer, DittoServerStatus, Endpoints, Phase};
 use crate::effective::{Database, EffectiveSpec};
 use crate::names;
+
+use super::context::Pass;
+use super::error::ReconcileError;
 
 /// Condition types, in the order they are listed.
 pub const READY: &str = "Ready";
@@ -356,13 +362,54 @@ fn to_condition(
     }
 }
 
-/// The current status of condition `type_`, if present.
-pub fn condition_status<'a>(status: Option<&'a DittoServerStatus>, type_: &str) -> Option<&'a str> {
-    status?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.as_str())
+/// Write the status computed from `facts` for `ds`.
+pub async fn record<L>(
+    p: &Pass<'_, L>,
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    facts: &Facts,
+) -> Result<(), ReconcileError> {
+    write(p, &ds.metadata, ds.status.as_ref(), |old, now| {
+        compute(old, eff, facts, now)
+    })
+    .await
+}
+
+/// Compute the status from the freshest previous one we know (ours, if the store
+/// does not show it yet) and patch it only when it differs: our own status writes
+/// then never feed a reconcile loop.
+pub async fn write<L>(
+    p: &Pass<'_, L>,
+    meta: &ObjectMeta,
+    stored: Option<&DittoServerStatus>,
+    compute: impl FnOnce(Option<&DittoServerStatus>, &Time) -> DittoServerStatus,
+) -> Result<(), ReconcileError> {
+    let memory = p.memory();
+    let ours = memory.written_status(&p.server);
+    let old = ours.as_ref().or(stored);
+    let now = Time(jiff::Timestamp::now());
+    let new = compute(old, &now);
+    if old == Some(&new) {
+        return Ok(());
+    }
+    let name = meta.name.as_deref().unwrap_or_default();
+    let written = p
+        .raw
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": new })),
+        )
+        .await;
+    match written {
+        Ok(_) => {
+            memory.status_written(&p.server, meta.uid.as_deref(), new);
+            Ok(())
+        }
+        // Gone meanwhile (its last finalizer released): nothing left to report on.
+        Err(e) if crate::api_error::is_absent(&e) => Ok(()),
+        Err(e) => Err(ReconcileError::Status(e)),
+    }
 }
 
 #[cfg(test)]
@@ -371,7 +418,18 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
-    use crate::crd::DittoServer;
+
+    /// The current status of condition `type_`, if present.
+    pub fn condition_status<'a>(
+        status: Option<&'a DittoServerStatus>,
+        type_: &str,
+    ) -> Option<&'a str> {
+        status?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.status.as_str())
+    }
 
     fn eff(spec: &str) -> EffectiveSpec {
         let ds: DittoServer = serde_yaml_ng::from_str(&format!(

@@ -14,9 +14,11 @@ use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::reflector::ObjectRef;
 use serde::{Deserialize, Deserializer};
 
-use crate::crd::{DittoServer, DittoServerSpec, DittoServerStatus};
+use crate::crd::{DittoServer, DittoServerSpec, DittoServerStatus, SpecParseError, parse_spec};
 
 /// Annotation `kubectl apply` keeps a full copy of the object in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -25,27 +27,17 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 #[derive(Clone, Debug)]
 pub struct StoredServer {
     pub metadata: ObjectMeta,
-    pub spec: Result<DittoServerSpec, Unreadable>,
+    pub spec: Result<DittoServerSpec, SpecParseError>,
     /// The status we wrote; an unreadable status is treated as none (we rewrite it).
     pub status: Option<DittoServerStatus>,
 }
 
-/// Why a stored spec could not be read: the field path and the parser's message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unreadable {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Unreadable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+/// A reference to a DittoServer in the stores and the reconciler's memory.
+pub type ServerRef = ObjectRef<StoredServer>;
 
 impl StoredServer {
     /// The typed DittoServer, or why its spec cannot be read.
-    pub fn server(&self) -> Result<DittoServer, &Unreadable> {
+    pub fn server(&self) -> Result<DittoServer, &SpecParseError> {
         let spec = self.spec.as_ref()?;
         Ok(DittoServer {
             metadata: self.metadata.clone(),
@@ -65,19 +57,11 @@ impl From<DittoServer> for StoredServer {
     }
 }
 
-/// Parse a spec value, naming the field that fails (`spec.smb.port: invalid type…`).
-pub fn parse_spec(spec: serde_json::Value) -> Result<DittoServerSpec, Unreadable> {
-    serde_path_to_error::deserialize(spec).map_err(|e| {
-        let path = e.path().to_string();
-        Unreadable {
-            field: if path == "." {
-                "spec".to_string()
-            } else {
-                format!("spec.{path}")
-            },
-            message: e.into_inner().to_string(),
-        }
-    })
+/// The DittoServers of `ns` as raw objects: the finalizer and the status are
+/// written whether or not this version can read the spec, and a response is never
+/// parsed into it.
+pub fn raw_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<DittoServer>(&()))
 }
 
 impl<'de> Deserialize<'de> for StoredServer {
@@ -98,10 +82,7 @@ impl<'de> Deserialize<'de> for StoredServer {
         }
         let spec = match raw.spec {
             Some(spec) => parse_spec(spec),
-            None => Err(Unreadable {
-                field: "spec".into(),
-                message: "missing".into(),
-            }),
+            None => Err(SpecParseError::missing()),
         };
         let status = raw
             .status

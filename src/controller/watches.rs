@@ -36,20 +36,13 @@ use tokio_util::sync::CancellationToken;
 use crate::api_error::{self, Absent};
 use crate::crd::GROUP;
 use crate::effective::EffectiveSpec;
-use crate::resources::labels::MANAGED_BY;
+use crate::names::{
+    APPLIED_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, managed_selector,
+};
 use crate::resources::percona::api_resource;
 
-use super::apply::APPLIED_HASH_ANNOTATION;
 use super::memory::Memory;
-use super::stored::StoredServer;
-
-/// A reference to a DittoServer in the stores.
-pub type ServerRef = ObjectRef<StoredServer>;
-
-/// Label selector of every child we create.
-pub fn ours_selector() -> String {
-    format!("app.kubernetes.io/managed-by={MANAGED_BY}")
-}
+use super::stored::{ServerRef, StoredServer};
 
 /// Page size of the cluster-wide Secret list: Secrets created by `kubectl apply`
 /// carry their whole data again in an annotation, so a page of 500 can be large.
@@ -137,7 +130,7 @@ impl Stores {
     /// reconcile requests on `triggers`.
     pub fn start(client: &Client, triggers: Triggers, shutdown: &CancellationToken) -> Self {
         let (stores, w) = Self::new();
-        let ours = watcher::Config::default().labels(&ours_selector());
+        let ours = watcher::Config::default().labels(&managed_selector());
 
         let s = stores.clone();
         let t = triggers.clone();
@@ -364,15 +357,11 @@ fn server_of(meta: &ObjectMeta) -> Option<ServerRef> {
         return Some(ObjectRef::new(&o.name).within(ns));
     }
     let labels = meta.labels.as_ref()?;
-    if labels
-        .get("app.kubernetes.io/managed-by")
-        .map(String::as_str)
-        != Some(MANAGED_BY)
-    {
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY) {
         return None;
     }
     labels
-        .get("app.kubernetes.io/instance")
+        .get(INSTANCE_LABEL)
         .map(|i| ObjectRef::new(i).within(ns))
 }
 

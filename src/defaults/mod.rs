@@ -1,20 +1,25 @@
-//! Defaulting core: every effective default of a DittoServer, in one place.
+//! Defaulting core: every effective default of a DittoServer, decided in one place.
 //!
-//! [`apply_defaults`] is pure and idempotent; the mutating webhook turns its result
-//! into a JSON patch ([`defaulting_patch`]) so `kubectl get -o yaml` shows what runs,
-//! and the reconciler and CLI call it so an object that bypassed the webhook runs
-//! with the very same values.
+//! [`resolve`] is the only code that decides a default. Each of its lines writes
+//! the default into the spec (what the mutating webhook adds, so `kubectl get -o
+//! yaml` shows what runs) and reads back the value the builders and rules use, in
+//! one statement: the two can never disagree. [`apply_defaults`] is the same pass
+//! for callers that only want the defaulted spec; the webhook turns its result into
+//! a JSON patch ([`spec_defaulting_patch`]). The CRD's descriptions and the table of
+//! `docs/crd-reference.md` take their defaults from it too (`crate::schema`).
 
 use k8s_openapi::api::core::v1::{
     Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
 };
 
+use kube::ResourceExt;
+
 use crate::crd::*;
+use crate::effective::*;
+use crate::names;
 
 mod patch;
-pub use patch::{
-    DefaultingError, SpecParseError, defaulting_patch, parse_spec, spec_defaulting_patch,
-};
+pub use patch::spec_defaulting_patch;
 
 /// Image used when `spec.image` is unset: the DittoFS release this operator targets.
 pub const DEFAULT_IMAGE: &str = "marmos91c/dittofs:v0.29.0";
@@ -62,107 +67,244 @@ pub const MIN_TERMINATION_GRACE_SECONDS: i64 =
 /// Grace period: the minimum plus 5 s of slack. 105 s.
 pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = MIN_TERMINATION_GRACE_SECONDS + 5;
 
+/// Defaults that depend on another field, as the CRD's descriptions state them
+/// (every other default is shown as its value). A test finds every default that
+/// moves with another field and checks that it is listed here.
+pub const DERIVED_DEFAULTS: &[(&str, &str)] = &[
+    ("spec.controlPlane.servicePort", "the value of `port`"),
+    (
+        "spec.database.type",
+        "`postgres` when `postgresSecretRef` is set or Percona is enabled, else `sqlite`",
+    ),
+];
+
 /// Fill every effective default into `spec`. Idempotent; never overrides a value
 /// the user set.
 pub fn apply_defaults(spec: &mut DittoServerSpec) {
-    set(&mut spec.image, || DEFAULT_IMAGE.to_string());
-    set(&mut spec.replicas, || DEFAULT_REPLICAS);
+    // The object's name and namespace only name derived objects; no default
+    // depends on them.
+    resolve("", "", spec);
+}
 
+impl EffectiveSpec {
+    /// Resolve a DittoServer: its spec defaulted by [`resolve`] (so the input need
+    /// not be). Never fails: validation judges the result, builders use it.
+    pub fn resolve(ds: &DittoServer) -> Self {
+        let namespace = ds.namespace().unwrap_or_else(|| "default".to_string());
+        resolve(&ds.name_any(), &namespace, &mut ds.spec.clone())
+    }
+}
+
+/// Fill every default into `spec` (idempotent, never overriding what the user
+/// set) and return the configuration the server runs with. `name` and `namespace`
+/// are the DittoServer's: they name the objects derived from it.
+pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> EffectiveSpec {
     let storage = &mut spec.storage;
-    set(&mut storage.cache_size, || DEFAULT_CACHE_SIZE.to_string());
-    set(&mut storage.control_plane_size, || {
-        DEFAULT_CONTROL_PLANE_SIZE.to_string()
-    });
+    let storage = Storage {
+        metadata_size: storage.metadata_size.clone(),
+        // An empty string is "unset" for the optional volume and class (and refused
+        // by validation).
+        content_size: storage.content_size.clone().filter(|s| !s.is_empty()),
+        cache_size: text(&mut storage.cache_size, DEFAULT_CACHE_SIZE),
+        control_plane_size: text(&mut storage.control_plane_size, DEFAULT_CONTROL_PLANE_SIZE),
+        storage_class_name: storage.storage_class_name.clone().filter(|s| !s.is_empty()),
+    };
 
-    let percona_enabled = spec
-        .percona
-        .as_ref()
-        .and_then(|p| p.enabled)
-        .unwrap_or(false);
+    let percona_spec = spec.percona.get_or_insert_with(Default::default);
+    let percona_enabled = value(&mut percona_spec.enabled, false);
+    let delete_with_server = value(&mut percona_spec.delete_with_server, false);
+    let percona = percona_enabled.then(|| resolve_percona(name, percona_spec, delete_with_server));
 
-    let database = spec.database.get_or_insert_with(Default::default);
-    let wants_postgres = percona_enabled || database.postgres_secret_ref.is_some();
-    set(&mut database.db_type, || {
+    // Precedence: Percona > postgresSecretRef > SQLite.
+    let db = spec.database.get_or_insert_with(Default::default);
+    let postgres_secret = db.postgres_secret_ref.as_ref().map(|r| r.name.clone());
+    let wants_postgres = percona.is_some() || postgres_secret.is_some();
+    let db_type = value(
+        &mut db.db_type,
         if wants_postgres {
             DatabaseType::Postgres
         } else {
             DatabaseType::Sqlite
-        }
-    });
-    if database.db_type == Some(DatabaseType::Sqlite) && !wants_postgres {
-        let sqlite = database.sqlite.get_or_insert_with(Default::default);
-        set(&mut sqlite.path, || DEFAULT_SQLITE_PATH.to_string());
-    }
+        },
+    );
+    let database = match (&percona, postgres_secret) {
+        (Some(_), _) => Database::Percona {
+            secret_name: names::percona_user_secret(name, PERCONA_USER),
+        },
+        (None, Some(secret_name)) => Database::Postgres { secret_name },
+        // `type: postgres` with nothing to connect to is refused by validation; the
+        // file it would otherwise use is not written into the spec.
+        (None, None) if db_type == DatabaseType::Postgres => Database::Sqlite {
+            path: DEFAULT_SQLITE_PATH.to_string(),
+        },
+        (None, None) => Database::Sqlite {
+            path: text(
+                &mut db.sqlite.get_or_insert_with(Default::default).path,
+                DEFAULT_SQLITE_PATH,
+            ),
+        },
+    };
 
     let metrics = spec.metrics.get_or_insert_with(Default::default);
-    set(&mut metrics.enabled, || false);
-    set(&mut metrics.port, || DEFAULT_METRICS_PORT);
+    let metrics_enabled = value(&mut metrics.enabled, false);
+    let metrics_port = value(&mut metrics.port, DEFAULT_METRICS_PORT);
 
     let control_plane = spec.control_plane.get_or_insert_with(Default::default);
-    set(&mut control_plane.port, || DEFAULT_API_PORT);
-    let api_port = control_plane.port.unwrap_or(DEFAULT_API_PORT);
-    set(&mut control_plane.service_port, || api_port);
+    let api_port = value(&mut control_plane.port, DEFAULT_API_PORT);
+    let api_service_port = value(&mut control_plane.service_port, api_port);
 
     let identity = spec.identity.get_or_insert_with(Default::default);
-    set(&mut identity.identity_type, || IdentityType::Memory);
+    value(&mut identity.identity_type, IdentityType::Memory);
     let jwt = identity.jwt.get_or_insert_with(Default::default);
-    set(&mut jwt.access_token_duration, || {
-        DEFAULT_ACCESS_TOKEN_DURATION.to_string()
-    });
-    set(&mut jwt.refresh_token_duration, || {
-        DEFAULT_REFRESH_TOKEN_DURATION.to_string()
-    });
+    let jwt = Jwt {
+        secret: secret_key(
+            jwt.secret_ref.as_ref(),
+            names::jwt_secret(name),
+            JWT_SECRET_KEY,
+        ),
+        access_token_duration: text(
+            &mut jwt.access_token_duration,
+            DEFAULT_ACCESS_TOKEN_DURATION,
+        ),
+        refresh_token_duration: text(
+            &mut jwt.refresh_token_duration,
+            DEFAULT_REFRESH_TOKEN_DURATION,
+        ),
+    };
     let admin = identity.admin.get_or_insert_with(Default::default);
-    set(&mut admin.username, || DEFAULT_ADMIN_USERNAME.to_string());
+    // The value as written before defaulting (validation refuses another name).
+    let requested_username = admin.username.clone();
+    value(&mut admin.username, DEFAULT_ADMIN_USERNAME.to_string());
+    let admin = Admin {
+        // DittoFS v0.29 creates `admin` whatever the spec says (`EnsureAdminUser`
+        // creates `models.AdminUsername`, `pkg/controlplane/models/admin.go`).
+        username: DEFAULT_ADMIN_USERNAME.to_string(),
+        requested_username,
+        password: secret_key(
+            admin.password_secret_ref.as_ref(),
+            names::admin_secret(name),
+            ADMIN_PASSWORD_KEY,
+        ),
+    };
 
     let service = spec.service.get_or_insert_with(Default::default);
-    set(&mut service.service_type, || DEFAULT_SERVICE_TYPE);
+    let service_type = value(&mut service.service_type, DEFAULT_SERVICE_TYPE);
+    let service_annotations = service.annotations.clone().unwrap_or_default();
 
-    set(&mut spec.nfs_port, || DEFAULT_NFS_PORT);
-    set(&mut spec.nfs_adapter_port, || DEFAULT_NFS_ADAPTER_PORT);
-
+    let nfs = PortPair {
+        service: value(&mut spec.nfs_port, DEFAULT_NFS_PORT),
+        container: value(&mut spec.nfs_adapter_port, DEFAULT_NFS_ADAPTER_PORT),
+    };
     let smb = spec.smb.get_or_insert_with(Default::default);
-    set(&mut smb.enabled, || false);
-    set(&mut smb.port, || DEFAULT_SMB_PORT);
-    set(&mut smb.adapter_port, || DEFAULT_SMB_ADAPTER_PORT);
+    let smb_enabled = value(&mut smb.enabled, false);
+    let smb = PortPair {
+        service: value(&mut smb.port, DEFAULT_SMB_PORT),
+        container: value(&mut smb.adapter_port, DEFAULT_SMB_ADAPTER_PORT),
+    };
 
-    // `spec.s3` gets no defaults: nothing in the server reads it (see
-    // `validation::rules`), so written-down defaults would describe nothing that runs.
+    let s3 = spec
+        .s3
+        .as_mut()
+        .and_then(|s3| s3.credentials_secret_ref.as_mut())
+        .map(|c| S3 {
+            secret_name: c.secret_name.clone(),
+            access_key_id_key: text(&mut c.access_key_id_key, DEFAULT_S3_ACCESS_KEY_ID_KEY),
+            secret_access_key_key: text(
+                &mut c.secret_access_key_key,
+                DEFAULT_S3_SECRET_ACCESS_KEY_KEY,
+            ),
+            endpoint_key: text(&mut c.endpoint_key, DEFAULT_S3_ENDPOINT_KEY),
+        });
 
-    let percona = spec.percona.get_or_insert_with(Default::default);
-    set(&mut percona.enabled, || false);
-    set(&mut percona.delete_with_server, || false);
-    if percona.enabled == Some(true) {
-        set(&mut percona.replicas, || DEFAULT_PERCONA_REPLICAS);
-        set(&mut percona.storage_size, || {
-            DEFAULT_PERCONA_STORAGE_SIZE.to_string()
-        });
-        set(&mut percona.database_name, || {
-            DEFAULT_PERCONA_DATABASE.to_string()
-        });
-        let backup = percona.backup.get_or_insert_with(Default::default);
-        set(&mut backup.enabled, || false);
-        if backup.enabled == Some(true) {
-            set(&mut backup.region, || DEFAULT_BACKUP_REGION.to_string());
-            set(&mut backup.full_schedule, || {
-                DEFAULT_BACKUP_FULL_SCHEDULE.to_string()
-            });
-            set(&mut backup.incr_schedule, || {
-                DEFAULT_BACKUP_INCR_SCHEDULE.to_string()
-            });
-            set(&mut backup.retention_days, || DEFAULT_BACKUP_RETENTION_DAYS);
-        }
+    EffectiveSpec {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        image: text(&mut spec.image, DEFAULT_IMAGE),
+        replicas: value(&mut spec.replicas, DEFAULT_REPLICAS),
+        storage,
+        database,
+        metrics_port: metrics_enabled.then_some(metrics_port),
+        ports: Ports {
+            nfs,
+            smb: smb_enabled.then_some(smb),
+            api: PortPair {
+                service: api_service_port,
+                container: api_port,
+            },
+        },
+        jwt,
+        admin,
+        service_type,
+        service_annotations,
+        s3,
+        percona,
+        resources: spec.resources.clone(),
+        security_context: container_security_context(spec.security_context.as_ref()),
+        pod_security_context: pod_security_context(spec.pod_security_context.as_ref()),
+        termination_grace_period_seconds: value(
+            &mut spec.termination_grace_period_seconds,
+            DEFAULT_TERMINATION_GRACE_SECONDS,
+        ),
     }
-
-    set(&mut spec.termination_grace_period_seconds, || {
-        DEFAULT_TERMINATION_GRACE_SECONDS
-    });
 }
 
-/// Set `field` to `default()` when it is unset.
-fn set<T>(field: &mut Option<T>, default: impl FnOnce() -> T) {
-    if field.is_none() {
-        *field = Some(default());
+/// The Percona block of an enabled `spec.percona`; its defaults apply only then.
+fn resolve_percona(name: &str, spec: &mut PerconaSpec, delete_with_server: bool) -> Percona {
+    let backup = spec.backup.get_or_insert_with(Default::default);
+    let backup = value(&mut backup.enabled, false).then(|| PerconaBackup {
+        credentials_secret: backup
+            .credentials_secret_ref
+            .as_ref()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty()),
+        bucket: backup.bucket.clone().unwrap_or_default(),
+        endpoint: backup.endpoint.clone().unwrap_or_default(),
+        region: text(&mut backup.region, DEFAULT_BACKUP_REGION),
+        full_schedule: text(&mut backup.full_schedule, DEFAULT_BACKUP_FULL_SCHEDULE),
+        incr_schedule: text(&mut backup.incr_schedule, DEFAULT_BACKUP_INCR_SCHEDULE),
+        retention_days: value(&mut backup.retention_days, DEFAULT_BACKUP_RETENTION_DAYS),
+    });
+    Percona {
+        cluster_name: names::percona_cluster(name),
+        delete_with_server,
+        replicas: value(&mut spec.replicas, DEFAULT_PERCONA_REPLICAS),
+        storage_size: text(&mut spec.storage_size, DEFAULT_PERCONA_STORAGE_SIZE),
+        storage_class_name: spec.storage_class_name.clone().filter(|s| !s.is_empty()),
+        database_name: text(&mut spec.database_name, DEFAULT_PERCONA_DATABASE),
+        backup,
+    }
+}
+
+/// Set `field` to `default` when unset; its value either way.
+fn value<T: Clone>(field: &mut Option<T>, default: T) -> T {
+    field.get_or_insert(default).clone()
+}
+
+/// [`value`] for text, where an empty string also means "unset" (and is refused by
+/// validation wherever it is not allowed).
+fn text(field: &mut Option<String>, default: &str) -> String {
+    match field {
+        Some(v) if !v.is_empty() => v.clone(),
+        _ => {
+            *field = Some(default.to_string());
+            default.to_string()
+        }
+    }
+}
+
+/// A user reference with a name wins; otherwise the operator-managed Secret.
+fn secret_key(user: Option<&SecretKeyRef>, managed_name: String, managed_key: &str) -> SecretKey {
+    match user.and_then(|r| r.name.as_deref().filter(|n| !n.is_empty()).map(|n| (n, r))) {
+        Some((name, r)) => SecretKey {
+            name: name.to_string(),
+            key: r.key.clone().unwrap_or_default(),
+            managed: false,
+        },
+        None => SecretKey {
+            name: managed_name,
+            key: managed_key.to_string(),
+            managed: true,
+        },
     }
 }
 

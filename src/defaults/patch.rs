@@ -3,56 +3,15 @@
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::Value;
-use thiserror::Error;
 
 use super::apply_defaults;
 use crate::crd::DittoServerSpec;
 
-/// Why no defaulting patch could be computed.
-#[derive(Debug, Error)]
-pub enum DefaultingError {
-    /// The object has no `spec`.
-    #[error("spec is missing: a DittoServer needs at least spec.storage.metadataSize")]
-    MissingSpec,
-    /// The spec does not match the DittoServer schema.
-    #[error("{0}")]
-    InvalidSpec(#[from] SpecParseError),
-    /// Serializing the defaulted spec failed (a bug, reported rather than panicking).
-    #[error("cannot serialize the defaulted spec: {0}")]
-    Serialize(#[from] serde_json::Error),
-}
-
-/// A spec that does not parse, with the path of the offending field.
-#[derive(Debug, Error)]
-#[error("spec.{path}: {message}")]
-pub struct SpecParseError {
-    /// Dotted path below `spec`, e.g. `storage.metadataSize`.
-    pub path: String,
-    /// What serde found wrong there.
-    pub message: String,
-}
-
-/// Parse a DittoServer spec from JSON, naming the field that failed.
-pub fn parse_spec(raw: &Value) -> Result<DittoServerSpec, SpecParseError> {
-    serde_path_to_error::deserialize(raw).map_err(|e| SpecParseError {
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    })
-}
-
-/// JSON patch adding every effective default missing from `object` (a whole
-/// DittoServer as JSON). Only `add` operations, parents before children; never
-/// removes or rewrites what the user wrote, unknown fields included. Empty when
-/// nothing is missing.
-pub fn defaulting_patch(object: &Value) -> Result<Patch, DefaultingError> {
-    let raw = object.get("spec").ok_or(DefaultingError::MissingSpec)?;
-    let spec = parse_spec(raw)?;
-    Ok(spec_defaulting_patch(raw, &spec)?)
-}
-
 /// The defaulting patch of one spec: `raw` is the spec as written, `spec` its parse
-/// (the caller has decoded it already). Adds, under `/spec`, every default that
-/// [`apply_defaults`] fills and `raw` lacks or has as `null`.
+/// (the caller has decoded it already). Only `add` operations under `/spec`,
+/// parents before children, for every default that [`apply_defaults`] fills and
+/// `raw` lacks or has as `null`; never removes or rewrites what the user wrote,
+/// unknown fields included. Empty when nothing is missing.
 pub fn spec_defaulting_patch(
     raw: &Value,
     spec: &DittoServerSpec,
@@ -98,6 +57,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::crd::parse_spec;
+
+    /// The patch of a whole object, as the webhook computes it.
+    fn defaulting_patch(object: &Value) -> Patch {
+        let raw = &object["spec"];
+        let spec = parse_spec(raw).expect("spec parses");
+        spec_defaulting_patch(raw, &spec).expect("patch")
+    }
 
     fn apply(object: &Value, patch: &Patch) -> Value {
         let mut out = object.clone();
@@ -108,7 +75,7 @@ mod tests {
     #[test]
     fn fills_every_block_when_absent() {
         let obj = json!({"spec": {"storage": {"metadataSize": "10Gi"}}});
-        let patch = defaulting_patch(&obj).unwrap();
+        let patch = defaulting_patch(&obj);
         let patched = apply(&obj, &patch);
         let mut expected: DittoServerSpec = parse_spec(&obj["spec"]).unwrap();
         apply_defaults(&mut expected);
@@ -134,8 +101,8 @@ mod tests {
     #[test]
     fn is_idempotent() {
         let obj = json!({"spec": {"storage": {"metadataSize": "10Gi"}, "smb": {"enabled": true}}});
-        let once = apply(&obj, &defaulting_patch(&obj).unwrap());
-        assert!(defaulting_patch(&once).unwrap().0.is_empty());
+        let once = apply(&obj, &defaulting_patch(&obj));
+        assert!(defaulting_patch(&once).0.is_empty());
     }
 
     #[test]
@@ -146,7 +113,7 @@ mod tests {
             "metrics": {"enabled": true},
             "futureField": {"x": 1}
         }});
-        let patch = defaulting_patch(&obj).unwrap();
+        let patch = defaulting_patch(&obj);
         assert!(
             patch
                 .0
@@ -164,7 +131,7 @@ mod tests {
     fn present_blocks_get_only_their_missing_fields() {
         let obj =
             json!({"spec": {"storage": {"metadataSize": "1Gi"}, "controlPlane": {"port": 9000}}});
-        let patched = apply(&obj, &defaulting_patch(&obj).unwrap());
+        let patched = apply(&obj, &defaulting_patch(&obj));
         // The client port follows the server port unless set.
         assert_eq!(
             patched["spec"]["controlPlane"],
@@ -174,15 +141,15 @@ mod tests {
 
     #[test]
     fn names_the_field_that_does_not_parse() {
-        let obj = json!({"spec": {"storage": {"metadataSize": 10}}});
-        let err = defaulting_patch(&obj).unwrap_err().to_string();
+        let err = parse_spec(json!({"storage": {"metadataSize": 10}}))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("spec.storage.metadataSize: invalid type"),
             "{err}"
         );
-        assert!(matches!(
-            defaulting_patch(&json!({})),
-            Err(DefaultingError::MissingSpec)
-        ));
+        // The spec as a whole is `spec`, never `spec.` or `spec..`.
+        let err = parse_spec(json!({})).unwrap_err().to_string();
+        assert!(err.starts_with("spec: missing field `storage`"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use futures::future::join_all;
 
 use crate::effective::{Database, EffectiveSpec};
 
-use super::rules::Findings;
+use super::Findings;
 use super::{ClusterLookup, Finding, Lookup, SecretFacts, Subject};
 
 /// Keys an external PostgreSQL Secret must hold. `port` and `sslmode` are optional:

@@ -13,6 +13,7 @@ use crate::crd::{DittoServer, DittoServerSpec};
 use crate::effective::EffectiveSpec;
 
 mod cluster;
+pub mod immutable;
 pub(crate) mod pod_security;
 mod rules;
 #[cfg(test)]
@@ -33,6 +34,31 @@ pub struct Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Collects findings in order.
+#[derive(Default)]
+pub(crate) struct Findings {
+    pub errors: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+}
+
+impl Findings {
+    pub(crate) fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(Finding::new(field, message));
+    }
+    pub(crate) fn warn(&mut self, field: &str, message: impl Into<String>) {
+        self.warnings.push(Finding::new(field, message));
+    }
+}
+
+impl Finding {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Finding {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -184,11 +210,13 @@ pub async fn judge<L: ClusterLookup>(
     subject: Subject<'_>,
     lookup: &L,
 ) -> Report {
-    let mut findings = rules::Findings::default();
+    let mut findings = Findings::default();
     rules::check_spec(spec, eff, &mut findings);
+    pod_security::check(eff, &mut findings);
+    rules::check_grace_period(eff, &mut findings);
     rules::check_written(eff, subject, &mut findings);
     if let Subject::Update(old) = subject {
-        rules::check_transition(eff, old, &mut findings);
+        immutable::check(eff, old, &mut findings);
     }
     let mut skipped = Vec::new();
     cluster::check_cluster(eff, subject, lookup, &mut findings, &mut skipped).await;

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{
     WindowsSecurityContextOptions,
 };
 
-use super::rules::Findings;
+use super::Findings;
 use crate::effective::EffectiveSpec;
 
 const POD: &str = "spec.podSecurityContext";

@@ -10,35 +10,13 @@ use crate::defaults::{
 use crate::effective::EffectiveSpec;
 use crate::names;
 
-use super::{Finding, Subject};
+use super::{Findings, Subject};
 
 /// Where the SQLite file must live: the control-plane PVC's mount point.
 pub const CONTROL_PLANE_DIR: &str = "/data/controlplane/";
 
-/// Collects findings in order.
-#[derive(Default)]
-pub(crate) struct Findings {
-    pub errors: Vec<Finding>,
-    pub warnings: Vec<Finding>,
-}
-
-impl Findings {
-    pub(crate) fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(finding(field, message));
-    }
-    pub(crate) fn warn(&mut self, field: &str, message: impl Into<String>) {
-        self.warnings.push(finding(field, message));
-    }
-}
-
-fn finding(field: &str, message: impl Into<String>) -> Finding {
-    Finding {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-/// Every rule that needs neither the cluster nor the old object.
+/// The rules about the spec's own fields that need neither the cluster nor the old
+/// object (Pod Security and the grace period are judged next, by `judge`).
 pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
     if spec.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
         out.error(
@@ -62,8 +40,6 @@ pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut 
     check_percona(spec, out);
     check_s3(spec, eff, out);
     check_legacy(spec, out);
-    super::pod_security::check(eff, out);
-    check_grace_period(eff, out);
 }
 
 /// A PVC size as the CRD pattern `^[0-9]+(Mi|Gi|Ti)$` accepts it, and not zero.
@@ -507,7 +483,7 @@ fn check_legacy(spec: &DittoServerSpec, out: &mut Findings) {
 /// drain adapters, flush and close stores before it exits on its own
 /// (`cmd/dfs/commands/start.go`); the kubelet counts the preStop drain in the grace
 /// period too. Anything shorter SIGKILLs it mid-flush.
-fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
+pub(crate) fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
     if eff.termination_grace_period_seconds < MIN_TERMINATION_GRACE_SECONDS {
         out.warn(
             "spec.terminationGracePeriodSeconds",
@@ -621,77 +597,6 @@ fn check_admin_username(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Fin
             FIELD,
             format!(
                 "{name:?} is ignored: DittoFS v0.29 always names its administrator \"{DEFAULT_ADMIN_USERNAME}\" (the credentials Secret says so); set the field to \"{DEFAULT_ADMIN_USERNAME}\" or remove it"
-            ),
-        );
-    }
-}
-
-/// UPDATE rules: volumeClaimTemplates are immutable, so storage cannot change.
-pub(crate) fn check_transition(new: &EffectiveSpec, old: &EffectiveSpec, out: &mut Findings) {
-    let (n, o) = (&new.storage, &old.storage);
-    let expand = |vct: &str| {
-        format!(
-            "StatefulSet volumeClaimTemplates cannot change: put the old value back, then expand the PVC {vct}-{}-0 directly (kubectl patch pvc, if its StorageClass allows expansion)",
-            new.name
-        )
-    };
-    if n.metadata_size != o.metadata_size {
-        out.error(
-            "spec.storage.metadataSize",
-            format!(
-                "cannot change from {} to {}: {}",
-                o.metadata_size,
-                n.metadata_size,
-                expand("metadata")
-            ),
-        );
-    }
-    if n.content_size != o.content_size {
-        let what = match (&o.content_size, &n.content_size) {
-            (None, Some(_)) => "cannot be added after creation".to_string(),
-            (Some(_), None) => "cannot be removed after creation".to_string(),
-            (Some(a), Some(b)) => format!("cannot change from {a} to {b}"),
-            (None, None) => String::new(),
-        };
-        out.error(
-            "spec.storage.contentSize",
-            format!(
-                "{what}: StatefulSet volumeClaimTemplates cannot change; restore the old value (expand PVC content-{}-0 directly), or create a new DittoServer with the content volume",
-                new.name
-            ),
-        );
-    }
-    if n.cache_size != o.cache_size {
-        out.error(
-            "spec.storage.cacheSize",
-            format!(
-                "cannot change from {} to {}: {}",
-                o.cache_size,
-                n.cache_size,
-                expand("cache")
-            ),
-        );
-    }
-    if n.control_plane_size != o.control_plane_size {
-        out.error(
-            "spec.storage.controlPlaneSize",
-            format!(
-                "cannot change from {} to {}: {}",
-                o.control_plane_size,
-                n.control_plane_size,
-                expand("controlplane")
-            ),
-        );
-    }
-    if n.storage_class_name != o.storage_class_name {
-        let show =
-            |s: &Option<String>| s.clone().unwrap_or_else(|| "(cluster default)".to_string());
-        out.error(
-            "spec.storage.storageClassName",
-            format!(
-                "cannot change from {} to {}: volumes keep their StorageClass; create a new DittoServer to move data to another class",
-                show(&o.storage_class_name),
-                show(&n.storage_class_name)
             ),
         );
     }

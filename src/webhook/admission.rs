@@ -22,26 +22,16 @@ use super::body::{self, BodyBudget, BodyError};
 use super::metrics::{Endpoint, Outcome, WebhookMetrics};
 use super::review::{self, DecodeError, Operation, ParsedSpec, Review, ReviewObject};
 use super::server::Limits;
-use crate::crd::{DittoServer, DittoServerSpec, GROUP, KIND};
+use crate::crd::{DittoServer, DittoServerSpec, GROUP, KIND, SpecParseError};
 use crate::validation::{ClusterLookup, Finding, validate};
 
 pub use super::review::{REVIEW_API_VERSION, REVIEW_KIND};
-
-/// Largest accepted request body: an UPDATE review carries the object twice (object
-/// and oldObject, each up to the API server's 1.5 MiB object limit in etcd) plus the
-/// envelope (uid, kinds, userInfo, options: a few KiB). 3 MiB + 64 KiB.
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024 + 64 * 1024;
 
 /// Work budget when the API server sends no `?timeout=` (its default is 10 s).
 const DEFAULT_API_SERVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answer this much before the API server gives up on us.
 const TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 const MIN_BUDGET: Duration = Duration::from_secs(1);
-
-/// What `spec`-less objects are told (as before: the validating and the mutating
-/// webhook word it differently).
-const SPEC_REQUIRED: &str =
-    "spec: required; a DittoServer needs at least spec.storage.metadataSize";
 
 struct AdmissionState<L> {
     lookup: Arc<L>,
@@ -302,7 +292,7 @@ async fn validate_review<'a, L: ClusterLookup>(
     let spec = match object.parse_spec() {
         Some(Ok(spec)) => spec,
         Some(Err(message)) => return ReviewResponse::deny(uid, 422, "Invalid", message),
-        None => return ReviewResponse::deny(uid, 422, "Invalid", SPEC_REQUIRED.to_string()),
+        None => return ReviewResponse::deny(uid, 422, "Invalid", spec_required()),
     };
     if parsed_unchanged(&spec, old.as_ref()) {
         return ReviewResponse::allow(uid);
@@ -318,7 +308,7 @@ async fn validate_review<'a, L: ClusterLookup>(
     }
     let mut warnings = Vec::new();
     let old = old.and_then(|(old, parsed)| {
-        match parsed.unwrap_or_else(|| Err(SPEC_REQUIRED.to_string())) {
+        match parsed.unwrap_or_else(|| Err(spec_required())) {
             Ok(spec) => Some(DittoServer {
                 metadata: old.metadata(),
                 spec: *spec,
@@ -389,13 +379,18 @@ fn mutate_review<'a>(
     old: Option<(&ReviewObject<'_>, Option<ParsedSpec>)>,
 ) -> ReviewResponse<'a> {
     let Some(raw) = object.spec else {
-        let message = crate::defaults::DefaultingError::MissingSpec.to_string();
-        return ReviewResponse::deny(uid, 422, "Invalid", message);
+        return ReviewResponse::deny(uid, 422, "Invalid", spec_required());
     };
     // The patch adds what the JSON as written lacks: parse through a JSON value.
     let json: serde_json::Value = match serde_json::from_str(raw.get()) {
         Ok(json) => json,
-        Err(e) => return ReviewResponse::deny(uid, 422, "Invalid", format!("spec: {e}")),
+        Err(e) => {
+            let message = SpecParseError {
+                field: "spec".into(),
+                message: e.to_string(),
+            };
+            return ReviewResponse::deny(uid, 422, "Invalid", message.to_string());
+        }
     };
     let spec = match review::parse_spec_value(&json) {
         Ok(spec) => spec,
@@ -420,6 +415,11 @@ fn mutate_review<'a>(
         }
         Err(e) => encode_failure(uid, e),
     }
+}
+
+/// What an object without a spec is told, by both webhooks.
+fn spec_required() -> String {
+    SpecParseError::missing().to_string()
 }
 
 /// Serializing our own patch failed: a bug, reported rather than panicking.

@@ -49,7 +49,8 @@ impl BodyBudget {
         }
     }
 
-    /// Budget units free now (tests).
+    /// Budget units free now.
+    #[cfg(test)]
     pub fn available_bytes(&self) -> usize {
         self.units.available_permits() * BUDGET_UNIT
     }

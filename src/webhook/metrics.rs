@@ -148,7 +148,8 @@ impl WebhookMetrics {
         self.reloads.get_or_create(&ReloadLabels { success }).inc();
     }
 
-    /// Requests counted so far with these labels (tests).
+    /// Requests counted so far with these labels (for the tests).
+    #[cfg(feature = "test-support")]
     pub fn request_count(&self, endpoint: Endpoint, result: Outcome, code: u16) -> u64 {
         self.requests
             .get_or_create(&RequestLabels {

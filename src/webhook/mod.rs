@@ -65,7 +65,9 @@ pub struct ServerArgs {
     /// webhook configuration's caBundle.
     #[arg(long, requires = "self_signed")]
     pub ca_out: Option<PathBuf>,
-    /// How often the certificate files are checked for a change (Go duration).
+    /// How often the certificate files are checked for a change (Go duration). They
+    /// are polled: a kubelet-updated Secret volume changes by a symlink swap that
+    /// watches on the files miss.
     #[arg(long, default_value = "5s", value_parser = crate::duration::parse_duration_arg)]
     pub tls_reload_interval: Duration,
     /// After SIGTERM, keep serving (while not ready) this long before draining, so the

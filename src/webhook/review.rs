@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use crate::crd::DittoServerSpec;
+use crate::crd::{DittoServerSpec, SpecParseError, parse_spec};
 
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 pub const REVIEW_KIND: &str = "AdmissionReview";
@@ -173,15 +173,17 @@ pub fn parse_spec_text(raw: &RawValue) -> ParsedSpec {
     match serde_json::from_str::<serde_json::Value>(raw.get()) {
         Ok(json) => parse_spec_value(&json),
         // serde_json already accepted this text as a RawValue; kept total anyway.
-        Err(e) => Err(format!("spec: {e}")),
+        Err(e) => Err(SpecParseError {
+            field: "spec".into(),
+            message: e.to_string(),
+        }
+        .to_string()),
     }
 }
 
 /// Parse a spec from a JSON value, naming the failing field.
 pub fn parse_spec_value(json: &serde_json::Value) -> ParsedSpec {
-    crate::defaults::parse_spec(json)
-        .map(Box::new)
-        .map_err(|e| spec_error_message(&e.path, &e.message))
+    parse_spec(json).map(Box::new).map_err(|e| e.to_string())
 }
 
 /// Why a body could not be decoded as a review.
@@ -241,15 +243,6 @@ fn finish<'a>(review: WireReview<'a, &'a RawValue>) -> Result<Review<'a>, Decode
         object: request.object.map(object),
         old_object: request.old_object.map(object),
     })
-}
-
-/// `spec.<path>: <message>`, or `spec: <message>` when the spec itself is wrong.
-pub fn spec_error_message(path: &str, message: &str) -> String {
-    if path == "." || path.is_empty() {
-        format!("spec: {message}")
-    } else {
-        format!("spec.{path}: {message}")
-    }
 }
 
 /// The body is not a review we can read: name the field that failed, and echo the

@@ -29,6 +29,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+/// Largest accepted request body: an UPDATE review carries the object twice (object
+/// and oldObject, each up to the API server's 1.5 MiB object limit in etcd) plus the
+/// envelope (uid, kinds, userInfo, options: a few KiB). 3 MiB + 64 KiB.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024 + 64 * 1024;
+
 /// A client must finish the TLS handshake within this time.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An HTTP/1 client must send a request's headers within this time (slowloris
@@ -102,7 +107,7 @@ impl Default for Limits {
             idle_timeout: IDLE_TIMEOUT,
             close_grace: CLOSE_GRACE,
             max_concurrent_streams: MAX_CONCURRENT_STREAMS,
-            max_body_bytes: super::admission::MAX_BODY_BYTES,
+            max_body_bytes: MAX_BODY_BYTES,
             body_budget_bytes: BODY_BUDGET_BYTES,
         }
     }

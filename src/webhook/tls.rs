@@ -19,11 +19,6 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::WebhookMetrics;
 use crate::probes::ReadinessGate;
 
-/// How often the certificate files are re-read by default. A kubelet-updated Secret
-/// volume changes by a symlink swap that inotify watchers on the files miss; polling
-/// the content works for every way the files can change.
-pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-
 /// ALPN protocols offered, in preference order. HTTP/2 lets the API server multiplex
 /// many admission calls over one connection; the rapid-reset class of attacks
 /// (CVE-2023-44487) that made Go webhooks turn h2 off is mitigated in hyper (bounded

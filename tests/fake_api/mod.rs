@@ -248,8 +248,7 @@ pub fn percona_crd() -> Value {
 
 /// The DittoServer CRD, as the operator generates it.
 pub fn dittoserver_crd() -> Value {
-    use kube::CustomResourceExt;
-    serde_json::to_value(DittoServer::crd()).unwrap_or_default()
+    serde_json::to_value(dittofs_operator::schema::crd()).unwrap_or_default()
 }
 
 /// Split a query string into decoded pairs (`+` is a space, `%XX` a byte).
