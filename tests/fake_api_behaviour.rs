@@ -1387,3 +1387,91 @@ async fn custom_resources_are_pruned_and_defaulted_by_their_schema() {
     );
     assert_eq!(status.code, 422);
 }
+
+#[tokio::test]
+async fn a_custom_resource_value_of_the_wrong_type_is_refused_unless_unchanged() {
+    let (api, client) = setup();
+    let servers = ds_api(&client);
+    let mut bad = ds("bad");
+    bad["spec"]["smb"] = json!({"enabled": "maybe"});
+    let bad: DynamicObject = serde_json::from_value(bad).unwrap();
+    let dry_run = PostParams {
+        dry_run: true,
+        field_manager: None,
+    };
+    for pp in [&dry_run, &PostParams::default()] {
+        let status = api_status(servers.create(pp, &bad).await.unwrap_err());
+        assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+        assert_eq!(
+            status.message,
+            "DittoServer.dittofs.dittofs.com \"bad\" is invalid: spec.smb.enabled: Invalid \
+             value: \"string\": spec.smb.enabled in body must be of type boolean: \"string\""
+        );
+    }
+    let path = format!("/apis/dittofs.dittofs.com/v1alpha1/namespaces/{NS}/dittoservers/bad");
+    assert!(api.get(&path).is_none(), "nothing stored");
+
+    // Stored under a looser schema: writes that leave the value alone pass
+    // (ratcheting), a write that changes it to another wrong value does not.
+    api.put(&path, serde_json::to_value(&bad).unwrap());
+    servers
+        .patch(
+            "bad",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}, "spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("the unchanged wrong value is not judged again");
+    servers
+        .patch_status(
+            "bad",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": []}})),
+        )
+        .await
+        .expect("status writes too");
+    let status = api_status(
+        servers
+            .patch(
+                "bad",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"smb": {"enabled": "no"}}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code, 422, "{}", status.message);
+}
+
+#[tokio::test]
+async fn a_secrets_string_data_is_stored_as_data() {
+    let (_api, client) = setup();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, NS);
+    let secret = serde_json::from_value(json!({
+        "metadata": {"name": "s"},
+        "data": {"kept": "a2VwdA==", "over": "b2xk"},
+        "stringData": {"over": "new", "plain": "text"},
+    }))
+    .unwrap();
+    let stored = secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    assert!(stored.string_data.is_none());
+    let data = stored.data.expect("data");
+    let text = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    assert_eq!(
+        (text("kept"), text("over"), text("plain")),
+        ("kept".into(), "new".into(), "text".into())
+    );
+    let patched = secrets
+        .patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"kept": "changed"}})),
+        )
+        .await
+        .unwrap();
+    assert!(patched.string_data.is_none());
+    assert_eq!(patched.data.expect("data")["kept"].0, b"changed");
+}

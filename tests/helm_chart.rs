@@ -11,12 +11,17 @@
 //!   release, the values reach the objects.
 //! - `helm lint --strict` finds nothing above "info" with either set of values.
 //!
-//! Needs `python3` with `pip install helm-python-sdk` (`.ci/run` installs it); skipped,
-//! with a message, only when there is no python3 at all.
+//! Needs `python3`; skipped, with a message, only when there is none. The Helm SDK
+//! (helm-python-sdk, pinned in [`HELM_PYTHON_SDK_VERSION`]) is installed on first use
+//! into the cargo target directory (`<target>/helm-python-sdk-<version>/`, with
+//! `pip install --target`: PyPI is needed once) and used from there only; when it
+//! is not there and cannot be installed, the tests fail and say why.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use clap::Parser;
 use dittofs_operator::cli::{Cli, Command as CliCommand};
@@ -84,17 +89,109 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The helm-python-sdk release the chart is rendered with (Helm 4's engine as a
+/// library). The one place it is pinned.
+const HELM_PYTHON_SDK_VERSION: &str = "0.2.2";
+
+/// Where the pinned SDK is installed: `<target>/helm-python-sdk-<version>`
+/// (`CARGO_TARGET_TMPDIR` is `<target>/tmp`).
+fn sdk_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent()
+        .unwrap_or(tmp)
+        .join(format!("helm-python-sdk-{HELM_PYTHON_SDK_VERSION}"))
+}
+
+/// Whether `import helm_python`, with `dir` on PYTHONPATH, finds the pinned version
+/// inside `dir`.
+fn sdk_imports_from(dir: &Path) -> bool {
+    const CHECK: &str = "import os, sys\n\
+        import helm_python\n\
+        here = os.path.realpath(helm_python.__file__)\n\
+        sys.exit(not (helm_python.__version__ == sys.argv[1]\n\
+                      and here.startswith(os.path.realpath(sys.argv[2]) + os.sep)))";
+    Command::new("python3")
+        .env("PYTHONPATH", dir)
+        .args(["-c", CHECK, HELM_PYTHON_SDK_VERSION])
+        .arg(dir)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Install the pinned SDK into `dir` with pip (into a fresh directory renamed into
+/// place once complete). A lock file keeps concurrent test processes from
+/// installing at once; whoever comes second finds it installed.
+fn install_sdk(dir: &Path) -> Result<(), String> {
+    let parent = dir.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let lock_path = parent.join("helm-python-sdk.lock");
+    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+    if sdk_imports_from(dir) {
+        return Ok(());
+    }
+    let requirement = format!("helm-python-sdk=={HELM_PYTHON_SDK_VERSION}");
+    let partial = parent.join(format!("helm-python-sdk-{HELM_PYTHON_SDK_VERSION}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    eprintln!("installing {requirement} into {} (once)", dir.display());
+    let out = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--no-input"])
+        .args(["--disable-pip-version-check", "--retries", "2", "--target"])
+        .arg(&partial)
+        .arg(&requirement)
+        .output()
+        .map_err(|e| format!("running python3 -m pip: {e}"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(format!(
+            "the chart tests need {requirement} and could not install it into {} \
+             (pip needs to reach PyPI once; afterwards it is used from there offline). \
+             pip said: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&partial, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !sdk_imports_from(dir) {
+        return Err(format!(
+            "{requirement} was installed into {} but does not import from there",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The directory the pinned SDK imports from, installed on the first call of the
+/// process (every other test thread waits for that one).
+fn helm_python_sdk() -> &'static Result<PathBuf, String> {
+    static SDK: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    SDK.get_or_init(|| {
+        let dir = sdk_dir();
+        if sdk_imports_from(&dir) {
+            return Ok(dir);
+        }
+        install_sdk(&dir).map(|()| dir)
+    })
+}
+
 /// Render all cases once per test; None when there is no python3.
 fn render(cases: &[Case]) -> Option<Rendered> {
     if Command::new("python3").arg("--version").output().is_err() {
         eprintln!("SKIPPED: python3 is not installed, so the chart cannot be rendered by Helm");
         return None;
     }
+    let sdk = match helm_python_sdk() {
+        Ok(dir) => dir,
+        Err(why) => panic!("{why}"),
+    };
     let spec: Vec<Value> = cases
         .iter()
         .map(|c| json!({"name": c.name, "release": c.release, "namespace": c.namespace, "values": c.values}))
         .collect();
     let out = Command::new("python3")
+        .env("PYTHONPATH", sdk)
         .arg(root().join("tests/helm/render.py"))
         .arg(root().join(CHART))
         .arg(Value::Array(spec).to_string())
@@ -103,7 +200,8 @@ fn render(cases: &[Case]) -> Option<Rendered> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.code() != Some(3),
-        "{stderr}: install it (`pip install helm-python-sdk`; .ci/run does)"
+        "{stderr}: it was installed into {}; remove that directory to install it again",
+        sdk.display()
     );
     assert!(out.status.success(), "helm render failed: {stderr}");
     let parsed: Value = serde_json::from_slice(&out.stdout).expect("render.py prints JSON");

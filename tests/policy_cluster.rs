@@ -8,6 +8,10 @@
 //! StatefulSets are attempted there (the token for its `default` ServiceAccount), never
 //! in kube-system. The allowed StatefulSet has `replicas: 0` (no pod; no kubelet needed).
 //!
+//! The API server enforces a new policy a moment after it is created: before any
+//! denial is asserted, each policy is probed with a server-side dry run (nothing is
+//! stored) of a write it must deny, until it denies it.
+//!
 //! Run with: `cargo test --test policy_cluster -- --ignored`
 
 mod support;
@@ -17,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use dittofs_operator::crd::DittoServer;
 use dittofs_operator::policy::{
-    secret_policy, secret_policy_binding, stateful_set_policy, stateful_set_policy_binding,
+    secret_policy, secret_policy_binding, secret_policy_name, stateful_set_policy,
+    stateful_set_policy_binding, stateful_set_policy_name,
 };
 use dittofs_operator::rbac::{Install, cluster_role, role};
 use futures::FutureExt;
@@ -205,39 +210,85 @@ fn secret(name: &str, type_: &str, labels: serde_json::Value) -> Secret {
     .unwrap()
 }
 
-fn denied_by_policy<T>(result: &Result<T, kube::Error>) -> bool {
-    matches!(result, Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("dittofs-operator may"))
+/// Whether `result` is a denial by the policy named `policy`: the API server names
+/// the policy that denied a request, and the message is the policy's own.
+fn denied_by<T>(policy: &str, result: &Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(s))
+        if s.code == 403
+            && s.reason == "Forbidden"
+            && s.message.contains(&format!("ValidatingAdmissionPolicy '{policy}'"))
+            && s.message.contains("dittofs-operator may"))
 }
 
-/// Retry `create` until a policy denies it: a policy becomes active within seconds
-/// of its creation. Fails if `what` is ever created, or after 60 s.
-async fn until_denied_by_policy<T, F, Fut>(what: &str, create: F)
+/// Fail unless `result` (the operator's ServiceAccount writing `what`) was denied by
+/// the policy named `policy`.
+fn assert_denied<T>(policy: &str, what: &str, result: &Result<T, kube::Error>) {
+    match result {
+        _ if denied_by(policy, result) => {}
+        Ok(_) => panic!("{what} was written by the operator's ServiceAccount"),
+        Err(e) => panic!("{what} was refused, but not by the policy {policy}: {e}"),
+    }
+}
+
+/// Wait until the policy named `policy` is enforced. The API server enforces a new
+/// policy and binding a moment after they are created, so until then a write it
+/// must deny passes. `probe` is such a write made harmless, a dry run as the
+/// operator's ServiceAccount; it is repeated until the policy denies it. Before
+/// that it is admitted (the policy is not enforced yet) or refused by RBAC (the
+/// authorizer has not seen the new bindings yet). Fails after 60 s with the last
+/// answer and the policy's status (type-checking warnings).
+async fn until_enforced<T, F, Fut>(admin: &Client, policy: &str, probe: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let result = create().await;
-        if denied_by_policy(&result) {
+        let result = probe().await;
+        if denied_by(policy, &result) {
             return;
         }
-        match result {
-            Ok(_) => panic!("{what} was created by the operator's ServiceAccount"),
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the policy never denied {what}: {e}"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        if Instant::now() >= deadline {
+            let answer = match result {
+                Ok(_) => "the dry run was admitted".to_string(),
+                Err(e) => format!("the dry run was refused otherwise: {e}"),
+            };
+            let status = Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+                .get(policy)
+                .await
+                .map(|p| serde_json::to_string(&p.status).unwrap_or_default())
+                .unwrap_or_else(|e| format!("unreadable: {e}"));
+            panic!(
+                "the policy {policy} was not enforced within 60 s: {answer}; its status: {status}"
+            );
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
 async fn scenario(admin: &Client, install: &Install) {
     let operator = impersonating(install).await;
     let ns = &install.namespace;
+    let secrets: Api<Secret> = Api::namespaced(operator.clone(), ns);
+    let pp = PostParams::default();
+    let token = secret("minted", "kubernetes.io/service-account-token", json!({}));
+    // No denial counts before both policies are enforced. Probed with server-side
+    // dry runs (`dryRun=All`): admission, policies included, runs in full; nothing
+    // is stored.
+    let dry_run = PostParams {
+        dry_run: true,
+        field_manager: None,
+    };
+    let secret_policy = secret_policy_name(install);
+    until_enforced(admin, &secret_policy, || secrets.create(&dry_run, &token)).await;
+    let stateful_set_policy = stateful_set_policy_name(install);
+    let stateful_set_api: Api<StatefulSet> = Api::namespaced(operator.clone(), ns);
+    let privileged = privileged_stateful_set(ns);
+    until_enforced(admin, &stateful_set_policy, || {
+        stateful_set_api.create(&dry_run, &privileged)
+    })
+    .await;
+
     // RBAC: no Secret update or delete outside the operator's namespace, no Lease there.
     for (verb, resource) in [
         ("update", "secrets"),
@@ -254,24 +305,29 @@ async fn scenario(admin: &Client, install: &Install) {
         "RBAC alone allows create"
     );
 
-    let secrets: Api<Secret> = Api::namespaced(operator.clone(), ns);
-    let pp = PostParams::default();
-    let token = secret("minted", "kubernetes.io/service-account-token", json!({}));
-    until_denied_by_policy("a token Secret", || secrets.create(&pp, &token)).await;
+    assert_denied(
+        &secret_policy,
+        "a token Secret",
+        &secrets.create(&pp, &token).await,
+    );
     let managed = json!({"app.kubernetes.io/managed-by": "dittofs-operator"});
     let labelled_token = secret(
         "minted2",
         "kubernetes.io/service-account-token",
         managed.clone(),
     );
-    assert!(denied_by_policy(
-        &secrets.create(&pp, &labelled_token).await
-    ));
-    assert!(denied_by_policy(
+    assert_denied(
+        &secret_policy,
+        "a labelled token Secret",
+        &secrets.create(&pp, &labelled_token).await,
+    );
+    assert_denied(
+        &secret_policy,
+        "an unlabelled Opaque Secret",
         &secrets
             .create(&pp, &secret("plain", "Opaque", json!({})))
-            .await
-    ));
+            .await,
+    );
     secrets
         .create(&pp, &secret("ours", "Opaque", managed))
         .await
@@ -293,14 +349,24 @@ async fn scenario(admin: &Client, install: &Install) {
             &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "dittofs-operator"}}})),
         )
         .await;
-    assert!(denied_by_policy(&claim), "a foreign Secret was changed");
+    assert_denied(&secret_policy, "a change to a foreign Secret", &claim);
     // The admin's own writes are not affected.
     Api::<Secret>::namespaced(admin.clone(), ns)
         .create(&pp, &secret("admins", "Opaque", json!({})))
         .await
         .expect("other users are not matched");
 
-    stateful_sets(&operator, ns).await;
+    // A stolen operator token cannot run a powerful pod through a StatefulSet; what
+    // the operator builds is allowed.
+    assert_denied(
+        &stateful_set_policy,
+        "a hostPID/hostPath StatefulSet",
+        &stateful_set_api.create(&pp, &privileged).await,
+    );
+    stateful_set_api
+        .create(&pp, &built_stateful_set("ours", ns))
+        .await
+        .expect("the StatefulSet the operator builds is allowed");
 }
 
 /// The StatefulSet the operator builds for a minimal DittoServer `name` in `ns`
@@ -317,25 +383,16 @@ fn built_stateful_set(name: &str, ns: &str) -> StatefulSet {
     sts
 }
 
-/// A stolen operator token cannot run a powerful pod through a StatefulSet; what the
-/// operator builds is allowed.
-async fn stateful_sets(operator: &Client, ns: &str) {
-    let api: Api<StatefulSet> = Api::namespaced(operator.clone(), ns);
-    let pp = PostParams::default();
+/// The operator's StatefulSet with a hostPID pod that mounts the node's root: what a
+/// stolen token would write.
+fn privileged_stateful_set(ns: &str) -> StatefulSet {
     let mut privileged = serde_json::to_value(built_stateful_set("escalate", ns)).expect("JSON");
     privileged["spec"]["template"]["spec"]["hostPID"] = json!(true);
     privileged["spec"]["template"]["spec"]["volumes"]
         .as_array_mut()
         .expect("volumes")
         .push(json!({"name": "root", "hostPath": {"path": "/"}}));
-    let privileged: StatefulSet = serde_json::from_value(privileged).expect("StatefulSet");
-    until_denied_by_policy("a hostPID/hostPath StatefulSet", || {
-        api.create(&pp, &privileged)
-    })
-    .await;
-    api.create(&pp, &built_stateful_set("ours", ns))
-        .await
-        .expect("the StatefulSet the operator builds is allowed");
+    serde_json::from_value(privileged).expect("StatefulSet")
 }
 
 #[tokio::test]

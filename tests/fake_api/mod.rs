@@ -45,8 +45,12 @@
 //!   `metadata_watcher` and `Api<PartialObjectMeta<K>>` send).
 //! - **Status subresource**: writes to `/status` change only `status`; writes to
 //!   the main resource keep the stored `status`; create drops `status`.
+//! - **Secrets**: `stringData` is moved into `data` (base64) on every write.
 //! - **Custom resources** (`schema`): unknown fields are pruned and schema
-//!   defaults applied on every write, from the CRD's `openAPIV3Schema`.
+//!   defaults applied on every write, from the CRD's `openAPIV3Schema`; a value of
+//!   the wrong `type` is refused (422 `Invalid`, the real field error), except, on
+//!   an update, where it equals the stored value (validation ratcheting), so an
+//!   object stored under a looser schema stays writable.
 //! - **Server-side apply** (`ssa`): `managedFields` per manager, merge, removal of
 //!   fields no longer applied, 409 conflicts with `FieldManagerConflict` causes,
 //!   `force=true` transfers ownership, apply creates. Updates take ownership of
@@ -64,18 +68,20 @@
 //!
 //! # Deliberately not modelled
 //!
-//! Authentication, RBAC and admission webhooks; schema validation (beyond names)
-//! and defaulting of built-in types (a Service gets no clusterIP, a StatefulSet no
-//! defaulted fields); strategic merge patch strategies (a strategic merge patch is
-//! applied as a merge patch); list-type and map-key schema information in
-//! server-side apply beyond `metadata.finalizers` (set) and
-//! `metadata.ownerReferences` (keyed by uid) — other lists are atomic; version
-//! conversion of custom resources (versions share one schema); graceful deletion
-//! (pods go at once, as unscheduled pods do); the shared storage of core and
-//! `events.k8s.io` Events (two separate types here); `resourceVersionMatch=Exact`
-//! and consistent snapshots across list pages (later pages see current objects);
-//! aggregated discovery (406); protobuf; a CRD's cleanup honouring its custom
-//! resources' finalizers (they are removed with the CRD).
+//! Authentication, RBAC, admission webhooks and ValidatingAdmissionPolicies (and so not
+//! the moment a real server takes before it enforces a new policy); schema validation
+//! beyond names and custom resources' `type`, and defaulting of built-in types (a
+//! Service gets no clusterIP, a StatefulSet no defaulted fields); strategic merge patch
+//! strategies (a strategic merge patch is applied as a merge patch); list-type and
+//! map-key schema information in server-side apply beyond `metadata.finalizers` (set)
+//! and `metadata.ownerReferences` (keyed by uid) — other lists are atomic; version
+//! conversion of custom resources (versions share one schema); the moment a real server
+//! takes before it serves a changed CRD schema (here it applies at once); graceful
+//! deletion (pods go at once, as unscheduled pods do); the shared storage of core and
+//! `events.k8s.io` Events (two separate types here); `resourceVersionMatch=Exact` and
+//! consistent snapshots across list pages (later pages see current objects); aggregated
+//! discovery (406); protobuf; a CRD's cleanup honouring its custom resources'
+//! finalizers (they are removed with the CRD).
 
 #![allow(dead_code)]
 

@@ -11,6 +11,26 @@ use super::schema;
 use super::ssa::{self, Actor, Scope};
 use super::store::{Addr, State, finalizers, is_deleting, now_rfc3339, uid_of};
 
+/// A Secret's `stringData` moved into `data` (base64, over what `data` holds for
+/// the same key), as the API server does with every Secret it is sent.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(map) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        data[key.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 /// How a write's field ownership is recorded.
 pub enum Ownership<'a> {
     /// An update (POST, PUT, JSON or merge patch) by this actor.
@@ -234,12 +254,17 @@ impl State {
             ("", "pods") | ("", "persistentvolumeclaims") => {
                 obj["status"] = json!({"phase": "Pending"});
             }
+            ("", "secrets") => merge_string_data(&mut obj),
             _ => {}
         }
         if info.custom
             && let Some(s) = &info.schema
         {
             schema::prune_and_default(&mut obj, s);
+            let errors = schema::type_errors(&obj, None, s);
+            if !errors.is_empty() {
+                return Err(errors::invalid(&info, &name, errors));
+            }
         }
         Ok((addr, obj))
     }
@@ -325,6 +350,9 @@ impl State {
         };
         next["apiVersion"] = json!(info.storage_api_version());
         next["kind"] = json!(info.kind);
+        if info.group.is_empty() && info.resource == "secrets" {
+            merge_string_data(&mut next);
+        }
         {
             let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
             let meta = meta_mut(&mut next);
@@ -378,6 +406,10 @@ impl State {
             && let Some(s) = &info.schema
         {
             schema::prune_and_default(&mut next, s);
+            let errors = schema::type_errors(&next, Some(old.as_ref()), s);
+            if !errors.is_empty() {
+                return Err(errors::invalid(&info, &addr.name, errors));
+            }
         }
         match ownership {
             Ownership::Update(actor) => {

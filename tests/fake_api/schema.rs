@@ -2,9 +2,12 @@
 //! `openAPIV3Schema`, as apiextensions-apiserver does on every write: fields the
 //! schema does not know are dropped (unless `x-kubernetes-preserve-unknown-fields`),
 //! missing fields with a `default` get it. `metadata` is handled as ObjectMeta for
-//! every type (see [`prune_metadata`]). No validation against the schema is done.
+//! every type (see [`prune_metadata`]). Of validation against the schema, only
+//! `type` is checked ([`type_errors`]).
 
 use serde_json::Value;
+
+use super::errors::FieldError;
 
 /// Fields of ObjectMeta; anything else under `metadata` is dropped on decode.
 const OBJECT_META: &[&str] = &[
@@ -99,6 +102,104 @@ fn visit(value: &mut Value, schema: &Value) {
             if let Some(item_schema) = schema.get("items") {
                 for item in items {
                     visit(item, item_schema);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Values of the wrong `type` in a custom resource (after pruning and defaulting),
+/// as the API server's schema validation reports them: `spec.x: Invalid value:
+/// "string": spec.x in body must be of type boolean: "string"`. Nothing but `type`
+/// is checked; `x-kubernetes-int-or-string` is honoured; `null` is never refused
+/// (the real server keeps it where `nullable` and prunes it elsewhere, which the
+/// fake does not). On an update (`old` given), a value equal to the stored one at
+/// the same path is not judged again (validation ratcheting, on by default since
+/// 1.30), so an object stored under a looser schema can still have its status and
+/// metadata written.
+pub fn type_errors(obj: &Value, old: Option<&Value>, schema: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let (Some(map), Some(props)) = (
+        obj.as_object(),
+        schema.get("properties").and_then(Value::as_object),
+    ) {
+        for (k, v) in map {
+            if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            if let Some(sub) = props.get(k) {
+                check_type(v, old.and_then(|o| o.get(k)), sub, k.clone(), &mut errors);
+            }
+        }
+    }
+    errors
+}
+
+/// The JSON type of `value`, as the API server names it.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn check_type(
+    value: &Value,
+    old: Option<&Value>,
+    schema: &Value,
+    path: String,
+    errors: &mut Vec<FieldError>,
+) {
+    if old == Some(value) || value.is_null() {
+        return;
+    }
+    let integral = value.as_f64().is_some_and(|f| f.fract() == 0.0);
+    let (ok, wanted) = if schema["x-kubernetes-int-or-string"] == true {
+        (integral || value.is_string(), "integer or string")
+    } else {
+        match schema.get("type").and_then(Value::as_str) {
+            Some("object") => (value.is_object(), "object"),
+            Some("array") => (value.is_array(), "array"),
+            Some("string") => (value.is_string(), "string"),
+            Some("boolean") => (value.is_boolean(), "boolean"),
+            Some("integer") => (integral, "integer"),
+            Some("number") => (value.is_number(), "number"),
+            _ => (true, ""),
+        }
+    };
+    if !ok {
+        let got = type_name(value);
+        errors.push(FieldError {
+            reason: "FieldValueTypeInvalid",
+            message: format!(
+                "Invalid value: \"{got}\": {path} in body must be of type {wanted}: \"{got}\""
+            ),
+            field: path,
+        });
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, v) in map {
+                if let Some(sub) = props.and_then(|p| p.get(k)).or(additional) {
+                    let old = old.and_then(|o| o.get(k));
+                    check_type(v, old, sub, format!("{path}.{k}"), errors);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    let old = old.and_then(|o| o.get(i));
+                    check_type(item, old, item_schema, format!("{path}[{i}]"), errors);
                 }
             }
         }

@@ -4,7 +4,8 @@
 Usage: render.py CHART CASES_JSON
 CASES_JSON is a list of {"name", "release", "namespace", "values"}. Prints one JSON
 object: {"helm": version, "cases": {name: {"manifests": {template: text},
-"lint": report}}}. Exit 3 when helm-python-sdk is not installed, 1 on a render error.
+"lint": report}}}. Exit 3 when helm-python-sdk cannot be imported (tests/helm_chart.rs
+installs it and puts it on PYTHONPATH), 1 on a render error.
 """
 
 import json
@@ -13,7 +14,7 @@ import sys
 try:
     import helm_python as helm
 except ImportError:
-    print("helm-python-sdk is not installed (pip install helm-python-sdk)", file=sys.stderr)
+    print("helm-python-sdk cannot be imported", file=sys.stderr)
     sys.exit(3)
 
 
