@@ -24,7 +24,7 @@ use dittofs_operator::crd::DittoServer;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 /// Held for the whole of each test here: they change what the other would see.
@@ -33,7 +33,7 @@ static CLUSTER_WIDE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// This version's CRD with a spec schema that accepts anything (what a newer CRD
 /// does for fields this operator cannot read).
 fn loose_crd() -> CustomResourceDefinition {
-    let mut loose = DittoServer::crd();
+    let mut loose = dittofs_operator::schema::crd();
     for version in &mut loose.spec.versions {
         if let Some(schema) = version
             .schema
@@ -65,7 +65,7 @@ async fn restore_crd(env: &Env) -> Vec<String> {
         .patch(
             controller::CRD_NAME,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(DittoServer::crd()),
+            &Patch::Apply(dittofs_operator::schema::crd()),
         )
         .await
     {

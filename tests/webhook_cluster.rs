@@ -25,8 +25,8 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -85,7 +85,7 @@ impl Cluster {
     async fn install(&self, port: u16, ca_pem: &str) {
         let cluster = self;
         let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-        let crd = DittoServer::crd();
+        let crd = dittofs_operator::schema::crd();
         let crd_name = crd.metadata.name.clone().unwrap();
         if crds.get_opt(&crd_name).await.unwrap().is_none() {
             crds.create(&PostParams::default(), &crd).await.unwrap();
@@ -178,7 +178,13 @@ impl Cluster {
             .await;
         if self.created_crd.load(Ordering::SeqCst) {
             let _ = Api::<CustomResourceDefinition>::all(self.client.clone())
-                .delete(&DittoServer::crd().metadata.name.unwrap_or_default(), &dp)
+                .delete(
+                    &dittofs_operator::schema::crd()
+                        .metadata
+                        .name
+                        .unwrap_or_default(),
+                    &dp,
+                )
                 .await;
         }
     }

@@ -24,7 +24,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -175,7 +175,7 @@ impl Env {
     pub async fn start(test: &str) -> Env {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::try_default().await.expect("KUBECONFIG");
-        install_crd(&client, &DittoServer::crd()).await;
+        install_crd(&client, &dittofs_operator::schema::crd()).await;
         let ns = format!("dittofs-{test}-{}", std::process::id());
         Api::<Namespace>::all(client.clone())
             .create(
