@@ -35,6 +35,8 @@ pub enum ManifestError {
     },
     #[error("{path}: no DittoServer found (expected apiVersion {GROUP}/{VERSION}, kind {KIND})")]
     NoDittoServer { path: String },
+    #[error("{path}: the directory holds no .yaml or .yml file")]
+    EmptyDirectory { path: String },
 }
 
 /// One YAML document of a file, with where it came from.
@@ -91,6 +93,11 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
                         && matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
                 })
                 .collect();
+            if files.is_empty() {
+                return Err(ManifestError::EmptyDirectory {
+                    path: p.display().to_string(),
+                });
+            }
             files.sort();
             out.extend(files);
         } else {

@@ -196,3 +196,30 @@ fn render_refuses_an_invalid_server() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_spec_that_does_not_parse_is_counted_and_named_from_spec() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("empty-spec.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: dittofs.dittofs.com/v1alpha1\nkind: DittoServer\nmetadata: {name: d}\nspec: {}\n",
+    )
+    .expect("write");
+    let (ok, text) = validate(&file);
+    assert!(!ok, "{text}");
+    assert!(text.contains("spec: missing field `storage`"), "{text}");
+    assert!(!text.contains("spec.."), "{text}");
+    assert!(
+        text.contains("1 DittoServer(s) checked: 1 error(s)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_directory_without_manifests_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ok, text) = validate(dir.path());
+    assert!(!ok, "{text}");
+    assert!(text.contains("holds no .yaml or .yml file"), "{text}");
+}

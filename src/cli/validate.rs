@@ -87,6 +87,8 @@ pub fn check_files(paths: &[std::path::PathBuf]) -> Result<(Vec<String>, usize),
         let mut found = false;
         for doc in docs.iter().filter(|d| manifest::is_ditto_server(d)) {
             found = true;
+            // Counted as checked whether or not it reads: its error is a finding.
+            servers += 1;
             let ds = match manifest::ditto_server(doc) {
                 Ok(ds) => ds,
                 Err(e) => {
@@ -95,7 +97,6 @@ pub fn check_files(paths: &[std::path::PathBuf]) -> Result<(Vec<String>, usize),
                     continue;
                 }
             };
-            servers += 1;
             let who = format!(
                 "{}: {}/{}",
                 doc.path,
