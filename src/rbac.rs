@@ -13,11 +13,9 @@
 //! RBAC cannot say "only Secrets of type Opaque": the ValidatingAdmissionPolicy of
 //! [`crate::policy`] narrows the Secret writes these rules allow.
 //!
-//! [`ApiCall::from_http`] and [`allows`] are the evaluation side: which RBAC
-//! attributes an HTTP request to the API server is authorized with (the apiserver's
-//! request-info rules, plus the `create` that server-side apply of an absent object
-//! and the `update` on `<owner>/finalizers` that `blockOwnerDeletion` need), and
-//! whether a rule set grants them. Pure functions, used by the tests.
+//! The evaluation side (which RBAC attributes an HTTP request is authorized with, and
+//! whether these rules grant them) lives with the tests, in
+//! `tests/support/rbac_eval.rs`.
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -171,7 +169,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/reconcile.rs write_status",
+        code: "controller/status.rs write",
         why: "report conditions (merge patch of the status subresource)",
         api_group: DITTOFS,
         resources: &["dittoservers/status"],
@@ -180,7 +178,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "resources/labels.rs owner, sent by controller/apply.rs apply",
+        code: "resources/labels.rs owner, sent by controller/write.rs apply",
         why: "owner references with blockOwnerDeletion (so that foreground deletion waits \
               for the children) need update on the \
               owner's finalizers subresource (OwnerReferencesPermissionEnforcement \
@@ -201,7 +199,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/apply.rs apply; controller/observe.rs read_secret",
+        code: "controller/write.rs apply; controller/observe.rs read_secret",
         why: "read the live child (and referenced Secrets), then server-side apply it; \
               apply creates an absent object, which the API server authorizes as create",
         api_group: CORE,
@@ -211,7 +209,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/apply.rs delete_if_ours",
+        code: "controller/write.rs delete_if_ours",
         why: "remove the metrics Service when metrics are turned off (only if the \
               DittoServer controls it)",
         api_group: CORE,
@@ -221,7 +219,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
-        code: "controller/watches.rs Stores::start; controller/apply.rs apply",
+        code: "controller/watches.rs Stores::start; controller/write.rs apply",
         why: "watch, read and server-side apply the StatefulSet (never deleted: PVCs \
               and data stay when a DittoServer goes)",
         api_group: "apps",
@@ -232,8 +230,8 @@ pub const RULES: &[Rule] = &[
     Rule {
         component: Component::Reconciler,
         code: "controller/watches.rs Stores::start; controller/observe.rs \
-               observe_percona; controller/apply.rs apply, release; \
-               controller/finalizer.rs cleanup_percona",
+               observe_percona; controller/write.rs apply, release; \
+               controller/percona.rs cleanup",
         why: "watch, apply, orphan (JSON patch) and, with deleteWithServer, delete the \
               PerconaPGCluster of a DittoServer",
         api_group: "pgv2.percona.com",

@@ -32,8 +32,8 @@ pub enum Command {
     Crd,
     /// Print the operator's ClusterRole and namespaced Role (least privilege) as YAML.
     Rbac,
-    /// Print the ValidatingAdmissionPolicy (and binding) that lets the operator's
-    /// ServiceAccounts write only the Secrets it manages.
+    /// Print the ValidatingAdmissionPolicies (and bindings) that let the operator's
+    /// ServiceAccounts write only the Secrets and the StatefulSets it manages.
     Policy,
     /// Default and validate DittoServer manifests offline (cluster checks are skipped).
     Validate(ValidateArgs),
@@ -129,7 +129,7 @@ pub fn print_rbac() -> std::process::ExitCode {
     }
 }
 
-/// `policy`: print the generated admission policy and its binding.
+/// `policy`: print the generated admission policies and their bindings.
 pub fn print_policy() -> std::process::ExitCode {
     match crate::policy::policy_yaml(&crate::rbac::Install::plain()) {
         Ok(yaml) => write_stdout(&yaml),

@@ -3,7 +3,7 @@
 //! One reflector per type runs for the life of the process on every replica, so a
 //! replica that gains the Lease starts from warm caches. A pass never GETs what a
 //! store holds; every store may trail the API server, which the passes allow for
-//! (see `apply.rs` and `finalizer.rs`).
+//! (see `memory.rs`, `write.rs` and `finalizer.rs`).
 //!
 //! | store | what | why this shape |
 //! |---|---|---|

@@ -1,6 +1,6 @@
 //! Services. **This is where every Service port is decided**: clients connect to
 //! `PortPair::service`, which forwards to the named container port listening on
-//! `PortPair::container` (see `effective.rs` for the defaults: NFS 2049 → 12049,
+//! `PortPair::container` (defaults decided in `defaults::resolve`: NFS 2049 → 12049,
 //! SMB 445 → 1445, API 8080 → 8080).
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
