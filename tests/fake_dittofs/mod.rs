@@ -114,6 +114,8 @@
 //!   adapter configs and the SID/LDAP paths are not kept.
 //! - Request JSON: field names match case-insensitively as in Go, but when a
 //!   body holds two spellings of one field the exact one wins (Go: the last).
+//!   JSON syntax errors inside store configs are reported with serde's text,
+//!   not Go's (`invalid character ...`).
 //! - Chi routes on `RawPath` only when the path holds an escaped `/`.
 //! - No TLS, no request timeouts (`middleware.Timeout(30s)`), no
 //!   `X-Request-Id`.
@@ -163,6 +165,7 @@ pub struct FakeDittoFs {
 
 struct Inner {
     servers: RwLock<HashMap<String, ServerHandle>>,
+    log_requests: Mutex<bool>,
 }
 
 /// One DittoFS server: test controls and read access. Cheap to clone.
@@ -187,6 +190,7 @@ impl FakeDittoFs {
         let addr = listener.local_addr().expect("local address");
         let inner = Arc::new(Inner {
             servers: RwLock::new(HashMap::new()),
+            log_requests: Mutex::new(true),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app_inner = inner.clone();
@@ -231,10 +235,12 @@ impl FakeDittoFs {
     /// real server would not start: panics). Replaces any server of that host.
     pub fn add_server(&self, host: &str, admin_password: &str) -> ServerHandle {
         let host = host.to_ascii_lowercase();
+        let mut state = State::first_start(&host, admin_password);
+        state.log_requests = *self.inner.log_requests.lock().unwrap();
         let handle = ServerHandle {
             shared: Arc::new(Shared {
                 host: host.clone(),
-                state: Mutex::new(State::first_start(&host, admin_password)),
+                state: Mutex::new(state),
                 delay: Mutex::new(Duration::ZERO),
             }),
         };
@@ -292,6 +298,13 @@ impl FakeDittoFs {
     /// Clears every server's request log (counters are kept).
     pub fn clear_requests(&self) {
         self.all().iter().for_each(ServerHandle::clear_requests);
+    }
+
+    /// Keeps (default) or stops keeping request logs, for every server
+    /// present and added later; counters always count. For long benches.
+    pub fn set_request_log(&self, keep: bool) {
+        *self.inner.log_requests.lock().unwrap() = keep;
+        self.all().iter().for_each(|s| s.set_request_log(keep));
     }
 }
 
@@ -494,6 +507,15 @@ impl ServerHandle {
 
     pub fn clear_requests(&self) {
         self.st().requests.clear();
+    }
+
+    /// Keeps (default) or stops keeping this server's request log.
+    pub fn set_request_log(&self, keep: bool) {
+        let mut st = self.st();
+        st.log_requests = keep;
+        if !keep {
+            st.requests.clear();
+        }
     }
 }
 

@@ -270,6 +270,7 @@ pub struct State {
     // observation
     pub db_writes: u64,
     pub request_count: u64,
+    pub log_requests: bool,
     pub requests: Vec<RequestRecord>,
 }
 
@@ -342,6 +343,7 @@ impl State {
             tokens: HashMap::new(),
             db_writes: 0,
             request_count: 0,
+            log_requests: true,
             requests: Vec::new(),
         };
         // models/admin.go DefaultAdminUser: UID 0, "Administrator".
@@ -680,13 +682,15 @@ impl State {
             .map(|c| c.username);
         let reply = self.answer(req);
         self.request_count += 1;
-        self.requests.push(RequestRecord {
-            host: self.host.clone(),
-            method: req.method.clone(),
-            path: req.raw_path.clone(),
-            status: reply.status,
-            user: log_user,
-        });
+        if self.log_requests {
+            self.requests.push(RequestRecord {
+                host: self.host.clone(),
+                method: req.method.clone(),
+                path: req.raw_path.clone(),
+                status: reply.status,
+                user: log_user,
+            });
+        }
         reply
     }
 
