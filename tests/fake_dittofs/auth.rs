@@ -238,7 +238,7 @@ pub fn user_create(ctx: &mut Ctx<'_>) -> HResult {
         email,
         created_at: SystemTime::now(),
         last_login: None,
-        groups: unique,
+        groups: in_table_order(ctx, unique),
     };
     ctx.st.users.push(user.clone());
     ctx.write();
@@ -333,7 +333,7 @@ pub fn user_update(ctx: &mut Ctx<'_>) -> HResult {
                 "One or more specified groups do not exist",
             ));
         }
-        ctx.st.users[j].groups = unique;
+        ctx.st.users[j].groups = in_table_order(ctx, unique);
     }
     let Some(i) = ctx.st.user_index(&token) else {
         return Err(Reply::internal("Failed to reload user"));
@@ -383,6 +383,16 @@ pub fn user_reset_password(ctx: &mut Ctx<'_>) -> HResult {
     ctx.st.users[j].must_change_password = must_change;
     ctx.write();
     Ok(Reply::no_content())
+}
+
+/// Group names as `WHERE name IN ?` returns them: table order.
+fn in_table_order(ctx: &Ctx<'_>, names: Vec<String>) -> Vec<String> {
+    ctx.st
+        .groups
+        .iter()
+        .filter(|g| names.contains(&g.name))
+        .map(|g| g.name.clone())
+        .collect()
 }
 
 /// store/helpers.go `dedup`: order-preserving.

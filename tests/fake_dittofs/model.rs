@@ -701,7 +701,7 @@ impl State {
             self.fail_next = (n > 1).then_some((n - 1, status));
             return Reply::problem(
                 status,
-                status_text(status),
+                &status_text(status),
                 "injected failure (fake DittoFS)",
             );
         }

@@ -145,25 +145,19 @@ impl Reply {
     }
 }
 
-/// Go's `http.StatusText` for the statuses the fake can be asked to produce.
-pub fn status_text(status: u16) -> &'static str {
+/// Go's `http.StatusText`: the IANA reason phrase, except where Go keeps an
+/// older one.
+pub fn status_text(status: u16) -> String {
     match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        412 => "Precondition Failed",
-        413 => "Request Entity Too Large",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
+        413 => "Request Entity Too Large".to_string(),
+        414 => "Request URI Too Long".to_string(),
+        416 => "Requested Range Not Satisfiable".to_string(),
+        422 => "Unprocessable Entity".to_string(),
+        _ => ::http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+            .to_string(),
     }
 }
 
