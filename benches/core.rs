@@ -80,7 +80,9 @@ fn main() {
             managed: ManagedSecretValues {
                 jwt_secret: "j".repeat(43),
                 admin_password: "p".repeat(32),
+                account_password: "a".repeat(32),
             },
+            ..Default::default()
         };
         let (r50, r99) = measure(|| {
             let eff = EffectiveSpec::resolve(black_box(&ds));

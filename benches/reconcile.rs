@@ -418,6 +418,10 @@ async fn idle_pass() {
         rx,
         stores.clone(),
         ControllerMetrics::unregistered(),
+        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )),
+        std::time::Duration::from_secs(60),
     ));
     let stored = |stores: &Stores| {
         stores

@@ -152,6 +152,249 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 10, max = 3600))]
     pub termination_grace_period_seconds: Option<i64>,
+
+    /// Turn on DittoFS's NFS portmapper and expose it on port 111 (TCP and UDP) of
+    /// `<name>-file`, together with the NFS adapter's own port, so that a plain
+    /// `mount -t nfs <address>:/export /mnt` also works for NFSv3 clients (they ask
+    /// the portmapper where MOUNT and NFS listen, and are told the adapter's port).
+    /// NFSv4 clients use `nfsPort` and need neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs_portmapper: Option<bool>,
+
+    /// Metadata stores the operator creates in DittoFS (`dfsctl store metadata
+    /// add`), by name. A store that exists is never recreated or deleted; one that
+    /// differs from its entry here is reported as drift. Removing an entry leaves the
+    /// store in DittoFS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub metadata_stores: Vec<MetadataStoreSpec>,
+
+    /// Local block stores (the first tier of a share's content: `dfsctl store block
+    /// local add`), by name. Same lifecycle as `metadataStores`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub local_block_stores: Vec<LocalBlockStoreSpec>,
+
+    /// Remote block stores (S3, behind a local store: `dfsctl store block remote
+    /// add`), by name. Same lifecycle as `metadataStores`; S3 keys rotated in their
+    /// Secret are pushed to the store in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub remote_block_stores: Vec<RemoteBlockStoreSpec>,
+
+    /// Shares the operator creates in DittoFS (`dfsctl share create`), by name: what
+    /// clients mount. `readOnly` and `defaultPermission` are changed in place; a
+    /// different store is reported as drift, never fixed by recreating the share.
+    /// Removing an entry leaves the share (and its files) in DittoFS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub shares: Vec<ShareSpec>,
+}
+
+/// A DittoFS metadata store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataStoreSpec {
+    /// Name of the store in DittoFS; shares refer to it by this name.
+    pub name: String,
+    /// `memory` (emptied at every restart), `badger` (on the metadata volume) or
+    /// `postgres`.
+    #[serde(rename = "type")]
+    pub store_type: MetadataStoreType,
+    /// Settings of a `badger` store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub badger: Option<BadgerStoreSpec>,
+    /// Settings of a `postgres` store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresStoreSpec>,
+}
+
+// Metadata store type (a comment: the field doc, not this, must reach `kubectl explain`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataStoreType {
+    /// In memory.
+    Memory,
+    /// BadgerDB on a volume.
+    #[default]
+    Badger,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A BadgerDB metadata store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BadgerStoreSpec {
+    /// Directory of the database: `/data/metadata` (the metadata volume) or a
+    /// directory below it, one store per directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// A PostgreSQL metadata store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresStoreSpec {
+    /// Secret in the DittoServer's namespace with the connection: keys `host`,
+    /// `database`, `user`, `password`; optional `port` and `sslmode`. Read by the
+    /// operator when it creates the store.
+    pub secret_ref: LocalObjectRef,
+}
+
+/// A DittoFS local block store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalBlockStoreSpec {
+    /// Name of the store in DittoFS; shares refer to it by this name.
+    pub name: String,
+    /// `memory` (emptied at every restart) or `fs` (files on a volume).
+    #[serde(rename = "type")]
+    pub store_type: LocalBlockStoreType,
+    /// Settings of an `fs` store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<FsStoreSpec>,
+}
+
+// Local block store type (a comment: the field doc, not this, must reach `kubectl explain`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalBlockStoreType {
+    /// In memory.
+    Memory,
+    /// Files on a volume.
+    #[default]
+    Fs,
+}
+
+/// A filesystem block store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FsStoreSpec {
+    /// Directory of the blocks: on the content volume (`/data/content`, which needs
+    /// `storage.contentSize`) or the cache volume (`/data/cache`), or below them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// A DittoFS remote block store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteBlockStoreSpec {
+    /// Name of the store in DittoFS; shares refer to it by this name.
+    pub name: String,
+    /// `s3` (or `memory`, for tests).
+    #[serde(rename = "type")]
+    pub store_type: RemoteBlockStoreType,
+    /// Settings of an `s3` store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3StoreSpec>,
+}
+
+// Remote block store type (a comment: the field doc, not this, must reach `kubectl explain`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteBlockStoreType {
+    /// In memory.
+    Memory,
+    /// An S3 bucket.
+    #[default]
+    S3,
+}
+
+/// An S3 bucket as a remote block store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3StoreSpec {
+    /// Bucket name.
+    pub bucket: String,
+    /// Region of the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible service (MinIO, Ceph, …). Unset: AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Prefix of every object key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`). Unset: DittoFS uses it when an
+    /// endpoint is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_path_style: Option<bool>,
+    /// Let DittoFS use an endpoint on a private, loopback or in-cluster address (an
+    /// in-cluster MinIO or Ceph). DittoFS refuses such endpoints otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_private_endpoint: Option<bool>,
+    /// Secret in the DittoServer's namespace with the static keys DittoFS needs.
+    pub credentials_secret_ref: S3KeysSecretRef,
+}
+
+/// Where a remote store's S3 keys are.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3KeysSecretRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Key of the access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_key: Option<String>,
+    /// Key of the secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_key: Option<String>,
+}
+
+/// A DittoFS share: what clients mount (`mount -t nfs <address>:<name> /mnt`,
+/// `//<address>/<name without the slash>` over SMB).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareSpec {
+    /// Absolute path clients mount, such as `/export`.
+    pub name: String,
+    /// Name of its metadata store (in `metadataStores`).
+    pub metadata_store: String,
+    /// Name of its local block store (in `localBlockStores`).
+    pub local_block_store: String,
+    /// Name of its remote block store (in `remoteBlockStores`), if its content also
+    /// goes to S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_block_store: Option<String>,
+    /// What a client with no explicit grant may do: `none` (refused, DittoFS's own
+    /// default), `read`, `read-write` or `admin`. Grants per user or group are made
+    /// with `dfsctl share permission`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_permission: Option<SharePermission>,
+    /// Serve the share read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+}
+
+// Share permission level (a comment: the field doc, not this, must reach `kubectl explain`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SharePermission {
+    /// No access.
+    #[serde(rename = "none")]
+    None,
+    /// Read only.
+    #[serde(rename = "read")]
+    Read,
+    /// Read and write.
+    #[serde(rename = "read-write")]
+    ReadWrite,
+    /// Full control.
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl SharePermission {
+    /// DittoFS's spelling (`pkg/controlplane/models/permission.go`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SharePermission::None => "none",
+            SharePermission::Read => "read",
+            SharePermission::ReadWrite => "read-write",
+            SharePermission::Admin => "admin",
+        }
+    }
 }
 
 /// Persistent volumes. Each becomes a volumeClaimTemplate of the StatefulSet with
@@ -637,10 +880,90 @@ pub struct DittoServerStatus {
     /// Where clients connect (in-cluster DNS name and client port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
-    /// Ready, Available, Progressing, Degraded, ConfigReady, DatabaseReady.
+    /// The DittoFS server as last read through its REST API: its live adapters, the
+    /// declared stores and shares, and what it holds that the spec does not declare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerStatus>,
+    /// Ready, Available, Progressing, Degraded, ConfigReady, DatabaseReady,
+    /// ServerConfigured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The DittoFS server, as the operator last read it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerStatus {
+    /// Every adapter the server has, as it runs now: the Services target these ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<AdapterStatus>,
+    /// The NFS portmapper's port in the pod, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portmapper_port: Option<i32>,
+    /// Each declared store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<StoreStatus>,
+    /// Each declared share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<ShareStatus>,
+    /// Stores and shares the server holds that the spec does not declare (created
+    /// with `dfsctl`, or removed from the spec): left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged: Vec<String>,
+}
+
+/// One live adapter.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterStatus {
+    /// `nfs` or `smb`.
+    #[serde(rename = "type")]
+    pub adapter_type: String,
+    /// Port it listens on in the pod.
+    pub port: i32,
+    pub enabled: bool,
+    /// Listening: the server reports it running and healthy.
+    pub running: bool,
+}
+
+/// One declared store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStatus {
+    /// `metadata`, `local` or `remote`.
+    pub kind: String,
+    pub name: String,
+    pub state: ItemState,
+    /// Why it is not Ready: the difference, or the server's own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One declared share.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareStatus {
+    pub name: String,
+    pub state: ItemState,
+    /// Why it is not Ready: the difference, or the server's own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+// State of a declared store or share (a comment: the field doc, not this, must reach `kubectl explain`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ItemState {
+    /// Not created yet (the server is not reachable, or a store it needs is missing).
+    #[default]
+    Pending,
+    /// Exists as declared.
+    Ready,
+    /// Exists, but differs from the spec in a way the operator does not change
+    /// (it would lose data); the message says how.
+    Drifted,
+    /// The server refused to create or change it; the message is its answer.
+    Failed,
 }
 
 /// Client endpoints as `host:port`.

@@ -34,6 +34,95 @@ pub struct EffectiveSpec {
     /// the operator's default.
     pub pod_security_context: PodSecurityContext,
     pub termination_grace_period_seconds: i64,
+    /// What the DittoFS server itself should hold: adapters, stores, shares.
+    pub server: ServerConfig,
+}
+
+/// The desired state of the DittoFS server, set through its REST API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Turn the NFS portmapper on (and expose it).
+    pub portmapper: bool,
+    pub metadata_stores: Vec<MetadataStore>,
+    pub local_block_stores: Vec<LocalBlockStore>,
+    pub remote_block_stores: Vec<RemoteBlockStore>,
+    pub shares: Vec<Share>,
+}
+
+impl ServerConfig {
+    /// Does the spec declare anything to create in the server?
+    pub fn declares_content(&self) -> bool {
+        !(self.metadata_stores.is_empty()
+            && self.local_block_stores.is_empty()
+            && self.remote_block_stores.is_empty()
+            && self.shares.is_empty())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetadataStore {
+    pub name: String,
+    pub kind: MetadataStoreKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetadataStoreKind {
+    Memory,
+    Badger {
+        path: String,
+    },
+    /// Connection fields from this Secret (the database Secret's keys).
+    Postgres {
+        secret_name: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalBlockStore {
+    pub name: String,
+    pub kind: LocalBlockStoreKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalBlockStoreKind {
+    Memory,
+    Fs { path: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteBlockStore {
+    pub name: String,
+    pub kind: RemoteBlockStoreKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteBlockStoreKind {
+    Memory,
+    S3(S3Store),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Store {
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub prefix: Option<String>,
+    pub force_path_style: Option<bool>,
+    pub allow_private_endpoint: bool,
+    pub secret_name: String,
+    pub access_key_id_key: String,
+    pub secret_access_key_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// With one leading `/`, as DittoFS stores it.
+    pub name: String,
+    pub metadata_store: String,
+    pub local_block_store: String,
+    pub remote_block_store: Option<String>,
+    pub default_permission: SharePermission,
+    pub read_only: bool,
 }
 
 /// Client-facing ports (on Services) and the ports DittoFS listens on in the pod.
@@ -164,15 +253,46 @@ impl EffectiveSpec {
         out
     }
 
-    /// Secrets the spec names that the pod does not read but validation checks
-    /// (the pgBackRest credentials, passed to Percona): watched and read like the
-    /// pod's, so that a pass answers the check from its stores, not with a GET.
+    /// Secrets the spec names that the pod does not read but the operator checks or
+    /// sends on (the pgBackRest credentials, passed to Percona; the stores' Secrets,
+    /// sent to DittoFS): watched and read like the pod's, so that a pass answers from
+    /// its stores, not with a GET.
     pub fn checked_secrets(&self) -> Vec<String> {
-        self.percona
+        let mut out: Vec<String> = self
+            .percona
             .as_ref()
             .and_then(|p| p.backup.as_ref())
             .and_then(|b| b.credentials_secret.clone())
             .into_iter()
-            .collect()
+            .chain(self.server_secrets())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Secrets whose values the operator sends to DittoFS when it creates a store
+    /// (PostgreSQL connections, S3 keys), sorted.
+    pub fn server_secrets(&self) -> Vec<String> {
+        let postgres = self
+            .server
+            .metadata_stores
+            .iter()
+            .filter_map(|m| match &m.kind {
+                MetadataStoreKind::Postgres { secret_name } => Some(secret_name.clone()),
+                _ => None,
+            });
+        let s3 = self
+            .server
+            .remote_block_stores
+            .iter()
+            .filter_map(|r| match &r.kind {
+                RemoteBlockStoreKind::S3(s3) => Some(s3.secret_name.clone()),
+                RemoteBlockStoreKind::Memory => None,
+            });
+        let mut out: Vec<String> = postgres.chain(s3).collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod defaults;
+pub mod dittofs;
 pub mod duration;
 pub mod effective;
 pub mod leader;

@@ -35,6 +35,10 @@ pub fn jwt_secret(name: &str) -> String {
 pub fn admin_secret(name: &str) -> String {
     format!("{name}-admin-bootstrap-credentials")
 }
+/// The operator's DittoFS account: its password and refresh token.
+pub fn account_secret(name: &str) -> String {
+    format!("{name}-operator-credentials")
+}
 /// PerconaPGCluster.
 pub fn percona_cluster(name: &str) -> String {
     format!("{name}-postgres")

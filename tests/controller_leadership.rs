@@ -33,10 +33,14 @@ async fn losing_the_lease_cancels_in_flight_passes() {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(controller::run(
         api.client(),
+        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )),
         ControllerArgs {
             concurrency: 2,
             debounce: Duration::ZERO,
             reporter: "test".into(),
+            poll_interval: std::time::Duration::from_secs(60),
         },
         AllFound,
         leader,

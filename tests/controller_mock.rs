@@ -5,6 +5,7 @@
 //! and status come out. No cluster needed.
 
 mod fake_api;
+mod fake_dittofs;
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +13,7 @@ use dittofs_operator::controller::reconcile::reconcile;
 use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
 use dittofs_operator::controller::{Context, ControllerMetrics, StoredServer};
 use fake_api::{AllFound, DS_PATH, FakeApi, PG_PATH, STS_PATH, start};
+use fake_dittofs::FakeDittoFs;
 use http::Method;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -31,6 +33,8 @@ const CM_PATH: &str = "/api/v1/namespaces/ns/configmaps/d-config";
 
 struct Harness {
     api: FakeApi,
+    /// The DittoFS server of `d`, once its pod is ready (`pod_ready`).
+    dittofs: FakeDittoFs,
     ctx: Arc<Context<AllFound>>,
     stores: Stores,
     writers: Mutex<Writers>,
@@ -38,9 +42,13 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(spec: Value) -> Self {
+    fn new(mut spec: Value) -> Self {
         let api = FakeApi::new();
         api.create_namespace("ns");
+        // The server's REST API is reached through `d-api.ns.svc`, which the test's
+        // resolver sends to the fake DittoFS on loopback, at the Service port.
+        let dittofs = FakeDittoFs::start();
+        spec["controlPlane"]["servicePort"] = json!(dittofs.port());
         api.put(
             DS_PATH,
             json!({
@@ -64,9 +72,16 @@ impl Harness {
             rx,
             stores.clone(),
             ControllerMetrics::unregistered(),
+            dittofs_operator::dittofs::Client::new(
+                dittofs_operator::dittofs::Resolver::everything_to(
+                    std::net::Ipv4Addr::LOCALHOST.into(),
+                ),
+            ),
+            std::time::Duration::from_secs(60),
         ));
         Harness {
             api,
+            dittofs,
             ctx,
             stores,
             writers: Mutex::new(writers),
@@ -147,6 +162,22 @@ impl Harness {
             .map_err(|e| e.to_string())
     }
 
+    /// Passes until one writes nothing to Kubernetes (the first contact with the
+    /// server keeps its refresh token, then reads the server once more); panics
+    /// after five.
+    async fn settle(&self) {
+        for _ in 0..5 {
+            self.api.clear_log();
+            self.pass().await.expect("pass");
+            let writes = self.api.writes();
+            eprintln!("settling: {writes:?}");
+            if writes.is_empty() {
+                return;
+            }
+        }
+        panic!("not settled after five passes: {:?}", self.api.writes());
+    }
+
     fn edit_spec(&self, f: impl FnOnce(&mut Value)) {
         let mut ds = self.api.get(DS_PATH).unwrap();
         f(&mut ds["spec"]);
@@ -155,11 +186,25 @@ impl Harness {
         self.api.put(DS_PATH, ds);
     }
 
-    /// Simulate the StatefulSet controller: one ready, up-to-date pod.
+    /// Simulate the StatefulSet controller: one ready, up-to-date pod, whose DittoFS
+    /// server started with the admin password of the generated Secret.
     fn pod_ready(&self) {
         let mut sts = self.api.get(STS_PATH).expect("StatefulSet exists");
         sts["status"] = json!({"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1, "currentRevision": "r1", "updateRevision": "r1"});
         self.api.put(STS_PATH, sts);
+        if self.dittofs.server("d-api.ns.svc").is_none() {
+            let secret = self
+                .api
+                .get(&format!("{NS}/secrets/d-admin-bootstrap-credentials"))
+                .expect("the admin Secret exists");
+            let password = secret["data"]["password"].as_str().expect("password");
+            use base64::Engine;
+            let password = base64::engine::general_purpose::STANDARD
+                .decode(password)
+                .expect("base64");
+            self.dittofs
+                .add_server("d-api.ns.svc", &String::from_utf8(password).expect("utf-8"));
+        }
     }
 
     fn finalizers(&self) -> Vec<String> {
@@ -205,6 +250,11 @@ fn minimal() -> Value {
     json!({"storage": {"metadataSize": "1Gi"}})
 }
 
+/// A spec with a Percona database: the one cleanup that needs our finalizer.
+fn percona() -> Value {
+    json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}})
+}
+
 #[tokio::test]
 async fn creates_everything_from_nothing() {
     let h = Harness::new(minimal());
@@ -216,7 +266,8 @@ async fn creates_everything_from_nothing() {
             .position(|(_, p)| p == path)
             .unwrap_or_else(|| panic!("{path} not written: {writes:?}"))
     };
-    assert!(h.api.wrote(Method::PATCH, DS_PATH), "finalizer added");
+    // Nothing to clean up at deletion without Percona: no finalizer.
+    assert!(!h.api.wrote(Method::PATCH, DS_PATH), "no finalizer");
     let cm = position(CM_PATH);
     let sts = position(STS_PATH);
     assert!(cm < sts, "ConfigMap applied before the StatefulSet");
@@ -234,16 +285,22 @@ async fn creates_everything_from_nothing() {
             .get("/api/v1/namespaces/ns/services/d-metrics")
             .is_none()
     );
-    assert!(
-        h.finalizers()
-            .contains(&"dittofs.dittofs.com/finalizer".to_string())
-    );
+    assert!(h.finalizers().is_empty());
     assert_eq!(
         h.api.condition("ConfigReady"),
         Some(("True".into(), "ConfigApplied".into()))
     );
     assert_eq!(h.api.condition("Ready").map(|c| c.0), Some("False".into()));
-    assert_eq!(h.count("Created"), 1);
+    assert_eq!(
+        h.api.condition("ServerConfigured"),
+        Some(("False".into(), "ServerNotReady".into()))
+    );
+    // A first creation is no event: the conditions say it.
+    assert!(
+        h.api.event_reasons().is_empty(),
+        "{:?}",
+        h.api.event_reasons()
+    );
     assert_eq!(
         h.api.ds().status.and_then(|s| s.config_hash),
         h.api.sts_hash()
@@ -252,9 +309,28 @@ async fn creates_everything_from_nothing() {
     h.pod_ready();
     h.pass().await.unwrap();
     assert_eq!(
+        h.api.condition("ServerConfigured"),
+        Some(("True".into(), "Configured".into()))
+    );
+    assert_eq!(
         h.api.condition("Ready"),
         Some(("True".into(), "AllConditionsMet".into()))
     );
+}
+
+#[tokio::test]
+async fn the_finalizer_is_held_only_while_a_database_may_need_cleaning_up() {
+    let h = Harness::new(minimal());
+    h.pass().await.unwrap();
+    assert!(h.finalizers().is_empty());
+    h.edit_spec(|spec| spec["percona"] = json!({"enabled": true}));
+    h.pass().await.unwrap();
+    assert_eq!(h.finalizers(), ["dittofs.dittofs.com/finalizer"]);
+    // Percona off: the cluster is released (kept, not ours), nothing to clean up.
+    h.edit_spec(|spec| spec["percona"] = json!({"enabled": false}));
+    h.pass().await.unwrap();
+    h.pass().await.unwrap();
+    assert!(h.finalizers().is_empty(), "{:?}", h.finalizers());
 }
 
 #[tokio::test]
@@ -262,7 +338,7 @@ async fn a_resync_with_nothing_changed_makes_no_request_at_all() {
     let h = Harness::new(minimal());
     h.pass().await.unwrap();
     h.pod_ready();
-    h.pass().await.unwrap();
+    h.settle().await;
     h.api.clear_log();
     h.pass().await.unwrap();
     let requests: Vec<_> = h
@@ -288,7 +364,7 @@ async fn a_store_that_lags_costs_no_error_and_no_duplicate_write() {
         let mut w = h.writers.lock().unwrap();
         let before: StoredServer = serde_json::from_value(json!({
             "metadata": {"name": "d", "namespace": "ns", "uid": "ds-uid", "generation": 1, "resourceVersion": "1"},
-            "spec": minimal(),
+            "spec": h.api.get(DS_PATH).expect("the DittoServer")["spec"],
         }))
         .unwrap();
         refill(&mut w.servers, vec![before]);
@@ -318,7 +394,7 @@ async fn a_store_that_lags_costs_no_error_and_no_duplicate_write() {
 
 #[tokio::test]
 async fn a_finalizer_guard_that_fails_on_a_stale_object_is_retried_at_once() {
-    let h = Harness::new(minimal());
+    let h = Harness::new(percona());
     // Someone else's finalizer arrived on the server; our store has not seen it.
     h.sync();
     let mut ds = h.api.get(DS_PATH).unwrap();
@@ -339,7 +415,7 @@ async fn a_finalizer_guard_that_fails_on_a_stale_object_is_retried_at_once() {
 
 #[tokio::test]
 async fn deletion_on_a_stale_object_releases_the_finalizer_in_one_pass() {
-    let h = Harness::new(minimal());
+    let h = Harness::new(percona());
     h.pass().await.unwrap();
     deleting(&h, 1);
     h.sync();
@@ -708,10 +784,9 @@ async fn a_secret_the_spec_now_references_is_released_not_deleted() {
     h.pass().await.unwrap();
     let kept = h.api.get(JWT_PATH).expect("never deleted");
     assert_eq!(kept["data"], generated["data"], "the key is unchanged");
-    assert_eq!(
-        kept["metadata"]["ownerReferences"],
-        json!([]),
-        "no longer garbage-collected with us"
+    assert!(
+        kept["metadata"]["ownerReferences"].is_null(),
+        "retained: never garbage-collected with us"
     );
     assert!(
         kept["metadata"]["labels"]

@@ -76,10 +76,14 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
     let readiness = Readiness::new();
     let task = tokio::spawn(controller::run(
         api.client(),
+        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )),
         ControllerArgs {
             concurrency: 8,
             debounce: Duration::from_millis(200),
             reporter: "scale-test".into(),
+            poll_interval: std::time::Duration::from_secs(60),
         },
         AllFound,
         leader,

@@ -58,10 +58,14 @@ async fn one_unreadable_object_does_not_stop_the_others() {
     let readiness = Readiness::new();
     let task = tokio::spawn(controller::run(
         api.client(),
+        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )),
         ControllerArgs {
             concurrency: 4,
             debounce: Duration::from_millis(100),
             reporter: "unreadable-test".into(),
+            poll_interval: std::time::Duration::from_secs(60),
         },
         AllFound,
         leader,

@@ -246,6 +246,12 @@ impl Reconciler {
             rx,
             stores.clone(),
             ControllerMetrics::unregistered(),
+            dittofs_operator::dittofs::Client::new(
+                dittofs_operator::dittofs::Resolver::everything_to(
+                    std::net::Ipv4Addr::LOCALHOST.into(),
+                ),
+            ),
+            std::time::Duration::from_secs(60),
         ));
         Reconciler {
             api: api.clone(),
@@ -383,10 +389,14 @@ async fn controller_watches(api: &FakeApi) {
     let readiness = Readiness::new();
     let task = tokio::spawn(dittofs_operator::controller::run(
         api.client(),
+        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )),
         ControllerArgs {
             concurrency: 1,
             debounce: Duration::ZERO,
             reporter: "test".into(),
+            poll_interval: std::time::Duration::from_secs(60),
         },
         AllFound,
         rx,
@@ -450,8 +460,8 @@ async fn events_use_exactly_their_rules() {
     for _ in 0..2 {
         events
             .publish(
-                dittofs_operator::controller::events::Reason::Created,
-                "created".into(),
+                dittofs_operator::controller::events::Reason::Updated,
+                "updated".into(),
             )
             .await;
     }

@@ -657,7 +657,7 @@ async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
 /// The warnings `--offline` gives the benchmark object, in order: the rules' own
 /// warnings first, then each cluster check that could not run.
 const SHARED_PAYLOAD_WARNINGS: [&str; 6] = [
-    "spec.s3: is not read by DittoFS v0.29: an S3 block store takes its bucket, region, endpoint and keys from its own configuration, given when it is created through the REST API; create it with `dfsctl store block remote add --type s3` using the keys accessKeyId, secretAccessKey and endpoint of Secret prod/full-s3 (docs/stores.md), then remove spec.s3",
+    "spec.s3: is deprecated and not read: declare the bucket as a remote block store instead, `remoteBlockStores: [{name: s3, type: s3, s3: {bucket: dittofs-acceptance, region: eu-west-1, credentialsSecretRef: {name: full-s3, accessKeyIdKey: accessKeyId, secretAccessKeyKey: secretAccessKey}}}]` (the endpoint from key endpoint of that Secret goes in s3.endpoint), name it in a share's remoteBlockStore, then remove spec.s3 (docs/stores.md)",
     "spec.cache.path: has no effect on current DittoFS releases and can be removed",
     "spec.cache.size: has no effect on current DittoFS releases and can be removed",
     "spec.storage.storageClassName: StorageClass \"fast\" not checked (no cluster)",

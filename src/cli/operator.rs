@@ -64,6 +64,7 @@ async fn controller_only(args: &ControllerCommandArgs) -> Result<(), OperatorErr
     let probes = ProbeTask::spawn(probe_listener, readiness, registry);
     controller::run(
         client,
+        crate::dittofs::Client::new(crate::dittofs::Resolver::system()),
         args.controller.clone(),
         lookup,
         leading,
@@ -140,6 +141,7 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
     let probes = ProbeTask::spawn(probe_listener, readiness, registry);
     let reconciler = controller::run(
         client,
+        crate::dittofs::Client::new(crate::dittofs::Resolver::system()),
         args.controller.clone(),
         lookup,
         leading,

@@ -111,9 +111,13 @@ fn render_one(ds: &DittoServer, secrets: &SecretsByName) -> Result<String, Rende
                 .map(|d| (name, d.clone()))
         })
         .collect();
+    // What the first pass applies: the server has not been read yet, so the Services
+    // target the spec's adapter ports and there is no account Secret.
     let inputs = BuildInputs {
         secrets: referenced,
         managed: resources::generate_managed_values()?,
+        server: None,
+        account: None,
     };
     let children = resources::build_all(ds, &eff, &inputs)?;
 

@@ -21,7 +21,6 @@ use super::error::ReconcileError;
 use super::events::Reason;
 use super::memory::ChildKey;
 use super::observe::Observed;
-use super::ownership::Owner;
 use super::percona;
 use super::status::Facts;
 use super::watches::CachedSecret;
@@ -51,7 +50,7 @@ pub async fn children<L>(
             continue;
         };
         let key = ChildKey::new("Secret", ns, &name);
-        if s.seen.owner == Owner::This && release(&secrets, &key, ds, true).await? {
+        if s.seen.is_ours() && release(&secrets, &key, ds, true).await? {
             p.events
                 .publish(
                     Reason::Released,
@@ -60,7 +59,8 @@ pub async fn children<L>(
                 .await;
         }
     }
-    for secret in &children.managed_secrets {
+    let account = children.account_secret.as_ref();
+    for secret in children.managed_secrets.iter().chain(account) {
         let key = ChildKey::new("Secret", ns, &secret.name_any());
         let known = match observed.secrets.get(&key.name) {
             Some(s) => Known::Exists(&s.seen),
@@ -75,7 +75,20 @@ pub async fn children<L>(
                 .secret_data
                 .put(ns, &key.name, CachedSecret::of(live));
         }
-        applied.note(&key, &mut changed, &mut facts.conflicts);
+        // The account Secret changes with its refresh token: not news.
+        let mut ignored = Vec::new();
+        let changes = if Some(secret) == account {
+            &mut ignored
+        } else {
+            &mut changed
+        };
+        applied.note(&key, changes, &mut facts.conflicts);
+    }
+    if children.account_secret.is_some() {
+        // The refresh token we meant to keep is in the Secret now (or was refused
+        // with it): stop offering it.
+        p.memory()
+            .update_server_side(&p.server, |side| side.refresh_to_keep = None);
     }
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -157,18 +170,9 @@ async fn stateful_set<L>(
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned());
     match &applied {
-        Applied::Created(_) => {
-            p.events
-                .publish(
-                    Reason::Created,
-                    format!(
-                        "Created StatefulSet {} and its Services, ConfigMap and Secrets",
-                        eff.name
-                    ),
-                )
-                .await;
-            changed.clear();
-        }
+        // A first creation is no news to publish: the conditions follow it, and the
+        // children it brings are not listed as changes either.
+        Applied::Created(_) => changed.clear(),
         Applied::Updated(_) | Applied::Adopted(_) => {
             let why = if old_hash.as_deref() != Some(children.config_hash.as_str()) {
                 format!(

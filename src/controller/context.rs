@@ -22,6 +22,10 @@ use super::watches::Stores;
 /// Everything a reconcile needs besides the object.
 pub struct Context<L> {
     pub client: Client,
+    /// The client of the DittoFS servers' REST APIs.
+    pub dittofs: crate::dittofs::Client,
+    /// How often a converged server is looked at for changes made by hand.
+    pub poll_interval: std::time::Duration,
     /// Who publishes the events (see `events.rs`).
     pub reporter: Reporter,
     /// Cluster facts the stores do not hold (StorageClasses).
@@ -33,6 +37,7 @@ pub struct Context<L> {
 }
 
 impl<L> Context<L> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         reporter: Reporter,
@@ -40,9 +45,13 @@ impl<L> Context<L> {
         leader: watch::Receiver<bool>,
         stores: Stores,
         metrics: ControllerMetrics,
+        dittofs: crate::dittofs::Client,
+        poll_interval: std::time::Duration,
     ) -> Self {
         Self {
             client,
+            dittofs,
+            poll_interval,
             reporter,
             lookup,
             leader,

@@ -21,8 +21,6 @@ use super::stored::ServerRef;
 /// Every event reason the operator emits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// First successful apply of the workloads.
-    Created,
     /// Something rolled or changed; the note says what and why.
     Updated,
     /// An object carrying this DittoServer's labels and no owner was taken over.
@@ -50,12 +48,23 @@ pub enum Reason {
     PerconaDeleted,
     /// The PerconaPGCluster was left in place (deleteWithServer: false).
     PerconaOrphaned,
+    /// The DittoFS server holds every declared adapter, store and share.
+    ServerConfigured,
+    /// The DittoFS server refused a change (its words in the note).
+    ServerRefused,
+    /// The operator's DittoFS account cannot be used or made (the admin password
+    /// does not log in, …).
+    ServerAccount,
+    /// The DittoFS server did not answer, or failed.
+    ServerUnreachable,
+    /// Declared stores or shares differ from the server's, in ways the operator
+    /// does not change.
+    ServerDrift,
 }
 
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Created => "Created",
             Reason::Updated => "Updated",
             Reason::Adopted => "Adopted",
             Reason::Released => "Released",
@@ -69,24 +78,29 @@ impl Reason {
             Reason::CleanupTimeout => "CleanupTimeout",
             Reason::PerconaDeleted => "PerconaDeleted",
             Reason::PerconaOrphaned => "PerconaOrphaned",
+            Reason::ServerConfigured => "ServerConfigured",
+            Reason::ServerRefused => "ServerRefused",
+            Reason::ServerAccount => "ServerAccount",
+            Reason::ServerUnreachable => "ServerUnreachable",
+            Reason::ServerDrift => "ServerDrift",
         }
     }
 
     fn event_type(self) -> EventType {
         match self {
-            Reason::Created
-            | Reason::Updated
+            Reason::Updated
             | Reason::Adopted
             | Reason::Released
             | Reason::Deleting
-            | Reason::PerconaOrphaned => EventType::Normal,
+            | Reason::PerconaOrphaned
+            | Reason::ServerConfigured => EventType::Normal,
             _ => EventType::Warning,
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Reason::Created | Reason::Updated | Reason::Adopted | Reason::Released => "Apply",
+            Reason::Updated | Reason::Adopted | Reason::Released => "Apply",
             Reason::ReconcileFailed | Reason::NameConflict => "Reconcile",
             Reason::ValidationFailed | Reason::ValidationWarning | Reason::UnreadableSpec => {
                 "Validate"
@@ -94,6 +108,11 @@ impl Reason {
             Reason::PerconaNotReady => "WaitForDatabase",
             Reason::Deleting | Reason::CleanupTimeout => "Delete",
             Reason::PerconaDeleted | Reason::PerconaOrphaned => "Cleanup",
+            Reason::ServerConfigured
+            | Reason::ServerRefused
+            | Reason::ServerAccount
+            | Reason::ServerUnreachable
+            | Reason::ServerDrift => "ConfigureServer",
         }
     }
 
@@ -109,6 +128,11 @@ impl Reason {
                 | Reason::NameConflict
                 | Reason::PerconaNotReady
                 | Reason::Deleting
+                | Reason::ServerConfigured
+                | Reason::ServerRefused
+                | Reason::ServerAccount
+                | Reason::ServerUnreachable
+                | Reason::ServerDrift
         )
     }
 }

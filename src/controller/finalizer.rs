@@ -26,6 +26,23 @@ pub fn has_finalizer(meta: &ObjectMeta) -> bool {
     meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
 
+/// Our finalizer on the object while `needed`, off it otherwise.
+pub async fn hold(
+    api: &Api<DynamicObject>,
+    meta: &ObjectMeta,
+    needed: bool,
+    memory: &Memory,
+    server: &ServerRef,
+) -> Result<(), ReconcileError> {
+    if needed {
+        add(api, meta, memory, server).await
+    } else if has_finalizer(meta) {
+        remove(api, meta).await
+    } else {
+        Ok(())
+    }
+}
+
 /// Add our finalizer unless the object (or our memory of the last pass) has it.
 /// `api` is `stored::raw_api`.
 pub async fn add(

@@ -15,6 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use crate::crd::DittoServerStatus;
+use crate::dittofs::Sensitive;
+use crate::dittofs::account::Session;
+use crate::dittofs::api::{Adapter, Share};
 use crate::names::{APPLIED_HASH_ANNOTATION, FINALIZER};
 
 use super::stored::{ServerRef, StoredServer};
@@ -76,6 +79,37 @@ struct ServerMemory {
     status: Option<DittoServerStatus>,
     /// We added our finalizer, until the store shows it.
     finalizer_added: bool,
+    /// What we know of its DittoFS server.
+    server: ServerSide,
+}
+
+/// What the reconciler knows of one DittoServer's DittoFS server between passes.
+#[derive(Clone, Debug, Default)]
+pub struct ServerSide {
+    /// The session with the operator's account.
+    pub session: Option<Session>,
+    /// A refresh token to keep in the account Secret, and when it was obtained,
+    /// until the Secret holds it.
+    pub refresh_to_keep: Option<(Sensitive, String)>,
+    /// The last completed read of the server.
+    pub synced: Option<Synced>,
+    /// Read the server again at the next pass: the poll saw a change, or the last
+    /// pass changed something or did not finish.
+    pub due: bool,
+    /// The view the next poll reads: the share list when true, the adapters when
+    /// false (they take turns).
+    pub poll_shares_next: bool,
+    /// Consecutive passes that failed to configure the server (its retry backoff).
+    pub failures: u32,
+}
+
+/// What a completed read of the server saw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Synced {
+    /// The DittoServer generation it was read for.
+    pub generation: Option<i64>,
+    pub adapters: Vec<Adapter>,
+    pub shares: Vec<Share>,
 }
 
 #[derive(Default)]
@@ -214,6 +248,18 @@ impl Memory {
                 m.finalizer_added = true;
             }
         });
+    }
+
+    /// What we know of the DittoFS server of `server` (nothing for a DittoServer
+    /// no event has shown).
+    pub fn server_side(&self, server: &ServerRef) -> ServerSide {
+        self.with_existing(server, |m| m.server.clone())
+            .unwrap_or_default()
+    }
+
+    /// Change what we know of the DittoFS server of `server`.
+    pub fn update_server_side(&self, server: &ServerRef, f: impl FnOnce(&mut ServerSide)) {
+        self.with_existing(server, |m| f(&mut m.server));
     }
 
     /// What we last wrote to `child`, if the store does not show it yet.

@@ -30,7 +30,9 @@ pub mod memory;
 pub mod observe;
 pub mod ownership;
 pub mod percona;
+pub mod poll;
 pub mod reconcile;
+pub mod server;
 pub mod status;
 pub mod stored;
 pub mod unreadable;
@@ -79,13 +81,20 @@ pub struct ControllerArgs {
     /// Name reported on events (the Deployment's name).
     #[arg(long, default_value = "dittofs-operator")]
     pub reporter: String,
+    /// How often each running DittoFS server is read for changes made by hand (an
+    /// adapter moved, a share deleted with dfsctl): one request per server per
+    /// interval, spread over it (Go duration).
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse_duration_arg, env = "DITTOFS_POLL_INTERVAL")]
+    pub poll_interval: Duration,
 }
 
 /// Run until `shutdown`. Reconciles only while `leader` is true. `stopped` is
 /// cancelled once no pass can run any more (the Lease may then be released).
+/// `dittofs` reaches the DittoFS servers (the system resolver in production).
 #[allow(clippy::too_many_arguments)]
 pub async fn run<L: ClusterLookup + 'static>(
     client: Client,
+    dittofs: crate::dittofs::Client,
     args: ControllerArgs,
     lookup: L,
     leader: watch::Receiver<bool>,
@@ -117,6 +126,8 @@ pub async fn run<L: ClusterLookup + 'static>(
         leader.clone(),
         stores,
         metrics,
+        dittofs,
+        args.poll_interval,
     ));
     let mut leader = leader;
     loop {
@@ -149,7 +160,8 @@ async fn run_term<L: ClusterLookup + 'static>(
     shutdown: CancellationToken,
 ) {
     let metrics = ctx.metrics.clone();
-    Controller::for_stream(futures::stream::pending(), ctx.stores.servers.clone())
+    let poll = poll::run(ctx.clone(), triggers.clone());
+    let controller = Controller::for_stream(futures::stream::pending(), ctx.stores.servers.clone())
         .reconcile_all_on(futures::stream::once(async {}))
         .reconcile_on(triggers.subscribe())
         .with_config(
@@ -172,8 +184,12 @@ async fn run_term<L: ClusterLookup + 'static>(
                 Err(e) => tracing::debug!(error = %e, "controller"),
             }
             futures::future::ready(())
-        })
-        .await;
+        });
+    // The poll runs as long as the term; it ends with the Controller.
+    tokio::select! {
+        () = controller => {}
+        () = poll => {}
+    }
 }
 
 /// Retry policy: a lost race at once; an object being deleted within

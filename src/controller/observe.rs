@@ -126,7 +126,34 @@ impl Observed {
                 crate::defaults::ADMIN_PASSWORD_KEY,
             )
             .unwrap_or(generated.admin_password),
+            account_password: existing(
+                &names::account_secret(&eff.name),
+                crate::defaults::ACCOUNT_PASSWORD_KEY,
+            )
+            .unwrap_or(generated.account_password),
         }
+    }
+
+    /// The account Secret's refresh token and when it was obtained, if it keeps one.
+    pub fn kept_refresh(&self, eff: &EffectiveSpec) -> Option<(String, String)> {
+        let secret = self.secrets.get(&names::account_secret(&eff.name))?;
+        let data = secret.data.as_ref().filter(|_| secret.seen.is_ours())?;
+        let text = |key: &str| {
+            data.get(key)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Some((
+            text(crate::defaults::ACCOUNT_REFRESH_TOKEN_KEY)?,
+            text(crate::defaults::ACCOUNT_REFRESH_OBTAINED_KEY)?,
+        ))
+    }
+
+    /// Does the account Secret exist (ours)?
+    pub fn has_account_secret(&self, eff: &EffectiveSpec) -> bool {
+        self.secrets
+            .get(&names::account_secret(&eff.name))
+            .is_some_and(|s| s.seen.is_ours())
     }
 }
 
@@ -174,7 +201,10 @@ pub async fn observe(
         (seen, StatefulSet::clone(&sts))
     });
 
-    let (secrets, secrets_absent) = observe_secrets(client, stores, ds, eff).await?;
+    // The account Secret is made at the first contact with the server: its absence
+    // matters (and is confirmed) only once the server's pod is ready.
+    let server_ready = stateful_set.as_ref().is_some_and(|(_, sts)| pod_ready(sts));
+    let (secrets, secrets_absent) = observe_secrets(client, stores, ds, eff, server_ready).await?;
     let percona = observe_percona(client, stores, ds, ns).await?;
     Ok(Observed {
         config_map,
@@ -236,10 +266,12 @@ async fn observe_secrets(
     stores: &Stores,
     ds: &DittoServer,
     eff: &EffectiveSpec,
+    server_ready: bool,
 ) -> Result<(BTreeMap<String, SecretSeen>, Vec<String>), ReconcileError> {
     let ns = eff.namespace.as_str();
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    // Read: what the pod reads, and what validation checks. Watched only: the managed names, which may exist
+    // Read: what the pod reads, what validation checks and the operator sends on,
+    // and the managed Secrets. Watched only: the managed names, which may exist
     // without being read (released, or the user switched to their own Secret).
     let mut read = eff.referenced_secrets();
     read.extend(eff.checked_secrets());
@@ -248,6 +280,12 @@ async fn observe_secrets(
         if s.managed {
             managed.push(s.name.clone());
         }
+    }
+    let account = names::account_secret(&eff.name);
+    if server_ready {
+        managed.push(account.clone());
+    } else {
+        read.push(account.clone());
     }
     read.extend(managed.iter().cloned());
     let mut all = read.clone();
@@ -306,6 +344,15 @@ async fn observe_secrets(
         out.insert(name, SecretSeen { seen, data });
     }
     Ok((out, absent))
+}
+
+/// Is the server's pod ready (the StatefulSet reports a ready replica)?
+pub fn pod_ready(sts: &StatefulSet) -> bool {
+    sts.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        > 0
 }
 
 /// GET a Secret and cache its data; `None` when it does not exist.

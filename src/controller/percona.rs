@@ -113,6 +113,15 @@ pub async fn release_if_kept<L>(
     release(&api, &key, ds, false).await
 }
 
+/// Is there a PerconaPGCluster that a deletion must clean up (delete, or release
+/// from our owner reference)? Percona enabled, or a cluster carrying our owner
+/// reference: only then does the DittoServer need our finalizer.
+pub fn needs_cleanup(ds: &DittoServer, eff: &EffectiveSpec, percona: &PerconaSeen) -> bool {
+    eff.percona.is_some()
+        || matches!(percona, PerconaSeen::Present { seen, cluster }
+            if seen.is_ours() && owned_by(cluster.meta(), ds))
+}
+
 /// Is the cluster to be deleted with the server? Only with Percona enabled and
 /// `deleteWithServer: true`.
 pub fn delete_with_server(eff: &EffectiveSpec) -> bool {

@@ -1,12 +1,13 @@
-//! One reconcile pass, top to bottom (after adding the finalizer, if missing):
+//! One reconcile pass, top to bottom:
 //!
 //! 1. **observe** — the DittoServer, its children and the Secrets it reads, from
 //!    the watch-fed stores (`observe.rs`);
 //! 2. **validate** — the resolved spec, once, with the webhook's rules; cluster
 //!    questions answered from the observation (`lookup.rs`);
 //! 3. **build** — every child, pure (`crate::resources`);
-//! 4. **apply** — what is ours and changed; nothing that is not ours (`apply.rs`,
-//!    with `percona.rs`);
+//! 4. **apply** — the cluster's objects, what is ours and changed, nothing that is
+//!    not ours (`apply.rs`, with `percona.rs`); then the DittoFS server through its
+//!    REST API, when its pod is ready and something may have changed (`server.rs`);
 //! 5. **status** — computed from what was observed and done, whatever failed, and
 //!    written only when it differs (`status.rs`).
 //!
@@ -18,9 +19,9 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
-use crate::crd::DittoServer;
+use crate::crd::{DittoServer, ServerStatus};
 use crate::effective::EffectiveSpec;
-use crate::resources::{self, BuildInputs, Children};
+use crate::resources::{self, AccountValues, BuildInputs, Children};
 use crate::validation::{ClusterLookup, validate_stored};
 
 use super::apply;
@@ -30,8 +31,9 @@ use super::error::ReconcileError;
 use super::events::Reason;
 use super::finalizer;
 use super::lookup::ObservedLookup;
-use super::observe::{Observed, observe, stored_stateful_set};
+use super::observe::{Observed, observe, pod_ready, stored_stateful_set};
 use super::percona;
+use super::server;
 use super::status::{self, Facts};
 use super::stored::StoredServer;
 use super::unreadable::unreadable;
@@ -118,9 +120,6 @@ async fn converge<L: ClusterLookup>(
         facts.failed = Some(format!("{}: {e}", e.step()));
         (facts, Err(e))
     };
-    if let Err(e) = finalizer::add(&p.raw, &ds.metadata, p.memory(), &p.server).await {
-        return failed(facts, e);
-    }
 
     // 1. Observe.
     let observed = match observe(&p.ctx.client, &p.ctx.stores, ds, eff).await {
@@ -129,6 +128,13 @@ async fn converge<L: ClusterLookup>(
     };
     facts.stateful_set = observed.stateful_set.as_ref().map(|(_, s)| s.clone());
     facts.percona_state = observed.percona.state();
+
+    // The finalizer guards the one cleanup there is: a PerconaPGCluster to release
+    // or delete. It is on while one may need it, and only then.
+    let needed = percona::needs_cleanup(ds, eff, &observed.percona);
+    if let Err(e) = finalizer::hold(&p.raw, &ds.metadata, needed, p.memory(), &p.server).await {
+        return failed(facts, e);
+    }
 
     // 2. Validate, with the webhook's rules (as a stored object: what may no longer be
     // written, or a cluster fact that changed since, does not stop reconciling it).
@@ -165,38 +171,68 @@ async fn converge<L: ClusterLookup>(
             .await;
     }
 
-    // 3. Build.
-    let children = match build(ds, eff, &observed) {
+    // 3. Build, from the spec, what was observed, and the server as last read.
+    let last_server = p
+        .memory()
+        .written_status(&p.server)
+        .or_else(|| ds.status.clone())
+        .and_then(|s| s.server);
+    let children = match build(ds, eff, &observed, last_server.clone(), p) {
         Ok(children) => children,
         Err(e) => return failed(facts, e),
     };
 
-    // 4. Apply.
+    // 4. Apply: the cluster's objects, then the server's configuration.
     let waiting_for_percona =
         match apply::children(ds, eff, &children, &observed, p, &mut facts).await {
             Ok(waiting) => waiting,
             Err(e) => return failed(facts, e),
         };
+    let server = server::configure(ds, eff, &observed, &children, last_server.as_ref(), p).await;
+    let server_again = server.again_in;
+    facts.server = Some(server);
+
     let next = if !facts.conflicts.is_empty() {
-        Action::requeue(CONFLICT_POLL)
+        CONFLICT_POLL
     } else if waiting_for_percona || (eff.percona.is_some() && !observed.percona.is_ready()) {
-        Action::requeue(PERCONA_POLL)
+        PERCONA_POLL
     } else {
-        Action::requeue(RESYNC)
+        RESYNC
     };
-    (facts, Ok(next))
+    let next = server_again.map_or(next, |again| again.min(next));
+    (facts, Ok(Action::requeue(next)))
 }
 
-/// Step 3: every child, from the spec and what was observed (Secret data, and the
-/// managed values to keep).
-fn build(
+/// Step 3: every child, from the spec and what was observed (Secret data, the
+/// managed values to keep), and the server as last read (`server`: the ports its
+/// adapters listen on).
+fn build<L>(
     ds: &DittoServer,
     eff: &EffectiveSpec,
     observed: &Observed,
+    server: Option<ServerStatus>,
+    p: &Pass<'_, L>,
 ) -> Result<Children, ReconcileError> {
+    // The account Secret is made at the first contact with the server (its pod
+    // ready), and kept from then on.
+    let contact = observed.has_account_secret(eff)
+        || observed
+            .stateful_set
+            .as_ref()
+            .is_some_and(|(_, sts)| pod_ready(sts));
+    let account = contact.then(|| AccountValues {
+        refresh: p
+            .memory()
+            .server_side(&p.server)
+            .refresh_to_keep
+            .map(|(token, obtained)| (token.expose().to_string(), obtained))
+            .or_else(|| observed.kept_refresh(eff)),
+    });
     let inputs = BuildInputs {
         secrets: observed.secret_data(eff),
         managed: observed.managed_values(eff, resources::generate_managed_values()?),
+        server,
+        account,
     };
     Ok(resources::build_all(ds, eff, &inputs)?)
 }

@@ -16,6 +16,8 @@ use crate::names;
 
 use super::context::Pass;
 use super::error::ReconcileError;
+use super::server::{ServerFacts, ServerState};
+use crate::dittofs::account::SessionError;
 
 /// Condition types, in the order they are listed.
 pub const READY: &str = "Ready";
@@ -24,6 +26,7 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const CONFIG_READY: &str = "ConfigReady";
 pub const DATABASE_READY: &str = "DatabaseReady";
+pub const SERVER_CONFIGURED: &str = "ServerConfigured";
 
 /// What one pass observed and did: the only input of the status besides the
 /// effective spec and the previous status.
@@ -42,6 +45,8 @@ pub struct Facts {
     pub stateful_set: Option<StatefulSet>,
     pub config_hash: Option<String>,
     pub deleting: bool,
+    /// What the server half found; `None` when the pass did not get there.
+    pub server: Option<ServerFacts>,
 }
 
 struct Cond {
@@ -217,6 +222,8 @@ pub fn compute(
         (None, None) => cond(DEGRADED, false, "AsExpected", "Reconciled without errors"),
     };
 
+    let server = server_condition(old, obs);
+
     let mut not_met = Vec::new();
     for (c, what) in [
         (&config, "ConfigNotReady"),
@@ -226,6 +233,10 @@ pub fn compute(
         if !c.ok {
             not_met.push(what);
         }
+    }
+    // A running server is ready once it holds what the spec declares.
+    if desired > 0 && !server.ok {
+        not_met.push("ServerNotConfigured");
     }
     if progressing.ok {
         not_met.push("StillProgressing");
@@ -268,6 +279,7 @@ pub fn compute(
         degraded,
         config,
         database,
+        server,
     ]
     .into_iter()
     .map(|c| to_condition(c, old, obs.generation, now))
@@ -286,6 +298,11 @@ pub fn compute(
             .clone()
             .or_else(|| old.and_then(|o| o.config_hash.clone())),
         percona_cluster_name: eff.percona.as_ref().map(|p| p.cluster_name.clone()),
+        server: obs
+            .server
+            .as_ref()
+            .and_then(|s| s.status.clone())
+            .or_else(|| old.and_then(|o| o.server.clone())),
         endpoints: Some(Endpoints {
             nfs: Some(format!("{file}.{ns}.svc:{}", eff.ports.nfs.service)),
             smb: eff
@@ -300,6 +317,140 @@ pub fn compute(
         }),
         conditions,
     }
+}
+
+/// ServerConfigured: what the server half found, or (when it made no call) what
+/// the previous status said.
+fn server_condition(old: Option<&DittoServerStatus>, obs: &Facts) -> Cond {
+    let previous = || {
+        old.and_then(|o| o.conditions.iter().find(|c| c.type_ == SERVER_CONFIGURED))
+            .map(|c| Cond {
+                type_: SERVER_CONFIGURED,
+                ok: c.status == "True",
+                reason: known_reason(&c.reason),
+                message: c.message.clone(),
+            })
+    };
+    if obs.invalid.is_some() {
+        return cond(
+            SERVER_CONFIGURED,
+            false,
+            "InvalidSpec",
+            "The server is not configured until the spec is fixed; see ConfigReady",
+        );
+    }
+    let Some(server) = &obs.server else {
+        return previous().unwrap_or_else(|| {
+            cond(
+                SERVER_CONFIGURED,
+                false,
+                "Pending",
+                "The server has not been configured yet",
+            )
+        });
+    };
+    match &server.state {
+        ServerState::Stopped => cond(
+            SERVER_CONFIGURED,
+            false,
+            "Stopped",
+            "replicas is 0: there is no server to configure",
+        ),
+        ServerState::NotReady => cond(
+            SERVER_CONFIGURED,
+            false,
+            "ServerNotReady",
+            "Waiting for the server's pod to be Ready; the operator calls its REST API only then",
+        ),
+        ServerState::Unchanged => previous().unwrap_or_else(|| {
+            cond(
+                SERVER_CONFIGURED,
+                false,
+                "Pending",
+                "The server has not been configured yet",
+            )
+        }),
+        ServerState::Configured => cond(
+            SERVER_CONFIGURED,
+            true,
+            "Configured",
+            "The server holds every declared adapter, store and share",
+        ),
+        ServerState::Waiting(why) => cond(SERVER_CONFIGURED, false, "Waiting", why.clone()),
+        ServerState::Drifted(what) => cond(
+            SERVER_CONFIGURED,
+            false,
+            "Drifted",
+            format!("{what}; see status.server"),
+        ),
+        ServerState::Refused(what) => cond(
+            SERVER_CONFIGURED,
+            false,
+            "ChangeRefused",
+            format!("The server refused: {what}"),
+        ),
+        ServerState::Unreachable(what) => cond(
+            SERVER_CONFIGURED,
+            false,
+            "ServerUnreachable",
+            format!("{what}; retried with backoff"),
+        ),
+        ServerState::Account(e) => account_condition(e),
+    }
+}
+
+fn account_condition(e: &SessionError) -> Cond {
+    match e {
+        SessionError::AdminRefused { secret, .. } => cond(
+            SERVER_CONFIGURED,
+            false,
+            "AdminLoginFailed",
+            format!(
+                "{e}. DittoFS keeps its admin user, with the password it had at the server's first start, in its own database: put the admin's current password in Secret {secret} (or reset the admin's password with dfsctl and put the new one there). The operator tries again when the Secret changes, and with backoff."
+            ),
+        ),
+        SessionError::AdminMustChangePassword { .. } => cond(
+            SERVER_CONFIGURED,
+            false,
+            "AdminMustChangePassword",
+            format!(
+                "{e}: log in once with dfsctl as admin, set a new password, and put it in that Secret"
+            ),
+        ),
+        SessionError::AdminPasswordUnknown { .. } => cond(
+            SERVER_CONFIGURED,
+            false,
+            "AdminPasswordUnknown",
+            e.to_string(),
+        ),
+        SessionError::Call(call) => cond(
+            SERVER_CONFIGURED,
+            false,
+            "ServerUnreachable",
+            format!("{call}; retried with backoff"),
+        ),
+    }
+}
+
+/// A reason written by this operator, back as the static string (an unknown one,
+/// written by another version, reads as Pending).
+fn known_reason(reason: &str) -> &'static str {
+    [
+        "Configured",
+        "Stopped",
+        "ServerNotReady",
+        "Waiting",
+        "Drifted",
+        "ChangeRefused",
+        "ServerUnreachable",
+        "AdminLoginFailed",
+        "AdminMustChangePassword",
+        "AdminPasswordUnknown",
+        "InvalidSpec",
+    ]
+    .into_iter()
+    .find(|r| *r == reason)
+    .unwrap_or("Pending")
 }
 
 /// The status of an object whose stored spec this version cannot read: nothing is
@@ -475,6 +626,11 @@ mod tests {
 
         let running = Facts {
             stateful_set: Some(sts(1, 1, 1)),
+            server: Some(ServerFacts {
+                state: ServerState::Configured,
+                status: None,
+                again_in: None,
+            }),
             ..waiting.clone()
         };
         let second = compute(Some(&first), &e, &running, &time(200));

@@ -365,7 +365,8 @@ fn server_of(meta: &ObjectMeta) -> Option<ServerRef> {
         .map(|i| ObjectRef::new(i).within(ns))
 }
 
-/// Names of every Secret the server's pod reads (user-referenced and managed).
+/// Names of every Secret a pass of `server` reads: what its pod reads (user and
+/// managed), what it checks or sends to DittoFS, and its account Secret.
 pub fn secrets_read_by(server: &StoredServer) -> Vec<String> {
     let Ok(ds) = server.server() else {
         return Vec::new();
@@ -378,6 +379,7 @@ pub fn secrets_read_by(server: &StoredServer) -> Vec<String> {
             names.push(s.name.clone());
         }
     }
+    names.push(crate::names::account_secret(&eff.name));
     names.sort();
     names.dedup();
     names

@@ -141,7 +141,9 @@ where
         Some(seen) if seen.applied_hash.as_deref() == Some(hash.as_str()) => {
             return Ok(Applied::Unchanged(fresh));
         }
-        Some(seen) => seen.owner == Owner::Adoptable,
+        // Taking over an object left with our labels by an orphaning delete; a
+        // retained child (no owner reference by design) is just updated.
+        Some(seen) => seen.owner == Owner::Adoptable && desired.meta().owner_references.is_some(),
         None => false,
     };
     let written = api

@@ -52,6 +52,21 @@ pub const DEFAULT_BACKUP_REGION: &str = "eu-west-1";
 pub const DEFAULT_BACKUP_FULL_SCHEDULE: &str = "0 2 * * *";
 pub const DEFAULT_BACKUP_INCR_SCHEDULE: &str = "0 * * * *";
 pub const DEFAULT_BACKUP_RETENTION_DAYS: i32 = 7;
+/// The port DittoFS's portmapper listens on unless told otherwise
+/// (`models.NewDefaultNFSSettings`, `portmapper_port`).
+pub const DITTOFS_PORTMAPPER_PORT: i32 = 10111;
+/// Turn the NFS portmapper on: plain NFSv3 mounts find the server.
+pub const DEFAULT_NFS_PORTMAPPER: bool = true;
+/// A badger metadata store lives on the metadata volume.
+pub const DEFAULT_BADGER_PATH: &str = "/data/metadata";
+/// An fs block store lives on the content volume.
+pub const DEFAULT_FS_PATH: &str = "/data/content";
+/// DittoFS's own default region of an S3 store (`runtime/shares/service.go`).
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
+pub const DEFAULT_S3_ALLOW_PRIVATE_ENDPOINT: bool = false;
+/// DittoFS's own default of a new share (`handlers/shares.go`, `Create`): refused.
+pub const DEFAULT_SHARE_PERMISSION: SharePermission = SharePermission::None;
+pub const DEFAULT_SHARE_READ_ONLY: bool = false;
 /// The server's own `shutdown_timeout`, rendered into config.yaml.
 pub const SERVER_SHUTDOWN_TIMEOUT_SECONDS: i64 = 30;
 /// preStop drain before SIGTERM reaches the server.
@@ -216,6 +231,8 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
             endpoint_key: text(&mut c.endpoint_key, DEFAULT_S3_ENDPOINT_KEY),
         });
 
+    let server = resolve_server(spec);
+
     EffectiveSpec {
         name: name.to_string(),
         namespace: namespace.to_string(),
@@ -245,6 +262,103 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
             &mut spec.termination_grace_period_seconds,
             DEFAULT_TERMINATION_GRACE_SECONDS,
         ),
+        server,
+    }
+}
+
+/// What the DittoFS server should hold: the portmapper, stores and shares.
+fn resolve_server(spec: &mut DittoServerSpec) -> ServerConfig {
+    let metadata_stores = spec
+        .metadata_stores
+        .iter_mut()
+        .map(|m| MetadataStore {
+            name: m.name.clone(),
+            kind: match m.store_type {
+                MetadataStoreType::Memory => MetadataStoreKind::Memory,
+                MetadataStoreType::Badger => MetadataStoreKind::Badger {
+                    path: text(
+                        &mut m.badger.get_or_insert_with(Default::default).path,
+                        DEFAULT_BADGER_PATH,
+                    ),
+                },
+                MetadataStoreType::Postgres => MetadataStoreKind::Postgres {
+                    secret_name: m
+                        .postgres
+                        .as_ref()
+                        .map(|p| p.secret_ref.name.clone())
+                        .unwrap_or_default(),
+                },
+            },
+        })
+        .collect();
+    let local_block_stores = spec
+        .local_block_stores
+        .iter_mut()
+        .map(|l| LocalBlockStore {
+            name: l.name.clone(),
+            kind: match l.store_type {
+                LocalBlockStoreType::Memory => LocalBlockStoreKind::Memory,
+                LocalBlockStoreType::Fs => LocalBlockStoreKind::Fs {
+                    path: text(
+                        &mut l.fs.get_or_insert_with(Default::default).path,
+                        DEFAULT_FS_PATH,
+                    ),
+                },
+            },
+        })
+        .collect();
+    let remote_block_stores = spec
+        .remote_block_stores
+        .iter_mut()
+        .map(|r| RemoteBlockStore {
+            name: r.name.clone(),
+            kind: match r.store_type {
+                RemoteBlockStoreType::Memory => RemoteBlockStoreKind::Memory,
+                // Without an `s3` block the spec is refused by validation.
+                RemoteBlockStoreType::S3 => {
+                    let s3 = r.s3.get_or_insert_with(Default::default);
+                    RemoteBlockStoreKind::S3(S3Store {
+                        bucket: s3.bucket.clone(),
+                        region: text(&mut s3.region, DEFAULT_S3_REGION),
+                        endpoint: s3.endpoint.clone().filter(|e| !e.is_empty()),
+                        prefix: s3.prefix.clone().filter(|p| !p.is_empty()),
+                        force_path_style: s3.force_path_style,
+                        allow_private_endpoint: value(
+                            &mut s3.allow_private_endpoint,
+                            DEFAULT_S3_ALLOW_PRIVATE_ENDPOINT,
+                        ),
+                        secret_name: s3.credentials_secret_ref.name.clone(),
+                        access_key_id_key: text(
+                            &mut s3.credentials_secret_ref.access_key_id_key,
+                            DEFAULT_S3_ACCESS_KEY_ID_KEY,
+                        ),
+                        secret_access_key_key: text(
+                            &mut s3.credentials_secret_ref.secret_access_key_key,
+                            DEFAULT_S3_SECRET_ACCESS_KEY_KEY,
+                        ),
+                    })
+                }
+            },
+        })
+        .collect();
+    let shares = spec
+        .shares
+        .iter_mut()
+        .map(|s| Share {
+            name: format!("/{}", s.name.trim_start_matches('/')),
+            metadata_store: s.metadata_store.clone(),
+            local_block_store: s.local_block_store.clone(),
+            remote_block_store: s.remote_block_store.clone().filter(|r| !r.is_empty()),
+            default_permission: value(&mut s.default_permission, DEFAULT_SHARE_PERMISSION),
+            read_only: value(&mut s.read_only, DEFAULT_SHARE_READ_ONLY),
+        })
+        .collect();
+    ServerConfig {
+        portmapper: value(&mut spec.nfs_portmapper, DEFAULT_NFS_PORTMAPPER),
+        metadata_stores,
+        local_block_stores,
+        remote_block_stores,
+        shares,
     }
 }
 
@@ -354,5 +468,11 @@ pub const JWT_SECRET_KEY: &str = "jwt-secret";
 /// Keys of the operator-managed admin bootstrap Secret.
 pub const ADMIN_USERNAME_KEY: &str = "username";
 pub const ADMIN_PASSWORD_KEY: &str = "password";
+/// Keys of the operator's account Secret.
+pub const ACCOUNT_USERNAME_KEY: &str = "username";
+pub const ACCOUNT_PASSWORD_KEY: &str = "password";
+pub const ACCOUNT_REFRESH_TOKEN_KEY: &str = "refresh-token";
+/// When the kept refresh token was obtained (RFC 3339).
+pub const ACCOUNT_REFRESH_OBTAINED_KEY: &str = "refresh-token-obtained";
 /// The PostgreSQL user the Percona cluster creates for DittoFS.
 pub const PERCONA_USER: &str = "dittofs";

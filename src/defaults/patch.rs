@@ -28,15 +28,25 @@ pub fn spec_defaulting_patch(
     Ok(Patch(ops))
 }
 
-/// Add what `wanted` has and `current` lacks; recurse where both have an object.
+/// Add what `wanted` has and `current` lacks; recurse where both have an object,
+/// and into the items of a list (defaulting never adds or removes items).
 fn collect_additions(
     current: &Value,
     wanted: &Value,
     path: &mut PointerBuf,
     ops: &mut Vec<PatchOperation>,
 ) {
-    let (Value::Object(have), Value::Object(want)) = (current, wanted) else {
-        return;
+    let (have, want) = match (current, wanted) {
+        (Value::Object(have), Value::Object(want)) => (have, want),
+        (Value::Array(have), Value::Array(want)) if have.len() == want.len() => {
+            for (index, (have, want)) in have.iter().zip(want).enumerate() {
+                path.push_back(index.to_string());
+                collect_additions(have, want, path, ops);
+                path.pop_back();
+            }
+            return;
+        }
+        _ => return,
     };
     for (key, value) in want {
         path.push_back(key.as_str());
@@ -137,6 +147,21 @@ mod tests {
             patched["spec"]["controlPlane"],
             json!({"port": 9000, "servicePort": 9000})
         );
+    }
+
+    #[test]
+    fn defaults_inside_list_items_are_added() {
+        let obj = json!({"spec": {"storage": {"metadataSize": "1Gi"},
+            "metadataStores": [{"name": "m", "type": "badger"}],
+            "shares": [{"name": "/export", "metadataStore": "m", "localBlockStore": "l", "readOnly": true}]}});
+        let patched = apply(&obj, &defaulting_patch(&obj));
+        assert_eq!(
+            patched["spec"]["metadataStores"][0]["badger"],
+            json!({"path": "/data/metadata"})
+        );
+        assert_eq!(patched["spec"]["shares"][0]["defaultPermission"], "none");
+        assert_eq!(patched["spec"]["shares"][0]["readOnly"], true);
+        assert!(defaulting_patch(&patched).0.is_empty(), "idempotent");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::DynamicObject;
 use thiserror::Error;
 
-use crate::crd::DittoServer;
+use crate::crd::{DittoServer, ServerStatus};
 use crate::effective::EffectiveSpec;
 
 pub mod configmap;
@@ -53,6 +53,11 @@ pub struct BuildInputs {
     /// Values for the operator-managed Secrets: the existing ones when they exist,
     /// freshly generated otherwise (generation happens outside the builders).
     pub managed: ManagedSecretValues,
+    /// The DittoFS server as last read (`status.server`): the ports its adapters
+    /// listen on. `None` before it was first read.
+    pub server: Option<ServerStatus>,
+    /// The operator account's Secret, from the first contact with the server on.
+    pub account: Option<AccountValues>,
 }
 
 /// Values of the operator-managed Secrets.
@@ -62,14 +67,27 @@ pub struct ManagedSecretValues {
     pub jwt_secret: String,
     /// Initial admin password.
     pub admin_password: String,
+    /// The password of the operator's DittoFS account.
+    pub account_password: String,
+}
+
+/// What the account Secret keeps besides its password.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountValues {
+    /// A refresh token and when it was obtained (RFC 3339), once one was kept.
+    pub refresh: Option<(String, String)>,
 }
 
 /// Every object the operator applies for one DittoServer.
 #[derive(Clone, Debug)]
 pub struct Children {
     pub config_map: ConfigMap,
-    /// Operator-managed Secrets (JWT, admin bootstrap) that the spec calls for.
+    /// Operator-managed Secrets the pod reads (JWT, admin bootstrap) that the spec
+    /// calls for.
     pub managed_secrets: Vec<Secret>,
+    /// The operator's account Secret (not read by the pod), once the server was
+    /// reached.
+    pub account_secret: Option<Secret>,
     /// `<name>-file`, `<name>-api`, `<name>-headless`, and `<name>-metrics` when enabled.
     pub services: Vec<Service>,
     pub stateful_set: StatefulSet,
@@ -88,7 +106,7 @@ pub fn build_all(
 ) -> Result<Children, BuildError> {
     let config_yaml = configmap::render_config(eff)?;
     let config_map = configmap::build_config_map(ds, eff, &config_yaml);
-    let managed_secrets = secrets::build_managed_secrets(ds, eff, &inputs.managed);
+    let managed_secrets = secrets::build_managed_secrets(eff, &inputs.managed);
 
     // Hash the Secret data the pod will really see: what exists, with the managed
     // Secrets as we are about to apply them.
@@ -114,7 +132,11 @@ pub fn build_all(
     Ok(Children {
         config_map,
         managed_secrets,
-        services: service::build_services(ds, eff),
+        account_secret: inputs
+            .account
+            .as_ref()
+            .map(|account| secrets::build_account_secret(eff, &inputs.managed, account)),
+        services: service::build_services(ds, eff, inputs.server.as_ref()),
         stateful_set: statefulset::build_stateful_set(ds, eff, &config_hash),
         percona_cluster: eff
             .percona

@@ -1,5 +1,12 @@
 //! Operator-managed Secrets: the JWT signing secret and the admin bootstrap
-//! credentials, created only when the user references none.
+//! credentials (created only when the user references none), and the operator's
+//! DittoFS account.
+//!
+//! They are credentials to data that outlives the DittoServer (the control-plane
+//! database and its users are on a retained volume), so they are retained like the
+//! volumes: no owner reference, so deleting the DittoServer leaves them, and a
+//! DittoServer of the same name adopts them again by their labels. Their values are
+//! never regenerated while they exist.
 
 use std::collections::BTreeMap;
 
@@ -8,24 +15,32 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::crd::DittoServer;
-use crate::defaults::{ADMIN_PASSWORD_KEY, ADMIN_USERNAME_KEY};
-use crate::effective::EffectiveSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::labels::child_meta;
-use super::{BuildError, ManagedSecretValues};
+use crate::defaults::{
+    ACCOUNT_PASSWORD_KEY, ACCOUNT_REFRESH_OBTAINED_KEY, ACCOUNT_REFRESH_TOKEN_KEY,
+    ACCOUNT_USERNAME_KEY, ADMIN_PASSWORD_KEY, ADMIN_USERNAME_KEY,
+};
+use crate::dittofs::account;
+use crate::effective::EffectiveSpec;
+use crate::names;
+
+use super::labels::labels;
+use super::{AccountValues, BuildError, ManagedSecretValues};
 
 /// Random bytes behind a generated JWT secret (43 base64url characters).
 const JWT_SECRET_BYTES: usize = 32;
-/// Random bytes behind a generated admin password (32 base64url characters).
-const ADMIN_PASSWORD_BYTES: usize = 24;
+/// Random bytes behind a generated password (32 base64url characters; DittoFS
+/// takes 8 to 72 bytes, `models/credential.go`).
+const PASSWORD_BYTES: usize = 24;
 
 /// Fresh values for the managed Secrets. Not a builder: it reads the system RNG.
 /// The reconciler calls it only when a managed Secret does not exist yet.
 pub fn generate_managed_values() -> Result<ManagedSecretValues, BuildError> {
     Ok(ManagedSecretValues {
         jwt_secret: random_token(JWT_SECRET_BYTES)?,
-        admin_password: random_token(ADMIN_PASSWORD_BYTES)?,
+        admin_password: random_token(PASSWORD_BYTES)?,
+        account_password: random_token(PASSWORD_BYTES)?,
     })
 }
 
@@ -37,16 +52,11 @@ fn random_token(bytes: usize) -> Result<String, BuildError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
 }
 
-/// The managed Secrets this spec calls for.
-pub fn build_managed_secrets(
-    ds: &DittoServer,
-    eff: &EffectiveSpec,
-    values: &ManagedSecretValues,
-) -> Vec<Secret> {
+/// The managed Secrets the pod reads that this spec calls for.
+pub fn build_managed_secrets(eff: &EffectiveSpec, values: &ManagedSecretValues) -> Vec<Secret> {
     let mut out = Vec::new();
     if eff.jwt.secret.managed {
         out.push(secret(
-            ds,
             eff,
             &eff.jwt.secret.name,
             "jwt",
@@ -55,7 +65,6 @@ pub fn build_managed_secrets(
     }
     if eff.admin.password.managed {
         out.push(secret(
-            ds,
             eff,
             &eff.admin.password.name,
             "admin-credentials",
@@ -68,15 +77,43 @@ pub fn build_managed_secrets(
     out
 }
 
-fn secret<const N: usize>(
-    ds: &DittoServer,
+/// The operator's account Secret: the account's name and password, and the refresh
+/// token kept for it. The pod does not read it.
+pub fn build_account_secret(
+    eff: &EffectiveSpec,
+    values: &ManagedSecretValues,
+    account: &AccountValues,
+) -> Secret {
+    let mut data = vec![
+        (ACCOUNT_USERNAME_KEY, account::USERNAME),
+        (ACCOUNT_PASSWORD_KEY, values.account_password.as_str()),
+    ];
+    if let Some((token, obtained)) = &account.refresh {
+        data.push((ACCOUNT_REFRESH_TOKEN_KEY, token));
+        data.push((ACCOUNT_REFRESH_OBTAINED_KEY, obtained));
+    }
+    secret(
+        eff,
+        &names::account_secret(&eff.name),
+        "operator-account",
+        data,
+    )
+}
+
+fn secret<'a>(
     eff: &EffectiveSpec,
     name: &str,
     component: &str,
-    data: [(&str, &str); N],
+    data: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Secret {
     Secret {
-        metadata: child_meta(ds, eff, name.to_string(), component),
+        // Retained: labels, no owner reference (see the module comment).
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(eff.namespace.clone()),
+            labels: Some(labels(&eff.name, component)),
+            ..Default::default()
+        },
         type_: Some("Opaque".into()),
         data: Some(
             data.into_iter()

@@ -1,22 +1,35 @@
-//! Services. **This is where every Service port is decided**: clients connect to
-//! `PortPair::service`, which forwards to the named container port listening on
-//! `PortPair::container` (defaults decided in `defaults::resolve`: NFS 2049 → 12049,
-//! SMB 445 → 1445, API 8080 → 8080).
+//! Services. **This is where every Service port is decided.**
+//!
+//! - `<name>-file`: NFS clients connect to `nfsPort` (2049), forwarded to the port
+//!   the NFS adapter listens on; SMB clients (when enabled) to `smb.port` (445),
+//!   forwarded to the SMB adapter's. The adapters' ports are those the server
+//!   reported last (`status.server.adapters`): they live in its database, so they
+//!   are targeted by number. Before the server was first read, the spec's.
+//!   With the portmapper on, port 111 (TCP and UDP) goes to it, and the NFS adapter's
+//!   port is also exposed under its own number: NFSv3 clients are told to connect
+//!   there.
+//! - `<name>-api`: `controlPlane.servicePort` → `controlPlane.port`.
+//! - `<name>-headless`, `<name>-metrics`.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::crd::DittoServer;
+use crate::crd::{DittoServer, ServerStatus};
 use crate::effective::EffectiveSpec;
 use crate::names;
 
 use super::labels::{child_meta, selector};
 
-/// Container port names (the Services target them by name).
+/// Port names (the API and metrics Services target the container ports by name).
 pub const NFS_PORT_NAME: &str = "nfs";
+pub const NFS_DIRECT_PORT_NAME: &str = "nfs-adapter";
+pub const PORTMAPPER_TCP_PORT_NAME: &str = "portmap-tcp";
+pub const PORTMAPPER_UDP_PORT_NAME: &str = "portmap-udp";
 pub const SMB_PORT_NAME: &str = "smb";
 pub const API_PORT_NAME: &str = "api";
 pub const METRICS_PORT_NAME: &str = "metrics";
+/// Where NFSv3 clients ask for the portmapper.
+pub const PORTMAPPER_SERVICE_PORT: i32 = 111;
 
 fn port(name: &str, service_port: i32) -> ServicePort {
     ServicePort {
@@ -28,10 +41,26 @@ fn port(name: &str, service_port: i32) -> ServicePort {
     }
 }
 
+/// A port forwarded to a container port by number.
+fn numbered(name: &str, service_port: i32, target: i32, protocol: &str) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port: service_port,
+        target_port: Some(IntOrString::Int(target)),
+        protocol: Some(protocol.into()),
+        ..Default::default()
+    }
+}
+
 /// Every Service of the server: file, api, headless, and metrics when enabled.
-pub fn build_services(ds: &DittoServer, eff: &EffectiveSpec) -> Vec<Service> {
+/// `server` is the server as last read, if it ever was.
+pub fn build_services(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    server: Option<&ServerStatus>,
+) -> Vec<Service> {
     let mut out = vec![
-        file_service(ds, eff),
+        file_service(ds, eff, server),
         api_service(ds, eff),
         headless_service(ds, eff),
     ];
@@ -52,11 +81,39 @@ pub fn build_services(ds: &DittoServer, eff: &EffectiveSpec) -> Vec<Service> {
     out
 }
 
-/// `<name>-file`: NFS, plus SMB when enabled.
-fn file_service(ds: &DittoServer, eff: &EffectiveSpec) -> Service {
-    let mut ports = vec![port(NFS_PORT_NAME, eff.ports.nfs.service)];
+/// The port an adapter listens on: as the server last reported it, else the spec's.
+fn adapter_port(server: Option<&ServerStatus>, kind: &str, wanted: i32) -> i32 {
+    server
+        .and_then(|s| s.adapters.iter().find(|a| a.adapter_type == kind))
+        .map_or(wanted, |a| a.port)
+}
+
+/// `<name>-file`: NFS (and its portmapper), plus SMB when enabled.
+fn file_service(ds: &DittoServer, eff: &EffectiveSpec, server: Option<&ServerStatus>) -> Service {
+    let nfs = adapter_port(server, "nfs", eff.ports.nfs.container);
+    let mut ports = vec![numbered(NFS_PORT_NAME, eff.ports.nfs.service, nfs, "TCP")];
+    if eff.server.portmapper {
+        if nfs != eff.ports.nfs.service {
+            ports.push(numbered(NFS_DIRECT_PORT_NAME, nfs, nfs, "TCP"));
+        }
+        let portmapper = server
+            .and_then(|s| s.portmapper_port)
+            .unwrap_or(crate::defaults::DITTOFS_PORTMAPPER_PORT);
+        for (name, protocol) in [
+            (PORTMAPPER_TCP_PORT_NAME, "TCP"),
+            (PORTMAPPER_UDP_PORT_NAME, "UDP"),
+        ] {
+            ports.push(numbered(
+                name,
+                PORTMAPPER_SERVICE_PORT,
+                portmapper,
+                protocol,
+            ));
+        }
+    }
     if let Some(smb) = eff.ports.smb {
-        ports.push(port(SMB_PORT_NAME, smb.service));
+        let target = adapter_port(server, "smb", smb.container);
+        ports.push(numbered(SMB_PORT_NAME, smb.service, target, "TCP"));
     }
     service(
         ds,

@@ -22,7 +22,7 @@ use crate::effective::{Database, EffectiveSpec, SecretKey};
 use crate::names;
 
 use super::labels::{child_meta, labels, selector};
-use super::service::{API_PORT_NAME, METRICS_PORT_NAME, NFS_PORT_NAME, SMB_PORT_NAME};
+use super::service::{API_PORT_NAME, METRICS_PORT_NAME};
 
 /// Pod-template annotation carrying the config hash (SPEC R2.2).
 pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";
@@ -158,11 +158,11 @@ fn pod_template(eff: &EffectiveSpec, volumes: &[DataVolume], config_hash: &str) 
 }
 
 fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
-    let mut ports = vec![container_port(NFS_PORT_NAME, eff.ports.nfs.container)];
-    if let Some(smb) = eff.ports.smb {
-        ports.push(container_port(SMB_PORT_NAME, smb.container));
-    }
-    ports.push(container_port(API_PORT_NAME, eff.ports.api.container));
+    // Only the ports config.yaml fixes are declared. The adapters' ports live in the
+    // server's database and move without a restart (`PUT /api/v1/adapters/{type}`);
+    // declaring them would restart the pod whenever one moves. The Services target
+    // them by number (`service.rs`).
+    let mut ports = vec![container_port(API_PORT_NAME, eff.ports.api.container)];
     if let Some(p) = eff.metrics_port {
         ports.push(container_port(METRICS_PORT_NAME, p));
     }

@@ -34,7 +34,9 @@ fn inputs() -> BuildInputs {
         managed: ManagedSecretValues {
             jwt_secret: "j".repeat(43),
             admin_password: "p".repeat(32),
+            account_password: "a".repeat(32),
         },
+        ..Default::default()
     }
 }
 
@@ -128,25 +130,77 @@ fn file_service_maps_client_ports_to_adapter_ports() {
             (p.name.clone().unwrap_or_default(), p.port, target)
         })
         .collect();
+    // Before the server was read: the spec's adapter ports, by number; with the
+    // portmapper (on by default) on 111 and the NFS adapter's own port too.
+    let int = |p: i32| {
+        format!(
+            "{:?}",
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p))
+        )
+    };
     assert_eq!(
         ports,
         [
-            ("nfs".into(), 2049, "nfs".into()),
-            ("smb".into(), 445, "smb".into())
+            ("nfs".into(), 2049, int(12049)),
+            ("nfs-adapter".into(), 12049, int(12049)),
+            ("portmap-tcp".into(), 111, int(10111)),
+            ("portmap-udp".into(), 111, int(10111)),
+            ("smb".into(), 445, int(1445)),
         ]
     );
+    // The adapters' ports are not declared in the pod: they move without a restart.
     let container: Vec<(String, i32)> = server(&c)
         .ports
         .iter()
         .flatten()
         .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
         .collect();
+    assert_eq!(container, [("api".into(), 8080)]);
+    // Once read, the live ports: an adapter moved by hand is where clients go.
+    let ds = sample("smb");
+    let eff = EffectiveSpec::resolve(&ds);
+    let live = crate::crd::ServerStatus {
+        adapters: vec![
+            crate::crd::AdapterStatus {
+                adapter_type: "nfs".into(),
+                port: 13049,
+                enabled: true,
+                running: true,
+            },
+            crate::crd::AdapterStatus {
+                adapter_type: "smb".into(),
+                port: 1446,
+                enabled: true,
+                running: true,
+            },
+        ],
+        portmapper_port: Some(10112),
+        ..Default::default()
+    };
+    let services = crate::resources::service::build_services(&ds, &eff, Some(&live));
+    let file = services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("files-file"))
+        .expect("file");
+    let targets: Vec<(String, String)> = file
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .map(|p| {
+            (
+                p.name.clone().unwrap_or_default(),
+                format!("{:?}", p.target_port),
+            )
+        })
+        .collect();
     assert_eq!(
-        container,
+        targets,
         [
-            ("nfs".into(), 12049),
-            ("smb".into(), 1445),
-            ("api".into(), 8080)
+            ("nfs".into(), int(13049)),
+            ("nfs-adapter".into(), int(13049)),
+            ("portmap-tcp".into(), int(10112)),
+            ("portmap-udp".into(), int(10112)),
+            ("smb".into(), int(1446)),
         ]
     );
 }

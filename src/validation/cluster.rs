@@ -8,7 +8,7 @@
 
 use futures::future::join_all;
 
-use crate::effective::{Database, EffectiveSpec};
+use crate::effective::{Database, EffectiveSpec, MetadataStoreKind, RemoteBlockStoreKind};
 
 use super::Findings;
 use super::{ClusterLookup, Finding, Lookup, SecretFacts, Subject};
@@ -25,13 +25,15 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// One Secret to look at: where it is referenced and which keys it needs.
 #[derive(PartialEq)]
 struct SecretCheck {
-    field: &'static str,
+    field: String,
     name: String,
     required_keys: Vec<String>,
     /// The fewest bytes each required key's value may hold.
     min_value_bytes: usize,
     /// What the Secret is for, in messages.
     purpose: &'static str,
+    /// What fails without it, in messages.
+    needed_by: &'static str,
 }
 
 /// The StorageClasses `eff` names, by field.
@@ -149,29 +151,32 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
     let mut checks = Vec::new();
     if !eff.jwt.secret.managed {
         checks.push(SecretCheck {
-            field: "spec.identity.jwt.secretRef",
+            field: "spec.identity.jwt.secretRef".into(),
             name: eff.jwt.secret.name.clone(),
             required_keys: vec![eff.jwt.secret.key.clone()],
             min_value_bytes: MIN_JWT_SECRET_BYTES,
             purpose: "JWT signing secret",
+            needed_by: SERVER_START,
         });
     }
     if !eff.admin.password.managed {
         checks.push(SecretCheck {
-            field: "spec.identity.admin.passwordSecretRef",
+            field: "spec.identity.admin.passwordSecretRef".into(),
             name: eff.admin.password.name.clone(),
             required_keys: vec![eff.admin.password.key.clone()],
             min_value_bytes: 0,
             purpose: "admin password",
+            needed_by: SERVER_START,
         });
     }
     if let Database::Postgres { secret_name } = &eff.database {
         checks.push(SecretCheck {
-            field: "spec.database.postgresSecretRef",
+            field: "spec.database.postgresSecretRef".into(),
             name: secret_name.clone(),
             required_keys: POSTGRES_SECRET_KEYS.iter().map(|k| k.to_string()).collect(),
             min_value_bytes: 0,
             purpose: "PostgreSQL connection",
+            needed_by: SERVER_START,
         });
     }
     if let Some(name) = eff
@@ -181,15 +186,46 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
         .and_then(|b| b.credentials_secret.clone())
     {
         checks.push(SecretCheck {
-            field: "spec.percona.backup.credentialsSecretRef",
+            field: "spec.percona.backup.credentialsSecretRef".into(),
             name,
             required_keys: Vec::new(),
             min_value_bytes: 0,
             purpose: "pgBackRest credentials",
+            needed_by: "pgBackRest cannot back up",
         });
+    }
+    for (i, store) in eff.server.metadata_stores.iter().enumerate() {
+        if let MetadataStoreKind::Postgres { secret_name } = &store.kind {
+            checks.push(SecretCheck {
+                field: format!("spec.metadataStores[{i}].postgres.secretRef"),
+                name: secret_name.clone(),
+                required_keys: POSTGRES_SECRET_KEYS.iter().map(|k| k.to_string()).collect(),
+                min_value_bytes: 0,
+                purpose: "PostgreSQL metadata store",
+                needed_by: STORE_CREATION,
+            });
+        }
+    }
+    for (i, store) in eff.server.remote_block_stores.iter().enumerate() {
+        if let RemoteBlockStoreKind::S3(s3) = &store.kind {
+            checks.push(SecretCheck {
+                field: format!("spec.remoteBlockStores[{i}].s3.credentialsSecretRef"),
+                name: s3.secret_name.clone(),
+                required_keys: vec![
+                    s3.access_key_id_key.clone(),
+                    s3.secret_access_key_key.clone(),
+                ],
+                min_value_bytes: 0,
+                purpose: "S3 keys",
+                needed_by: STORE_CREATION,
+            });
+        }
     }
     checks
 }
+
+const SERVER_START: &str = "the server will not start";
+const STORE_CREATION: &str = "the operator cannot create the store";
 
 fn report_secret(
     check: &SecretCheck,
@@ -198,7 +234,7 @@ fn report_secret(
     out: &mut Findings,
     skipped: &mut Vec<Finding>,
 ) {
-    let field = check.field.to_string();
+    let field = check.field.clone();
     let name = &check.name;
     match answer {
         Lookup::Found(facts) => {
@@ -212,9 +248,10 @@ fn report_secret(
                 out.warnings.push(Finding {
                     field: field.clone(),
                     message: format!(
-                        "Secret {namespace}/{name} ({}) has no key {}: add it, or the server will not start",
+                        "Secret {namespace}/{name} ({}) has no key {}: add it, or {}",
                         check.purpose,
-                        missing.join(", ")
+                        missing.join(", "),
+                        check.needed_by
                     ),
                 });
             }
@@ -238,8 +275,8 @@ fn report_secret(
         Lookup::NotFound => out.warnings.push(Finding {
             field,
             message: format!(
-                "Secret {namespace}/{name} ({}) does not exist yet: create it before the server can start",
-                check.purpose
+                "Secret {namespace}/{name} ({}) does not exist yet: create it, or {}",
+                check.purpose, check.needed_by
             ),
         }),
         Lookup::Unknown(reason) => out.warnings.push(Finding {

@@ -16,6 +16,7 @@ mod cluster;
 pub mod immutable;
 pub(crate) mod pod_security;
 mod rules;
+mod server;
 #[cfg(test)]
 mod tests;
 
@@ -212,6 +213,7 @@ pub async fn judge<L: ClusterLookup>(
 ) -> Report {
     let mut findings = Findings::default();
     rules::check_spec(spec, eff, &mut findings);
+    server::check(spec, eff, &mut findings);
     pod_security::check(eff, &mut findings);
     rules::check_grace_period(eff, &mut findings);
     rules::check_written(eff, subject, &mut findings);

@@ -3,12 +3,12 @@
 
 use crate::crd::{DatabaseType, DittoServerSpec};
 use crate::defaults::{
-    DEFAULT_ADMIN_USERNAME, DEFAULT_NFS_ADAPTER_PORT, DEFAULT_SMB_ADAPTER_PORT,
-    DEFAULT_TERMINATION_GRACE_SECONDS, MIN_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS,
-    SERVER_EXIT_DEADLINE_SECONDS, SERVER_SHUTDOWN_TIMEOUT_SECONDS,
+    DEFAULT_ADMIN_USERNAME, DEFAULT_TERMINATION_GRACE_SECONDS, DITTOFS_PORTMAPPER_PORT,
+    MIN_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS, SERVER_EXIT_DEADLINE_SECONDS,
+    SERVER_SHUTDOWN_TIMEOUT_SECONDS,
 };
 use crate::effective::EffectiveSpec;
-use crate::names;
+use crate::resources::service::PORTMAPPER_SERVICE_PORT;
 
 use super::{Findings, Subject};
 
@@ -201,6 +201,13 @@ fn check_ports(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) 
             port: p,
         });
     }
+    if eff.server.portmapper {
+        container.push(NamedPort {
+            field: "spec.nfsPortmapper",
+            what: "the NFS portmapper (DittoFS's port 10111)",
+            port: DITTOFS_PORTMAPPER_PORT,
+        });
+    }
     report_collisions(&container, "inside the pod", out);
 
     // Client ports may share one load-balancer IP: they must differ too.
@@ -221,6 +228,20 @@ fn check_ports(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) 
         what: "REST API clients",
         port: eff.ports.api.service,
     });
+    if eff.server.portmapper {
+        client.push(NamedPort {
+            field: "spec.nfsPortmapper",
+            what: "the NFS portmapper (port 111)",
+            port: PORTMAPPER_SERVICE_PORT,
+        });
+        if eff.ports.nfs.container != eff.ports.nfs.service {
+            client.push(NamedPort {
+                field: "spec.nfsAdapterPort",
+                what: "NFSv3 clients the portmapper sends to the adapter's own port",
+                port: eff.ports.nfs.container,
+            });
+        }
+    }
     report_collisions(&client, "on the Services", out);
 
     for p in &container {
@@ -377,28 +398,42 @@ fn check_percona(spec: &DittoServerSpec, out: &mut Findings) {
 
 /// `spec.s3` configures nothing: DittoFS v0.29 creates an S3 block store through
 /// its REST API with the store's own bucket, region, endpoint and static keys
-/// (`pkg/block/remote/s3/store.go`, `NewFromConfig`), and the pod gets no `AWS_*`
-/// variables (see `resources::statefulset::server_env`). Say so, and where the
-/// keys must go instead.
+/// (`pkg/block/remote/s3/store.go`, `NewFromConfig`), which `spec.remoteBlockStores`
+/// declares. Say so, with the fields to write instead.
 fn check_s3(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
-    if spec.s3.is_none() {
+    let Some(s3) = spec.s3.as_ref() else {
         return;
-    }
-    let keys = match &eff.s3 {
-        Some(s3) => format!(
-            "the keys {}, {} and {} of Secret {}/{}",
-            s3.access_key_id_key,
-            s3.secret_access_key_key,
-            s3.endpoint_key,
-            eff.namespace,
-            s3.secret_name
-        ),
-        None => "your S3 access key".to_string(),
     };
+    let secret = eff
+        .s3
+        .as_ref()
+        .map(|s| {
+            format!(
+                ", credentialsSecretRef: {{name: {}, accessKeyIdKey: {}, secretAccessKeyKey: {}}}",
+                s.secret_name, s.access_key_id_key, s.secret_access_key_key
+            )
+        })
+        .unwrap_or_default();
+    let bucket = s3.bucket.as_deref().unwrap_or("<bucket>");
+    let region = s3
+        .region
+        .as_deref()
+        .map(|r| format!(", region: {r}"))
+        .unwrap_or_default();
+    let endpoint = eff
+        .s3
+        .as_ref()
+        .map(|s| {
+            format!(
+                " (the endpoint from key {} of that Secret goes in s3.endpoint)",
+                s.endpoint_key
+            )
+        })
+        .unwrap_or_default();
     out.warn(
         "spec.s3",
         format!(
-            "is not read by DittoFS v0.29: an S3 block store takes its bucket, region, endpoint and keys from its own configuration, given when it is created through the REST API; create it with `dfsctl store block remote add --type s3` using {keys} (docs/stores.md), then remove spec.s3"
+            "is deprecated and not read: declare the bucket as a remote block store instead, `remoteBlockStores: [{{name: s3, type: s3, s3: {{bucket: {bucket}{region}{secret}}}}}]`{endpoint}, name it in a share's remoteBlockStore, then remove spec.s3 (docs/stores.md)"
         ),
     );
 }
@@ -499,71 +534,6 @@ pub(crate) fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
 /// tolerated (a warning) on an object that already holds it.
 pub(crate) fn check_written(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
     check_admin_username(eff, subject, out);
-    check_adapter_ports(eff, subject, out);
-}
-
-/// DittoFS keeps each adapter's port in its own database: it creates NFS on 12049
-/// and SMB on 1445 on first start (`EnsureDefaultAdapters`,
-/// `pkg/controlplane/store/adapters.go`) and listens there until the adapter is
-/// moved through the REST API. `nfsAdapterPort` and `smb.adapterPort` only move the
-/// container port and the Services' targetPort, so a value the server does not
-/// use sends clients nowhere: say so whenever one is written.
-fn check_adapter_ports(eff: &EffectiveSpec, subject: Subject<'_>, out: &mut Findings) {
-    struct Adapter {
-        field: &'static str,
-        kind: &'static str,
-        server_default: i32,
-        new: Option<i32>,
-        old: Option<i32>,
-    }
-    let old = match subject {
-        Subject::Update(old) => Some(old),
-        // Nothing is being written on a stored object.
-        Subject::Stored => return,
-        Subject::Create => None,
-    };
-    let adapters = [
-        Adapter {
-            field: "spec.nfsAdapterPort",
-            kind: "nfs",
-            server_default: DEFAULT_NFS_ADAPTER_PORT,
-            new: Some(eff.ports.nfs.container),
-            old: old.map(|o| o.ports.nfs.container),
-        },
-        Adapter {
-            field: "spec.smb.adapterPort",
-            kind: "smb",
-            server_default: DEFAULT_SMB_ADAPTER_PORT,
-            new: eff.ports.smb.map(|p| p.container),
-            old: old.and_then(|o| o.ports.smb.map(|p| p.container)),
-        },
-    ];
-    let api = names::api_service(&eff.name);
-    for a in adapters {
-        let Some(new) = a.new else { continue };
-        let protocol = a.kind.to_uppercase();
-        let how = format!(
-            "move the adapter first with `dfsctl adapter edit {} --port {new}` against the {api} Service (docs/stores.md); until both agree, {protocol} clients get connection refused",
-            a.kind
-        );
-        match a.old {
-            Some(old) if old != new => out.warn(
-                a.field,
-                format!(
-                    "changes from {old} to {new}, but the DittoFS {protocol} adapter keeps listening on {old}: the port lives in the server's database; {how}"
-                ),
-            ),
-            Some(_) => {}
-            None if new != a.server_default => out.warn(
-                a.field,
-                format!(
-                    "is {new}, but DittoFS creates its {protocol} adapter on {} on first start and listens where its database says; {how}",
-                    a.server_default
-                ),
-            ),
-            None => {}
-        }
-    }
 }
 
 /// DittoFS v0.29 always creates its administrator as `admin` (`EnsureAdminUser` in

@@ -234,85 +234,56 @@ fn privileged_container_port_warns() {
 #[test]
 fn warnings_come_in_spec_order() {
     // Rules on the spec first, in spec order; then rules on what is written.
-    let r = check("nfsAdapterPort: 111\ncontrolPlane: {port: 80}\nstorage: {metadataSize: 1Gi}");
+    let r = check(
+        "nfsAdapterPort: 111\nnfsPortmapper: false\ncontrolPlane: {port: 80}\nstorage: {metadataSize: 1Gi}\nshares: [{name: /x, metadataStore: m, localBlockStore: l, defaultPermission: read}]\nmetadataStores: [{name: m, type: memory}]\nlocalBlockStores: [{name: l, type: memory}]",
+    );
     assert_eq!(
         fields(&r.warnings),
         [
             "spec.nfsAdapterPort",
             "spec.controlPlane.port",
-            "spec.nfsAdapterPort"
+            "spec.metadataStores[0].type",
+            "spec.localBlockStores[0].type"
         ]
     );
 }
 
 #[test]
-fn adapter_ports_that_the_server_does_not_use_warn_with_the_dfsctl_command() {
-    let created = check("nfsAdapterPort: 13049\nstorage: {metadataSize: 1Gi}");
-    assert!(created.is_valid());
-    assert!(
-        has_warning(
-            &created,
-            "spec.nfsAdapterPort",
-            "creates its NFS adapter on 12049 on first start"
-        ) && has_warning(
-            &created,
-            "spec.nfsAdapterPort",
-            "`dfsctl adapter edit nfs --port 13049` against the t-api Service"
-        ),
-        "{created:?}"
-    );
-    let smb = check("smb: {enabled: true, adapterPort: 1446}\nstorage: {metadataSize: 1Gi}");
-    assert!(has_warning(
-        &smb,
-        "spec.smb.adapterPort",
-        "`dfsctl adapter edit smb --port 1446`"
-    ));
-    // SMB off: its adapter port is not used by the pod or the Services.
-    assert!(
-        check("smb: {enabled: false, adapterPort: 1446}\nstorage: {metadataSize: 1Gi}")
-            .warnings
-            .is_empty()
-    );
-    // The server's own defaults need nothing.
-    assert!(
-        check("nfsAdapterPort: 12049\nsmb: {enabled: true, adapterPort: 1445}\nstorage: {metadataSize: 1Gi}")
-            .warnings
-            .is_empty()
-    );
-
+fn adapter_ports_are_the_desired_state_and_only_collisions_are_refused() {
+    // The operator moves the adapters (PUT /api/v1/adapters/{type}): nothing to warn.
+    for spec in [
+        "nfsAdapterPort: 13049\nstorage: {metadataSize: 1Gi}",
+        "smb: {enabled: true, adapterPort: 1446}\nstorage: {metadataSize: 1Gi}",
+    ] {
+        let r = check(spec);
+        assert!(r.is_valid() && r.warnings.is_empty(), "{spec}: {r:?}");
+    }
     let moved = check_update(
         MINIMAL,
         "nfsAdapterPort: 13049\nstorage: {metadataSize: 10Gi}",
     );
+    assert!(moved.is_valid() && moved.warnings.is_empty(), "{moved:?}");
+    // With the portmapper on, its ports share the file Service and the pod.
+    let r = check("nfsPort: 111\nstorage: {metadataSize: 1Gi}");
     assert!(
-        has_warning(
-            &moved,
-            "spec.nfsAdapterPort",
-            "changes from 12049 to 13049, but the DittoFS NFS adapter keeps listening on 12049"
+        has_error(
+            &r,
+            "spec.nfsPortmapper",
+            "port 111 is already used by NFS clients"
         ),
-        "{moved:?}"
+        "{r:?}"
     );
-    // An unrelated edit of an object that already uses another port says nothing.
-    let kept = check_update(
-        "nfsAdapterPort: 13049\nstorage: {metadataSize: 10Gi}",
-        "nfsAdapterPort: 13049\nreplicas: 0\nstorage: {metadataSize: 10Gi}",
-    );
-    assert!(kept.warnings.is_empty(), "{kept:?}");
-    // Enabling SMB on another port is writing it.
-    let enabled = check_update(
-        "smb: {enabled: false, adapterPort: 1446}\nstorage: {metadataSize: 10Gi}",
-        "smb: {enabled: true, adapterPort: 1446}\nstorage: {metadataSize: 10Gi}",
-    );
-    assert!(has_warning(
-        &enabled,
-        "spec.smb.adapterPort",
-        "creates its SMB adapter on 1445"
-    ));
+    let r = check("smb: {enabled: true, adapterPort: 10111}\nstorage: {metadataSize: 1Gi}");
     assert!(
-        check_stored("nfsAdapterPort: 13049\nstorage: {metadataSize: 1Gi}")
-            .warnings
-            .is_empty()
+        has_error(
+            &r,
+            "spec.nfsPortmapper",
+            "port 10111 is already used by the SMB adapter"
+        ),
+        "{r:?}"
     );
+    let r = check("nfsPortmapper: false\nnfsPort: 111\nstorage: {metadataSize: 1Gi}");
+    assert!(r.is_valid(), "{r:?}");
 }
 
 #[test]
@@ -563,22 +534,24 @@ fn percona_crd_lookup() {
 }
 
 #[test]
-fn s3_block_warns_that_nothing_reads_it() {
-    let spec = "s3: {credentialsSecretRef: {secretName: creds}, region: eu-west-1}\nstorage: {metadataSize: 1Gi}";
+fn s3_block_is_deprecated_for_a_remote_block_store() {
+    let spec = "s3: {credentialsSecretRef: {secretName: creds}, region: eu-west-1, bucket: b}\nstorage: {metadataSize: 1Gi}";
     let r = check_with(spec, &FakeCluster::default());
     assert!(r.is_valid(), "{r:?}");
+    assert!(
+        has_warning(&r, "spec.s3", "is deprecated and not read"),
+        "{r:?}"
+    );
     assert!(
         has_warning(
             &r,
             "spec.s3",
-            "keys accessKeyId, secretAccessKey and endpoint of Secret ns/creds"
+            "remoteBlockStores: [{name: s3, type: s3, s3: {bucket: b, region: eu-west-1, credentialsSecretRef: {name: creds, accessKeyIdKey: accessKeyId, secretAccessKeyKey: secretAccessKey}}}]"
         ),
         "{r:?}"
     );
-    assert!(has_warning(&r, "spec.s3", "is not read by DittoFS v0.29"));
-    // The Secret is not looked up: nothing in the pod depends on it.
+    // The Secret is not looked up: nothing depends on it.
     assert_eq!(fields(&r.warnings), ["spec.s3"]);
-    assert!(check(MINIMAL).warnings.is_empty());
 }
 
 #[test]

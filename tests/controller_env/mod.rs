@@ -195,10 +195,16 @@ impl Env {
                 let _keep = leader_tx;
                 controller::run(
                     client,
+                    dittofs_operator::dittofs::Client::new(
+                        dittofs_operator::dittofs::Resolver::everything_to(
+                            std::net::Ipv4Addr::LOCALHOST.into(),
+                        ),
+                    ),
                     ControllerArgs {
                         concurrency: 4,
                         debounce: Duration::from_millis(200),
                         reporter: "dittofs-operator-e2e".into(),
+                        poll_interval: std::time::Duration::from_secs(60),
                     },
                     lookup,
                     leader,

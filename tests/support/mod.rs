@@ -293,7 +293,9 @@ pub fn built_stateful_set(
         managed: ManagedSecretValues {
             jwt_secret: "j".repeat(43),
             admin_password: "p".repeat(32),
+            account_password: "a".repeat(32),
         },
+        ..Default::default()
     };
     build_all(ds, &EffectiveSpec::resolve(ds), &inputs)
         .expect("build")

@@ -1,0 +1,716 @@
+//! The server half of a pass: the DittoFS server brought in line with the spec
+//! through its REST API, after the cluster half applied the children.
+//!
+//! 1. **when** — only for a running, ready pod (a dead server is not polled: the
+//!    StatefulSet's next event brings the next pass), and only when something may
+//!    have changed: a new generation, a change the poll saw (`poll.rs`), or a last
+//!    pass that changed the server or failed. A converged DittoServer costs no
+//!    request.
+//! 2. **session** — the operator's own account (`dittofs::account`);
+//! 3. **observe** — adapters, NFS settings, stores and shares;
+//! 4. **plan** — pure (`dittofs::plan`);
+//! 5. **apply** — each step; a refusal fails that item only, a server that stops
+//!    answering ends the pass.
+//!
+//! What it found becomes `status.server` and the ServerConfigured condition.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::crd::{AdapterStatus, DittoServer, ItemState, ServerStatus};
+use crate::defaults::{
+    ACCOUNT_PASSWORD_KEY, ACCOUNT_REFRESH_OBTAINED_KEY, ACCOUNT_REFRESH_TOKEN_KEY,
+    ADMIN_PASSWORD_KEY,
+};
+use crate::dittofs::account::{self, Credentials, Obtained, Session, SessionError};
+use crate::dittofs::api::{
+    self, CreateShareRequest, CreateStoreRequest, PatchNfsSettingsRequest, UpdateAdapterRequest,
+    UpdateShareRequest, UpdateStoreRequest,
+};
+use crate::dittofs::plan::{self, Live, Plan, Step, Subject};
+use crate::dittofs::{CallError, Sensitive, Server};
+use crate::effective::EffectiveSpec;
+use crate::resources::Children;
+
+use super::context::Pass;
+use super::events::Reason;
+use super::memory::Synced;
+use super::observe::{Observed, pod_ready};
+
+/// After a pass changed the server, read it again this soon, to see the changes
+/// take effect (an adapter restarting, a share being served): past the 5 s the
+/// server caches its status reports (`runtime/checkers.go`, `StatusCacheTTL`).
+pub const AGAIN_SOON: Duration = Duration::from_secs(6);
+/// First retry delay after a failure to configure the server; doubles to 5 min.
+const RETRY_BASE: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// What the server half found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerState {
+    /// `replicas: 0`: no server to talk to.
+    Stopped,
+    /// The pod is not ready (yet): no call.
+    NotReady,
+    /// Nothing may have changed since the last pass: no call, the status stands.
+    Unchanged,
+    /// Everything declared exists as declared.
+    Configured,
+    /// Waiting for something the operator cannot make (a Secret, a key).
+    Waiting(String),
+    /// Declared items differ in ways the operator does not change.
+    Drifted(String),
+    /// The server refused a change; its words.
+    Refused(String),
+    /// The operator's account cannot be used or made.
+    Account(SessionError),
+    /// The server did not answer, or failed.
+    Unreachable(String),
+}
+
+/// What the status records of the server half.
+#[derive(Clone, Debug)]
+pub struct ServerFacts {
+    pub state: ServerState,
+    /// The server as read in this pass (`None`: keep what the status says).
+    pub status: Option<ServerStatus>,
+    /// When to look again: soon after a change, later after a failure.
+    pub again_in: Option<Duration>,
+}
+
+impl ServerFacts {
+    fn only(state: ServerState) -> Self {
+        Self {
+            state,
+            status: None,
+            again_in: None,
+        }
+    }
+}
+
+/// Bring the server of `ds` in line with `eff`. `children` are the objects the
+/// cluster half just applied (the account's password, the admin's).
+pub async fn configure<L>(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    observed: &Observed,
+    children: &Children,
+    last: Option<&ServerStatus>,
+    p: &Pass<'_, L>,
+) -> ServerFacts {
+    if eff.replicas == 0 {
+        return ServerFacts::only(ServerState::Stopped);
+    }
+    if !observed
+        .stateful_set
+        .as_ref()
+        .is_some_and(|(_, sts)| pod_ready(sts))
+    {
+        return ServerFacts::only(ServerState::NotReady);
+    }
+    let memory = p.memory();
+    let side = memory.server_side(&p.server);
+    let generation = ds.metadata.generation;
+    let due = side.due
+        || last.is_none()
+        || side
+            .synced
+            .as_ref()
+            .is_none_or(|s| s.generation != generation);
+    if !due {
+        return ServerFacts::only(ServerState::Unchanged);
+    }
+
+    let outcome = sync(eff, observed, children, last, side.session.as_ref(), p).await;
+    let failed = !matches!(
+        outcome.state,
+        ServerState::Configured | ServerState::Drifted(_) | ServerState::Waiting(_)
+    );
+    let mut again_in = None;
+    memory.update_server_side(&p.server, |side| {
+        if let Some(session) = &outcome.session {
+            side.session = Some(session.clone());
+        }
+        if let Some(keep) = &outcome.keep_refresh {
+            side.refresh_to_keep = Some(keep.clone());
+        }
+        if let Some(live) = &outcome.live {
+            side.synced = Some(Synced {
+                generation,
+                adapters: live.adapters.clone(),
+                shares: live.shares.clone(),
+            });
+        }
+        side.due = outcome.changed || failed;
+        if failed {
+            side.failures = side.failures.saturating_add(1);
+            again_in = Some(
+                RETRY_BASE
+                    .saturating_mul(1u32.checked_shl(side.failures - 1).unwrap_or(u32::MAX))
+                    .min(RETRY_MAX),
+            );
+        } else {
+            side.failures = 0;
+            again_in = outcome.changed.then_some(AGAIN_SOON);
+        }
+    });
+    publish(&outcome.state, outcome.drift.as_deref(), p).await;
+    ServerFacts {
+        state: outcome.state,
+        status: outcome.status,
+        again_in,
+    }
+}
+
+/// What one sync did.
+struct Outcome {
+    state: ServerState,
+    status: Option<ServerStatus>,
+    session: Option<Session>,
+    keep_refresh: Option<(Sensitive, String)>,
+    live: Option<Live>,
+    changed: bool,
+    drift: Option<String>,
+}
+
+impl Outcome {
+    fn failed(state: ServerState) -> Self {
+        Self {
+            state,
+            status: None,
+            session: None,
+            keep_refresh: None,
+            live: None,
+            changed: false,
+            drift: None,
+        }
+    }
+}
+
+async fn sync<L>(
+    eff: &EffectiveSpec,
+    observed: &Observed,
+    children: &Children,
+    last: Option<&ServerStatus>,
+    current: Option<&Session>,
+    p: &Pass<'_, L>,
+) -> Outcome {
+    let Some(password) = children
+        .account_secret
+        .as_ref()
+        .and_then(|s| secret_value(s.data.as_ref(), ACCOUNT_PASSWORD_KEY))
+    else {
+        return Outcome::failed(ServerState::Waiting(
+            "the operator's account Secret is not built yet".into(),
+        ));
+    };
+    let admin_password = admin_password(eff, observed, children);
+    // What the account Secret holds now: as this pass applied it.
+    let stored_refresh = children
+        .account_secret
+        .as_ref()
+        .and_then(|s| kept_refresh(s.data.as_ref()));
+    let stored_token = stored_refresh
+        .as_ref()
+        .map(|(token, _)| Sensitive::new(token.clone()));
+    let credentials = Credentials {
+        admin_username: &eff.admin.username,
+        admin_password: admin_password.as_ref(),
+        password: &password,
+        stored_refresh: stored_token.as_ref(),
+    };
+    let server = Server::of(
+        &p.ctx.dittofs,
+        &eff.name,
+        &eff.namespace,
+        eff.ports.api.service,
+    );
+    let (session, obtained) =
+        match account::session(&server, &credentials, current, &eff.admin.password.name).await {
+            Ok(session) => session,
+            Err(SessionError::Call(e)) => return Outcome::failed(unreachable_or_refused(e)),
+            Err(e) => return Outcome::failed(ServerState::Account(e)),
+        };
+    let keep_refresh = keep_refresh(eff, &session, obtained, stored_refresh.as_ref());
+    let token = &session.access;
+
+    let live = match read(&server, token).await {
+        Ok(live) => live,
+        Err(e) => {
+            let mut outcome = Outcome::failed(unreachable_or_refused(e));
+            outcome.session = Some(session);
+            outcome.keep_refresh = keep_refresh;
+            return outcome;
+        }
+    };
+    let secrets = server_secret_values(eff, observed);
+    let in_effect = last.is_some_and(|s| s.portmapper_port.is_some());
+    let plan = plan::plan(eff, &live, in_effect, &secrets);
+    let applied = apply(&server, token, eff, plan, live, in_effect).await;
+
+    let state = if let Some(stopped) = applied.stopped {
+        unreachable_or_refused(stopped)
+    } else if !applied.refusals.is_empty() {
+        ServerState::Refused(applied.refusals.join("; "))
+    } else if !applied.plan.drift.is_empty() {
+        ServerState::Drifted(applied.plan.drift.join("; "))
+    } else if let Some(waiting) = applied.waiting() {
+        ServerState::Waiting(waiting)
+    } else {
+        ServerState::Configured
+    };
+    let drift = (!applied.plan.drift.is_empty()).then(|| applied.plan.drift.join("; "));
+    let status = ServerStatus {
+        adapters: applied
+            .live
+            .adapters
+            .iter()
+            .map(|a| AdapterStatus {
+                adapter_type: a.kind.clone(),
+                port: a.port,
+                enabled: a.enabled,
+                running: a.running && a.status.status == "healthy",
+            })
+            .collect(),
+        portmapper_port: applied.portmapper_port,
+        stores: applied.plan.stores.clone(),
+        shares: applied.plan.shares.clone(),
+        unmanaged: applied.plan.unmanaged.clone(),
+    };
+    Outcome {
+        state,
+        status: Some(status),
+        session: Some(session),
+        keep_refresh,
+        live: Some(applied.live),
+        changed: applied.changed,
+        drift,
+    }
+}
+
+/// The admin password the pod starts with: the managed Secret as just built, or
+/// the user's Secret as observed.
+fn admin_password(
+    eff: &EffectiveSpec,
+    observed: &Observed,
+    children: &Children,
+) -> Option<Sensitive> {
+    let secret = &eff.admin.password;
+    if secret.managed {
+        return children
+            .managed_secrets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(secret.name.as_str()))
+            .and_then(|s| secret_value(s.data.as_ref(), ADMIN_PASSWORD_KEY));
+    }
+    observed
+        .secrets
+        .get(&secret.name)
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(&secret.key))
+        .map(|v| Sensitive::new(String::from_utf8_lossy(v).into_owned()))
+}
+
+fn secret_value(
+    data: Option<&BTreeMap<String, k8s_openapi::ByteString>>,
+    key: &str,
+) -> Option<Sensitive> {
+    data?
+        .get(key)
+        .map(|v| Sensitive::new(String::from_utf8_lossy(&v.0).into_owned()))
+        .filter(|v| !v.is_empty())
+}
+
+/// The refresh token an account Secret keeps, and when it was obtained.
+fn kept_refresh(
+    data: Option<&BTreeMap<String, k8s_openapi::ByteString>>,
+) -> Option<(String, String)> {
+    let text = |key: &str| secret_value(data, key).map(|v| v.expose().to_string());
+    Some((
+        text(ACCOUNT_REFRESH_TOKEN_KEY)?,
+        text(ACCOUNT_REFRESH_OBTAINED_KEY)?,
+    ))
+}
+
+/// The data of the Secrets the stores read, as observed.
+fn server_secret_values(eff: &EffectiveSpec, observed: &Observed) -> plan::SecretValues {
+    eff.server_secrets()
+        .into_iter()
+        .filter_map(|name| {
+            let data = observed.secrets.get(&name)?.data.clone()?;
+            Some((name, data))
+        })
+        .collect()
+}
+
+/// A refresh token to keep in the account Secret: when none is kept, when the kept
+/// one did not work (the session had to log in), or when it is past half its life
+/// (`spec.identity.jwt.refreshTokenDuration`). Otherwise none: a converged
+/// DittoServer writes nothing.
+fn keep_refresh(
+    eff: &EffectiveSpec,
+    session: &Session,
+    obtained: Obtained,
+    stored: Option<&(String, String)>,
+) -> Option<(Sensitive, String)> {
+    let now = jiff::Timestamp::now();
+    let keep = || Some((session.refresh.clone(), now.to_string()));
+    let Some((_, obtained_at)) = stored else {
+        return keep();
+    };
+    if matches!(obtained, Obtained::LoggedIn | Obtained::Provisioned) {
+        return keep();
+    }
+    let lifetime =
+        crate::duration::parse_go_duration_secs(&eff.jwt.refresh_token_duration).unwrap_or(0.0);
+    let age = obtained_at
+        .parse::<jiff::Timestamp>()
+        .map(|t| now.duration_since(t).as_secs_f64())
+        .unwrap_or(f64::MAX);
+    if age > lifetime / 2.0 { keep() } else { None }
+}
+
+/// Every view the plan needs; six reads.
+async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError> {
+    Ok(Live {
+        adapters: server.adapters(token).await?,
+        nfs_settings: Some(server.nfs_settings(token).await?),
+        metadata_stores: server.metadata_stores(token).await?,
+        local_block_stores: server.block_stores(token, "local").await?,
+        remote_block_stores: server.block_stores(token, "remote").await?,
+        shares: server.shares(token).await?,
+    })
+}
+
+fn unreachable_or_refused(e: CallError) -> ServerState {
+    if e.is_transient() {
+        ServerState::Unreachable(e.to_string())
+    } else {
+        ServerState::Refused(e.to_string())
+    }
+}
+
+/// What applying a plan did.
+struct Applied {
+    plan: Plan,
+    /// The server as it is after the changes (adapters as their updates answered).
+    live: Live,
+    portmapper_port: Option<i32>,
+    changed: bool,
+    refusals: Vec<String>,
+    /// A call that failed in a way that ends the pass (no answer, 5xx).
+    stopped: Option<CallError>,
+}
+
+impl Applied {
+    /// What the declared items wait for, if any.
+    fn waiting(&self) -> Option<String> {
+        let waits: Vec<String> = self
+            .plan
+            .stores
+            .iter()
+            .filter(|s| s.state == ItemState::Pending)
+            .map(|s| {
+                format!(
+                    "{} store {}: {}",
+                    s.kind,
+                    s.name,
+                    s.message.clone().unwrap_or_default()
+                )
+            })
+            .chain(
+                self.plan
+                    .shares
+                    .iter()
+                    .filter(|s| s.state == ItemState::Pending)
+                    .map(|s| {
+                        format!(
+                            "share {}: {}",
+                            s.name,
+                            s.message.clone().unwrap_or_default()
+                        )
+                    }),
+            )
+            .collect();
+        (!waits.is_empty()).then(|| waits.join("; "))
+    }
+
+    /// Mark the item of `step` failed with the server's words.
+    fn refused(&mut self, step: &Step, e: &CallError) {
+        let message = e.to_string();
+        match step.subject() {
+            Some(Subject::Store(kind, name)) => {
+                if let Some(s) = self
+                    .plan
+                    .stores
+                    .iter_mut()
+                    .find(|s| s.kind == kind && s.name == name)
+                {
+                    s.state = ItemState::Failed;
+                    s.message = Some(message.clone());
+                }
+                // A share to be made on a store that could not be made waits for it.
+                let waiting: Vec<String> = self
+                    .plan
+                    .steps
+                    .iter()
+                    .filter_map(|st| match st {
+                        Step::CreateShare(share) if uses(share, kind, &name) => {
+                            Some(share.name.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                for share in &mut self.plan.shares {
+                    if waiting.contains(&share.name) {
+                        share.state = ItemState::Pending;
+                        share.message = Some(format!("waiting for {kind} store {name}"));
+                    }
+                }
+            }
+            Some(Subject::Share(name)) => {
+                if let Some(s) = self.plan.shares.iter_mut().find(|s| s.name == name) {
+                    s.state = ItemState::Failed;
+                    s.message = Some(message.clone());
+                }
+            }
+            None => {}
+        }
+        self.refusals.push(message);
+    }
+}
+
+fn uses(share: &crate::effective::Share, kind: &str, name: &str) -> bool {
+    match kind {
+        "metadata" => share.metadata_store == name,
+        "local" => share.local_block_store == name,
+        _ => share.remote_block_store.as_deref() == Some(name),
+    }
+}
+
+/// Run the plan's steps in order.
+async fn apply(
+    server: &Server<'_>,
+    token: &Sensitive,
+    eff: &EffectiveSpec,
+    plan: Plan,
+    live: Live,
+    portmapper_in_effect: bool,
+) -> Applied {
+    let portmapper_port = live
+        .nfs_settings
+        .as_ref()
+        .map(|s| s.portmapper_port)
+        .filter(|_| portmapper_in_effect && eff.server.portmapper);
+    let steps = plan.steps.clone();
+    let mut applied = Applied {
+        plan,
+        live,
+        portmapper_port,
+        changed: false,
+        refusals: Vec::new(),
+        stopped: None,
+    };
+    for step in &steps {
+        // Shares wait for the stores that failed in this pass.
+        if let Step::CreateShare(share) = step
+            && applied
+                .plan
+                .shares
+                .iter()
+                .any(|s| s.name == share.name && s.state == ItemState::Pending)
+        {
+            continue;
+        }
+        match run(server, token, eff, step, &mut applied).await {
+            Ok(()) => applied.changed = true,
+            Err(e) if e.is_transient() => {
+                applied.stopped = Some(e);
+                break;
+            }
+            Err(e) => applied.refused(step, &e),
+        }
+    }
+    applied
+}
+
+async fn run(
+    server: &Server<'_>,
+    token: &Sensitive,
+    eff: &EffectiveSpec,
+    step: &Step,
+    applied: &mut Applied,
+) -> Result<(), CallError> {
+    match step {
+        Step::Portmapper {
+            enabled,
+            store,
+            restart_nfs,
+        } => {
+            let mut port = applied
+                .live
+                .nfs_settings
+                .as_ref()
+                .map(|s| s.portmapper_port);
+            if *store {
+                let settings = server
+                    .patch_nfs_settings(
+                        token,
+                        &PatchNfsSettingsRequest {
+                            portmapper_enabled: *enabled,
+                        },
+                    )
+                    .await?;
+                port = Some(settings.portmapper_port);
+                applied.live.nfs_settings = Some(settings);
+            }
+            if *restart_nfs {
+                // The setting takes effect when the adapter starts
+                // (`pkg/adapter/nfs/settings.go`): stop it and start it again.
+                for enabled in [false, true] {
+                    let answer = server
+                        .update_adapter(
+                            token,
+                            "nfs",
+                            &UpdateAdapterRequest {
+                                enabled: Some(enabled),
+                                port: None,
+                            },
+                        )
+                        .await?;
+                    replace_adapter(&mut applied.live, answer);
+                }
+            }
+            applied.portmapper_port = port.filter(|_| *enabled);
+        }
+        Step::Adapter { kind, change } => {
+            let answer = server.update_adapter(token, kind, change).await?;
+            replace_adapter(&mut applied.live, answer);
+            // A restart of the NFS adapter also starts the portmapper as stored.
+            if *kind == "nfs" && eff.server.portmapper {
+                applied.portmapper_port = applied
+                    .live
+                    .nfs_settings
+                    .as_ref()
+                    .filter(|s| s.portmapper_enabled)
+                    .map(|s| s.portmapper_port);
+            }
+        }
+        Step::CreateMetadataStore { name, kind, config } => {
+            server
+                .create_metadata_store(
+                    token,
+                    &CreateStoreRequest {
+                        name,
+                        kind,
+                        config: config.to_string(),
+                    },
+                )
+                .await?;
+        }
+        Step::CreateBlockStore {
+            tier,
+            name,
+            kind,
+            config,
+        } => {
+            server
+                .create_block_store(
+                    token,
+                    tier,
+                    &CreateStoreRequest {
+                        name,
+                        kind,
+                        config: config.to_string(),
+                    },
+                )
+                .await?;
+        }
+        Step::UpdateBlockStore { tier, name, config } => {
+            server
+                .update_block_store(
+                    token,
+                    tier,
+                    name,
+                    &UpdateStoreRequest {
+                        config: config.to_string(),
+                    },
+                )
+                .await?;
+        }
+        Step::CreateShare(share) => {
+            server
+                .create_share(
+                    token,
+                    &CreateShareRequest {
+                        name: &share.name,
+                        metadata_store_id: &share.metadata_store,
+                        local_block_store: &share.local_block_store,
+                        remote_block_store: share.remote_block_store.as_deref(),
+                        read_only: share.read_only,
+                        default_permission: share.default_permission.as_str(),
+                    },
+                )
+                .await?;
+        }
+        Step::UpdateShare {
+            name,
+            read_only,
+            default_permission,
+        } => {
+            server
+                .update_share(
+                    token,
+                    name,
+                    &UpdateShareRequest {
+                        read_only: *read_only,
+                        default_permission: default_permission.clone(),
+                    },
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn replace_adapter(live: &mut Live, answer: api::Adapter) {
+    match live.adapters.iter_mut().find(|a| a.kind == answer.kind) {
+        Some(adapter) => *adapter = answer,
+        None => live.adapters.push(answer),
+    }
+}
+
+/// One event per state: published when its note changes, resolved when it ends.
+async fn publish<L>(state: &ServerState, drift: Option<&str>, p: &Pass<'_, L>) {
+    let (reason, note) = match state {
+        ServerState::Configured => (
+            Reason::ServerConfigured,
+            "the server holds every declared adapter, store and share".to_string(),
+        ),
+        ServerState::Refused(message) => (Reason::ServerRefused, message.clone()),
+        ServerState::Account(e) => (Reason::ServerAccount, e.to_string()),
+        ServerState::Unreachable(message) => (Reason::ServerUnreachable, message.clone()),
+        _ => (Reason::ServerDrift, String::new()),
+    };
+    for other in [
+        Reason::ServerConfigured,
+        Reason::ServerRefused,
+        Reason::ServerAccount,
+        Reason::ServerUnreachable,
+    ] {
+        if other != reason {
+            p.events.resolved(other);
+        }
+    }
+    if !note.is_empty() {
+        p.events.publish(reason, note).await;
+    }
+    match drift {
+        Some(drift) => {
+            p.events
+                .publish(Reason::ServerDrift, drift.to_string())
+                .await
+        }
+        None => p.events.resolved(Reason::ServerDrift),
+    }
+}

@@ -1,0 +1,350 @@
+//! HTTP to one DittoFS server's REST API: hyper-util's pooled client (already in the
+//! tree through kube), names resolved by the system resolver unless a test
+//! overrides it, every call bounded.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Sensitive;
+use super::api::Problem;
+
+/// Connecting takes at most this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A whole call (connect, request, answer) takes at most this long. The server's
+/// own handlers stop at 30 s (`chi middleware.Timeout`); an adapter restart after
+/// a port change answers within its 30 s shutdown timeout.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(35);
+/// Largest answer read: a share or store list of a large server is well below.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a call failed. Never carries a request body, a password or a token.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// No answer: the name did not resolve, the connection failed or broke.
+    #[error("{what}: cannot reach the server: {message}")]
+    Unreachable { what: String, message: String },
+    /// No answer in time.
+    #[error("{what}: no answer within {} s", .timeout.as_secs())]
+    Timeout { what: String, timeout: Duration },
+    /// The server answered with an error status: its own words (`detail` of a
+    /// problem document, or the plain-text body of the middleware).
+    #[error("{what}: {status} {detail}")]
+    Refused {
+        what: String,
+        status: u16,
+        detail: String,
+    },
+    /// A success whose body is not what v0.29 sends.
+    #[error("{what}: unexpected answer: {message}")]
+    Decode { what: String, message: String },
+}
+
+impl CallError {
+    /// The HTTP status the server answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CallError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The server could not be asked (or did not answer): a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CallError::Unreachable { .. } | CallError::Timeout { .. } => true,
+            CallError::Refused { status, .. } => *status >= 500,
+            CallError::Decode { .. } => false,
+        }
+    }
+}
+
+/// How the names of DittoFS Services are resolved.
+#[derive(Clone)]
+pub enum Resolver {
+    /// The system resolver (getaddrinfo): cluster DNS in a pod, `/etc/hosts` too.
+    System(GaiResolver),
+    /// A fixed table, for tests: every name to one address, or by name.
+    Fixed(Arc<FixedTable>),
+}
+
+/// The addresses of a [`Resolver::Fixed`].
+#[derive(Default)]
+pub struct FixedTable {
+    pub by_name: HashMap<String, IpAddr>,
+    /// For names not in the table.
+    pub otherwise: Option<IpAddr>,
+}
+
+impl Resolver {
+    pub fn system() -> Self {
+        Resolver::System(GaiResolver::new())
+    }
+
+    /// Every name resolves to `ip` (a test server on loopback).
+    pub fn everything_to(ip: IpAddr) -> Self {
+        Resolver::Fixed(Arc::new(FixedTable {
+            by_name: HashMap::new(),
+            otherwise: Some(ip),
+        }))
+    }
+}
+
+impl tower::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Resolver::System(gai) => gai.poll_ready(cx),
+            Resolver::Fixed(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        match self {
+            Resolver::System(gai) => {
+                let lookup = gai.call(name);
+                Box::pin(async move {
+                    let addrs: Vec<SocketAddr> = lookup.await?.collect();
+                    Ok(addrs.into_iter())
+                })
+            }
+            Resolver::Fixed(table) => {
+                let ip = table
+                    .by_name
+                    .get(name.as_str())
+                    .copied()
+                    .or(table.otherwise);
+                Box::pin(async move {
+                    match ip {
+                        // Port 0: the URL's port is used.
+                        Some(ip) => Ok(vec![SocketAddr::new(ip, 0)].into_iter()),
+                        None => Err(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("{} is not in the resolver table", name.as_str()),
+                        )),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// The client every pass shares: one connection pool for all DittoFS servers.
+#[derive(Clone)]
+pub struct Client {
+    http: HttpClient<HttpConnector<Resolver>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(resolver: Resolver) -> Self {
+        let mut connector = HttpConnector::new_with_resolver(resolver);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(2)
+            .build(connector);
+        Self {
+            http,
+            timeout: CALL_TIMEOUT,
+        }
+    }
+
+    /// The same client with another bound per call (tests).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// One call: `method` on `base` + `path`, with a bearer token when given and a
+    /// JSON body when given; the answer decoded as `T`. `what` names the call in
+    /// errors.
+    pub async fn call<T, B>(
+        &self,
+        what: &str,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&Sensitive>,
+        body: Option<&B>,
+    ) -> Result<T, CallError>
+    where
+        T: DeserializeOwned,
+        B: Serialize + ?Sized,
+    {
+        let bytes = self.exchange(what, base, method, path, token, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| CallError::Decode {
+            what: what.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// [`Client::call`] for answers whose body is not read (204, or not needed).
+    pub async fn call_ignoring_body<B>(
+        &self,
+        what: &str,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&Sensitive>,
+        body: Option<&B>,
+    ) -> Result<(), CallError>
+    where
+        B: Serialize + ?Sized,
+    {
+        self.exchange(what, base, method, path, token, body)
+            .await
+            .map(|_| ())
+    }
+
+    async fn exchange<B>(
+        &self,
+        what: &str,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&Sensitive>,
+        body: Option<&B>,
+    ) -> Result<Bytes, CallError>
+    where
+        B: Serialize + ?Sized,
+    {
+        let unreachable = |message: String| CallError::Unreachable {
+            what: what.to_string(),
+            message,
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{base}{path}"))
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
+        }
+        let payload = match body {
+            Some(body) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(body).map_err(|e| CallError::Decode {
+                    what: what.to_string(),
+                    message: format!("cannot encode the request: {e}"),
+                })?)
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(payload))
+            .map_err(|e| unreachable(format!("invalid request: {e}")))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| unreachable(describe(&e)))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, CallError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| CallError::Timeout {
+                what: what.to_string(),
+                timeout: self.timeout,
+            })??;
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(CallError::Refused {
+            what: what.to_string(),
+            status: status.as_u16(),
+            detail: detail(status, &body),
+        })
+    }
+}
+
+/// The server's words for an error answer: a problem document's `detail` (or
+/// `title`), else the plain-text body, else the status's reason.
+fn detail(status: StatusCode, body: &[u8]) -> String {
+    if let Ok(problem) = serde_json::from_slice::<Problem>(body) {
+        let text = if problem.detail.is_empty() {
+            problem.title
+        } else {
+            problem.detail
+        };
+        if !text.is_empty() {
+            return text;
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.trim().chars().take(300).collect();
+    if text.is_empty() {
+        status.canonical_reason().unwrap_or_default().to_string()
+    } else {
+        text
+    }
+}
+
+/// A connection error with its cause (hyper-util's top-level message alone says
+/// only "client error (Connect)").
+fn describe(err: &hyper_util::client::legacy::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_detail_then_text_then_reason() {
+        let problem = br#"{"type":"about:blank","title":"Conflict","status":409,"detail":"Share already exists"}"#;
+        assert_eq!(
+            detail(StatusCode::CONFLICT, problem),
+            "Share already exists"
+        );
+        assert_eq!(
+            detail(StatusCode::FORBIDDEN, b"Admin access required\n"),
+            "Admin access required"
+        );
+        assert_eq!(detail(StatusCode::BAD_GATEWAY, b""), "Bad Gateway");
+    }
+
+    #[test]
+    fn which_failures_may_pass() {
+        let refused = |status| CallError::Refused {
+            what: "x".into(),
+            status,
+            detail: String::new(),
+        };
+        assert!(refused(500).is_transient());
+        assert!(refused(503).is_transient());
+        assert!(!refused(400).is_transient());
+        assert!(!refused(401).is_transient());
+    }
+}

@@ -1,0 +1,570 @@
+//! What to change in a DittoFS server, decided purely from the spec and the live
+//! server: create what is missing; change in place only what the server's API
+//! changes without losing data (adapter ports and states, a share's `readOnly` and
+//! `defaultPermission`, a remote store's keys); report everything else that
+//! differs as drift, never fixed by deleting and recreating; leave alone, and list,
+//! what the spec does not declare.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::crd::{ItemState, ShareStatus, StoreStatus};
+use crate::effective::*;
+
+use super::api::{Adapter, NfsSettings, Share as LiveShare, Store, UpdateAdapterRequest};
+
+/// The server as read in one pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Live {
+    pub adapters: Vec<Adapter>,
+    /// The stored NFS settings (the portmapper follows them at the adapter's start).
+    pub nfs_settings: Option<NfsSettings>,
+    pub metadata_stores: Vec<Store>,
+    pub local_block_stores: Vec<Store>,
+    pub remote_block_stores: Vec<Store>,
+    pub shares: Vec<LiveShare>,
+}
+
+/// The data of the Secrets the stores read (name → key → value).
+pub type SecretValues = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+/// One change, in the order the steps run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Bring the portmapper to `enabled`: store the setting when it differs
+    /// (`store`), and restart the NFS adapter so that it takes effect, unless an
+    /// adapter update of this plan restarts it anyway.
+    Portmapper {
+        enabled: bool,
+        store: bool,
+        restart_nfs: bool,
+    },
+    Adapter {
+        kind: &'static str,
+        change: UpdateAdapterRequest,
+    },
+    CreateMetadataStore {
+        name: String,
+        kind: &'static str,
+        config: Value,
+    },
+    /// `tier` is `local` or `remote`.
+    CreateBlockStore {
+        tier: &'static str,
+        name: String,
+        kind: &'static str,
+        config: Value,
+    },
+    /// New S3 keys for an existing remote store.
+    UpdateBlockStore {
+        tier: &'static str,
+        name: String,
+        config: Value,
+    },
+    CreateShare(Share),
+    UpdateShare {
+        name: String,
+        read_only: Option<bool>,
+        default_permission: Option<String>,
+    },
+}
+
+impl Step {
+    /// The store or share this step is about, as its status names it.
+    pub fn subject(&self) -> Option<Subject> {
+        match self {
+            Step::CreateMetadataStore { name, .. } => {
+                Some(Subject::Store("metadata", name.clone()))
+            }
+            Step::CreateBlockStore { tier, name, .. }
+            | Step::UpdateBlockStore { tier, name, .. } => Some(Subject::Store(tier, name.clone())),
+            Step::CreateShare(share) => Some(Subject::Share(share.name.clone())),
+            Step::UpdateShare { name, .. } => Some(Subject::Share(name.clone())),
+            Step::Portmapper { .. } | Step::Adapter { .. } => None,
+        }
+    }
+}
+
+/// A declared store (`metadata`, `local`, `remote`) or share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Store(&'static str, String),
+    Share(String),
+}
+
+/// The steps, and each declared item's state if they all succeed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub stores: Vec<StoreStatus>,
+    pub shares: Vec<ShareStatus>,
+    /// Present in the server, not declared.
+    pub unmanaged: Vec<String>,
+    /// What differs and is left as it is, one line each.
+    pub drift: Vec<String>,
+}
+
+/// Plan the server of `eff` from `live`. `portmapper_in_effect` says whether the
+/// portmapper is known to run (the status records it after the NFS adapter
+/// restarted with it on); `secrets` holds the stores' Secrets.
+pub fn plan(
+    eff: &EffectiveSpec,
+    live: &Live,
+    portmapper_in_effect: bool,
+    secrets: &SecretValues,
+) -> Plan {
+    let mut plan = Plan::default();
+    let adapter_steps = adapters(eff, live);
+    let nfs_restarts = adapter_steps
+        .iter()
+        .any(|s| matches!(s, Step::Adapter { kind: "nfs", change } if change.port.is_some() || change.enabled.is_some()));
+    if let Some(settings) = &live.nfs_settings {
+        let wanted = eff.server.portmapper;
+        if settings.portmapper_enabled != wanted || portmapper_in_effect != wanted {
+            plan.steps.push(Step::Portmapper {
+                enabled: wanted,
+                store: settings.portmapper_enabled != wanted,
+                restart_nfs: !nfs_restarts,
+            });
+        }
+    }
+    plan.steps.extend(adapter_steps);
+    stores(eff, live, secrets, &mut plan);
+    shares(eff, live, &mut plan);
+    unmanaged(eff, live, &mut plan);
+    plan
+}
+
+/// The adapters as the spec wants them: NFS on `nfsAdapterPort`, always on; SMB on
+/// `smb.adapterPort` when `smb.enabled`, off otherwise.
+fn adapters(eff: &EffectiveSpec, live: &Live) -> Vec<Step> {
+    let wanted = [
+        ("nfs", true, eff.ports.nfs.container),
+        (
+            "smb",
+            eff.ports.smb.is_some(),
+            eff.ports.smb.map_or(0, |p| p.container),
+        ),
+    ];
+    let mut steps = Vec::new();
+    for (kind, enabled, port) in wanted {
+        let Some(adapter) = live.adapters.iter().find(|a| a.kind == kind) else {
+            // DittoFS creates both on every start (`store/adapters.go`,
+            // `EnsureDefaultAdapters`); a deleted one comes back with the pod.
+            continue;
+        };
+        let change = UpdateAdapterRequest {
+            enabled: (adapter.enabled != enabled).then_some(enabled),
+            port: (enabled && adapter.port != port).then_some(port),
+        };
+        if change.enabled.is_some() || change.port.is_some() {
+            steps.push(Step::Adapter { kind, change });
+        }
+    }
+    steps
+}
+
+fn stores(eff: &EffectiveSpec, live: &Live, secrets: &SecretValues, plan: &mut Plan) {
+    for store in &eff.server.metadata_stores {
+        let (kind, config) = match &store.kind {
+            MetadataStoreKind::Memory => ("memory", Ok(json!({}))),
+            MetadataStoreKind::Badger { path } => ("badger", Ok(json!({"path": path}))),
+            MetadataStoreKind::Postgres { secret_name } => {
+                ("postgres", postgres_config(secret_name, secrets))
+            }
+        };
+        let existing = live.metadata_stores.iter().find(|s| s.name == store.name);
+        let status = match (existing, config) {
+            (Some(existing), config) => {
+                let difference = differs(
+                    existing,
+                    kind,
+                    config.as_ref().ok(),
+                    &["path", "db_path", "host", "port", "database", "user"],
+                );
+                verdict("metadata store", &store.name, difference, plan)
+            }
+            (None, Ok(config)) => {
+                plan.steps.push(Step::CreateMetadataStore {
+                    name: store.name.clone(),
+                    kind,
+                    config,
+                });
+                (ItemState::Ready, None)
+            }
+            (None, Err(waiting)) => (ItemState::Pending, Some(waiting)),
+        };
+        plan.stores
+            .push(store_status("metadata", &store.name, status));
+    }
+    for store in &eff.server.local_block_stores {
+        let (kind, config) = match &store.kind {
+            LocalBlockStoreKind::Memory => ("memory", json!({})),
+            LocalBlockStoreKind::Fs { path } => ("fs", json!({"path": path})),
+        };
+        let existing = live
+            .local_block_stores
+            .iter()
+            .find(|s| s.name == store.name);
+        let status = match existing {
+            Some(existing) => {
+                let difference = differs(existing, kind, Some(&config), &["path"]);
+                verdict("local block store", &store.name, difference, plan)
+            }
+            None => {
+                plan.steps.push(Step::CreateBlockStore {
+                    tier: "local",
+                    name: store.name.clone(),
+                    kind,
+                    config,
+                });
+                (ItemState::Ready, None)
+            }
+        };
+        plan.stores.push(store_status("local", &store.name, status));
+    }
+    for store in &eff.server.remote_block_stores {
+        let (kind, config) = match &store.kind {
+            RemoteBlockStoreKind::Memory => ("memory", Ok(json!({}))),
+            RemoteBlockStoreKind::S3(s3) => ("s3", s3_config(s3, secrets)),
+        };
+        let existing = live
+            .remote_block_stores
+            .iter()
+            .find(|s| s.name == store.name);
+        let status = match (existing, config) {
+            (Some(existing), config) => {
+                let difference = differs(
+                    existing,
+                    kind,
+                    config.as_ref().ok(),
+                    &["bucket", "region", "endpoint", "prefix"],
+                );
+                let rotated = config.as_ref().ok().filter(|c| {
+                    difference.is_none()
+                        && c.get("access_key_id") != existing.config.get("access_key_id")
+                });
+                if let Some(config) = rotated {
+                    plan.steps.push(Step::UpdateBlockStore {
+                        tier: "remote",
+                        name: store.name.clone(),
+                        config: config.clone(),
+                    });
+                }
+                verdict("remote block store", &store.name, difference, plan)
+            }
+            (None, Ok(config)) => {
+                plan.steps.push(Step::CreateBlockStore {
+                    tier: "remote",
+                    name: store.name.clone(),
+                    kind,
+                    config,
+                });
+                (ItemState::Ready, None)
+            }
+            (None, Err(waiting)) => (ItemState::Pending, Some(waiting)),
+        };
+        plan.stores
+            .push(store_status("remote", &store.name, status));
+    }
+}
+
+/// How an existing store differs from the declared one in what identifies its data
+/// (its type and the `keys` of its config), if it does.
+fn differs(existing: &Store, kind: &str, wanted: Option<&Value>, keys: &[&str]) -> Option<String> {
+    if existing.kind != kind {
+        return Some(format!(
+            "is of type {} in DittoFS, not {kind}",
+            existing.kind
+        ));
+    }
+    let wanted = wanted?;
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(want) = wanted.get(*key) else {
+            continue;
+        };
+        // badger's legacy key (`runtime/init.go`): `db_path` stands for `path`.
+        let have = existing.config.get(*key).or_else(|| {
+            (*key == "path")
+                .then(|| existing.config.get("db_path"))
+                .flatten()
+        });
+        if have != Some(want) {
+            out.push(format!(
+                "{key} is {} in DittoFS, not {want}",
+                have.map_or_else(|| "unset".to_string(), Value::to_string)
+            ));
+        }
+    }
+    (!out.is_empty()).then(|| out.join(", "))
+}
+
+/// Ready, or Drifted with the difference (also one line of drift).
+fn verdict(
+    what: &str,
+    name: &str,
+    difference: Option<String>,
+    plan: &mut Plan,
+) -> (ItemState, Option<String>) {
+    match difference {
+        None => (ItemState::Ready, None),
+        Some(difference) => {
+            let message = format!(
+                "{difference}: the operator does not change a store's data location; put the spec back, or move the data with dfsctl and recreate it"
+            );
+            plan.drift.push(format!("{what} {name} {difference}"));
+            (ItemState::Drifted, Some(message))
+        }
+    }
+}
+
+fn store_status(
+    kind: &str,
+    name: &str,
+    (state, message): (ItemState, Option<String>),
+) -> StoreStatus {
+    StoreStatus {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        state,
+        message,
+    }
+}
+
+/// The connection of a `postgres` metadata store, from its Secret (the keys of the
+/// database Secret); `port` as a JSON number, as the store reads it
+/// (`runtime/init.go`, `CreateMetadataStoreFromConfig`: a string port is ignored).
+fn postgres_config(secret: &str, secrets: &SecretValues) -> Result<Value, String> {
+    let data = secrets
+        .get(secret)
+        .ok_or_else(|| format!("waiting for Secret {secret}"))?;
+    let text = |key: &str| {
+        data.get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let mut config = Map::new();
+    for key in ["host", "database", "user", "password"] {
+        let value = text(key).ok_or_else(|| format!("Secret {secret} has no key {key}"))?;
+        config.insert(key.to_string(), Value::String(value));
+    }
+    if let Some(port) = text("port") {
+        let port: u16 = port
+            .trim()
+            .parse()
+            .map_err(|_| format!("Secret {secret} key port is not a port number"))?;
+        config.insert("port".into(), json!(port));
+    }
+    if let Some(sslmode) = text("sslmode") {
+        config.insert("sslmode".into(), Value::String(sslmode));
+    }
+    Ok(Value::Object(config))
+}
+
+/// The config of an S3 store (`runtime/shares/service.go`,
+/// `CreateRemoteStoreFromConfig`; keys checked by `runtime.ValidateBlockStoreConfig`).
+fn s3_config(s3: &S3Store, secrets: &SecretValues) -> Result<Value, String> {
+    let data = secrets
+        .get(&s3.secret_name)
+        .ok_or_else(|| format!("waiting for Secret {}", s3.secret_name))?;
+    let key = |key: &str| {
+        data.get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .ok_or_else(|| format!("Secret {} has no key {key}", s3.secret_name))
+    };
+    let mut config = Map::new();
+    config.insert("bucket".into(), json!(s3.bucket));
+    config.insert("region".into(), json!(s3.region));
+    if let Some(endpoint) = &s3.endpoint {
+        config.insert("endpoint".into(), json!(endpoint));
+    }
+    if let Some(prefix) = &s3.prefix {
+        config.insert("prefix".into(), json!(prefix));
+    }
+    if let Some(path_style) = s3.force_path_style {
+        config.insert("force_path_style".into(), json!(path_style));
+    }
+    if s3.allow_private_endpoint {
+        config.insert("allow_private_endpoint".into(), json!(true));
+    }
+    config.insert("access_key_id".into(), json!(key(&s3.access_key_id_key)?));
+    config.insert(
+        "secret_access_key".into(),
+        json!(key(&s3.secret_access_key_key)?),
+    );
+    Ok(Value::Object(config))
+}
+
+fn shares(eff: &EffectiveSpec, live: &Live, plan: &mut Plan) {
+    // The id of a store, by tier and name, and whether it can carry a share now.
+    let id_of =
+        |stores: &[Store], name: &str| stores.iter().find(|s| s.name == name).map(|s| s.id.clone());
+    let usable = |plan: &Plan, tier: &str, name: &str| {
+        plan.stores
+            .iter()
+            .find(|s| s.kind == tier && s.name == name)
+            .is_some_and(|s| s.state != ItemState::Pending && s.state != ItemState::Failed)
+    };
+    for share in &eff.server.shares {
+        let existing = live.shares.iter().find(|s| s.name == share.name);
+        let status = match existing {
+            None => {
+                let missing: Vec<String> = [
+                    Some(("metadata", &share.metadata_store)),
+                    Some(("local", &share.local_block_store)),
+                    share.remote_block_store.as_ref().map(|r| ("remote", r)),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|(tier, name)| !usable(plan, tier, name))
+                .map(|(tier, name)| format!("{tier} store {name}"))
+                .collect();
+                if missing.is_empty() {
+                    plan.steps.push(Step::CreateShare(share.clone()));
+                    (ItemState::Ready, None)
+                } else {
+                    (
+                        ItemState::Pending,
+                        Some(format!("waiting for {}", missing.join(", "))),
+                    )
+                }
+            }
+            Some(existing) => {
+                let mut differences = Vec::new();
+                let bindings = [
+                    (
+                        "metadata store",
+                        Some(&share.metadata_store),
+                        &live.metadata_stores,
+                        Some(&existing.metadata_store_id),
+                    ),
+                    (
+                        "local block store",
+                        Some(&share.local_block_store),
+                        &live.local_block_stores,
+                        Some(&existing.local_block_store_id),
+                    ),
+                    (
+                        "remote block store",
+                        share.remote_block_store.as_ref(),
+                        &live.remote_block_stores,
+                        existing
+                            .remote_block_store_id
+                            .as_ref()
+                            .filter(|id| !id.is_empty()),
+                    ),
+                ];
+                for (what, wanted, stores, have) in bindings {
+                    let wanted_id = wanted.and_then(|name| id_of(stores, name));
+                    if wanted_id.as_ref() != have {
+                        let name_of = |id: Option<&String>| {
+                            id.map(|id| {
+                                stores
+                                    .iter()
+                                    .find(|s| &s.id == id)
+                                    .map_or_else(|| id.clone(), |s| s.name.clone())
+                            })
+                            .unwrap_or_else(|| "none".to_string())
+                        };
+                        differences.push(format!(
+                            "uses {what} {} in DittoFS, not {}",
+                            name_of(have),
+                            wanted.map_or("none", String::as_str)
+                        ));
+                    }
+                }
+                if differences.is_empty() {
+                    let read_only =
+                        (existing.read_only != share.read_only).then_some(share.read_only);
+                    let permission = share.default_permission.as_str();
+                    let default_permission =
+                        (existing.default_permission != permission).then(|| permission.to_string());
+                    if read_only.is_some() || default_permission.is_some() {
+                        plan.steps.push(Step::UpdateShare {
+                            name: share.name.clone(),
+                            read_only,
+                            default_permission,
+                        });
+                    }
+                    if existing.enabled {
+                        (ItemState::Ready, None)
+                    } else {
+                        let difference =
+                            "is disabled in DittoFS (dfsctl share disable)".to_string();
+                        plan.drift
+                            .push(format!("share {} {difference}", share.name));
+                        (
+                            ItemState::Drifted,
+                            Some(format!(
+                                "{difference}: enable it with `dfsctl share enable {}`",
+                                share.name
+                            )),
+                        )
+                    }
+                } else {
+                    let difference = differences.join(", ");
+                    plan.drift
+                        .push(format!("share {} {difference}", share.name));
+                    (
+                        ItemState::Drifted,
+                        Some(format!(
+                            "{difference}: the operator does not move a share between stores (its files stay where they are); put the spec back, or recreate the share with dfsctl"
+                        )),
+                    )
+                }
+            }
+        };
+        let (state, message) = status;
+        plan.shares.push(ShareStatus {
+            name: share.name.clone(),
+            state,
+            message,
+        });
+    }
+}
+
+fn unmanaged(eff: &EffectiveSpec, live: &Live, plan: &mut Plan) {
+    let server = &eff.server;
+    let lists: [(&str, &[Store], Vec<&str>); 3] = [
+        (
+            "metadata store",
+            &live.metadata_stores,
+            server
+                .metadata_stores
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect(),
+        ),
+        (
+            "local block store",
+            &live.local_block_stores,
+            server
+                .local_block_stores
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect(),
+        ),
+        (
+            "remote block store",
+            &live.remote_block_stores,
+            server
+                .remote_block_stores
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect(),
+        ),
+    ];
+    for (what, stores, declared) in lists {
+        for store in stores {
+            if !declared.contains(&store.name.as_str()) {
+                plan.unmanaged.push(format!("{what} {}", store.name));
+            }
+        }
+    }
+    for share in &live.shares {
+        if !server.shares.iter().any(|s| s.name == share.name) {
+            plan.unmanaged.push(format!("share {}", share.name));
+        }
+    }
+}
