@@ -236,7 +236,8 @@ fn services_carry_type_and_annotations_headless_and_metrics_do_not() {
 
 #[test]
 fn volume_claim_templates_and_retention() {
-    let minimal = build(&sample("minimal"));
+    // metrics.yaml keeps its share on the cache volume: no content volume.
+    let minimal = build(&sample("metrics"));
     let sts = minimal.stateful_set.spec.as_ref().expect("spec");
     let names: Vec<_> = sts
         .volume_claim_templates
