@@ -508,3 +508,38 @@ fn network_policy_sources_can_be_narrowed() {
     );
     assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
 }
+
+#[test]
+fn egress_can_be_restricted_to_dns_the_api_server_and_the_dittofs_api() {
+    let case = Case {
+        name: "egress",
+        release: "dittofs-operator",
+        namespace: "dittofs-system",
+        values: json!({"networkPolicy": {"egress": {
+            "restrict": true,
+            "apiServer": [{"ipBlock": {"cidr": "172.20.0.1/32"}}],
+            "dittofsApiPorts": [8080, 9000],
+        }}}),
+    };
+    let Some(rendered) = render(&[case]) else {
+        return;
+    };
+    assert_lint_clean(&rendered);
+    let policy =
+        &rendered.objects["egress"][&("NetworkPolicy".to_string(), "dittofs-operator".to_string())];
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    let egress = policy["spec"]["egress"].as_array().expect("egress");
+    assert_eq!(egress.len(), 3, "{egress:?}");
+    assert_eq!(
+        egress[1]["to"],
+        json!([{"ipBlock": {"cidr": "172.20.0.1/32"}}])
+    );
+    assert_eq!(
+        egress[2]["ports"],
+        json!([{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 9000}])
+    );
+    assert_eq!(
+        egress[2]["to"][0]["podSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "dittofs", "app.kubernetes.io/managed-by": "dittofs-operator"})
+    );
+}
