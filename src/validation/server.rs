@@ -132,6 +132,14 @@ fn metadata_stores(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findin
                 &format!("{base}.postgres.secretRef.name"),
                 "is required for a postgres store: name the Secret with host, database, user and password (port and sslmode optional)",
             ),
+            MetadataStoreKind::Postgres { secret_name }
+                if eff.database.postgres_secret() == Some(secret_name.as_str()) =>
+            {
+                out.error(
+                    &format!("{base}.postgres.secretRef.name"),
+                    format!("{secret_name:?} is the control plane's database: the metadata store needs a database of its own (both schemas have a table named shares); name a Secret for another database"),
+                )
+            }
             MetadataStoreKind::Postgres { .. } => {}
         }
     }

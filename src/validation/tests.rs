@@ -900,3 +900,232 @@ fn a_jwt_secret_shorter_than_32_bytes_is_refused_when_readable() {
         .is_valid()
     );
 }
+
+// ---------------------------------------------------------------- stores and shares
+
+const STORES: &str = "storage: {metadataSize: 1Gi, contentSize: 1Gi}\nmetadataStores: [{name: meta, type: badger}]\nlocalBlockStores: [{name: blocks, type: fs}]\n";
+
+#[test]
+fn a_declared_share_on_declared_stores_is_valid() {
+    let r = check(&format!(
+        "{STORES}shares: [{{name: /export, metadataStore: meta, localBlockStore: blocks, defaultPermission: read-write}}]"
+    ));
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+}
+
+#[test]
+fn shares_name_absolute_paths_and_declared_stores() {
+    let r = check(&format!(
+        "{STORES}shares: [{{name: export, metadataStore: meta, localBlockStore: nope, remoteBlockStore: s3, defaultPermission: read}}, {{name: /, metadataStore: meta, localBlockStore: blocks, defaultPermission: read}}]"
+    ));
+    assert!(
+        has_error(&r, "spec.shares[0].name", "is not a share path"),
+        "{r:?}"
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.shares[0].localBlockStore",
+            "\"nope\" is not declared in spec.localBlockStores"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.shares[0].remoteBlockStore",
+            "\"s3\" is not declared in spec.remoteBlockStores"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_error(&r, "spec.shares[1].name", "is not a share path"),
+        "{r:?}"
+    );
+    let twice = check(&format!(
+        "{STORES}shares: [{{name: /a, metadataStore: meta, localBlockStore: blocks, defaultPermission: read}}, {{name: //a, metadataStore: meta, localBlockStore: blocks, defaultPermission: read}}]"
+    ));
+    assert!(!twice.is_valid(), "{twice:?}");
+    // The default permission is DittoFS's own: refused, and said so.
+    let none = check(&format!(
+        "{STORES}shares: [{{name: /a, metadataStore: meta, localBlockStore: blocks}}]"
+    ));
+    assert!(none.is_valid());
+    assert!(
+        has_warning(
+            &none,
+            "spec.shares[0].defaultPermission",
+            "clients without an explicit grant are refused"
+        ),
+        "{none:?}"
+    );
+}
+
+#[test]
+fn stores_live_on_the_volumes_the_spec_mounts() {
+    let r = check(
+        "storage: {metadataSize: 1Gi}\nmetadataStores: [{name: m, type: badger, badger: {path: /var/lib/x}}, {name: n, type: badger}, {name: o, type: badger}]\nlocalBlockStores: [{name: l, type: fs}, {name: c, type: fs, fs: {path: /data/cache/a}}, {name: t, type: fs, fs: {path: /tmp}}]",
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.metadataStores[0].badger.path",
+            "is not on the metadata volume"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.metadataStores[2].badger.path",
+            "is also the path of spec.metadataStores[1]"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.localBlockStores[0].fs.path",
+            "exists only with spec.storage.contentSize"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        !r.errors
+            .iter()
+            .any(|f| f.field == "spec.localBlockStores[1].fs.path"),
+        "{r:?}"
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.localBlockStores[2].fs.path",
+            "is on no volume of the pod"
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn store_types_take_their_own_settings_and_names_are_unique() {
+    let r = check(
+        "storage: {metadataSize: 1Gi}\nmetadataStores: [{name: m, type: memory, badger: {path: /data/metadata}}, {name: p, type: postgres}, {name: m, type: badger}, {name: 'a/b', type: badger, badger: {path: /data/metadata/x}}]\nremoteBlockStores: [{name: r, type: s3}, {name: q, type: memory, s3: {bucket: b, credentialsSecretRef: {name: k}}}]",
+    );
+    assert!(
+        has_error(&r, "spec.metadataStores[0].badger", "but type is memory"),
+        "{r:?}"
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.metadataStores[1].postgres.secretRef.name",
+            "is required"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_error(&r, "spec.metadataStores[2].name", "is declared twice"),
+        "{r:?}"
+    );
+    assert!(
+        has_error(&r, "spec.metadataStores[3].name", "is not a store name"),
+        "{r:?}"
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.remoteBlockStores[0].s3",
+            "is required for an s3 store"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_error(&r, "spec.remoteBlockStores[1].s3", "but type is memory"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn s3_endpoints_on_private_addresses_need_the_flag() {
+    let store = |extra: &str| {
+        check(&format!(
+            "storage: {{metadataSize: 1Gi}}\nremoteBlockStores: [{{name: s3, type: s3, s3: {{bucket: b, credentialsSecretRef: {{name: k}}{extra}}}}}]"
+        ))
+    };
+    let r = store(", endpoint: 'http://minio.storage.svc:9000'");
+    assert!(r.is_valid());
+    assert!(
+        has_warning(
+            &r,
+            "spec.remoteBlockStores[0].s3.endpoint",
+            "set it for an in-cluster MinIO or Ceph"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        store(", endpoint: 'http://minio.storage.svc:9000', allowPrivateEndpoint: true")
+            .warnings
+            .is_empty()
+    );
+    assert!(
+        store(", endpoint: 'https://s3.eu-west-1.amazonaws.com'")
+            .warnings
+            .is_empty()
+    );
+    assert!(has_error(
+        &store(", endpoint: 'ftp://x'"),
+        "spec.remoteBlockStores[0].s3.endpoint",
+        "scheme other than http or https"
+    ));
+    let missing = check(
+        "storage: {metadataSize: 1Gi}\nremoteBlockStores: [{name: s3, type: s3, s3: {bucket: '', credentialsSecretRef: {name: ''}}}]",
+    );
+    assert!(
+        has_error(
+            &missing,
+            "spec.remoteBlockStores[0].s3.bucket",
+            "is required"
+        ),
+        "{missing:?}"
+    );
+    assert!(
+        has_error(
+            &missing,
+            "spec.remoteBlockStores[0].s3.credentialsSecretRef.name",
+            "static keys only"
+        ),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn a_postgres_metadata_store_needs_its_own_database() {
+    let r = check(
+        "storage: {metadataSize: 1Gi}\ndatabase: {postgresSecretRef: {name: pg}}\nmetadataStores: [{name: m, type: postgres, postgres: {secretRef: {name: pg}}}]",
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.metadataStores[0].postgres.secretRef.name",
+            "needs a database of its own"
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn store_secrets_are_looked_up_and_named_when_absent() {
+    let cluster = FakeCluster::default();
+    let r = check_with(
+        "storage: {metadataSize: 1Gi}\nremoteBlockStores: [{name: s3, type: s3, s3: {bucket: b, credentialsSecretRef: {name: missing-keys}}}]",
+        &cluster,
+    );
+    assert!(
+        has_warning(
+            &r,
+            "spec.remoteBlockStores[0].s3.credentialsSecretRef",
+            "or the operator cannot create the store"
+        ),
+        "{r:?}"
+    );
+}
