@@ -653,6 +653,92 @@ mod tests {
         assert_eq!(third, second, "nothing changed: identical status, no write");
     }
 
+    fn server(state: ServerState) -> Option<ServerFacts> {
+        Some(ServerFacts {
+            state,
+            status: None,
+            again_in: None,
+        })
+    }
+
+    #[test]
+    fn server_configured_says_why_and_a_pass_without_calls_keeps_it() {
+        let e = eff("{storage: {metadataSize: 1Gi}}");
+        let ready = |state| Facts {
+            stateful_set: Some(sts(1, 1, 1)),
+            server: server(state),
+            ..Default::default()
+        };
+        let reason = |s: &DittoServerStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == SERVER_CONFIGURED)
+                .map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let waiting = compute(None, &e, &ready(ServerState::NotReady), &time(1));
+        assert_eq!(
+            reason(&waiting),
+            Some(("False".into(), "ServerNotReady".into()))
+        );
+        assert_eq!(condition_status(Some(&waiting), READY), Some("False"));
+        let refused = compute(
+            Some(&waiting),
+            &e,
+            &ready(ServerState::Account(SessionError::AdminRefused {
+                secret: "d-admin-bootstrap-credentials".into(),
+                detail: "401 Invalid username or password".into(),
+            })),
+            &time(2),
+        );
+        assert_eq!(
+            reason(&refused),
+            Some(("False".into(), "AdminLoginFailed".into()))
+        );
+        let message = &refused
+            .conditions
+            .iter()
+            .find(|c| c.type_ == SERVER_CONFIGURED)
+            .expect("condition")
+            .message;
+        assert!(
+            message.contains(
+                "put the admin's current password in Secret d-admin-bootstrap-credentials"
+            ),
+            "{message}"
+        );
+        let configured = compute(
+            Some(&refused),
+            &e,
+            &ready(ServerState::Configured),
+            &time(3),
+        );
+        assert_eq!(
+            reason(&configured),
+            Some(("True".into(), "Configured".into()))
+        );
+        assert_eq!(condition_status(Some(&configured), READY), Some("True"));
+        // A pass that did not call the server keeps what the last one found.
+        let kept = compute(
+            Some(&configured),
+            &e,
+            &ready(ServerState::Unchanged),
+            &time(4),
+        );
+        assert_eq!(kept, configured);
+        // Stopped: nothing to configure, and not what makes it not ready.
+        let stopped = eff("{replicas: 0, storage: {metadataSize: 1Gi}}");
+        let s = compute(
+            None,
+            &stopped,
+            &Facts {
+                server: server(ServerState::Stopped),
+                ..Default::default()
+            },
+            &time(5),
+        );
+        assert_eq!(reason(&s), Some(("False".into(), "Stopped".into())));
+    }
+
     #[test]
     fn invalid_spec_fails_config_ready() {
         let e = eff("{storage: {metadataSize: 1Gi}}");

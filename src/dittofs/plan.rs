@@ -568,3 +568,286 @@ fn unmanaged(eff: &EffectiveSpec, live: &Live, plan: &mut Plan) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::crd::DittoServer;
+    use crate::dittofs::api::HealthReport;
+
+    fn eff(spec: serde_json::Value) -> EffectiveSpec {
+        let ds: DittoServer = serde_json::from_value(json!({
+            "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+            "metadata": {"name": "d", "namespace": "ns"}, "spec": spec,
+        }))
+        .expect("DittoServer");
+        EffectiveSpec::resolve(&ds)
+    }
+
+    fn declared() -> EffectiveSpec {
+        eff(json!({
+            "storage": {"metadataSize": "1Gi", "contentSize": "1Gi"},
+            "metadataStores": [{"name": "meta", "type": "badger"}],
+            "localBlockStores": [{"name": "blocks", "type": "fs"}],
+            "remoteBlockStores": [{"name": "s3", "type": "s3", "s3": {"bucket": "b", "credentialsSecretRef": {"name": "keys"}}}],
+            "shares": [{"name": "/export", "metadataStore": "meta", "localBlockStore": "blocks", "remoteBlockStore": "s3", "defaultPermission": "read-write"}],
+        }))
+    }
+
+    fn adapter(kind: &str, port: i32, enabled: bool) -> Adapter {
+        Adapter {
+            kind: kind.into(),
+            enabled,
+            running: enabled,
+            port,
+            status: HealthReport::default(),
+        }
+    }
+
+    /// A server as v0.29 starts: both adapters on, the portmapper off, nothing else.
+    fn fresh() -> Live {
+        Live {
+            adapters: vec![adapter("nfs", 12049, true), adapter("smb", 1445, true)],
+            nfs_settings: Some(NfsSettings {
+                portmapper_enabled: false,
+                portmapper_port: 10111,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn store(id: &str, name: &str, kind: &str, config: Value) -> Store {
+        Store {
+            id: id.into(),
+            name: name.into(),
+            kind: kind.into(),
+            config,
+        }
+    }
+
+    fn keys(id: &str) -> SecretValues {
+        [(
+            "keys".to_string(),
+            [
+                ("accessKeyId".to_string(), id.as_bytes().to_vec()),
+                ("secretAccessKey".to_string(), b"secret".to_vec()),
+            ]
+            .into(),
+        )]
+        .into()
+    }
+
+    /// The server once everything declared exists as declared.
+    fn converged() -> Live {
+        Live {
+            adapters: vec![adapter("nfs", 12049, true), adapter("smb", 1445, false)],
+            nfs_settings: Some(NfsSettings {
+                portmapper_enabled: true,
+                portmapper_port: 10111,
+            }),
+            metadata_stores: vec![store(
+                "m1",
+                "meta",
+                "badger",
+                json!({"path": "/data/metadata"}),
+            )],
+            local_block_stores: vec![store(
+                "l1",
+                "blocks",
+                "fs",
+                json!({"path": "/data/content"}),
+            )],
+            remote_block_stores: vec![store(
+                "r1",
+                "s3",
+                "s3",
+                json!({"bucket": "b", "region": "us-east-1", "access_key_id": "AKIA1", "secret_access_key": "********"}),
+            )],
+            shares: vec![LiveShare {
+                id: "s1".into(),
+                name: "/export".into(),
+                metadata_store_id: "m1".into(),
+                local_block_store_id: "l1".into(),
+                remote_block_store_id: Some("r1".into()),
+                read_only: false,
+                enabled: true,
+                default_permission: "read-write".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_fresh_server_gets_everything_in_order() {
+        let plan = plan(&declared(), &fresh(), false, &keys("AKIA1"));
+        let kinds: Vec<String> = plan
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Portmapper {
+                    enabled,
+                    store,
+                    restart_nfs,
+                } => format!("portmapper {enabled} {store} {restart_nfs}"),
+                Step::Adapter { kind, change } => format!("adapter {kind} {change:?}"),
+                Step::CreateMetadataStore { name, .. } => format!("metadata {name}"),
+                Step::CreateBlockStore { tier, name, .. } => format!("{tier} {name}"),
+                Step::UpdateBlockStore { name, .. } => format!("update {name}"),
+                Step::CreateShare(s) => format!("share {}", s.name),
+                Step::UpdateShare { name, .. } => format!("update share {name}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "portmapper true true true",
+                "adapter smb UpdateAdapterRequest { enabled: Some(false), port: None }",
+                "metadata meta",
+                "local blocks",
+                "remote s3",
+                "share /export",
+            ]
+        );
+        let Step::CreateBlockStore { config, .. } = &plan.steps[4] else {
+            panic!("{:?}", plan.steps[4]);
+        };
+        assert_eq!(
+            config,
+            &json!({"bucket": "b", "region": "us-east-1", "access_key_id": "AKIA1", "secret_access_key": "secret"})
+        );
+        assert!(plan.drift.is_empty() && plan.unmanaged.is_empty());
+        assert!(plan.shares.iter().all(|s| s.state == ItemState::Ready));
+    }
+
+    #[test]
+    fn a_converged_server_needs_nothing() {
+        let plan = plan(&declared(), &converged(), true, &keys("AKIA1"));
+        assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+        assert!(plan.drift.is_empty());
+    }
+
+    #[test]
+    fn a_moved_adapter_is_put_back_and_a_port_change_restarts_the_portmapper_with_it() {
+        let mut live = converged();
+        live.adapters[0].port = 13049;
+        let plan = plan(&declared(), &live, true, &keys("AKIA1"));
+        assert_eq!(
+            plan.steps,
+            [Step::Adapter {
+                kind: "nfs",
+                change: UpdateAdapterRequest {
+                    enabled: None,
+                    port: Some(12049)
+                }
+            }]
+        );
+        // The portmapper stored but not yet in effect: the port change restarts it.
+        let mut live = converged();
+        live.adapters[0].port = 13049;
+        let plan = super::plan(&declared(), &live, false, &keys("AKIA1"));
+        assert!(matches!(
+            plan.steps[0],
+            Step::Portmapper {
+                enabled: true,
+                store: false,
+                restart_nfs: false
+            }
+        ));
+    }
+
+    #[test]
+    fn in_place_changes_and_drift() {
+        let mut live = converged();
+        live.shares[0].read_only = true;
+        live.shares[0].default_permission = "none".into();
+        live.metadata_stores[0].config = json!({"db_path": "/data/metadata/other"});
+        live.remote_block_stores[0].config["access_key_id"] = json!("AKIA0");
+        let plan = plan(&declared(), &live, true, &keys("AKIA1"));
+        assert!(plan.steps.contains(&Step::UpdateShare {
+            name: "/export".into(),
+            read_only: Some(false),
+            default_permission: Some("read-write".into()),
+        }));
+        assert!(
+            plan.steps
+                .iter()
+                .any(|s| matches!(s, Step::UpdateBlockStore { name, .. } if name == "s3")),
+            "rotated keys are pushed"
+        );
+        assert_eq!(
+            plan.drift,
+            [
+                "metadata store meta path is \"/data/metadata/other\" in DittoFS, not \"/data/metadata\""
+            ]
+        );
+        let meta = &plan.stores[0];
+        assert_eq!(meta.state, ItemState::Drifted);
+        assert!(
+            !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::CreateMetadataStore { .. })),
+            "never recreated"
+        );
+    }
+
+    #[test]
+    fn a_share_on_other_stores_is_drift_and_undeclared_items_are_listed() {
+        let mut live = converged();
+        live.local_block_stores
+            .push(store("l2", "other", "memory", json!({})));
+        live.shares[0].local_block_store_id = "l2".into();
+        live.shares.push(LiveShare {
+            name: "/scratch".into(),
+            id: "s2".into(),
+            ..live.shares[0].clone()
+        });
+        let plan = plan(&declared(), &live, true, &keys("AKIA1"));
+        assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+        assert_eq!(plan.shares[0].state, ItemState::Drifted);
+        assert!(
+            plan.drift[0].contains("uses local block store other in DittoFS, not blocks"),
+            "{:?}",
+            plan.drift
+        );
+        assert_eq!(
+            plan.unmanaged,
+            ["local block store other", "share /scratch"]
+        );
+    }
+
+    #[test]
+    fn a_share_waits_for_a_store_that_waits_for_its_secret() {
+        let plan = plan(&declared(), &fresh(), false, &SecretValues::new());
+        assert_eq!(plan.stores[2].state, ItemState::Pending);
+        assert_eq!(
+            plan.stores[2].message.as_deref(),
+            Some("waiting for Secret keys")
+        );
+        assert_eq!(plan.shares[0].state, ItemState::Pending);
+        assert!(!plan.steps.iter().any(|s| matches!(s, Step::CreateShare(_))));
+    }
+
+    #[test]
+    fn a_postgres_store_gets_its_port_as_a_number() {
+        let secrets: SecretValues = [(
+            "pg".to_string(),
+            [
+                ("host", "h"),
+                ("port", "5433"),
+                ("database", "d"),
+                ("user", "u"),
+                ("password", "p"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        )]
+        .into();
+        assert_eq!(
+            postgres_config("pg", &secrets),
+            Ok(json!({"host": "h", "port": 5433, "database": "d", "user": "u", "password": "p"}))
+        );
+    }
+}
