@@ -1,4 +1,4 @@
-//! Reconciler at scale (`cargo bench --bench reconcile`), two parts:
+//! Reconciler at scale (`cargo bench --bench reconcile`), three parts:
 //!
 //! 1. **The released binary** (`dittofs-operator controller --leader-elect=false`,
 //!    its own process, pinned to core 0 when `taskset` exists) against the in-memory
@@ -9,13 +9,21 @@
 //!    Measured: time to converge and to delete, failed and total reconciles per
 //!    object (from the operator's /metrics), requests per object, writes once
 //!    converged, the operator's CPU per object and its memory (VmRSS, VmHWM).
-//! 2. **One idle pass** in-process (stores fed by hand): the CPU of a pass with
+//! 2. **The released binary with 1,000 running servers**: `samples/minimal.yaml`
+//!    (stores and the `/export` share), one replica each, every pod's REST API
+//!    served by the fake DittoFS of the tests, which the operator reaches by name
+//!    through an `/etc/hosts` of its own (`unshare --mount`). Measured: time until
+//!    every server is configured, Kubernetes and DittoFS requests per server, and
+//!    what the drift poll costs once everything is converged.
+//! 3. **One idle pass** in-process (stores fed by hand): the CPU of a pass with
 //!    nothing to do, the cost of a periodic resync.
 //!
 //! Run the load side on the other core: `taskset -c 1 cargo bench --bench reconcile`.
 
 #[path = "../tests/fake_api/mod.rs"]
 mod fake_api;
+#[path = "../tests/fake_dittofs/mod.rs"]
+mod fake_dittofs;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,6 +35,7 @@ use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
 use dittofs_operator::controller::{Context, ControllerMetrics, StoredServer};
 use dittofs_operator::crd::DittoServer;
 use fake_api::{AllFound, DS_PATH, FakeApi, over_http, start};
+use fake_dittofs::FakeDittoFs;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -47,6 +56,7 @@ const NS: &str = "load";
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     scale().await;
+    running_servers().await;
     idle_pass().await;
 }
 
@@ -57,9 +67,91 @@ struct Operator {
     child: Child,
     probe: std::net::SocketAddr,
     ticks_per_second: f64,
+    pinned: bool,
 }
 
 impl Operator {
+    /// `dittofs-operator controller --leader-elect=false --concurrency 8 EXTRA…`,
+    /// pinned to core 0 when `taskset` exists, its log in `dir/operator.log`. With
+    /// `hosts`, it runs in a mount namespace of its own (`unshare --mount`) where
+    /// that file is bind-mounted over `/etc/hosts`: the system resolver of the
+    /// released binary then sends `<name>-api.<ns>.svc` where the file says.
+    fn spawn(
+        dir: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+        hosts: Option<&std::path::Path>,
+    ) -> Operator {
+        let probe = free_port();
+        let binary = env!("CARGO_BIN_EXE_dittofs-operator");
+        let pinned = Command::new("taskset").arg("--version").output().is_ok();
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if pinned {
+            argv.extend(["taskset".into(), "-c".into(), "0".into()]);
+        }
+        argv.push(binary.into());
+        argv.extend(
+            ["controller", "--leader-elect=false", "--concurrency", "8"]
+                .iter()
+                .chain(extra)
+                .map(Into::into),
+        );
+        argv.extend(["--probe-listen".into(), probe.to_string().into()]);
+        let mut command = match hosts {
+            Some(hosts) => {
+                // unshare and sh exec in place: the PID measured is the operator's.
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--mount",
+                    "sh",
+                    "-c",
+                    r#"mount --bind "$0" /etc/hosts && exec "$@""#,
+                ])
+                .arg(hosts)
+                .args(&argv);
+                c
+            }
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        let log = std::fs::File::create(dir.join("operator.log")).expect("log");
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        let ticks_per_second = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0);
+        Operator {
+            child: command.spawn().expect("start the operator"),
+            probe,
+            ticks_per_second,
+            pinned,
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            if let Some((200, _)) = self.get("/readyz").await {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "operator never ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn stat(&self) -> Option<Vec<String>> {
         let text = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
         // Fields after the command name (which may contain spaces) in parentheses.
@@ -201,48 +293,10 @@ async fn scale() {
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, over_http::kubeconfig(addr)).expect("kubeconfig");
 
-    let probe = free_port();
-    let binary = env!("CARGO_BIN_EXE_dittofs-operator");
-    let pinned = Command::new("taskset").arg("--version").output().is_ok();
-    let mut command = if pinned {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", binary]);
-        c
-    } else {
-        Command::new(binary)
-    };
-    let log = std::fs::File::create(dir.path().join("operator.log")).expect("log");
-    command
-        .args(["controller", "--leader-elect=false", "--concurrency", "8"])
-        .arg("--probe-listen")
-        .arg(probe.to_string())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log);
-    let ticks_per_second = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0);
-    let operator = Operator {
-        child: command.spawn().expect("start the operator"),
-        probe,
-        ticks_per_second,
-    };
+    let operator = Operator::spawn(dir.path(), &kubeconfig, &[], None);
+    let pinned = operator.pinned;
     let started = Instant::now();
-    loop {
-        if let Some((200, _)) = operator.get("/readyz").await {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "operator never ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    operator.wait_ready().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ready_after = started.elapsed();
     let idle_rss = operator.mib("VmRSS:");
@@ -356,7 +410,234 @@ async fn scale() {
     println!("operator peak RSS (VmHWM): {peak:.1} MiB");
 }
 
-// --- 2. one idle pass, in-process -------------------------------------------------
+// --- 2. the released binary with 1,000 running DittoFS servers -------------------
+
+const LIVE_NS: &str = "live";
+/// The drift poll of the bench: the production default.
+const POLL_SECONDS: u64 = 60;
+
+/// `samples/minimal.yaml` (badger store, fs block store, `/export`) with a
+/// ClusterIP Service and its REST API at the fake DittoFS's port.
+fn live_server(i: usize, dittofs_port: u16) -> DittoServer {
+    let text = include_str!("../samples/minimal.yaml");
+    let mut ds: serde_json::Value = serde_yaml_ng::from_str(text).expect("minimal.yaml");
+    ds["metadata"] = json!({"name": format!("s{i:04}"), "namespace": LIVE_NS});
+    ds["spec"]["service"] = json!({"type": "ClusterIP"});
+    ds["spec"]["controlPlane"] = json!({"servicePort": dittofs_port});
+    serde_json::from_value(ds).expect("DittoServer")
+}
+
+fn admin_password(api: &FakeApi, name: &str) -> Option<String> {
+    let secret = api.get(&format!(
+        "/api/v1/namespaces/{LIVE_NS}/secrets/{name}-admin-bootstrap-credentials"
+    ))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["password"].as_str()?)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The kubelet and the pods: once a StatefulSet and its admin Secret exist, its
+/// DittoFS server starts (first start, that admin password) and the pod becomes
+/// ready. Checks every 200 ms, as pods come up at their own pace.
+fn start_pods(api: FakeApi, dittofs: Arc<FakeDittoFs>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut started = std::collections::HashSet::new();
+        loop {
+            for sts in api.list(&format!("/apis/apps/v1/namespaces/{LIVE_NS}/statefulsets")) {
+                let Some(name) = sts["metadata"]["name"].as_str() else {
+                    continue;
+                };
+                if started.contains(name) {
+                    continue;
+                }
+                let Some(password) = admin_password(&api, name) else {
+                    continue;
+                };
+                dittofs.add_server(&format!("{name}-api.{LIVE_NS}.svc"), &password);
+                if api.make_statefulset_ready(&format!(
+                    "/apis/apps/v1/namespaces/{LIVE_NS}/statefulsets/{name}"
+                )) {
+                    started.insert(name.to_string());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+fn condition_true(ds: &serde_json::Value, type_: &str) -> bool {
+    ds["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == type_ && c["status"] == "True")
+    })
+}
+
+/// DittoFS requests answered and the writes among them, over every server.
+fn dittofs_counts(dittofs: &FakeDittoFs) -> (u64, usize) {
+    let writes = dittofs
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .count();
+    (dittofs.totals().requests, writes)
+}
+
+async fn running_servers() {
+    if !Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        println!(
+            "== running servers: skipped (needs `unshare --mount`, i.e. root or user namespaces)"
+        );
+        return;
+    }
+    let api = FakeApi::new();
+    api.enable_garbage_collector();
+    api.create_namespace(LIVE_NS);
+    api.set_watch_lag(Duration::from_secs(1));
+    api.set_watch_jitter(Duration::from_secs(2), 13);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(over_http::serve(api.clone(), listener));
+    let dittofs = Arc::new(FakeDittoFs::start());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, over_http::kubeconfig(addr)).expect("kubeconfig");
+    // What cluster DNS would answer: every server's API Service is the fake.
+    let hosts = dir.path().join("hosts");
+    let mut table = String::from("127.0.0.1 localhost\n");
+    for i in 0..SERVERS {
+        table.push_str(&format!("127.0.0.1 s{i:04}-api.{LIVE_NS}.svc\n"));
+    }
+    std::fs::write(&hosts, table).expect("hosts");
+
+    let poll = format!("{POLL_SECONDS}s");
+    let operator = Operator::spawn(
+        dir.path(),
+        &kubeconfig,
+        &["--poll-interval", &poll],
+        Some(&hosts),
+    );
+    operator.wait_ready().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pods = start_pods(api.clone(), dittofs.clone());
+
+    let servers: Api<DittoServer> = Api::namespaced(api.client(), LIVE_NS);
+    api.clear_log();
+    let cpu_before = operator.cpu();
+    let creating = Instant::now();
+    for i in 0..SERVERS {
+        servers
+            .create(&PostParams::default(), &live_server(i, dittofs.port()))
+            .await
+            .expect("create");
+    }
+    let created_in = creating.elapsed();
+    let collection =
+        format!("/apis/dittofs.dittofs.com/v1alpha1/namespaces/{LIVE_NS}/dittoservers");
+    let converge = wait_until(Duration::from_secs(900), || {
+        let all = api.list(&collection);
+        all.len() == SERVERS
+            && all
+                .iter()
+                .all(|d| condition_true(d, "ServerConfigured") && condition_true(d, "Ready"))
+    })
+    .await;
+    let cpu_converge = operator.cpu() - cpu_before;
+    api.settle(Duration::from_secs(5), Duration::from_secs(120))
+        .await;
+    let first = operator_requests(&api);
+    let first_writes = first.iter().filter(|r| r.is_write()).count();
+    let (dfs_first, dfs_first_writes) = dittofs_counts(&dittofs);
+    let exported = (0..SERVERS)
+        .filter(|i| {
+            dittofs
+                .server(&format!("s{i:04}-api.{LIVE_NS}.svc"))
+                .is_some_and(|s| s.shares().iter().any(|sh| sh.name == "/export"))
+        })
+        .count();
+    let reconciles_ok = operator.reconciles("ok").await;
+    let reconciles_failed = operator.reconciles("error").await;
+    let converged_rss = operator.mib("VmRSS:");
+
+    // Converged: two poll intervals and a bit, with nothing changing.
+    let quiet_for = Duration::from_secs(2 * POLL_SECONDS + 10);
+    api.clear_log();
+    dittofs.clear_requests();
+    let dfs_before = dittofs.totals();
+    let cpu_before = operator.cpu();
+    tokio::time::sleep(quiet_for).await;
+    let cpu_quiet = operator.cpu() - cpu_before;
+    let quiet = operator_requests(&api);
+    let quiet_writes = quiet.iter().filter(|r| r.is_write()).count();
+    let (dfs_quiet_total, dfs_quiet_writes) = dittofs_counts(&dittofs);
+    let dfs_quiet = dfs_quiet_total - dfs_before.requests;
+    let db_writes_quiet = dittofs.totals().db_writes - dfs_before.db_writes;
+    let quiet_rss = operator.mib("VmRSS:");
+
+    pods.abort();
+    api.clear_log();
+    for i in 0..SERVERS {
+        servers
+            .delete(&format!("s{i:04}"), &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    let deleted = wait_until(Duration::from_secs(600), || {
+        api.list(&collection).is_empty()
+    })
+    .await;
+    let failed_after = operator.reconciles("error").await;
+    let peak = operator.mib("VmHWM:");
+
+    let secs = |d: Option<Duration>| {
+        d.map_or("did not finish".to_string(), |d| {
+            format!("{:.1} s", d.as_secs_f64())
+        })
+    };
+    let n = SERVERS as f64;
+    println!(
+        "== the released binary, {SERVERS} running DittoFS servers (samples/minimal.yaml: stores and /export), watches lagging 1–3 s, poll every {POLL_SECONDS} s"
+    );
+    println!(
+        "created {SERVERS} in {:.1} s; every one ServerConfigured and Ready {} after the last create; /export on {exported} servers",
+        created_in.as_secs_f64(),
+        secs(converge)
+    );
+    println!(
+        "reconciles: {:.2} per object, failed: {reconciles_failed}; Kubernetes requests: {:.1} per object ({:.1} writes); DittoFS requests: {:.1} per server ({:.1} writes)",
+        (reconciles_ok + reconciles_failed) as f64 / n,
+        first.len() as f64 / n,
+        first_writes as f64 / n,
+        dfs_first as f64 / n,
+        dfs_first_writes as f64 / n
+    );
+    println!(
+        "operator CPU to converge: {cpu_converge:.2} s = {:.2} ms per server; RSS converged {converged_rss:.1} MiB",
+        cpu_converge * 1000.0 / n
+    );
+    println!(
+        "quiet {} s once converged: Kubernetes {} requests, {quiet_writes} writes; DittoFS {dfs_quiet} requests ({:.1}/s, {:.2} per server per poll interval), {dfs_quiet_writes} writes, {db_writes_quiet} database writes; operator CPU {cpu_quiet:.2} s ({:.0} µs per poll read); RSS {quiet_rss:.1} MiB",
+        quiet_for.as_secs(),
+        quiet.len(),
+        dfs_quiet as f64 / quiet_for.as_secs_f64(),
+        dfs_quiet as f64 / n / (quiet_for.as_secs_f64() / POLL_SECONDS as f64),
+        cpu_quiet * 1e6 / (dfs_quiet.max(1)) as f64
+    );
+    println!(
+        "deleted: all released {} after the last delete; failed reconciles overall: {failed_after}",
+        secs(deleted)
+    );
+    println!("operator peak RSS (VmHWM): {peak:.1} MiB");
+}
+
+// --- 3. one idle pass, in-process -------------------------------------------------
 
 /// Feed the stores from the fake's objects (a watch that kept up).
 fn sync(api: &FakeApi, stores: &Stores, w: &mut Writers) {

@@ -217,6 +217,7 @@ async fn sync<L>(
         admin_username: &eff.admin.username,
         admin_password: admin_password.as_ref(),
         password: &password,
+        password_is_new: !observed.has_account_secret(eff),
         stored_refresh: stored_token.as_ref(),
     };
     let server = Server::of(

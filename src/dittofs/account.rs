@@ -8,7 +8,8 @@
 //!
 //! 1. the access token in memory, while it has more than [`RENEW_MARGIN`] left;
 //! 2. a refresh, with the refresh token in memory or the one kept in the Secret;
-//! 3. a login with the account's password;
+//! 3. a login with the account's password (not when that password was generated
+//!    in this pass);
 //! 4. provisioning, with the administrator's password: create the account (or,
 //!    when it exists and its password is not ours any more, reset it), then log in.
 //!
@@ -40,6 +41,10 @@ pub struct Credentials<'a> {
     pub admin_password: Option<&'a Sensitive>,
     /// The account's password, as kept in its Secret.
     pub password: &'a Sensitive,
+    /// That password was generated in this pass (its Secret did not exist): no
+    /// DittoFS account can have it yet, so a login with it is skipped, not sent to
+    /// fail (a failed login is what a server's security monitoring counts).
+    pub password_is_new: bool,
     /// The refresh token kept in the Secret, if any.
     pub stored_refresh: Option<&'a Sensitive>,
 }
@@ -110,10 +115,12 @@ pub async fn session(
             Err(e) => return Err(e.into()),
         }
     }
-    match login(server, credentials.password).await {
-        Ok(session) => return Ok((session, Obtained::LoggedIn)),
-        Err(e) if refused(&e) => {}
-        Err(e) => return Err(e.into()),
+    if !credentials.password_is_new {
+        match login(server, credentials.password).await {
+            Ok(session) => return Ok((session, Obtained::LoggedIn)),
+            Err(e) if refused(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     provision(server, credentials, admin_secret).await?;
     let session = login(server, credentials.password).await?;
