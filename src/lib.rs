@@ -5,10 +5,12 @@
 //!   run), [`validation`] (shared by webhook, reconciler and CLI), [`resources`]
 //!   (pure builders — Service ports are decided in `resources::service`);
 //! - the servers: [`webhook`] (HTTPS admission), [`certs`] (certificate bootstrap),
-//!   [`controller`] (reconciler), [`leader`] (Lease), [`probes`], [`shutdown`];
+//!   [`controller`] (reconciler), [`dittofs`] (the DittoFS REST API client),
+//!   [`leader`] (Lease), [`probes`], [`shutdown`]; [`scope`] says which namespaces
+//!   they serve;
 //! - the edges: [`cli`], [`manifest`] (reading YAML), [`api_error`] (what a 404
-//!   means), [`rbac`], [`policy`] and [`reference`]
-//!   (generated artifacts), [`telemetry`], [`names`], [`duration`].
+//!   means), [`rbac`], [`policy`] and [`schema`] (generated artifacts),
+//!   [`telemetry`], [`names`], [`duration`].
 pub mod api_error;
 pub mod certs;
 pub mod cli;
@@ -26,6 +28,7 @@ pub mod probes;
 pub mod rbac;
 pub mod resources;
 pub mod schema;
+pub mod scope;
 pub mod shutdown;
 pub mod telemetry;
 pub mod validation;

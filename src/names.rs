@@ -66,3 +66,19 @@ pub const APPLIED_HASH_ANNOTATION: &str = "dittofs.io/applied-hash";
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }
+
+/// Why `value` is not an RFC 1123 label (what namespace and Service names must
+/// be), or `None` when it is one.
+pub fn label_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() || value.len() > 63 {
+        return Some("must be 1 to 63 characters");
+    }
+    let bytes = value.as_bytes();
+    let edge_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let inner_ok = bytes.iter().all(|&b| edge_ok(b) || b == b'-');
+    let edges_ok =
+        bytes.first().is_some_and(|&b| edge_ok(b)) && bytes.last().is_some_and(|&b| edge_ok(b));
+    (!inner_ok || !edges_ok).then_some(
+        "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
+    )
+}

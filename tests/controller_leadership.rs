@@ -41,6 +41,7 @@ async fn losing_the_lease_cancels_in_flight_passes() {
             debounce: Duration::ZERO,
             reporter: "test".into(),
             poll_interval: std::time::Duration::from_secs(60),
+            scope: Default::default(),
         },
         AllFound,
         leader,

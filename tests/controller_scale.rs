@@ -84,6 +84,7 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
             debounce: Duration::from_millis(200),
             reporter: "scale-test".into(),
             poll_interval: std::time::Duration::from_secs(60),
+            scope: Default::default(),
         },
         AllFound,
         leader,

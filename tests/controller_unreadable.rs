@@ -66,6 +66,7 @@ async fn one_unreadable_object_does_not_stop_the_others() {
             debounce: Duration::from_millis(100),
             reporter: "unreadable-test".into(),
             poll_interval: std::time::Duration::from_secs(60),
+            scope: Default::default(),
         },
         AllFound,
         leader,

@@ -518,6 +518,7 @@ fn admission_never_panics_and_echoes_every_readable_uid() {
         Arc::new(Offline),
         WebhookMetrics::unregistered(),
         &Limits::default(),
+        Default::default(),
     );
     let seeds = seeds();
     let strategy = (
@@ -645,6 +646,7 @@ fn the_mutate_patch_equals_the_original_defaulting_patch() {
         Arc::new(Offline),
         WebhookMetrics::unregistered(),
         &Limits::default(),
+        Default::default(),
     );
     let mut runner = runner();
     let patched = Cell::new(0u32);

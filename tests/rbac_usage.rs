@@ -397,6 +397,7 @@ async fn controller_watches(api: &FakeApi) {
             debounce: Duration::ZERO,
             reporter: "test".into(),
             poll_interval: std::time::Duration::from_secs(60),
+            scope: Default::default(),
         },
         AllFound,
         rx,

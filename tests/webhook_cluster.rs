@@ -467,6 +467,7 @@ async fn webhook_registered_by_url_rejects_warns_and_defaults() {
     let lookup = KubeLookup::start(client.clone(), &readiness, shutdown.clone());
     let webhook = Webhook::bind(
         &args,
+        Default::default(),
         Arc::new(lookup),
         &readiness,
         WebhookMetrics::unregistered(),

@@ -33,14 +33,30 @@ async fn probe(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-#[tokio::test]
-async fn sigterm_turns_readiness_off_then_drains_and_exits() {
+/// The binary serving `webhook --self-signed --offline EXTRA…`, ready; its
+/// addresses and the CA to trust.
+struct Served {
+    child: std::process::Child,
+    listen: SocketAddr,
+    probes: SocketAddr,
+    ca_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(extra: &[&str]) -> Served {
     support::install_provider();
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let probes: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dittofs-operator"))
+    let child = Command::new(env!("CARGO_BIN_EXE_dittofs-operator"))
         .args([
             "--log-format",
             "text",
@@ -53,11 +69,18 @@ async fn sigterm_turns_readiness_off_then_drains_and_exits() {
         .args(["--listen", &listen.to_string()])
         .args(["--probe-listen", &probes.to_string()])
         .args(["--shutdown-delay", "1s"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-
+    let mut served = Served {
+        child,
+        listen,
+        probes,
+        ca_pem: String::new(),
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some((200, _)) = probe(probes, "/readyz").await {
@@ -66,9 +89,16 @@ async fn sigterm_turns_readiness_off_then_drains_and_exits() {
         assert!(Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    served.ca_pem = std::fs::read_to_string(&ca).unwrap();
+    served
+}
+
+#[tokio::test]
+async fn sigterm_turns_readiness_off_then_drains_and_exits() {
+    let mut served = serve(&[]).await;
+    let (listen, probes) = (served.listen, served.probes);
     assert_eq!(probe(probes, "/healthz").await.unwrap().0, 200);
-    let ca_pem = std::fs::read_to_string(&ca).unwrap();
-    let mut conn = Http1Conn::open(listen, http1_config(&ca_pem))
+    let mut conn = Http1Conn::open(listen, http1_config(&served.ca_pem))
         .await
         .unwrap();
     let body = review(
@@ -94,7 +124,7 @@ async fn sigterm_turns_readiness_off_then_drains_and_exits() {
     );
 
     let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
@@ -114,13 +144,82 @@ async fn sigterm_turns_readiness_off_then_drains_and_exits() {
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = served.child.try_wait().unwrap() {
             break exit;
         }
         assert!(Instant::now() < deadline, "did not exit after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn with_watch_namespaces_only_those_namespaces_are_judged() {
+    let served = serve(&["--watch-namespaces", "team-a,team-c"]).await;
+    let mut conn = Http1Conn::open(served.listen, http1_config(&served.ca_pem))
+        .await
+        .unwrap();
+    // Not a quantity: denied wherever it is judged.
+    let mut bad = review(
+        "uid-scope",
+        "CREATE",
+        Some(ditto_server(
+            serde_json::json!({"storage": {"metadataSize": "lots"}}),
+        )),
+        None,
+    );
+    async fn answer(
+        conn: &mut Http1Conn,
+        review: &mut serde_json::Value,
+        ns: &str,
+        path: &str,
+    ) -> serde_json::Value {
+        review["request"]["namespace"] = ns.into();
+        review["request"]["object"]["metadata"]["namespace"] = ns.into();
+        let body = serde_json::to_vec(review).unwrap();
+        conn.post(path, &body).await.unwrap().json()["response"].clone()
+    }
+    let served_ns = answer(&mut conn, &mut bad, "team-a", "/validate").await;
+    assert_eq!(served_ns["allowed"], false, "{served_ns}");
+    let other = answer(&mut conn, &mut bad, "team-b", "/validate").await;
+    assert_eq!(other["allowed"], true, "{other}");
+    let warning = other["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("namespace team-b is not served by this dittofs-operator installation (namespaces team-a, team-c)"),
+        "{warning}"
+    );
+    let mutated = answer(&mut conn, &mut bad, "team-b", "/mutate").await;
+    assert_eq!(mutated["allowed"], true, "{mutated}");
+    assert!(
+        mutated["patch"].is_null(),
+        "no defaults written outside the scope: {mutated}"
+    );
+    let mutated = answer(&mut conn, &mut bad, "team-c", "/mutate").await;
+    assert!(
+        mutated["patch"].is_string(),
+        "defaults written in the scope: {mutated}"
+    );
+}
+
+#[test]
+fn watch_namespaces_refuses_what_is_not_a_namespace_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dittofs-operator"))
+        .args([
+            "webhook",
+            "--self-signed",
+            "--offline",
+            "--watch-namespaces",
+            "team-a,Team_B",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--watch-namespaces")
+            && stderr.contains("\"Team_B\" is not a namespace name"),
+        "{stderr}"
+    );
 }
 
 fn body_for_validate() -> serde_json::Value {

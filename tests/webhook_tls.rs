@@ -102,9 +102,16 @@ async fn start_full<L: ClusterLookup + 'static>(
     support::install_provider();
     let readiness = Readiness::new();
     let metrics = WebhookMetrics::unregistered();
-    let webhook = Webhook::bind_with_limits(&args, lookup, &readiness, metrics.clone(), limits)
-        .await
-        .unwrap();
+    let webhook = Webhook::bind_with_limits(
+        &args,
+        Default::default(),
+        lookup,
+        &readiness,
+        metrics.clone(),
+        limits,
+    )
+    .await
+    .unwrap();
     let addr = webhook.local_addr().unwrap();
     let ca_pem = match &args.ca_out {
         Some(path) => std::fs::read_to_string(path).unwrap(),

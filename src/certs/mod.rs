@@ -130,22 +130,10 @@ fn invalid(flag: &'static str, value: &str, reason: &str) -> CertError {
 
 /// RFC 1123 label: what namespaces and Service names must be.
 fn check_label(flag: &'static str, value: &str) -> Result<(), CertError> {
-    if value.is_empty() || value.len() > 63 {
-        return Err(invalid(flag, value, "must be 1 to 63 characters"));
+    match crate::names::label_problem(value) {
+        Some(reason) => Err(invalid(flag, value, reason)),
+        None => Ok(()),
     }
-    let bytes = value.as_bytes();
-    let edge_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !bytes.iter().all(|&b| edge_ok(b) || b == b'-')
-        || !edge_ok(bytes[0])
-        || !edge_ok(bytes[bytes.len() - 1])
-    {
-        return Err(invalid(
-            flag,
-            value,
-            "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
-        ));
-    }
-    Ok(())
 }
 
 /// RFC 1123 subdomain: dot-separated labels, at most 253 characters.

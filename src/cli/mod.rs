@@ -92,6 +92,8 @@ pub struct RunArgs {
 pub struct WebhookArgs {
     #[command(flatten)]
     pub server: crate::webhook::ServerArgs,
+    #[command(flatten)]
+    pub scope: crate::scope::ScopeArgs,
     /// Development: answer every cluster question (StorageClass, Secrets, Percona CRD)
     /// with "not checked" instead of asking a cluster.
     #[arg(long)]

@@ -128,6 +128,7 @@ async fn everything(args: &RunArgs) -> Result<(), OperatorError> {
     let lookup = KubeLookup::start(client.clone(), &readiness, shutdown.clone());
     let webhook = Webhook::bind(
         &args.server,
+        args.controller.scope.scope(),
         Arc::new(lookup.clone()),
         &readiness,
         webhook_metrics,

@@ -42,13 +42,27 @@ async fn serve(args: &WebhookArgs) -> Result<(), WebhookCommandError> {
         tracing::warn!(
             "--offline: cluster checks (StorageClass, Secrets, Percona CRD) are skipped"
         );
-        Webhook::bind(&args.server, Arc::new(Offline), &readiness, metrics).await?
+        Webhook::bind(
+            &args.server,
+            args.scope.scope(),
+            Arc::new(Offline),
+            &readiness,
+            metrics,
+        )
+        .await?
     } else {
         let client = kube::Client::try_default()
             .await
             .map_err(WebhookCommandError::Client)?;
         let lookup = KubeLookup::start(client, &readiness, shutdown.clone());
-        Webhook::bind(&args.server, Arc::new(lookup), &readiness, metrics).await?
+        Webhook::bind(
+            &args.server,
+            args.scope.scope(),
+            Arc::new(lookup),
+            &readiness,
+            metrics,
+        )
+        .await?
     };
     let probes = ProbeTask::spawn(probe_listener, readiness, registry);
     webhook.run(shutdown).await;

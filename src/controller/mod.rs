@@ -32,6 +32,7 @@ pub mod ownership;
 pub mod percona;
 pub mod poll;
 pub mod reconcile;
+pub mod scoped;
 pub mod server;
 pub mod status;
 pub mod stored;
@@ -86,6 +87,8 @@ pub struct ControllerArgs {
     /// interval, spread over it (Go duration).
     #[arg(long, default_value = "60s", value_parser = crate::duration::parse_duration_arg, env = "DITTOFS_POLL_INTERVAL")]
     pub poll_interval: Duration,
+    #[command(flatten)]
+    pub scope: crate::scope::ScopeArgs,
 }
 
 /// Run until `shutdown`. Reconciles only while `leader` is true. `stopped` is
@@ -108,7 +111,9 @@ pub async fn run<L: ClusterLookup + 'static>(
         return;
     }
     let triggers = Triggers::default();
-    let stores = Stores::start(&client, triggers.clone(), &shutdown);
+    let scope = args.scope.scope();
+    tracing::info!(scope = %scope.describe(), "serving DittoServers");
+    let stores = Stores::start(&client, &scope, triggers.clone(), &shutdown);
     tokio::select! {
         () = stores.synced() => {}
         () = shutdown.cancelled() => return,

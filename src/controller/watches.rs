@@ -21,6 +21,7 @@ use std::fmt::Debug;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -30,6 +31,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +42,7 @@ use crate::names::{
     APPLIED_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, managed_selector,
 };
 use crate::resources::percona::api_resource;
+use crate::scope::WatchScope;
 
 use super::memory::Memory;
 use super::stored::{ServerRef, StoredServer};
@@ -126,9 +129,15 @@ impl Stores {
         (stores, writers)
     }
 
-    /// Start one watch per store (until `shutdown`); events are turned into
-    /// reconcile requests on `triggers`.
-    pub fn start(client: &Client, triggers: Triggers, shutdown: &CancellationToken) -> Self {
+    /// Start one watch per store (one per served namespace with a
+    /// `--watch-namespaces` list, merged by `scoped.rs`) until `shutdown`; events
+    /// are turned into reconcile requests on `triggers`.
+    pub fn start(
+        client: &Client,
+        scope: &WatchScope,
+        triggers: Triggers,
+        shutdown: &CancellationToken,
+    ) -> Self {
         let (stores, w) = Self::new();
         let ours = watcher::Config::default().labels(&managed_selector());
 
@@ -137,9 +146,12 @@ impl Stores {
         spawn_reflector(
             "DittoServer",
             w.servers,
-            watcher::watcher(
-                Api::<StoredServer>::all(client.clone()),
-                watcher::Config::default().any_semantic(),
+            scoped_watch(
+                scope,
+                |ns| api::<StoredServer>(client, ns),
+                &watcher::Config::default().any_semantic(),
+                |_: &mut StoredServer| {},
+                &stores.servers,
             ),
             move |event| s.on_server_event(event, &t),
             |_| {},
@@ -149,11 +161,13 @@ impl Stores {
         spawn_reflector(
             "ConfigMap",
             w.config_maps,
-            watcher::watcher(
-                Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
-                ours.clone(),
-            )
-            .modify(|c| keep_what_passes_read(&mut c.metadata)),
+            scoped_watch(
+                scope,
+                |ns| api::<PartialObjectMeta<ConfigMap>>(client, ns),
+                &ours,
+                |c: &mut PartialObjectMeta<ConfigMap>| keep_what_passes_read(&mut c.metadata),
+                &stores.config_maps,
+            ),
             move |event| s.on_child_event("ConfigMap", event, &t),
             |_| {},
             shutdown,
@@ -162,11 +176,13 @@ impl Stores {
         spawn_reflector(
             "Service",
             w.services,
-            watcher::watcher(
-                Api::<PartialObjectMeta<Service>>::all(client.clone()),
-                ours.clone(),
-            )
-            .modify(|s| keep_what_passes_read(&mut s.metadata)),
+            scoped_watch(
+                scope,
+                |ns| api::<PartialObjectMeta<Service>>(client, ns),
+                &ours,
+                |s: &mut PartialObjectMeta<Service>| keep_what_passes_read(&mut s.metadata),
+                &stores.services,
+            ),
             move |event| s.on_child_event("Service", event, &t),
             |_| {},
             shutdown,
@@ -175,8 +191,13 @@ impl Stores {
         spawn_reflector(
             "StatefulSet",
             w.stateful_sets,
-            watcher::watcher(Api::<StatefulSet>::all(client.clone()), ours.clone())
-                .modify(keep_what_passes_read_of_a_stateful_set),
+            scoped_watch(
+                scope,
+                |ns| api::<StatefulSet>(client, ns),
+                &ours,
+                keep_what_passes_read_of_a_stateful_set,
+                &stores.stateful_sets,
+            ),
             move |event| s.on_child_event("StatefulSet", event, &t),
             |_| {},
             shutdown,
@@ -185,29 +206,37 @@ impl Stores {
         spawn_reflector(
             "Secret",
             w.secrets,
-            watcher::watcher(
-                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                watcher::Config::default().page_size(SECRET_PAGE_SIZE),
-            )
-            .modify(|s| keep_what_passes_read(&mut s.metadata)),
+            scoped_watch(
+                scope,
+                |ns| api::<PartialObjectMeta<Secret>>(client, ns),
+                &watcher::Config::default().page_size(SECRET_PAGE_SIZE),
+                |s: &mut PartialObjectMeta<Secret>| keep_what_passes_read(&mut s.metadata),
+                &stores.secrets,
+            ),
             move |event| s.on_secret_event(event, &t),
             |_| {},
             shutdown,
         );
         let (s, t) = (stores.clone(), triggers);
         let absent = stores.clone();
+        let percona = api_resource();
         spawn_reflector(
             "PerconaPGCluster",
             w.percona,
-            watcher::watcher(
-                Api::<DynamicObject>::all_with(client.clone(), &api_resource()),
-                ours,
-            )
-            .modify(|c| {
-                keep_what_passes_read(&mut c.metadata);
-                // Only the state is read; the spec is ours and can be large.
-                c.data = serde_json::json!({"status": c.data.get("status")});
-            }),
+            scoped_watch(
+                scope,
+                |ns| match ns {
+                    Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &percona),
+                    None => Api::<DynamicObject>::all_with(client.clone(), &percona),
+                },
+                &ours,
+                |c: &mut DynamicObject| {
+                    keep_what_passes_read(&mut c.metadata);
+                    // Only the state is read; the spec is ours and can be large.
+                    c.data = serde_json::json!({"status": c.data.get("status")});
+                },
+                &stores.percona,
+            ),
             move |event| {
                 // Served, and listed: the store answers from here on.
                 if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
@@ -408,6 +437,50 @@ fn keep_what_passes_read_of_a_stateful_set(sts: &mut StatefulSet) {
     }
 }
 
+/// `Api` of `K` in namespace `ns`, or in every namespace.
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The watch of one store over `scope`: one cluster-wide watch, or one per served
+/// namespace merged into a single list-watch (`scoped.rs`). `keep` trims each
+/// object before it is stored (or held by a first list). A watch that fails retries
+/// with kube's default backoff.
+fn scoped_watch<K>(
+    scope: &WatchScope,
+    api: impl Fn(Option<&str>) -> Api<K>,
+    config: &watcher::Config,
+    keep: impl FnMut(&mut K) + Clone + Send + 'static,
+    store: &Store<K>,
+) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    match scope.namespaces() {
+        None => watcher::watcher(api(None), config.clone())
+            .modify(keep)
+            .boxed(),
+        Some([one]) => watcher::watcher(api(Some(one)), config.clone())
+            .modify(keep)
+            .boxed(),
+        Some(namespaces) => {
+            let streams = namespaces
+                .iter()
+                .map(|ns| watcher::watcher(api(Some(ns)), config.clone()).modify(keep.clone()))
+                .collect();
+            super::scoped::merge(namespaces.to_vec(), streams, store.clone())
+        }
+    }
+}
+
 fn watch_error_source(error: &watcher::Error) -> Option<&kube::Error> {
     match error {
         watcher::Error::InitialListFailed(e)
@@ -418,7 +491,7 @@ fn watch_error_source(error: &watcher::Error) -> Option<&kube::Error> {
 }
 
 /// Run a reflector until `shutdown`: apply events to the store, hand each to
-/// `on_event`, and each error to `on_error` (the watch retries with backoff).
+/// `on_event`, and each error to `on_error` (`stream` retries with backoff).
 fn spawn_reflector<K, S>(
     what: &'static str,
     writer: Writer<K>,
@@ -433,7 +506,7 @@ fn spawn_reflector<K, S>(
 {
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
-        let events = reflector::reflector(writer, stream.default_backoff());
+        let events = reflector::reflector(writer, stream);
         futures::pin_mut!(events);
         loop {
             let next = tokio::select! {

@@ -23,6 +23,7 @@ use super::metrics::{Endpoint, Outcome, WebhookMetrics};
 use super::review::{self, DecodeError, Operation, ParsedSpec, Review, ReviewObject};
 use super::server::Limits;
 use crate::crd::{DittoServer, DittoServerSpec, GROUP, KIND, SpecParseError};
+use crate::scope::WatchScope;
 use crate::validation::{ClusterLookup, Finding, validate};
 
 pub use super::review::{REVIEW_API_VERSION, REVIEW_KIND};
@@ -35,6 +36,8 @@ const MIN_BUDGET: Duration = Duration::from_secs(1);
 
 struct AdmissionState<L> {
     lookup: Arc<L>,
+    /// The namespaces this installation serves; others are not judged.
+    scope: WatchScope,
     metrics: WebhookMetrics,
     max_body_bytes: usize,
     body_read_timeout: Duration,
@@ -42,14 +45,17 @@ struct AdmissionState<L> {
 }
 
 /// The admission router: `/validate`, `/mutate`, JSON errors for everything else,
-/// the body limits of `limits`, and request metrics.
+/// the body limits of `limits`, and request metrics. Objects outside `scope` are
+/// allowed unjudged (another installation serves them).
 pub fn router<L: ClusterLookup + 'static>(
     lookup: Arc<L>,
     metrics: WebhookMetrics,
     limits: &Limits,
+    scope: WatchScope,
 ) -> Router {
     let state = Arc::new(AdmissionState {
         lookup,
+        scope,
         metrics,
         max_body_bytes: limits.max_body_bytes,
         body_read_timeout: limits.body_read_timeout,
@@ -215,6 +221,20 @@ async fn admit<'a, L: ClusterLookup>(
     }
     if !matches!(operation, Operation::Create | Operation::Update) {
         return ReviewResponse::allow(uid);
+    }
+    // The webhook configurations select only the served namespaces; a review from
+    // another one (a configuration edited by hand, or another installation's
+    // tenant) is not ours to judge, and its Secrets are not ours to read.
+    if let Some(ns) = namespace.as_deref()
+        && !state.scope.serves(ns)
+    {
+        tracing::warn!(%uid, namespace = ns, "admission review for a namespace this installation does not serve; allowed unjudged");
+        let mut response = ReviewResponse::allow(uid);
+        response.warnings = vec![format!(
+            "namespace {ns} is not served by this dittofs-operator installation ({}): not validated or defaulted here; check the webhook configuration's namespaceSelector",
+            state.scope.describe()
+        )];
+        return response;
     }
     let Some(object) = object else {
         return ReviewResponse::deny(

@@ -7,7 +7,7 @@
 //! let mut registry = Registry::with_prefix("dittofs_operator");
 //! let metrics = webhook::WebhookMetrics::register(&mut registry);
 //! let lookup = Arc::new(webhook::KubeLookup::start(client, &readiness, shutdown.clone()));
-//! let server = webhook::Webhook::bind(&args, lookup, &readiness, metrics).await?;
+//! let server = webhook::Webhook::bind(&args, scope, lookup, &readiness, metrics).await?;
 //! // probes::serve(probe_listener, readiness, Arc::new(registry), probe_shutdown)
 //! server.run(shutdown).await;
 //! ```
@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
+
+use crate::scope::WatchScope;
 use tokio_util::sync::CancellationToken;
 
 pub use self::lookups::KubeLookup;
@@ -118,16 +120,18 @@ impl Webhook {
     /// for them (a Secret being created by the bootstrap Job) and is not ready meanwhile.
     pub async fn bind<L: ClusterLookup + 'static>(
         args: &ServerArgs,
+        scope: WatchScope,
         lookup: Arc<L>,
         readiness: &Readiness,
         metrics: WebhookMetrics,
     ) -> Result<Self, WebhookError> {
-        Self::bind_with_limits(args, lookup, readiness, metrics, Limits::default()).await
+        Self::bind_with_limits(args, scope, lookup, readiness, metrics, Limits::default()).await
     }
 
     /// [`Webhook::bind`] with other [`Limits`] than the defaults (tests).
     pub async fn bind_with_limits<L: ClusterLookup + 'static>(
         args: &ServerArgs,
+        scope: WatchScope,
         lookup: Arc<L>,
         readiness: &Readiness,
         metrics: WebhookMetrics,
@@ -170,7 +174,7 @@ impl Webhook {
                     addr: args.listen,
                     source,
                 })?;
-        let router = admission::router(lookup, metrics.clone(), &limits);
+        let router = admission::router(lookup, metrics.clone(), &limits, scope);
         Ok(Self {
             listener,
             tls,
@@ -214,12 +218,13 @@ impl Webhook {
 /// Bind and run in one call (see [`Webhook::bind`] and [`Webhook::run`]).
 pub async fn serve<L: ClusterLookup + 'static>(
     args: &ServerArgs,
+    scope: WatchScope,
     lookup: Arc<L>,
     shutdown: CancellationToken,
     readiness: &Readiness,
     metrics: WebhookMetrics,
 ) -> Result<(), WebhookError> {
-    Webhook::bind(args, lookup, readiness, metrics)
+    Webhook::bind(args, scope, lookup, readiness, metrics)
         .await?
         .run(shutdown)
         .await;

@@ -205,6 +205,7 @@ impl Env {
                         debounce: Duration::from_millis(200),
                         reporter: "dittofs-operator-e2e".into(),
                         poll_interval: std::time::Duration::from_secs(60),
+                        scope: Default::default(),
                     },
                     lookup,
                     leader,
