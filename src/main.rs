@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     dittofs_operator::telemetry::init(cli.log_format);
     match cli.command {
         Command::Crd => dittofs_operator::cli::print_crd(),
-        Command::Rbac => dittofs_operator::cli::print_rbac(),
+        Command::Rbac(args) => dittofs_operator::cli::print_rbac(&args),
         Command::Policy => dittofs_operator::cli::print_policy(),
         Command::Validate(args) => dittofs_operator::cli::validate::run(&args),
         Command::Render(args) => dittofs_operator::cli::render::run(&args),

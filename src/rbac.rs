@@ -3,12 +3,20 @@
 //! in-memory API server and fails when a call is not granted *or* a granted verb is
 //! never used.
 //!
-//! Cluster-wide rules ([`RULES`]) go in a ClusterRole; what only concerns the
-//! operator's own namespace (its Lease, its webhook TLS Secret) in a Role there
-//! ([`NAMESPACED_RULES`]). Object names follow the install ([`Install`]): the Helm
-//! release name, or `dittofs-operator` for the plain manifests in `deploy/`.
-//! `dittofs-operator rbac` prints both roles; the committed copies in `deploy/` and
-//! the Helm chart are compared with it by `tests/generated.rs`.
+//! Three sets of rules, placed by the install's scope ([`Install::grants`]):
+//! - [`CLUSTER_SCOPED_RULES`]: objects that exist once per cluster (the CRD,
+//!   StorageClasses, our webhook configurations by name), always in a ClusterRole;
+//! - [`SERVED_NAMESPACE_RULES`]: what serving DittoServers takes in their namespace
+//!   (them, their children, the Secrets they read, events): in the ClusterRole when
+//!   every namespace is served, otherwise in a Role in each served namespace
+//!   (`--watch-namespaces`), so nothing outside them can be read;
+//! - [`OPERATOR_NAMESPACE_RULES`]: the operator's own namespace (its Lease, its
+//!   webhook TLS Secret), in a Role there.
+//!
+//! Object names follow the install ([`Install`]): the Helm release name, or
+//! `dittofs-operator` for the plain manifests in `deploy/`. `dittofs-operator rbac
+//! [--watch-namespaces …]` prints the roles; the committed copies in `deploy/` and the
+//! Helm chart are compared with it by `tests/generated.rs`.
 //!
 //! RBAC cannot say "only Secrets of type Opaque": the ValidatingAdmissionPolicy of
 //! [`crate::policy`] narrows the Secret writes these rules allow.
@@ -17,11 +25,12 @@
 //! whether these rules grant them) lives with the tests, in
 //! `tests/support/rbac_eval.rs`.
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
 use crate::crd::DittoServer;
+use crate::scope::WatchScope;
 
 /// The part of the binary that makes a call; each is exercised by its own usage test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,22 +83,33 @@ pub struct Rule {
     pub names: Names,
 }
 
-/// The names one installation uses. The Helm chart derives every name from the
-/// release name; `deploy/` uses the release name `dittofs-operator`.
+/// The names one installation uses, and the namespaces it serves. The Helm chart
+/// derives every name from the release name; `deploy/` uses the release name
+/// `dittofs-operator`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Install {
     /// Prefix of every object name (the Helm release name).
     pub release: String,
     /// The operator's namespace (where the Lease and the TLS Secret live).
     pub namespace: String,
+    /// The namespaces whose DittoServers it serves.
+    pub scope: WatchScope,
+}
+
+/// Where a rule is granted: the ClusterRole, or a Role in one namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Grant {
+    Cluster,
+    Namespace(String),
 }
 
 impl Install {
-    /// What `deploy/` installs.
+    /// What `deploy/` installs (every namespace served).
     pub fn plain() -> Self {
         Install {
             release: "dittofs-operator".into(),
             namespace: "dittofs-system".into(),
+            scope: WatchScope::Cluster,
         }
     }
 
@@ -98,7 +118,47 @@ impl Install {
         Install {
             release: "{{ .Release.Name }}".into(),
             namespace: "{{ .Release.Namespace }}".into(),
+            scope: WatchScope::Cluster,
         }
+    }
+
+    /// The same install serving `scope`.
+    pub fn serving(self, scope: WatchScope) -> Self {
+        Install { scope, ..self }
+    }
+
+    /// Every rule with where it is granted: cluster-scoped rules in the ClusterRole;
+    /// the served-namespace rules there too when every namespace is served, else in
+    /// a Role in each served namespace; the operator's own in a Role in its namespace.
+    pub fn grants(&self) -> Vec<(&'static Rule, Grant)> {
+        let mut grants: Vec<(&'static Rule, Grant)> = CLUSTER_SCOPED_RULES
+            .iter()
+            .map(|r| (r, Grant::Cluster))
+            .collect();
+        match self.scope.namespaces() {
+            None => grants.extend(SERVED_NAMESPACE_RULES.iter().map(|r| (r, Grant::Cluster))),
+            Some(namespaces) => {
+                for ns in namespaces {
+                    grants.extend(
+                        SERVED_NAMESPACE_RULES
+                            .iter()
+                            .map(|r| (r, Grant::Namespace(ns.clone()))),
+                    );
+                }
+            }
+        }
+        grants.extend(
+            OPERATOR_NAMESPACE_RULES
+                .iter()
+                .map(|r| (r, Grant::Namespace(self.namespace.clone()))),
+        );
+        grants
+    }
+
+    /// The Role (and RoleBinding) of each served namespace: distinct from the
+    /// operator's own Role, which may live in the same namespace.
+    pub fn served_role(&self) -> String {
+        format!("{}-dittoservers", self.release)
     }
 
     pub fn validating_webhook(&self) -> String {
@@ -146,9 +206,61 @@ impl Install {
 const DITTOFS: &str = "dittofs.dittofs.com";
 const CORE: &str = "";
 
-/// The ClusterRole: calls in any namespace, and cluster-scoped objects.
-pub const RULES: &[Rule] = &[
-    // --- the reconciler ---
+/// Objects that exist once per cluster: always in the ClusterRole.
+pub const CLUSTER_SCOPED_RULES: &[Rule] = &[
+    Rule {
+        component: Component::Reconciler,
+        code: "controller/mod.rs wait_for_crd",
+        why: "start the Controller only once the DittoServer CRD is established",
+        api_group: "apiextensions.k8s.io",
+        resources: &["customresourcedefinitions"],
+        verbs: &["get"],
+        names: Names::Crd,
+    },
+    Rule {
+        component: Component::Lookups,
+        code: "webhook/lookups.rs KubeLookup::start",
+        why: "StorageClass names for validation (metadata-only reflector)",
+        api_group: "storage.k8s.io",
+        resources: &["storageclasses"],
+        verbs: &["list", "watch"],
+        names: Names::Any,
+    },
+    Rule {
+        component: Component::Certs,
+        code: "certs/bootstrap.rs ensure_ca_bundles",
+        why: "each --webhook-config name is looked up as both kinds",
+        api_group: "admissionregistration.k8s.io",
+        resources: &[
+            "validatingwebhookconfigurations",
+            "mutatingwebhookconfigurations",
+        ],
+        verbs: &["get"],
+        names: Names::BothWebhooks,
+    },
+    Rule {
+        component: Component::Certs,
+        code: "certs/bootstrap.rs ensure_config",
+        why: "write caBundle (JSON patch guarded by a test of each webhook's name)",
+        api_group: "admissionregistration.k8s.io",
+        resources: &["validatingwebhookconfigurations"],
+        verbs: &["patch"],
+        names: Names::ValidatingWebhook,
+    },
+    Rule {
+        component: Component::Certs,
+        code: "certs/bootstrap.rs ensure_config",
+        why: "write caBundle (JSON patch guarded by a test of each webhook's name)",
+        api_group: "admissionregistration.k8s.io",
+        resources: &["mutatingwebhookconfigurations"],
+        verbs: &["patch"],
+        names: Names::MutatingWebhook,
+    },
+];
+
+/// What serving DittoServers takes in their namespace: in the ClusterRole when
+/// every namespace is served, otherwise in a Role in each served namespace.
+pub const SERVED_NAMESPACE_RULES: &[Rule] = &[
     Rule {
         component: Component::Reconciler,
         code: "controller/watches.rs Stores::start (the DittoServer reflector)",
@@ -240,16 +352,6 @@ pub const RULES: &[Rule] = &[
         names: Names::Any,
     },
     Rule {
-        component: Component::Reconciler,
-        code: "controller/mod.rs wait_for_crd",
-        why: "start the Controller only once the DittoServer CRD is established",
-        api_group: "apiextensions.k8s.io",
-        resources: &["customresourcedefinitions"],
-        verbs: &["get"],
-        names: Names::Crd,
-    },
-    // --- events ---
-    Rule {
         component: Component::Events,
         code: "controller/events.rs publish (kube::runtime::events::Recorder)",
         why: "publish an event (a Recorder per event: always a create, never a series \
@@ -257,16 +359,6 @@ pub const RULES: &[Rule] = &[
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["create"],
-        names: Names::Any,
-    },
-    // --- validation lookups ---
-    Rule {
-        component: Component::Lookups,
-        code: "webhook/lookups.rs KubeLookup::start",
-        why: "StorageClass names for validation (metadata-only reflector)",
-        api_group: "storage.k8s.io",
-        resources: &["storageclasses"],
-        verbs: &["list", "watch"],
         names: Names::Any,
     },
     Rule {
@@ -278,41 +370,10 @@ pub const RULES: &[Rule] = &[
         verbs: &["get"],
         names: Names::Any,
     },
-    // --- webhook certificates (caBundle of our two configurations only) ---
-    Rule {
-        component: Component::Certs,
-        code: "certs/bootstrap.rs ensure_ca_bundles",
-        why: "each --webhook-config name is looked up as both kinds",
-        api_group: "admissionregistration.k8s.io",
-        resources: &[
-            "validatingwebhookconfigurations",
-            "mutatingwebhookconfigurations",
-        ],
-        verbs: &["get"],
-        names: Names::BothWebhooks,
-    },
-    Rule {
-        component: Component::Certs,
-        code: "certs/bootstrap.rs ensure_config",
-        why: "write caBundle (JSON patch guarded by a test of each webhook's name)",
-        api_group: "admissionregistration.k8s.io",
-        resources: &["validatingwebhookconfigurations"],
-        verbs: &["patch"],
-        names: Names::ValidatingWebhook,
-    },
-    Rule {
-        component: Component::Certs,
-        code: "certs/bootstrap.rs ensure_config",
-        why: "write caBundle (JSON patch guarded by a test of each webhook's name)",
-        api_group: "admissionregistration.k8s.io",
-        resources: &["mutatingwebhookconfigurations"],
-        verbs: &["patch"],
-        names: Names::MutatingWebhook,
-    },
 ];
 
-/// The Role in the operator's own namespace.
-pub const NAMESPACED_RULES: &[Rule] = &[
+/// The operator's own namespace: a Role there.
+pub const OPERATOR_NAMESPACE_RULES: &[Rule] = &[
     Rule {
         component: Component::Leader,
         code: "leader.rs leadership (kube-lease-manager LeaseState::create)",
@@ -359,9 +420,12 @@ fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Option<Vec<Str
 }
 
 /// Rules as Kubernetes PolicyRules, names resolved for `install`.
-pub fn policy_rules(rules: &[Rule], install: &Install) -> Vec<PolicyRule> {
+pub fn policy_rules<'a>(
+    rules: impl IntoIterator<Item = &'a Rule>,
+    install: &Install,
+) -> Vec<PolicyRule> {
     rules
-        .iter()
+        .into_iter()
         .map(|r| PolicyRule {
             api_groups: Some(vec![r.api_group.to_string()]),
             resources: strings(r.resources.iter().copied()),
@@ -387,42 +451,103 @@ fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
+/// The rules `install` grants at `grant`.
+fn rules_at(install: &Install, grant: &Grant) -> Vec<&'static Rule> {
+    install
+        .grants()
+        .into_iter()
+        .filter(|(_, g)| g == grant)
+        .map(|(r, _)| r)
+        .collect()
+}
+
 /// The ClusterRole of `install`.
 pub fn cluster_role(install: &Install) -> ClusterRole {
     ClusterRole {
         metadata: meta(&install.release, None),
-        rules: Some(policy_rules(RULES, install)),
+        rules: Some(policy_rules(rules_at(install, &Grant::Cluster), install)),
         ..Default::default()
     }
 }
 
-/// The Role of `install`, in its namespace.
+/// The Role of `install` in its own namespace.
 pub fn role(install: &Install) -> Role {
     Role {
         metadata: meta(&install.release, Some(&install.namespace)),
-        rules: Some(policy_rules(NAMESPACED_RULES, install)),
+        rules: Some(policy_rules(OPERATOR_NAMESPACE_RULES, install)),
     }
 }
 
-/// The ClusterRole and the Role of `deploy/` as YAML: what `dittofs-operator rbac`
-/// prints and `deploy/rbac.yaml` holds.
-pub fn rbac_yaml() -> Result<String, serde_yaml_ng::Error> {
-    let install = Install::plain();
-    Ok(format!(
-        "{}---\n{}",
+/// With `--watch-namespaces`: the Role of each served namespace and the
+/// RoleBinding that gives it to the operator's ServiceAccount.
+pub fn served_roles(install: &Install) -> Vec<(Role, RoleBinding)> {
+    let Some(namespaces) = install.scope.namespaces() else {
+        return Vec::new();
+    };
+    namespaces
+        .iter()
+        .map(|ns| {
+            let name = install.served_role();
+            let role = Role {
+                metadata: meta(&name, Some(ns)),
+                rules: Some(policy_rules(SERVED_NAMESPACE_RULES, install)),
+            };
+            let binding = RoleBinding {
+                metadata: meta(&name, Some(ns)),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name,
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: install.service_account(),
+                    namespace: Some(install.namespace.clone()),
+                    ..Default::default()
+                }]),
+            };
+            (role, binding)
+        })
+        .collect()
+}
+
+/// The roles of `deploy/` serving `scope`, as YAML: what `dittofs-operator rbac`
+/// prints; `deploy/rbac.yaml` holds it for every namespace,
+/// `deploy/namespaced/rbac.yaml` for the example namespaces of `docs/install.md`.
+/// The bindings of the ClusterRole and of the operator's Role are in
+/// `deploy/bindings.yaml` (the same in both modes).
+pub fn rbac_yaml(scope: &WatchScope) -> Result<String, serde_yaml_ng::Error> {
+    let install = Install::plain().serving(scope.clone());
+    let mut docs = vec![
         serde_yaml_ng::to_string(&cluster_role(&install))?,
-        serde_yaml_ng::to_string(&role(&install))?
-    ))
+        serde_yaml_ng::to_string(&role(&install))?,
+    ];
+    for (role, binding) in served_roles(&install) {
+        docs.push(serde_yaml_ng::to_string(&role)?);
+        docs.push(serde_yaml_ng::to_string(&binding)?);
+    }
+    Ok(docs.join("---\n"))
 }
 
-/// The ClusterRole's rules for the Helm chart (rendered with `tpl`).
-pub fn chart_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(&policy_rules(RULES, &Install::helm()))
-}
-
-/// The Role's rules for the Helm chart (rendered with `tpl`).
-pub fn chart_namespaced_rules_yaml() -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(&policy_rules(NAMESPACED_RULES, &Install::helm()))
+/// The chart's rule files (rendered with `tpl`): the ClusterRole's rules for
+/// cluster-scoped objects, the rules of a served namespace (in the ClusterRole too
+/// when `watchNamespaces` is empty), and the operator namespace's Role.
+pub fn chart_rule_files() -> Result<[(&'static str, String); 3], serde_yaml_ng::Error> {
+    let install = Install::helm();
+    Ok([
+        (
+            "cluster-rules.yaml",
+            serde_yaml_ng::to_string(&policy_rules(CLUSTER_SCOPED_RULES, &install))?,
+        ),
+        (
+            "served-rules.yaml",
+            serde_yaml_ng::to_string(&policy_rules(SERVED_NAMESPACE_RULES, &install))?,
+        ),
+        (
+            "role-rules.yaml",
+            serde_yaml_ng::to_string(&policy_rules(OPERATOR_NAMESPACE_RULES, &install))?,
+        ),
+    ])
 }
 
 /// The permissions as a Markdown table (rule → code path → why), one section per
@@ -431,8 +556,15 @@ pub fn markdown_table() -> String {
     let install = Install::plain();
     let mut out = String::new();
     for (title, rules) in [
-        ("ClusterRole (every namespace)", RULES),
-        ("Role (the operator's namespace only)", NAMESPACED_RULES),
+        ("ClusterRole (cluster-scoped objects)", CLUSTER_SCOPED_RULES),
+        (
+            "Served namespaces: in the ClusterRole by default; with `--watch-namespaces`, a Role `dittofs-operator-dittoservers` in each listed namespace only",
+            SERVED_NAMESPACE_RULES,
+        ),
+        (
+            "Role (the operator's namespace only)",
+            OPERATOR_NAMESPACE_RULES,
+        ),
     ] {
         out.push_str(&format!(
             "**{title}**\n\n| API group | resources | verbs | names | code path | why |\n|---|---|---|---|---|---|\n"
@@ -468,7 +600,7 @@ mod tests {
 
     #[test]
     fn no_secret_update_or_delete_outside_the_operator_namespace_and_no_wildcards() {
-        for rule in RULES {
+        for rule in CLUSTER_SCOPED_RULES.iter().chain(SERVED_NAMESPACE_RULES) {
             assert!(!rule.verbs.contains(&"*") && !rule.resources.contains(&"*"));
             if rule.api_group.is_empty() && rule.resources.contains(&"secrets") {
                 for verb in ["update", "delete", "deletecollection"] {
@@ -484,7 +616,11 @@ mod tests {
 
     #[test]
     fn restricted_rules_never_carry_unrestrictable_verbs() {
-        for rule in RULES.iter().chain(NAMESPACED_RULES) {
+        for rule in CLUSTER_SCOPED_RULES
+            .iter()
+            .chain(SERVED_NAMESPACE_RULES)
+            .chain(OPERATOR_NAMESPACE_RULES)
+        {
             if rule.names != Names::Any {
                 for verb in ["create", "list", "watch", "deletecollection"] {
                     assert!(!rule.verbs.contains(&verb), "{verb} in {}", rule.code);
@@ -495,7 +631,7 @@ mod tests {
 
     #[test]
     fn helm_names_are_template_expressions() {
-        let yaml = chart_namespaced_rules_yaml().unwrap();
+        let [_, _, (_, yaml)] = chart_rule_files().unwrap();
         assert!(yaml.contains("'{{ .Release.Name }}-webhook-tls'"), "{yaml}");
         assert!(yaml.contains("'{{ .Release.Name }}'"), "{yaml}");
     }

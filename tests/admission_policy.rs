@@ -334,6 +334,7 @@ fn names_follow_the_install() {
     let install = Install {
         release: "files".into(),
         namespace: "storage".into(),
+        scope: Default::default(),
     };
     let rules = secret_rules(&install);
     let tls = secret(

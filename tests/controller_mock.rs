@@ -1090,9 +1090,10 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
             _ => &["update"],
         };
         for verb in verbs {
-            let allowed = dittofs_operator::rbac::RULES
+            let allowed = dittofs_operator::rbac::Install::plain()
+                .grants()
                 .iter()
-                .chain(dittofs_operator::rbac::NAMESPACED_RULES)
+                .map(|(r, _)| r)
                 .any(|r| {
                     r.api_group == group
                         && r.resources.contains(&resource.as_str())
@@ -1113,7 +1114,7 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
         ("pgv2.percona.com", "perconapgclusters"),
     ] {
         assert!(
-            dittofs_operator::rbac::RULES
+            dittofs_operator::rbac::SERVED_NAMESPACE_RULES
                 .iter()
                 .any(|r| r.api_group == group
                     && r.resources.contains(&resource)

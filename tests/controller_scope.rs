@@ -127,7 +127,12 @@ async fn only_the_served_namespaces_are_watched_read_and_written() {
         },
     )
     .await;
-    for r in api.requests() { eprintln!("DBG {} {} {}?{} {}", r.verb, r.method, r.path, r.query, r.status); }
+    for r in api.requests() {
+        eprintln!(
+            "DBG {} {} {}?{} {}",
+            r.verb, r.method, r.path, r.query, r.status
+        );
+    }
     eprintln!("DBG t {:?}", t0.elapsed());
     let mut edited = api.get(&ds_path("team-b", "first")).expect("exists");
     edited["spec"]["image"] = json!("ghcr.io/marmos91/dittofs:v0.29.1");

@@ -24,16 +24,25 @@ fn deployment() -> Deployment {
 
 #[test]
 fn every_deploy_manifest_parses_as_its_kind() {
-    for entry in
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")).expect("deploy/")
-    {
-        let path = entry.expect("entry").path();
-        for doc in docs(&format!(
-            "deploy/{}",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-        )) {
+    // deploy/ and its variants (deploy/namespaced/).
+    let mut files = Vec::new();
+    for dir in ["deploy", "deploy/namespaced"] {
+        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+            .unwrap_or_else(|e| panic!("{dir}/: {e}"))
+        {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                files.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    assert!(files.contains(&"deploy/namespaced/rbac.yaml".to_string()));
+    for file in files {
+        for doc in docs(&file) {
             let kind = doc["kind"].as_str().unwrap_or_default().to_string();
             let ok = match kind.as_str() {
                 "Namespace" => {
@@ -71,9 +80,9 @@ fn every_deploy_manifest_parses_as_its_kind() {
                     serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(doc)
                         .is_ok()
                 }
-                other => panic!("{}: unexpected kind {other}", path.display()),
+                other => panic!("{file}: unexpected kind {other}"),
             };
-            assert!(ok, "{}: {kind} does not parse", path.display());
+            assert!(ok, "{file}: {kind} does not parse");
         }
     }
 }

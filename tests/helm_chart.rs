@@ -28,7 +28,8 @@ use dittofs_operator::cli::{Cli, Command as CliCommand};
 use dittofs_operator::policy::{
     secret_policy, secret_policy_binding, stateful_set_policy, stateful_set_policy_binding,
 };
-use dittofs_operator::rbac::{Install, NAMESPACED_RULES, RULES, policy_rules};
+use dittofs_operator::rbac::{Install, cluster_role, role, served_roles};
+use dittofs_operator::scope::WatchScope;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -176,8 +177,8 @@ fn helm_python_sdk() -> &'static Result<PathBuf, String> {
     })
 }
 
-/// Render all cases once per test; None when there is no python3.
-fn render(cases: &[Case]) -> Option<Rendered> {
+/// Run `tests/helm/render.py` on `cases`; None when there is no python3.
+fn run_render(cases: &[Case]) -> Option<std::process::Output> {
     if Command::new("python3").arg("--version").output().is_err() {
         eprintln!("SKIPPED: python3 is not installed, so the chart cannot be rendered by Helm");
         return None;
@@ -197,14 +198,22 @@ fn render(cases: &[Case]) -> Option<Rendered> {
         .arg(Value::Array(spec).to_string())
         .output()
         .expect("run python3");
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.code() != Some(3),
-        "{stderr}: it was installed into {}; remove that directory to install it again",
+        "{}: it was installed into {}; remove that directory to install it again",
+        String::from_utf8_lossy(&out.stderr),
         sdk.display()
     );
+    Some(out)
+}
+
+/// Render all cases once per test; None when there is no python3.
+fn render(cases: &[Case]) -> Option<Rendered> {
+    let out = run_render(cases)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "helm render failed: {stderr}");
     let parsed: Value = serde_json::from_slice(&out.stdout).expect("render.py prints JSON");
+    let namespaces: BTreeMap<&str, &str> = cases.iter().map(|c| (c.name, c.namespace)).collect();
     let mut rendered = Rendered {
         objects: BTreeMap::new(),
         lint: BTreeMap::new(),
@@ -216,7 +225,7 @@ fn render(cases: &[Case]) -> Option<Rendered> {
                 continue;
             }
             for doc in yaml_docs(text.as_str().unwrap_or_default(), template) {
-                let key = kind_name(&doc);
+                let key = kind_name(&doc, namespaces[case.as_str()]);
                 assert!(
                     objects.insert(key.clone(), doc).is_none(),
                     "{case}: {key:?} rendered twice"
@@ -236,23 +245,26 @@ fn yaml_docs(text: &str, origin: &str) -> Vec<Value> {
         .collect()
 }
 
-fn kind_name(doc: &Value) -> (String, String) {
-    (
-        doc["kind"].as_str().unwrap_or_default().to_string(),
-        doc["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    )
+/// (kind, name) of `doc`; the name is `namespace/name` for an object outside the
+/// release's namespace `home` (the Roles of served namespaces share one name).
+fn kind_name(doc: &Value, home: &str) -> (String, String) {
+    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+    let name = match doc["metadata"]["namespace"].as_str() {
+        Some(ns) if ns != home => format!("{ns}/{name}"),
+        _ => name.to_string(),
+    };
+    (doc["kind"].as_str().unwrap_or_default().to_string(), name)
 }
 
 /// The plain manifests, by (kind, name).
 fn plain_objects() -> BTreeMap<(String, String), Value> {
     let mut out = BTreeMap::new();
     for dir in ["deploy", "webhook", "certs"] {
+        // Files only: deploy/namespaced/ is a variant the default values do not render.
         let mut files: Vec<_> = std::fs::read_dir(root().join(dir))
             .expect("dir")
             .map(|e| e.expect("entry").path())
+            .filter(|p| p.is_file())
             .collect();
         files.sort();
         for file in files {
@@ -261,7 +273,7 @@ fn plain_objects() -> BTreeMap<(String, String), Value> {
                 if doc["kind"] == "Namespace" {
                     continue;
                 }
-                out.insert(kind_name(&doc), doc);
+                out.insert(kind_name(&doc, "dittofs-system"), doc);
             }
         }
     }
@@ -370,6 +382,7 @@ fn non_default_values_reach_the_objects_and_names_follow_the_release() {
     let install = Install {
         release: case.release.into(),
         namespace: case.namespace.into(),
+        scope: WatchScope::Cluster,
     };
     let get = |kind: &str, name: &str| -> &Value {
         objects
@@ -380,13 +393,13 @@ fn non_default_values_reach_the_objects_and_names_follow_the_release() {
     // RBAC and policy: exactly the generators for this install.
     assert_eq!(
         get("ClusterRole", "files")["rules"],
-        serde_json::to_value(policy_rules(RULES, &install)).unwrap()
+        serde_json::to_value(cluster_role(&install).rules).unwrap()
     );
-    let role = get("Role", "files");
-    assert_eq!(role["metadata"]["namespace"], "storage");
+    let operator_role = get("Role", "files");
+    assert_eq!(operator_role["metadata"]["namespace"], "storage");
     assert_eq!(
-        role["rules"],
-        serde_json::to_value(policy_rules(NAMESPACED_RULES, &install)).unwrap()
+        operator_role["rules"],
+        serde_json::to_value(role(&install).rules).unwrap()
     );
     for (kind, name) in [("ClusterRoleBinding", "files"), ("RoleBinding", "files")] {
         assert_eq!(
@@ -541,5 +554,144 @@ fn egress_can_be_restricted_to_dns_the_api_server_and_the_dittofs_api() {
     assert_eq!(
         egress[2]["to"][0]["podSelector"]["matchLabels"],
         json!({"app.kubernetes.io/name": "dittofs", "app.kubernetes.io/managed-by": "dittofs-operator"})
+    );
+}
+
+#[test]
+fn watch_namespaces_give_a_role_in_each_and_select_the_webhooks() {
+    let case = Case {
+        name: "tenants",
+        release: "tenant-a",
+        namespace: "team-a-ops",
+        values: json!({
+            "watchNamespaces": ["team-a", "team-b"],
+            "networkPolicy": {"egress": {"restrict": true}},
+        }),
+    };
+    let Some(rendered) = render(&[case]) else {
+        return;
+    };
+    assert_lint_clean(&rendered);
+    let objects = &rendered.objects["tenants"];
+    let get = |kind: &str, name: &str| -> &Value {
+        objects
+            .get(&(kind.to_string(), name.to_string()))
+            .unwrap_or_else(|| panic!("{kind} {name} rendered; have {:?}", objects.keys()))
+    };
+    let scope = WatchScope::of(["team-a".to_string(), "team-b".to_string()]);
+    let install = Install {
+        release: "tenant-a".into(),
+        namespace: "team-a-ops".into(),
+        scope: scope.clone(),
+    };
+
+    // RBAC: exactly the generator's for this install. No Secret, ConfigMap or
+    // DittoServer anywhere in the ClusterRole.
+    let cluster_rules = &get("ClusterRole", "tenant-a")["rules"];
+    assert_eq!(
+        cluster_rules,
+        &serde_json::to_value(cluster_role(&install).rules).unwrap()
+    );
+    for resource in [
+        "secrets",
+        "configmaps",
+        "dittoservers",
+        "statefulsets",
+        "events",
+    ] {
+        assert!(
+            !cluster_rules
+                .to_string()
+                .contains(&format!("\"{resource}\"")),
+            "{resource} in the ClusterRole: {cluster_rules}"
+        );
+    }
+    assert_eq!(
+        get("Role", "tenant-a")["rules"],
+        serde_json::to_value(role(&install).rules).unwrap()
+    );
+    let served = served_roles(&install);
+    assert_eq!(served.len(), 2);
+    for (role, binding) in served {
+        let ns = role.metadata.namespace.clone().unwrap_or_default();
+        let key = format!("{ns}/tenant-a-dittoservers");
+        assert_eq!(
+            get("Role", &key)["rules"],
+            serde_json::to_value(role.rules).unwrap()
+        );
+        let rendered_binding = get("RoleBinding", &key);
+        assert_eq!(
+            rendered_binding["roleRef"],
+            serde_json::to_value(binding.role_ref).unwrap()
+        );
+        assert_eq!(
+            rendered_binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "tenant-a", "namespace": "team-a-ops"}])
+        );
+    }
+    assert_eq!(
+        objects
+            .keys()
+            .filter(|(k, n)| k == "Role" && n.ends_with("-dittoservers"))
+            .count(),
+        2,
+        "one Role per served namespace: {:?}",
+        objects.keys()
+    );
+
+    // The operator serves exactly those namespaces.
+    let container = &get("Deployment", "tenant-a")["spec"]["template"]["spec"]["containers"][0];
+    let mut argv = vec!["dittofs-operator".to_string()];
+    argv.extend(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string()),
+    );
+    let CliCommand::Run(run) = Cli::try_parse_from(&argv).expect("args parse").command else {
+        panic!("the Deployment does not run `run`");
+    };
+    assert_eq!(run.controller.scope.scope(), scope);
+
+    // Both webhooks are called for those namespaces only.
+    let selector = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}]});
+    for (kind, name) in [
+        (
+            "ValidatingWebhookConfiguration",
+            install.validating_webhook(),
+        ),
+        ("MutatingWebhookConfiguration", install.mutating_webhook()),
+    ] {
+        assert_eq!(
+            get(kind, &name)["webhooks"][0]["namespaceSelector"],
+            selector,
+            "{kind}"
+        );
+    }
+    // The restricted egress reaches the DittoFS API in those namespaces only.
+    let egress = &get("NetworkPolicy", "tenant-a")["spec"]["egress"][2]["to"][0];
+    assert_eq!(egress["namespaceSelector"], selector);
+}
+
+#[test]
+fn a_watch_namespace_that_is_not_a_namespace_name_fails_the_install() {
+    let case = Case {
+        name: "typo",
+        release: "dittofs-operator",
+        namespace: "dittofs-system",
+        values: json!({"watchNamespaces": ["team-a", "Team_B"]}),
+    };
+    let Some(out) = run_render(&[case]) else {
+        return;
+    };
+    assert!(
+        !out.status.success(),
+        "rendered although Team_B is no namespace name"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("watchNamespaces: \"Team_B\" is not a namespace name"),
+        "{stderr}"
     );
 }

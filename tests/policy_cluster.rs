@@ -404,6 +404,7 @@ async fn the_operator_service_account_cannot_mint_a_token() {
     let install = Install {
         release: format!("dfo-policy-{id}"),
         namespace: format!("dfo-policy-{id}"),
+        scope: Default::default(),
     };
     let outcome = AssertUnwindSafe(async {
         install_everything(&admin, &install).await;

@@ -6,8 +6,9 @@
 //! including `create` for server-side apply and `update` on `<owner>/finalizers` for
 //! `blockOwnerDeletion`). Then, per component:
 //! - every recorded call must be granted by that component's own rules, in the right
-//!   scope (ClusterRole for any namespace, Role only in the operator's namespace) and
-//!   for the right object names;
+//!   scope (ClusterRole for any namespace, a Role only in its namespace: the
+//!   operator's, or with `--watch-namespaces` each served one) and for the right
+//!   object names;
 //! - every verb × resource × name a rule of that component grants must have been used
 //!   by at least one recorded call: a verb nobody uses fails the test.
 
@@ -25,7 +26,8 @@ use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
 use dittofs_operator::controller::{Context, ControllerArgs, ControllerMetrics, StoredServer};
 use dittofs_operator::leader::{LeaderArgs, leadership};
 use dittofs_operator::probes::Readiness;
-use dittofs_operator::rbac::{Component, Install, NAMESPACED_RULES, RULES, Rule};
+use dittofs_operator::rbac::{Component, Install, Rule};
+use dittofs_operator::scope::{ScopeArgs, WatchScope};
 use dittofs_operator::validation::{ClusterLookup, Lookup, SecretFacts};
 use dittofs_operator::webhook::KubeLookup;
 use fake_api::FakeApi;
@@ -33,7 +35,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
-use rbac_eval::{ApiCall, rule_allows};
+use rbac_eval::{ApiCall, role_namespace, rule_allows};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -59,22 +61,27 @@ impl ClusterLookup for AllFound {
 
 /// The rules of `components`, each with the namespace of its Role (None: ClusterRole).
 fn rules_of(components: &[Component], install: &Install) -> Vec<(&'static Rule, Option<String>)> {
-    RULES
-        .iter()
-        .filter(|r| components.contains(&r.component))
-        .map(|r| (r, None))
-        .chain(
-            NAMESPACED_RULES
-                .iter()
-                .filter(|r| components.contains(&r.component))
-                .map(|r| (r, Some(install.namespace.clone()))),
-        )
+    install
+        .grants()
+        .into_iter()
+        .filter(|(r, _)| components.contains(&r.component))
+        .map(|(r, g)| (r, role_namespace(&g).map(str::to_string)))
         .collect()
 }
 
-/// Both directions of the check; returns every problem found (empty: exact match).
+/// Both directions of the check for the install of `deploy/` (every namespace
+/// served); returns every problem found (empty: exact match).
 fn mismatches(components: &[Component], calls: &[ApiCall]) -> BTreeSet<String> {
-    let install = Install::plain();
+    mismatches_for(&Install::plain(), components, calls)
+}
+
+/// Both directions of the check for `install`.
+fn mismatches_for(
+    install: &Install,
+    components: &[Component],
+    calls: &[ApiCall],
+) -> BTreeSet<String> {
+    let install = install.clone();
     let rules = rules_of(components, &install);
     let mut problems = BTreeSet::new();
     for call in calls {
@@ -100,18 +107,22 @@ fn mismatches(components: &[Component], calls: &[ApiCall]) -> BTreeSet<String> {
                 {
                     problems.insert(format!("used but not granted: {call:?}"));
                 }
-                // A watch always comes after a list (the reflector's relist).
+                // A watch always comes after a list (the reflector's relist), in the
+                // same namespace (or all of them).
                 if verb == "watch" {
+                    let ApiCall::Resource { namespace, .. } = call else {
+                        continue;
+                    };
                     let list = ApiCall::Resource {
                         verb: "list".into(),
                         group: group.clone(),
                         resource: resource.clone(),
-                        namespace: None,
+                        namespace: namespace.clone(),
                         name: None,
                     };
                     if !rules
                         .iter()
-                        .any(|(r, ns)| ns.is_none() && rule_allows(r, None, &install, &list))
+                        .any(|(r, ns)| rule_allows(r, ns.as_deref(), &install, &list))
                     {
                         problems.insert(format!("watched without list: {group}/{resource}"));
                     }
@@ -164,12 +175,23 @@ fn mismatches(components: &[Component], calls: &[ApiCall]) -> BTreeSet<String> {
 }
 
 fn assert_exact(components: &[Component], calls: &[ApiCall]) {
-    let problems = mismatches(components, calls);
+    assert_exact_for(&Install::plain(), components, calls);
+}
+
+fn assert_exact_for(install: &Install, components: &[Component], calls: &[ApiCall]) {
+    let problems = mismatches_for(install, components, calls);
     assert!(
         problems.is_empty(),
-        "{components:?}: src/rbac.rs and the code disagree:\n{}",
+        "{components:?} serving {}: src/rbac.rs and the code disagree:\n{}",
+        install.scope.describe(),
         problems.into_iter().collect::<Vec<_>>().join("\n")
     );
+}
+
+/// The install of `deploy/namespaced/`-style RBAC serving the namespace of the
+/// scenarios only.
+fn serving_team() -> Install {
+    Install::plain().serving(WatchScope::of(["team".to_string()]))
 }
 
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
@@ -382,8 +404,9 @@ async fn reconcile_paths(api: &FakeApi) {
     assert!(api.get(PG_PATH).is_none(), "the database was deleted");
 }
 
-/// Run the Controller until every watch is open (and the CRD was waited for).
-async fn controller_watches(api: &FakeApi) {
+/// Run the Controller (serving `scope`) until every watch is open (and the CRD
+/// was waited for).
+async fn controller_watches(api: &FakeApi, scope: &WatchScope) {
     let shutdown = CancellationToken::new();
     let (_leader, rx) = watch::channel(true);
     let readiness = Readiness::new();
@@ -397,7 +420,12 @@ async fn controller_watches(api: &FakeApi) {
             debounce: Duration::ZERO,
             reporter: "test".into(),
             poll_interval: std::time::Duration::from_secs(60),
-            scope: Default::default(),
+            scope: ScopeArgs {
+                watch_namespaces: scope
+                    .namespaces()
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default(),
+            },
         },
         AllFound,
         rx,
@@ -427,8 +455,36 @@ async fn controller_watches(api: &FakeApi) {
 async fn the_reconciler_uses_exactly_its_rules() {
     let api = new_api();
     reconcile_paths(&api).await;
-    controller_watches(&api).await;
+    controller_watches(&api, &WatchScope::Cluster).await;
     assert_exact(&[Component::Reconciler, Component::Events], &calls(&api));
+}
+
+#[tokio::test]
+async fn serving_one_namespace_the_reconciler_uses_exactly_the_roles_there() {
+    let install = serving_team();
+    let api = new_api();
+    reconcile_paths(&api).await;
+    controller_watches(&api, &install.scope).await;
+    let calls = calls(&api);
+    assert_exact_for(
+        &install,
+        &[Component::Reconciler, Component::Events],
+        &calls,
+    );
+    // And nothing at all outside it, but the CRD it waits for.
+    for call in &calls {
+        if let ApiCall::Resource {
+            namespace,
+            resource,
+            ..
+        } = call
+        {
+            assert!(
+                namespace.as_deref() == Some("team") || resource == "customresourcedefinitions",
+                "{call:?} outside the served namespace"
+            );
+        }
+    }
 }
 
 // --- the other components -------------------------------------------------------
@@ -487,7 +543,11 @@ async fn the_validation_lookups_use_exactly_their_rules() {
     ));
     assert_eq!(lookup.percona_crd().await, Lookup::Found(()));
     shutdown.cancel();
-    assert_exact(&[Component::Lookups], &calls(&api));
+    let calls = calls(&api);
+    assert_exact(&[Component::Lookups], &calls);
+    // Serving one namespace: the StorageClass watch in the ClusterRole, the Secret
+    // read in that namespace's Role.
+    assert_exact_for(&serving_team(), &[Component::Lookups], &calls);
 }
 
 #[tokio::test]
@@ -595,6 +655,30 @@ fn the_check_fails_on_an_unused_verb_and_on_an_ungranted_call() {
             .any(|p| p.starts_with("used but not granted")),
         "{problems:?}"
     );
+}
+
+#[test]
+fn served_namespace_roles_grant_nothing_elsewhere() {
+    let install = serving_team();
+    let get_secret = |ns: &str| ApiCall::Resource {
+        verb: "get".into(),
+        group: String::new(),
+        resource: "secrets".into(),
+        namespace: Some(ns.into()),
+        name: Some("s3".into()),
+    };
+    assert!(rbac_eval::allows(&install, &get_secret("team")));
+    for ns in ["kube-system", "other", &install.namespace] {
+        assert!(
+            !rbac_eval::allows(&install, &get_secret(ns)),
+            "a Secret of {ns} is readable"
+        );
+    }
+    // Every namespace served: readable everywhere (what --watch-namespaces removes).
+    assert!(rbac_eval::allows(
+        &Install::plain(),
+        &get_secret("kube-system")
+    ));
 }
 
 #[test]

@@ -30,8 +30,10 @@ pub struct Cli {
 pub enum Command {
     /// Print the DittoServer CustomResourceDefinition as YAML.
     Crd,
-    /// Print the operator's ClusterRole and namespaced Role (least privilege) as YAML.
-    Rbac,
+    /// Print the operator's ClusterRole and Roles (least privilege) as YAML; with
+    /// --watch-namespaces, the ClusterRole keeps only cluster-scoped objects and each
+    /// listed namespace gets a Role and its RoleBinding.
+    Rbac(RbacArgs),
     /// Print the ValidatingAdmissionPolicies (and bindings) that let the operator's
     /// ServiceAccounts write only the Secrets and the StatefulSets it manages.
     Policy,
@@ -100,6 +102,13 @@ pub struct WebhookArgs {
     pub offline: bool,
 }
 
+/// Arguments of `rbac`.
+#[derive(clap::Args, Debug)]
+pub struct RbacArgs {
+    #[command(flatten)]
+    pub scope: crate::scope::ScopeArgs,
+}
+
 /// Arguments of `validate`.
 #[derive(clap::Args, Debug)]
 pub struct ValidateArgs {
@@ -120,9 +129,9 @@ pub struct RenderArgs {
     pub secrets: Vec<PathBuf>,
 }
 
-/// `rbac`: print the generated ClusterRole and Role.
-pub fn print_rbac() -> std::process::ExitCode {
-    match crate::rbac::rbac_yaml() {
+/// `rbac`: print the generated ClusterRole and Roles.
+pub fn print_rbac(args: &RbacArgs) -> std::process::ExitCode {
+    match crate::rbac::rbac_yaml(&args.scope.scope()) {
         Ok(yaml) => write_stdout(&yaml),
         Err(e) => {
             eprintln!("error: cannot render the ClusterRole: {e}");

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use dittofs_operator::crd::DittoServer;
-use dittofs_operator::rbac::{Install, NAMESPACED_RULES, RULES, Rule};
+use dittofs_operator::rbac::{Grant, Install, Rule};
 use kube::Resource;
 use serde_json::Value;
 
@@ -189,12 +189,20 @@ pub fn rule_allows(
         && (names.is_empty() || name.as_ref().is_some_and(|n| names.contains(n)))
 }
 
-/// Does the operator's RBAC (ClusterRole + Role of `install`) grant `call`?
+/// The namespace of the Role a grant is made in (None: the ClusterRole).
+pub fn role_namespace(grant: &Grant) -> Option<&str> {
+    match grant {
+        Grant::Cluster => None,
+        Grant::Namespace(ns) => Some(ns),
+    }
+}
+
+/// Does the operator's RBAC (ClusterRole and Roles of `install`) grant `call`?
 pub fn allows(install: &Install, call: &ApiCall) -> bool {
-    RULES.iter().any(|r| rule_allows(r, None, install, call))
-        || NAMESPACED_RULES
-            .iter()
-            .any(|r| rule_allows(r, Some(&install.namespace), install, call))
+    install
+        .grants()
+        .iter()
+        .any(|(r, g)| rule_allows(r, role_namespace(g), install, call))
 }
 
 #[cfg(test)]

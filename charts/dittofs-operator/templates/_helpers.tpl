@@ -22,3 +22,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - --webhook-config={{ include "dittofs-operator.validating" . }}
 - --webhook-config={{ include "dittofs-operator.mutating" . }}
 {{- end -}}
+{{/* watchNamespaces must be namespace names (RFC 1123 labels): a typo must fail the install, not leave a tenant unserved. */}}
+{{- define "dittofs-operator.checkWatchNamespaces" -}}
+{{- range .Values.watchNamespaces }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString .)) }}
+{{- fail (printf "watchNamespaces: %q is not a namespace name (lowercase letters, digits and '-', at most 63)" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+{{/* With watchNamespaces, the webhooks are called for those namespaces only: another installation serves the others. */}}
+{{- define "dittofs-operator.namespaceSelector" -}}
+{{- if .Values.watchNamespaces }}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: In
+      values:
+        {{- range .Values.watchNamespaces }}
+        - {{ . | quote }}
+        {{- end }}
+{{- end }}
+{{- end -}}
