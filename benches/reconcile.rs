@@ -15,7 +15,11 @@
 //!    through an `/etc/hosts` of its own (`unshare --mount`). Measured: time until
 //!    every server is configured, Kubernetes and DittoFS requests per server, and
 //!    what the drift poll costs once everything is converged.
-//! 3. **One idle pass** in-process (stores fed by hand): the CPU of a pass with
+//! 3. **Tenants**: 1,000 DittoServers and 2,000 unrelated Secrets in 10 namespaces,
+//!    the released binary started with `--watch-namespaces` for 2 of them, then on the
+//!    same cluster serving every namespace: memory, requests, and that nothing
+//!    outside the 2 is read.
+//! 4. **One idle pass** in-process (stores fed by hand): the CPU of a pass with
 //!    nothing to do, the cost of a periodic resync.
 //!
 //! Run the load side on the other core: `taskset -c 1 cargo bench --bench reconcile`.
@@ -55,9 +59,22 @@ const NS: &str = "load";
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    scale().await;
-    running_servers().await;
-    idle_pass().await;
+    // RECONCILE_PARTS=scale,live,tenants,idle (the default) picks the parts to run.
+    let parts =
+        std::env::var("RECONCILE_PARTS").unwrap_or_else(|_| "scale,live,tenants,idle".into());
+    let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
+    if parts.contains(&"scale") {
+        scale().await;
+    }
+    if parts.contains(&"live") {
+        running_servers().await;
+    }
+    if parts.contains(&"tenants") {
+        tenants().await;
+    }
+    if parts.contains(&"idle") {
+        idle_pass().await;
+    }
 }
 
 // --- 1. the released binary at scale ---------------------------------------------
@@ -217,6 +234,19 @@ impl Drop for Operator {
     }
 }
 
+/// Serve `api` over HTTP on loopback; a directory holding a kubeconfig for it.
+async fn serve_over_http(api: &FakeApi) -> (tempfile::TempDir, std::path::PathBuf) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(over_http::serve(api.clone(), listener));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, over_http::kubeconfig(addr)).expect("kubeconfig");
+    (dir, kubeconfig)
+}
+
 fn free_port() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
@@ -284,14 +314,7 @@ async fn scale() {
     }
     api.set_watch_lag(Duration::from_secs(1));
     api.set_watch_jitter(Duration::from_secs(2), 11);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(over_http::serve(api.clone(), listener));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, over_http::kubeconfig(addr)).expect("kubeconfig");
+    let (dir, kubeconfig) = serve_over_http(&api).await;
 
     let operator = Operator::spawn(dir.path(), &kubeconfig, &[], None);
     let pinned = operator.pinned;
@@ -499,16 +522,8 @@ async fn running_servers() {
     api.create_namespace(LIVE_NS);
     api.set_watch_lag(Duration::from_secs(1));
     api.set_watch_jitter(Duration::from_secs(2), 13);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(over_http::serve(api.clone(), listener));
     let dittofs = Arc::new(FakeDittoFs::start());
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, over_http::kubeconfig(addr)).expect("kubeconfig");
+    let (dir, kubeconfig) = serve_over_http(&api).await;
     // What cluster DNS would answer: every server's API Service is the fake.
     let hosts = dir.path().join("hosts");
     let mut table = String::from("127.0.0.1 localhost\n");
@@ -637,7 +652,129 @@ async fn running_servers() {
     println!("operator peak RSS (VmHWM): {peak:.1} MiB");
 }
 
-// --- 3. one idle pass, in-process -------------------------------------------------
+// --- 3. 1,000 DittoServers in 10 namespaces, 2 of them served ----------------------
+
+const TENANTS: usize = 10;
+const SERVED_TENANTS: usize = 2;
+
+fn tenant(t: usize) -> String {
+    format!("tenant-{t}")
+}
+
+/// Ten tenant namespaces, each with 100 DittoServers (`replicas: 0`) and 200
+/// unrelated 50 KiB Secrets (half with the `kubectl apply` copy).
+fn tenant_cluster() -> FakeApi {
+    let api = FakeApi::new();
+    api.enable_garbage_collector();
+    for t in 0..TENANTS {
+        api.create_namespace(&tenant(t));
+    }
+    for i in 0..UNRELATED_SECRETS {
+        let ns = tenant(i % TENANTS);
+        let mut secret = unrelated_secret(i);
+        secret["metadata"]["namespace"] = json!(ns);
+        if let Some(copy) = secret["metadata"]["annotations"]
+            .get_mut("kubectl.kubernetes.io/last-applied-configuration")
+        {
+            *copy = json!(
+                copy.as_str()
+                    .unwrap_or_default()
+                    .replace(&format!("other-{}", i % 20), &ns)
+            );
+        }
+        api.put(&format!("/api/v1/namespaces/{ns}/secrets/blob-{i}"), secret);
+    }
+    for i in 0..SERVERS {
+        let ns = tenant(i % TENANTS);
+        let mut ds = serde_json::to_value(server(i)).expect("DittoServer");
+        ds["metadata"]["namespace"] = json!(ns);
+        api.put(
+            &format!("/apis/dittofs.dittofs.com/v1alpha1/namespaces/{ns}/dittoservers/s{i:04}"),
+            ds,
+        );
+    }
+    api.set_watch_lag(Duration::from_secs(1));
+    api.set_watch_jitter(Duration::from_secs(2), 17);
+    api
+}
+
+/// One operator on a fresh tenant cluster, serving `served` namespaces (all when
+/// empty): the figures of one row.
+async fn tenants_run(served: &[String]) {
+    let api = tenant_cluster();
+    let (dir, kubeconfig) = serve_over_http(&api).await;
+    let list = served.join(",");
+    let extra: Vec<&str> = if served.is_empty() {
+        Vec::new()
+    } else {
+        vec!["--watch-namespaces", &list]
+    };
+    let operator = Operator::spawn(dir.path(), &kubeconfig, &extra, None);
+    let stopped = |api: &FakeApi, ns: &str| {
+        api.list(&format!(
+            "/apis/dittofs.dittofs.com/v1alpha1/namespaces/{ns}/dittoservers"
+        ))
+        .iter()
+        .filter(|d| d["status"]["phase"] == "Stopped")
+        .count()
+    };
+    let serving: Vec<String> = if served.is_empty() {
+        (0..TENANTS).map(tenant).collect()
+    } else {
+        served.to_vec()
+    };
+    let expected = SERVERS / TENANTS * serving.len();
+    let converge = wait_until(Duration::from_secs(600), || {
+        serving.iter().map(|ns| stopped(&api, ns)).sum::<usize>() == expected
+    })
+    .await;
+    api.settle(Duration::from_secs(5), Duration::from_secs(120))
+        .await;
+    let cpu = operator.cpu();
+    let requests = api.requests();
+    let outside = requests
+        .iter()
+        .filter(|r| {
+            r.path.contains("/namespaces/")
+                && !serving
+                    .iter()
+                    .any(|ns| r.path.contains(&format!("/namespaces/{ns}/")))
+        })
+        .count();
+    let untouched = (0..TENANTS)
+        .map(tenant)
+        .filter(|ns| !serving.contains(ns))
+        .map(|ns| stopped(&api, &ns))
+        .sum::<usize>();
+    let rss = operator.mib("VmRSS:");
+    let peak = operator.mib("VmHWM:");
+    let what = if served.is_empty() {
+        "every namespace".to_string()
+    } else {
+        format!("--watch-namespaces {list}")
+    };
+    println!(
+        "{what}: {expected} served converged {} after start (outside: {untouched} reconciled); {} requests ({:.1} per served object, {outside} outside the served namespaces); operator CPU {cpu:.2} s; RSS converged {rss:.1} MiB, peak {peak:.1} MiB",
+        converge.map_or("never".to_string(), |d| format!(
+            "{:.1} s",
+            d.as_secs_f64() - 0.0
+        )),
+        requests.len(),
+        requests.len() as f64 / expected as f64,
+    );
+}
+
+async fn tenants() {
+    println!(
+        "== {SERVERS} DittoServers and {UNRELATED_SECRETS} unrelated {} KiB Secrets in {TENANTS} namespaces; the released binary from start, watches lagging 1–3 s",
+        SECRET_BYTES / 1024
+    );
+    let served: Vec<String> = (0..SERVED_TENANTS).map(tenant).collect();
+    tenants_run(&served).await;
+    tenants_run(&[]).await;
+}
+
+// --- 4. one idle pass, in-process -------------------------------------------------
 
 /// Feed the stores from the fake's objects (a watch that kept up).
 fn sync(api: &FakeApi, stores: &Stores, w: &mut Writers) {
