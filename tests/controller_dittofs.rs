@@ -1,0 +1,205 @@
+//! The operator end to end against DittoFS: the real `controller::run` (watches,
+//! stores, scheduler, the drift poll) against the in-memory API server and the fake
+//! DittoFS v0.29 (`tests/fake_dittofs`), one server per DittoServer's pod. What a
+//! user sees: the declared share served, changes made by hand put back or reported,
+//! failures of the server reported with its words and retried with backoff, nothing
+//! in DittoFS ever deleted, and an idle operator that costs nothing.
+//!
+//! Every wait is bounded (a wait-until loop); the poll runs every 2 s.
+
+mod dittofs_env;
+mod fake_api;
+mod fake_dittofs;
+
+use std::time::Duration;
+
+use dittofs_env::{Env, Options, minimal_sample_spec, secret_path, wait_for};
+use serde_json::{Value, json};
+
+const POLL: Duration = Duration::from_secs(2);
+/// Long enough for anything a few passes and poll rounds do.
+const BOUND: Duration = Duration::from_secs(30);
+
+fn options() -> Options {
+    Options {
+        poll_interval: POLL,
+        ..Options::default()
+    }
+}
+
+/// The `state` of every entry of a `status.server` list.
+fn states(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap_or_default().to_string(),
+                i["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Scenario 1: the spec of `samples/minimal.yaml` on a fresh server ends with
+/// `/export` served, the portmapper on and in effect, SMB off, the operator's own
+/// admin account, and the Service pointing at the live adapter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_server_ends_with_the_declared_share_served() {
+    let env = Env::start(&["team"], options()).await;
+    env.create("team", "minimal", minimal_sample_spec()).await;
+    let dfs = env.start_server("team", "minimal").await;
+    env.wait_condition(
+        "team",
+        "minimal",
+        "ServerConfigured",
+        "True",
+        Some("Configured"),
+        BOUND,
+    )
+    .await;
+    env.wait_condition(
+        "team",
+        "minimal",
+        "Ready",
+        "True",
+        Some("AllConditionsMet"),
+        BOUND,
+    )
+    .await;
+
+    // The stores and the share, as declared.
+    let meta = dfs.metadata_stores();
+    assert_eq!(meta.len(), 1, "{meta:?}");
+    assert_eq!(
+        (meta[0].name.as_str(), meta[0].store_type.as_str()),
+        ("meta", "badger")
+    );
+    let local = dfs.block_stores("local");
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert_eq!(
+        (local[0].name.as_str(), local[0].store_type.as_str()),
+        ("content", "fs")
+    );
+    let config: Value = serde_json::from_str(&local[0].config).expect("fs config");
+    assert_eq!(config["path"], "/data/content", "{config}");
+    let shares = dfs.shares();
+    assert_eq!(shares.len(), 1, "{shares:?}");
+    let export = &shares[0];
+    assert_eq!(export.name, "/export");
+    assert_eq!(export.metadata_store_id, meta[0].id, "on store meta");
+    assert_eq!(export.local_block_store_id, local[0].id, "on store content");
+    assert!(!export.read_only && export.enabled);
+    assert_eq!(export.default_permission, "read-write");
+
+    // The portmapper stored on and in effect (the NFS adapter restarted with it);
+    // SMB disabled (smb.enabled defaults to false).
+    assert_eq!(dfs.nfs_settings()["portmapper_enabled"], true);
+    let effective = dfs.effective_nfs_settings().expect("NFS adapter running");
+    assert!(
+        effective.portmapper_enabled && effective.portmapper_listening,
+        "{effective:?}"
+    );
+    assert_eq!(effective.adapter_port, 12049);
+    let adapters = dfs.adapters();
+    let adapter = |kind: &str| {
+        adapters
+            .iter()
+            .find(|a| a.adapter_type == kind)
+            .unwrap_or_else(|| panic!("adapter {kind}: {adapters:?}"))
+    };
+    assert!(adapter("nfs").enabled && adapter("nfs").running && adapter("nfs").listening);
+    assert!(
+        !adapter("smb").enabled && !adapter("smb").running,
+        "{:?}",
+        adapter("smb")
+    );
+
+    // The operator's own account: an admin, its password set (no must-change).
+    let users = dfs.users();
+    let account = users
+        .iter()
+        .find(|u| u.username == "dittofs-operator")
+        .unwrap_or_else(|| panic!("the operator's account: {users:?}"));
+    assert_eq!(account.role, "admin");
+    assert!(
+        account.enabled && !account.must_change_password,
+        "{account:?}"
+    );
+
+    // Its Secret: password and refresh token, retained (no owner reference).
+    let secret = wait_for("the refresh token kept", BOUND, || {
+        let s = env
+            .api
+            .get(&secret_path("team", "minimal-operator-credentials"))?;
+        s["data"]["refresh-token"].is_string().then_some(s)
+    })
+    .await;
+    assert!(secret["data"]["password"].is_string(), "{secret}");
+    assert!(secret["metadata"]["ownerReferences"].is_null(), "{secret}");
+    assert_eq!(
+        env.secret_value("team", "minimal-operator-credentials", "password")
+            .as_deref(),
+        Some(account.password.as_str()),
+        "the Secret holds the account's password"
+    );
+
+    // status.server: the adapters as they run, every declared item Ready.
+    let server = env.server_status("team", "minimal");
+    let nfs = server["adapters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "nfs"))
+        .cloned()
+        .unwrap_or_else(|| panic!("nfs in {server}"));
+    assert_eq!(
+        nfs,
+        json!({"type": "nfs", "port": 12049, "enabled": true, "running": true})
+    );
+    let smb = server["adapters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "smb"))
+        .cloned()
+        .unwrap_or_else(|| panic!("smb in {server}"));
+    assert_eq!(smb["enabled"], false, "{server}");
+    assert_eq!(server["portmapperPort"], 10111, "{server}");
+    assert_eq!(
+        states(&server["stores"]),
+        [
+            ("meta".into(), "Ready".into()),
+            ("content".into(), "Ready".into())
+        ],
+        "{server}"
+    );
+    assert_eq!(
+        states(&server["shares"]),
+        [("/export".into(), "Ready".into())],
+        "{server}"
+    );
+    assert!(server["unmanaged"].is_null(), "{server}");
+
+    // The file Service: 2049 → the live adapter port by number, 111 TCP and UDP to
+    // the portmapper, and the adapter's own port for NFSv3 clients.
+    let port = |name: &str| {
+        env.file_service_port("team", "minimal", name)
+            .unwrap_or_else(|| panic!("port {name} of minimal-file"))
+    };
+    assert_eq!(port("nfs")["port"], 2049);
+    assert_eq!(port("nfs")["targetPort"], 12049);
+    assert_eq!(port("nfs-adapter")["port"], 12049);
+    assert_eq!(port("nfs-adapter")["targetPort"], 12049);
+    for (name, protocol) in [("portmap-tcp", "TCP"), ("portmap-udp", "UDP")] {
+        assert_eq!(port(name)["port"], 111);
+        assert_eq!(port(name)["protocol"], protocol);
+        assert_eq!(port(name)["targetPort"], 10111);
+    }
+    assert!(
+        env.file_service_port("team", "minimal", "smb").is_none(),
+        "no SMB port while SMB is off"
+    );
+    assert_eq!(env.reconciles("error"), 0, "no failed pass");
+    assert!(
+        !dfs.requests().iter().any(|r| r.method == "DELETE"),
+        "nothing deleted in DittoFS"
+    );
+    env.stop().await;
+}
