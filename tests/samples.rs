@@ -44,7 +44,9 @@ fn every_sample_is_valid_without_warnings_but_those_it_announces() {
             .collect();
         for line in text.lines().filter(|l| l.starts_with("warning:")) {
             assert!(
-                announced.iter().any(|field| line.contains(&format!(": {field}: "))),
+                announced
+                    .iter()
+                    .any(|field| line.contains(&format!(": {field}: "))),
                 "{} warns without saying so (add `# warns: <field>`):\n{line}",
                 file.display()
             );
