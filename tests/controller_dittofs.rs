@@ -11,9 +11,9 @@ mod dittofs_env;
 mod fake_api;
 mod fake_dittofs;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use dittofs_env::{Env, Options, minimal_sample_spec, secret_path, wait_for};
+use dittofs_env::{Env, Options, minimal_sample_spec, secret_path, sts_path, wait_for};
 use serde_json::{Value, json};
 
 const POLL: Duration = Duration::from_secs(2);
@@ -201,5 +201,209 @@ async fn a_fresh_server_ends_with_the_declared_share_served() {
         !dfs.requests().iter().any(|r| r.method == "DELETE"),
         "nothing deleted in DittoFS"
     );
+    env.stop().await;
+}
+
+/// A minimal.yaml DittoServer `ns/name`, its pod started, configured, and settled
+/// (the pass that reads the server again after changing it included).
+async fn converged(env: &Env, ns: &str, name: &str) -> fake_dittofs::ServerHandle {
+    env.create(ns, name, minimal_sample_spec()).await;
+    let dfs = env.start_server(ns, name).await;
+    env.wait_condition(ns, name, "Ready", "True", None, BOUND)
+        .await;
+    // Past the read after a change (6 s), with nothing written for a while.
+    env.settle(Duration::from_secs(7), BOUND).await;
+    dfs
+}
+
+fn nfs_port(dfs: &fake_dittofs::ServerHandle) -> i64 {
+    dfs.adapters()
+        .iter()
+        .find(|a| a.adapter_type == "nfs")
+        .map(|a| a.port)
+        .expect("nfs adapter")
+}
+
+/// Scenario 2: an adapter moved with dfsctl is put back on the spec's port within a
+/// few poll intervals; a new `nfsAdapterPort` moves the live adapter and the
+/// Service's target, and does not roll the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_moved_by_hand_is_put_back_and_a_new_spec_port_moves_it_without_a_pod_roll() {
+    let env = Env::start(&["team"], options()).await;
+    let dfs = converged(&env, "team", "minimal").await;
+    let starts = |dfs: &fake_dittofs::ServerHandle| {
+        dfs.adapters()
+            .iter()
+            .find(|a| a.adapter_type == "nfs")
+            .map(|a| a.starts)
+            .expect("nfs")
+    };
+
+    // dfsctl adapter edit nfs --port 13049
+    dfs.set_adapter("nfs", 13049, true);
+    let moved = Instant::now();
+    let before = starts(&dfs);
+    wait_for("the NFS adapter back on 12049", BOUND, || {
+        (nfs_port(&dfs) == 12049 && starts(&dfs) > before).then_some(())
+    })
+    .await;
+    let took = moved.elapsed();
+    eprintln!("adapter put back after {took:?}");
+    assert!(
+        took <= POLL * 3 + Duration::from_secs(2),
+        "put back within a few poll intervals: {took:?}"
+    );
+    let adapter = dfs
+        .adapters()
+        .into_iter()
+        .find(|a| a.adapter_type == "nfs")
+        .expect("nfs");
+    assert!(
+        adapter.enabled && adapter.running && adapter.listening,
+        "{adapter:?}"
+    );
+    assert_eq!(
+        env.file_service_port("team", "minimal", "nfs")
+            .expect("nfs")["targetPort"],
+        12049
+    );
+    // The portmapper still runs with the adapter it was restarted with.
+    let effective = dfs.effective_nfs_settings().expect("running");
+    assert!(effective.portmapper_enabled && effective.portmapper_listening);
+    env.settle(Duration::from_secs(7), BOUND).await;
+
+    // A new spec port: the live adapter and the Service move, the pod does not.
+    let sts_before = env.api.get(&sts_path("team", "minimal")).expect("sts");
+    env.edit_spec("team", "minimal", |spec| {
+        spec["nfsAdapterPort"] = json!(13049)
+    });
+    wait_for("the adapter and the Service on 13049", BOUND, || {
+        let target = env.file_service_port("team", "minimal", "nfs")?["targetPort"].clone();
+        let direct = env.file_service_port("team", "minimal", "nfs-adapter")?;
+        (nfs_port(&dfs) == 13049
+            && target == 13049
+            && direct["port"] == 13049
+            && direct["targetPort"] == 13049)
+            .then_some(())
+    })
+    .await;
+    env.wait_condition("team", "minimal", "ServerConfigured", "True", None, BOUND)
+        .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    let sts_after = env.api.get(&sts_path("team", "minimal")).expect("sts");
+    assert_eq!(
+        sts_after["spec"]["template"]["metadata"]["annotations"]["dittofs.io/config-hash"],
+        sts_before["spec"]["template"]["metadata"]["annotations"]["dittofs.io/config-hash"],
+        "same config hash"
+    );
+    assert_eq!(
+        sts_after["spec"]["template"], sts_before["spec"]["template"],
+        "same pod template: no roll"
+    );
+    assert_eq!(
+        sts_after["metadata"]["generation"],
+        sts_before["metadata"]["generation"]
+    );
+    let nfs = env.server_status("team", "minimal")["adapters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "nfs").cloned())
+        .expect("nfs in status");
+    assert_eq!(nfs["port"], 13049);
+    assert_eq!(nfs_port(&dfs), 13049, "stays where the spec says");
+    assert_eq!(env.reconciles("error"), 0);
+    env.stop().await;
+}
+
+/// Scenario 3: a declared share deleted with dfsctl is made again; a share created
+/// by hand is listed as unmanaged and never deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_share_is_recreated_and_a_share_made_by_hand_is_left_alone() {
+    use dittofs_operator::dittofs::api::CreateShareRequest;
+    use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
+
+    let env = Env::start(&["team"], options()).await;
+    let dfs = converged(&env, "team", "minimal").await;
+
+    assert!(dfs.delete_share("/export"));
+    let deleted = Instant::now();
+    wait_for("/export made again", BOUND, || {
+        dfs.shares()
+            .iter()
+            .any(|s| s.name == "/export")
+            .then_some(())
+    })
+    .await;
+    let took = deleted.elapsed();
+    eprintln!("share recreated after {took:?}");
+    assert!(took <= POLL * 3 + Duration::from_secs(2), "{took:?}");
+    let export = dfs
+        .shares()
+        .into_iter()
+        .find(|s| s.name == "/export")
+        .expect("share");
+    let meta = &dfs.metadata_stores()[0];
+    assert_eq!(export.metadata_store_id, meta.id);
+    assert_eq!(export.default_permission, "read-write");
+    env.settle(Duration::from_secs(7), BOUND).await;
+
+    // An admin makes a share of their own, through the REST API.
+    let client = Client::new(Resolver::everything_to(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
+    let password = env
+        .admin_password("team", "minimal")
+        .expect("admin password");
+    let admin = server
+        .login("admin", &Sensitive::new(password))
+        .await
+        .expect("admin logs in");
+    server
+        .create_share(
+            &admin.access_token,
+            &CreateShareRequest {
+                name: "/scratch",
+                metadata_store_id: "meta",
+                local_block_store: "content",
+                remote_block_store: None,
+                read_only: false,
+                default_permission: "read-write",
+            },
+        )
+        .await
+        .expect("share created");
+    wait_for("/scratch listed as unmanaged", BOUND, || {
+        let server = env.server_status("team", "minimal");
+        server["unmanaged"]
+            .as_array()?
+            .iter()
+            .any(|u| u == "share /scratch")
+            .then_some(())
+    })
+    .await;
+    // A few poll rounds and passes later, it is still there.
+    dfs.clear_requests();
+    tokio::time::sleep(POLL * 3).await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    let names: Vec<String> = dfs.shares().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["/export", "/scratch"]);
+    assert!(
+        !dfs.requests().iter().any(|r| r.method == "DELETE"),
+        "nothing deleted: {:?}",
+        dfs.requests()
+    );
+    let (status, reason, _) = env
+        .condition("team", "minimal", "ServerConfigured")
+        .expect("condition");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "Configured"),
+        "an unmanaged share is no failure"
+    );
+    assert_eq!(
+        states(&env.server_status("team", "minimal")["shares"]),
+        [("/export".into(), "Ready".into())]
+    );
+    assert_eq!(env.reconciles("error"), 0);
     env.stop().await;
 }
