@@ -407,3 +407,292 @@ async fn a_deleted_share_is_recreated_and_a_share_made_by_hand_is_left_alone() {
     assert_eq!(env.reconciles("error"), 0);
     env.stop().await;
 }
+
+/// Requests to `path` (any method) the server answered so far.
+fn hits(dfs: &fake_dittofs::ServerHandle, method: &str, path: &str) -> usize {
+    dfs.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path == path)
+        .count()
+}
+
+/// How many of the server's requests arrive during `window`.
+async fn requests_during(dfs: &fake_dittofs::ServerHandle, window: Duration) -> u64 {
+    let before = dfs.request_count();
+    tokio::time::sleep(window).await;
+    dfs.request_count() - before
+}
+
+/// Scenario 4: the admin password was changed with dfsctl before the operator's
+/// first contact. The condition names the Secret and the fix, the operator does not
+/// hammer the server, and it recovers as soon as the Secret holds the new password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_admin_password_is_reported_retried_with_backoff_and_recovered_from_the_secret() {
+    use base64::Engine;
+
+    let env = Env::start(&["team"], options()).await;
+    env.create("team", "minimal", minimal_sample_spec()).await;
+    let dfs = env.register_server("team", "minimal").await;
+    dfs.set_admin_password("changed-with-dfsctl");
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+
+    let message = env
+        .wait_condition(
+            "team",
+            "minimal",
+            "ServerConfigured",
+            "False",
+            Some("AdminLoginFailed"),
+            BOUND,
+        )
+        .await;
+    eprintln!("AdminLoginFailed: {message}");
+    assert!(
+        message.contains("Secret minimal-admin-bootstrap-credentials"),
+        "names the Secret: {message}"
+    );
+    assert!(
+        message.contains("put the admin's current password in Secret")
+            && message.contains("dfsctl"),
+        "says how to fix it: {message}"
+    );
+    assert!(
+        message.contains("401"),
+        "carries the server's answer: {message}"
+    );
+    assert_eq!(
+        env.condition("team", "minimal", "Ready").map(|c| c.0),
+        Some("False".into())
+    );
+
+    // No hot loop: the retries follow the server half's backoff (5 s, 10 s, ...).
+    let login = "/api/v1/auth/login";
+    let before = hits(&dfs, "POST", login);
+    let during = requests_during(&dfs, Duration::from_secs(8)).await;
+    let logins = hits(&dfs, "POST", login) - before;
+    eprintln!("over 8 s: {logins} logins, {during} requests");
+    // An attempt is two logins (the account's, then the admin's); at most two
+    // attempts fit in 8 s of a 5 s, 10 s backoff.
+    assert!(logins <= 4, "{logins} logins in 8 s");
+    assert!(
+        !dfs.users().iter().any(|u| u.username == "dittofs-operator"),
+        "no account without the admin"
+    );
+
+    // The user puts the admin's current password in the Secret.
+    let path = secret_path("team", "minimal-admin-bootstrap-credentials");
+    let mut secret = env.api.get(&path).expect("admin Secret");
+    secret["data"]["password"] =
+        json!(base64::engine::general_purpose::STANDARD.encode("changed-with-dfsctl"));
+    secret["metadata"]["resourceVersion"] = Value::Null;
+    let changed = Instant::now();
+    env.api.put(&path, secret);
+    env.wait_condition(
+        "team",
+        "minimal",
+        "ServerConfigured",
+        "True",
+        Some("Configured"),
+        BOUND,
+    )
+    .await;
+    let took = changed.elapsed();
+    eprintln!("configured {took:?} after the Secret changed");
+    assert!(
+        took < Duration::from_secs(5),
+        "the Secret's change brings the retry, not the backoff: {took:?}"
+    );
+    assert_eq!(
+        env.secret_value("team", "minimal-admin-bootstrap-credentials", "password")
+            .as_deref(),
+        Some("changed-with-dfsctl"),
+        "the user's password is kept, not regenerated"
+    );
+    let account = dfs
+        .users()
+        .into_iter()
+        .find(|u| u.username == "dittofs-operator")
+        .expect("account made with the new admin password");
+    assert!(account.role == "admin" && !account.must_change_password);
+    assert!(dfs.shares().iter().any(|s| s.name == "/export"));
+    env.stop().await;
+}
+
+/// Scenario 5a: a server answering 500. ServerUnreachable with its words, retries
+/// with backoff, recovery once it answers; nothing deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answering_500_is_unreachable_retried_with_backoff_and_recovers() {
+    let env = Env::start(&["team"], options()).await;
+    env.create("team", "minimal", minimal_sample_spec()).await;
+    let dfs = env.register_server("team", "minimal").await;
+    dfs.fail_next(1_000, 500);
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+    let message = env
+        .wait_condition(
+            "team",
+            "minimal",
+            "ServerConfigured",
+            "False",
+            Some("ServerUnreachable"),
+            BOUND,
+        )
+        .await;
+    eprintln!("ServerUnreachable: {message}");
+    assert!(
+        message.contains("500") && message.contains("injected failure (fake DittoFS)"),
+        "the server's words: {message}"
+    );
+    assert!(message.contains("retried with backoff"), "{message}");
+    let during = requests_during(&dfs, Duration::from_secs(8)).await;
+    eprintln!("{during} requests in 8 s of 500s");
+    assert!(during <= 2, "bounded retries: {during} requests in 8 s");
+
+    dfs.fail_next(0, 500);
+    env.wait_condition(
+        "team",
+        "minimal",
+        "ServerConfigured",
+        "True",
+        Some("Configured"),
+        Duration::from_secs(45),
+    )
+    .await;
+    assert!(dfs.shares().iter().any(|s| s.name == "/export"));
+    assert!(
+        !dfs.requests().iter().any(|r| r.method == "DELETE"),
+        "no DELETE ever"
+    );
+    env.stop().await;
+}
+
+/// Scenario 5b: a server that does not answer in time (the client's bound is 1 s
+/// here, the server answers after 3 s). ServerUnreachable naming the timeout,
+/// bounded retries, recovery; nothing deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_times_out_is_unreachable_retried_with_backoff_and_recovers() {
+    let env = Env::start(
+        &["team"],
+        Options {
+            call_timeout: Some(Duration::from_secs(1)),
+            ..options()
+        },
+    )
+    .await;
+    env.create("team", "minimal", minimal_sample_spec()).await;
+    let dfs = env.register_server("team", "minimal").await;
+    dfs.set_delay(Duration::from_secs(3));
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+    let message = env
+        .wait_condition(
+            "team",
+            "minimal",
+            "ServerConfigured",
+            "False",
+            Some("ServerUnreachable"),
+            BOUND,
+        )
+        .await;
+    eprintln!("ServerUnreachable: {message}");
+    assert!(message.contains("no answer within 1 s"), "{message}");
+    let during = requests_during(&dfs, Duration::from_secs(8)).await;
+    eprintln!("{during} requests in 8 s of timeouts");
+    assert!(during <= 2, "bounded retries: {during} requests in 8 s");
+
+    dfs.set_delay(Duration::ZERO);
+    env.wait_condition(
+        "team",
+        "minimal",
+        "ServerConfigured",
+        "True",
+        Some("Configured"),
+        Duration::from_secs(45),
+    )
+    .await;
+    assert!(dfs.shares().iter().any(|s| s.name == "/export"));
+    assert!(
+        !dfs.requests().iter().any(|r| r.method == "DELETE"),
+        "no DELETE ever"
+    );
+    env.stop().await;
+}
+
+/// Scenario 5c: the server refuses to create a store. ChangeRefused with its words,
+/// the store Failed and its share Pending, the rest made, bounded retries, and
+/// recovery once the store can be made; nothing deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_store_is_reported_with_the_server_words_retried_and_recovered() {
+    use fake_dittofs::StoreTarget;
+
+    let env = Env::start(&["team"], options()).await;
+    env.create("team", "minimal", minimal_sample_spec()).await;
+    let dfs = env.register_server("team", "minimal").await;
+    dfs.refuse_store(
+        StoreTarget::Metadata,
+        Some("open /data/metadata: permission denied"),
+    );
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+    let message = env
+        .wait_condition(
+            "team",
+            "minimal",
+            "ServerConfigured",
+            "False",
+            Some("ChangeRefused"),
+            BOUND,
+        )
+        .await;
+    eprintln!("ChangeRefused: {message}");
+    assert!(
+        message.contains("open /data/metadata: permission denied"),
+        "the server's words: {message}"
+    );
+    let server = env.server_status("team", "minimal");
+    let stores = server["stores"].as_array().cloned().unwrap_or_default();
+    let meta = stores
+        .iter()
+        .find(|s| s["name"] == "meta")
+        .unwrap_or_else(|| panic!("{server}"));
+    assert_eq!(meta["state"], "Failed", "{server}");
+    assert!(
+        meta["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("permission denied")),
+        "{server}"
+    );
+    assert_eq!(
+        states(&server["shares"]),
+        [("/export".into(), "Pending".into())],
+        "{server}"
+    );
+    assert_eq!(
+        dfs.block_stores("local").len(),
+        1,
+        "the other store is made"
+    );
+    assert!(dfs.shares().is_empty());
+
+    let creates = || hits(&dfs, "POST", "/api/v1/store/metadata");
+    let before = creates();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let retries = creates() - before;
+    eprintln!("{retries} store creations in 8 s");
+    assert!(retries <= 2, "bounded retries: {retries} in 8 s");
+
+    dfs.refuse_store(StoreTarget::Metadata, None);
+    env.wait_condition(
+        "team",
+        "minimal",
+        "ServerConfigured",
+        "True",
+        Some("Configured"),
+        Duration::from_secs(45),
+    )
+    .await;
+    assert_eq!(dfs.metadata_stores().len(), 1);
+    assert!(dfs.shares().iter().any(|s| s.name == "/export"));
+    assert!(
+        !dfs.requests().iter().any(|r| r.method == "DELETE"),
+        "no DELETE ever"
+    );
+    env.stop().await;
+}
