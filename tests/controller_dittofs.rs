@@ -696,3 +696,208 @@ async fn a_refused_store_is_reported_with_the_server_words_retried_and_recovered
     );
     env.stop().await;
 }
+
+/// Scenario 6: once several DittoServers converged, an idle operator writes nothing
+/// to Kubernetes (events included) nor to any DittoFS database, and reads each
+/// server about once per poll interval (GETs; refreshes for short-lived tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_operator_writes_nothing_and_reads_each_server_once_per_interval() {
+    let env = Env::start(&["team", "other"], options()).await;
+    let names = [("team", "a"), ("team", "b"), ("team", "c"), ("other", "d")];
+    for (ns, name) in names {
+        env.create(ns, name, minimal_sample_spec()).await;
+    }
+    let mut servers = Vec::new();
+    for (ns, name) in names {
+        let dfs = env.register_server(ns, name).await;
+        if name == "d" {
+            // Access tokens shorter than the operator's renewal margin (60 s): every
+            // use of the session refreshes it first.
+            dfs.set_token_lifetimes(Duration::from_secs(30), Duration::from_secs(3600));
+        }
+        assert!(env.api.make_statefulset_ready(&sts_path(ns, name)));
+        servers.push(dfs);
+    }
+    for (ns, name) in names {
+        env.wait_condition(ns, name, "Ready", "True", None, BOUND)
+            .await;
+    }
+    env.settle(Duration::from_secs(7), Duration::from_secs(60))
+        .await;
+
+    const INTERVALS: u32 = 4;
+    env.api.clear_log();
+    env.dfs.clear_requests();
+    let db_writes = env.dfs.totals().db_writes;
+    let events = env.api.event_reasons().len();
+    tokio::time::sleep(POLL * INTERVALS).await;
+
+    let k8s = env.api.requests();
+    let writes: Vec<_> = k8s
+        .iter()
+        .filter(|r| r.is_write())
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(writes, Vec::new(), "no write to Kubernetes while idle");
+    assert_eq!(env.api.event_reasons().len(), events, "no event");
+    eprintln!(
+        "Kubernetes while idle: {} requests ({:?})",
+        k8s.len(),
+        env.api.counts_by_verb()
+    );
+    assert_eq!(
+        env.dfs.totals().db_writes,
+        db_writes,
+        "no DittoFS database write while idle"
+    );
+    for ((ns, name), dfs) in names.iter().zip(&servers) {
+        let requests = dfs.requests();
+        let odd: Vec<_> = requests
+            .iter()
+            .filter(|r| {
+                !(r.method == "GET" || (r.method == "POST" && r.path == "/api/v1/auth/refresh"))
+            })
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect();
+        assert_eq!(odd, Vec::<String>::new(), "{ns}/{name}: only reads");
+        let gets = requests.iter().filter(|r| r.method == "GET").count() as u32;
+        let refreshes = requests.len() as u32 - gets;
+        eprintln!("{ns}/{name}: {gets} reads, {refreshes} refreshes in {INTERVALS} intervals");
+        assert!(
+            (INTERVALS - 1..=INTERVALS + 1).contains(&gets),
+            "{ns}/{name}: about one read per interval: {gets} in {INTERVALS}"
+        );
+        assert!(
+            requests.iter().all(|r| r.status == 200),
+            "{ns}/{name}: {requests:?}"
+        );
+        if *name == "d" {
+            assert_eq!(refreshes, gets, "{ns}/{name}: a refresh before each read");
+        } else {
+            assert_eq!(
+                refreshes, 0,
+                "{ns}/{name}: no refresh of a long-lived token"
+            );
+        }
+    }
+    assert_eq!(env.reconciles("error"), 0);
+    env.stop().await;
+}
+
+/// Scenario 7: deleting a DittoServer deletes nothing in DittoFS and keeps the
+/// credential Secrets; the same DittoServer applied again adopts them: same admin
+/// password, the account still works, no user created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_keeps_dittofs_and_the_credentials_and_a_new_apply_adopts_them() {
+    use dittofs_operator::crd::DittoServer;
+    use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
+    use kube::api::{Api, DeleteParams};
+
+    let env = Env::start(&["team"], options()).await;
+    env.api.enable_garbage_collector();
+    let dfs = converged(&env, "team", "minimal").await;
+    let secrets = [
+        "minimal-admin-bootstrap-credentials",
+        "minimal-jwt-secret",
+        "minimal-operator-credentials",
+    ];
+    let before: Vec<Value> = secrets
+        .iter()
+        .map(|s| env.api.get(&secret_path("team", s)).expect("Secret")["data"].clone())
+        .collect();
+    let shares = dfs.shares();
+    let users = dfs.users().len();
+
+    dfs.clear_requests();
+    Api::<DittoServer>::namespaced(env.api.client(), "team")
+        .delete("minimal", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("the DittoServer and its StatefulSet gone", BOUND, || {
+        (env.ds("team", "minimal").is_none() && env.api.get(&sts_path("team", "minimal")).is_none())
+            .then_some(())
+    })
+    .await;
+    // A few poll intervals with the server still running, unmanaged now.
+    tokio::time::sleep(POLL * 3).await;
+    assert!(
+        !dfs.requests().iter().any(|r| r.method == "DELETE"),
+        "no DELETE to DittoFS: {:?}",
+        dfs.requests()
+    );
+    assert_eq!(dfs.shares(), shares, "the share and its data stay");
+    assert_eq!(dfs.metadata_stores().len(), 1);
+    assert_eq!(dfs.block_stores("local").len(), 1);
+    assert_eq!(dfs.users().len(), users, "the account stays");
+    for (name, data) in secrets.iter().zip(&before) {
+        let secret = env
+            .api
+            .get(&secret_path("team", name))
+            .unwrap_or_else(|| panic!("Secret {name} retained"));
+        assert_eq!(&secret["data"], data, "{name} unchanged");
+    }
+
+    // The same DittoServer again; its pod starts with the database it had.
+    dfs.clear_requests();
+    dfs.restart();
+    env.create("team", "minimal", minimal_sample_spec()).await;
+    wait_for("the StatefulSet made again", BOUND, || {
+        env.api.get(&sts_path("team", "minimal"))
+    })
+    .await;
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+    env.wait_condition(
+        "team",
+        "minimal",
+        "ServerConfigured",
+        "True",
+        Some("Configured"),
+        BOUND,
+    )
+    .await;
+    env.wait_condition("team", "minimal", "Ready", "True", None, BOUND)
+        .await;
+    for (name, data) in secrets.iter().zip(&before) {
+        let secret = env.api.get(&secret_path("team", name)).expect("Secret");
+        if *name == "minimal-operator-credentials" {
+            assert_eq!(
+                secret["data"]["password"], data["password"],
+                "{name}: the same account password"
+            );
+        } else {
+            assert_eq!(&secret["data"], data, "{name}: adopted unchanged");
+        }
+    }
+    let requests: Vec<String> = dfs
+        .requests()
+        .iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    eprintln!("after the new apply: {requests:?}");
+    assert!(
+        !requests.iter().any(|r| r.starts_with("POST /api/v1/users")),
+        "no user created: {requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.starts_with("DELETE")),
+        "{requests:?}"
+    );
+    assert_eq!(dfs.shares().len(), 1, "the share as it was");
+    assert_eq!(dfs.users().len(), users, "no user created");
+
+    // The account still logs in with the password kept in its Secret.
+    let password = env
+        .secret_value("team", "minimal-operator-credentials", "password")
+        .expect("account password");
+    let client = Client::new(Resolver::everything_to(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
+    let login = server
+        .login("dittofs-operator", &Sensitive::new(password))
+        .await
+        .expect("the account logs in");
+    assert!(!login.user.must_change_password);
+    assert_eq!(env.reconciles("error"), 0);
+    env.stop().await;
+}
