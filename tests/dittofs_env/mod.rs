@@ -108,6 +108,48 @@ pub async fn wait_for<T>(what: &str, bound: Duration, mut done: impl FnMut() -> 
     }
 }
 
+/// `controller::run`, leading, on `api`: its metrics, its shutdown, its task.
+fn spawn_operator(
+    api: &FakeApi,
+    options: &Options,
+) -> (Registry, CancellationToken, tokio::task::JoinHandle<()>) {
+    let mut registry = Registry::default();
+    let metrics = ControllerMetrics::register(&mut registry);
+    let mut client = dittofs_operator::dittofs::Client::new(
+        dittofs_operator::dittofs::Resolver::everything_to(std::net::Ipv4Addr::LOCALHOST.into()),
+    );
+    if let Some(timeout) = options.call_timeout {
+        client = client.with_timeout(timeout);
+    }
+    let (leader_tx, leader) = watch::channel(true);
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::new();
+    let task = tokio::spawn({
+        let (api, options, shutdown) = (api.clone(), options.clone(), shutdown.clone());
+        async move {
+            let _leader = leader_tx;
+            controller::run(
+                api.client(),
+                client,
+                ControllerArgs {
+                    concurrency: options.concurrency,
+                    debounce: options.debounce,
+                    reporter: "dittofs-e2e".into(),
+                    poll_interval: options.poll_interval,
+                },
+                AllFound,
+                leader,
+                readiness.gate("controller"),
+                metrics,
+                shutdown,
+                CancellationToken::new(),
+            )
+            .await;
+        }
+    });
+    (registry, shutdown, task)
+}
+
 impl Env {
     /// A cluster with namespace `namespaces`, the fake DittoFS listening, and the
     /// operator leading.
@@ -117,42 +159,7 @@ impl Env {
             api.create_namespace(ns);
         }
         let dfs = FakeDittoFs::start();
-        let mut registry = Registry::default();
-        let metrics = ControllerMetrics::register(&mut registry);
-        let mut client = dittofs_operator::dittofs::Client::new(
-            dittofs_operator::dittofs::Resolver::everything_to(
-                std::net::Ipv4Addr::LOCALHOST.into(),
-            ),
-        );
-        if let Some(timeout) = options.call_timeout {
-            client = client.with_timeout(timeout);
-        }
-        let (leader_tx, leader) = watch::channel(true);
-        let shutdown = CancellationToken::new();
-        let readiness = Readiness::new();
-        let task = tokio::spawn({
-            let (api, options, shutdown) = (api.clone(), options.clone(), shutdown.clone());
-            async move {
-                let _leader = leader_tx;
-                controller::run(
-                    api.client(),
-                    client,
-                    ControllerArgs {
-                        concurrency: options.concurrency,
-                        debounce: options.debounce,
-                        reporter: "dittofs-e2e".into(),
-                        poll_interval: options.poll_interval,
-                    },
-                    AllFound,
-                    leader,
-                    readiness.gate("controller"),
-                    metrics,
-                    shutdown,
-                    CancellationToken::new(),
-                )
-                .await;
-            }
-        });
+        let (registry, shutdown, task) = spawn_operator(&api, &options);
         Env {
             api,
             dfs,
@@ -161,6 +168,19 @@ impl Env {
             shutdown,
             task: Some(task),
         }
+    }
+
+    /// Stop the operator and start a new process of it (empty memory, new
+    /// watches), against the same cluster and DittoFS servers.
+    pub async fn restart_operator(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        let (registry, shutdown, task) = spawn_operator(&self.api, &self.options);
+        self.registry = registry;
+        self.shutdown = shutdown;
+        self.task = Some(task);
     }
 
     /// Stop the operator (awaited, bounded).
