@@ -1132,3 +1132,231 @@ async fn a_restarted_operator_reads_each_converged_server_once_and_writes_nothin
     );
     env.stop().await;
 }
+
+fn adapter(dfs: &fake_dittofs::ServerHandle, kind: &str) -> fake_dittofs::AdapterView {
+    dfs.adapters()
+        .into_iter()
+        .find(|a| a.adapter_type == kind)
+        .unwrap_or_else(|| panic!("adapter {kind}"))
+}
+
+/// Spec edits reach the running server in place: SMB turned on (adapter enabled,
+/// Service port 445 → its port) and off again, a share made read-only, the
+/// portmapper turned off (stored, in effect, and port 111 gone from the Service);
+/// the NFS adapter restarts only for the portmapper. A share made writable again by
+/// hand is put back to read-only by the poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_edits_reach_the_running_server_in_place() {
+    let env = Env::start(&["team"], options()).await;
+    let dfs = converged(&env, "team", "minimal").await;
+    let nfs_starts = adapter(&dfs, "nfs").starts;
+    let hash = env.api.get(&sts_path("team", "minimal")).expect("sts")["spec"]["template"].clone();
+
+    // SMB on.
+    env.edit_spec("team", "minimal", |spec| {
+        spec["smb"] = json!({"enabled": true})
+    });
+    wait_for("SMB enabled and on the Service", BOUND, || {
+        let smb = adapter(&dfs, "smb");
+        let port = env.file_service_port("team", "minimal", "smb")?;
+        (smb.enabled
+            && smb.running
+            && smb.port == 1445
+            && port["port"] == 445
+            && port["targetPort"] == 1445)
+            .then_some(())
+    })
+    .await;
+    env.wait_condition("team", "minimal", "ServerConfigured", "True", None, BOUND)
+        .await;
+    assert_eq!(
+        adapter(&dfs, "nfs").starts,
+        nfs_starts,
+        "NFS not restarted for SMB"
+    );
+
+    // A share made read-only.
+    env.edit_spec("team", "minimal", |spec| {
+        spec["shares"][0]["readOnly"] = json!(true);
+    });
+    wait_for("/export read-only", BOUND, || {
+        dfs.shares()
+            .iter()
+            .any(|s| s.name == "/export" && s.read_only)
+            .then_some(())
+    })
+    .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    // Made writable again by hand: put back.
+    {
+        use dittofs_operator::dittofs::api::UpdateShareRequest;
+        use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
+        let client = Client::new(Resolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        ));
+        let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
+        let password = env.admin_password("team", "minimal").expect("password");
+        let admin = server
+            .login("admin", &Sensitive::new(password))
+            .await
+            .expect("admin");
+        server
+            .update_share(
+                &admin.access_token,
+                "/export",
+                &UpdateShareRequest {
+                    read_only: Some(false),
+                    default_permission: None,
+                },
+            )
+            .await
+            .expect("share updated by hand");
+    }
+    assert!(
+        dfs.shares()
+            .iter()
+            .any(|s| s.name == "/export" && !s.read_only)
+    );
+    wait_for("/export read-only again", BOUND, || {
+        dfs.shares()
+            .iter()
+            .any(|s| s.name == "/export" && s.read_only)
+            .then_some(())
+    })
+    .await;
+
+    // SMB off again.
+    env.edit_spec("team", "minimal", |spec| {
+        spec["smb"] = json!({"enabled": false})
+    });
+    wait_for("SMB disabled and off the Service", BOUND, || {
+        let smb = adapter(&dfs, "smb");
+        (!smb.enabled && !smb.running && env.file_service_port("team", "minimal", "smb").is_none())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        adapter(&dfs, "nfs").starts,
+        nfs_starts,
+        "NFS not restarted for SMB"
+    );
+
+    // The portmapper off: stored, in effect after an NFS restart, 111 off the Service.
+    env.edit_spec("team", "minimal", |spec| {
+        spec["nfsPortmapper"] = json!(false)
+    });
+    wait_for("the portmapper off", BOUND, || {
+        let effective = dfs.effective_nfs_settings()?;
+        (dfs.nfs_settings()["portmapper_enabled"] == false
+            && !effective.portmapper_enabled
+            && env
+                .file_service_port("team", "minimal", "portmap-tcp")
+                .is_none()
+            && env
+                .file_service_port("team", "minimal", "portmap-udp")
+                .is_none()
+            && env
+                .file_service_port("team", "minimal", "nfs-adapter")
+                .is_none())
+        .then_some(())
+    })
+    .await;
+    env.wait_condition("team", "minimal", "ServerConfigured", "True", None, BOUND)
+        .await;
+    assert!(adapter(&dfs, "nfs").running && adapter(&dfs, "nfs").listening);
+    assert!(
+        adapter(&dfs, "nfs").starts > nfs_starts,
+        "restarted for the portmapper"
+    );
+    env.settle(Duration::from_secs(7), BOUND).await;
+    assert_eq!(
+        env.api.get(&sts_path("team", "minimal")).expect("sts")["spec"]["template"],
+        hash,
+        "no pod roll for any of it"
+    );
+    assert!(!dfs.requests().iter().any(|r| r.method == "DELETE"));
+    assert_eq!(env.reconciles("error"), 0);
+    env.stop().await;
+}
+
+/// What is gone from the server or the spec is gone from the status too: the SMB
+/// endpoint once SMB is off, `portmapperPort` once the portmapper is off, the
+/// unmanaged share once it is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "operator bug: the status is written as a JSON merge patch of a struct that omits None and empty fields, so a field that goes away (endpoints.smb, server.portmapperPort, server.unmanaged) stays in the stored status"]
+async fn the_status_forgets_what_is_gone() {
+    use dittofs_operator::dittofs::api::CreateShareRequest;
+    use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
+
+    let env = Env::start(&["team"], options()).await;
+    let mut spec = minimal_sample_spec();
+    spec["smb"] = json!({"enabled": true});
+    env.create("team", "minimal", spec).await;
+    let dfs = env.start_server("team", "minimal").await;
+    env.wait_condition("team", "minimal", "Ready", "True", None, BOUND)
+        .await;
+    let client = Client::new(Resolver::everything_to(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
+    let password = env.admin_password("team", "minimal").expect("password");
+    let admin = server
+        .login("admin", &Sensitive::new(password))
+        .await
+        .expect("admin");
+    server
+        .create_share(
+            &admin.access_token,
+            &CreateShareRequest {
+                name: "/scratch",
+                metadata_store_id: "meta",
+                local_block_store: "content",
+                remote_block_store: None,
+                read_only: false,
+                default_permission: "read-write",
+            },
+        )
+        .await
+        .expect("share created by hand");
+    wait_for("the status with all three", BOUND, || {
+        let ds = env.ds("team", "minimal")?;
+        let status = &ds["status"];
+        (status["endpoints"]["smb"].is_string()
+            && status["server"]["portmapperPort"].is_number()
+            && status["server"]["unmanaged"] == json!(["share /scratch"]))
+        .then_some(())
+    })
+    .await;
+
+    env.edit_spec("team", "minimal", |spec| {
+        spec["smb"] = json!({"enabled": false});
+        spec["nfsPortmapper"] = json!(false);
+    });
+    assert!(dfs.delete_share("/scratch"));
+    wait_for("SMB and the portmapper off, /scratch gone", BOUND, || {
+        let smb = adapter(&dfs, "smb");
+        let effective = dfs.effective_nfs_settings()?;
+        (!smb.enabled && !effective.portmapper_enabled && dfs.shares().len() == 1).then_some(())
+    })
+    .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    tokio::time::sleep(POLL * 2).await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    env.wait_condition("team", "minimal", "ServerConfigured", "True", None, BOUND)
+        .await;
+    let status = env.ds("team", "minimal").expect("ds")["status"].clone();
+    let stale: Vec<String> = [
+        ("status.endpoints.smb", &status["endpoints"]["smb"]),
+        (
+            "status.server.portmapperPort",
+            &status["server"]["portmapperPort"],
+        ),
+        ("status.server.unmanaged", &status["server"]["unmanaged"]),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_null())
+    .map(|(field, v)| format!("{field}: {v}"))
+    .collect();
+    assert_eq!(stale, Vec::<String>::new(), "stale status fields");
+    env.stop().await;
+}
