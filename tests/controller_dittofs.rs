@@ -1360,3 +1360,58 @@ async fn the_status_forgets_what_is_gone() {
     assert_eq!(stale, Vec::<String>::new(), "stale status fields");
     env.stop().await;
 }
+
+/// A slow server: every answer takes 12 s, well within the client's 35 s bound per
+/// call, but a first configuration is some fifteen calls and a pass is abandoned
+/// after 60 s. Whatever the operator does about it, the status must say something
+/// about the server once its pod is ready, not stay at "waiting for the pod".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "operator bug: a pass abandoned at PASS_TIMEOUT (60 s) records nothing (no status, no session, no event), so a server slower than ~5 s per answer is never configured and its status keeps ServerNotReady; slow (~2.5 min)"]
+async fn a_slow_server_is_reported_not_left_as_waiting_for_its_pod() {
+    let env = Env::start(
+        &["team"],
+        Options {
+            call_timeout: None,
+            ..options()
+        },
+    )
+    .await;
+    env.create("team", "minimal", minimal_sample_spec()).await;
+    let dfs = env.register_server("team", "minimal").await;
+    dfs.set_delay(Duration::from_secs(12));
+    env.wait_condition(
+        "team",
+        "minimal",
+        "ServerConfigured",
+        "False",
+        Some("ServerNotReady"),
+        BOUND,
+    )
+    .await;
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+    let ready = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(150), async {
+        loop {
+            let c = env.condition("team", "minimal", "ServerConfigured");
+            let degraded = env.condition("team", "minimal", "Degraded");
+            if c.as_ref().is_some_and(|c| c.1 != "ServerNotReady")
+                || degraded.as_ref().is_some_and(|d| d.0 == "True")
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    eprintln!(
+        "after {:?}: {:?}; Degraded {:?}; {} requests, {} errors, events {:?}",
+        ready.elapsed(),
+        env.condition("team", "minimal", "ServerConfigured"),
+        env.condition("team", "minimal", "Degraded"),
+        dfs.request_count(),
+        env.reconciles("error"),
+        env.api.event_reasons()
+    );
+    assert!(result.is_ok(), "the status still waits for the pod");
+    env.stop().await;
+}
