@@ -1590,3 +1590,45 @@ async fn rotated_s3_keys_are_pushed_to_the_remote_store() {
     assert_eq!(config["secret_access_key"], "new-secret-key");
     env.stop().await;
 }
+
+/// The pod restarts (a node drained, a crash, a rolling update): ServerConfigured
+/// and Ready go False while it is not ready, and come back once it is ready again
+/// and the server holds what it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "operator bug: a pod that was not ready does not leave the server due, so once ready again the pass reports Unchanged and ServerConfigured keeps ServerNotReady (Ready False) until a spec change"]
+async fn a_restarted_pod_is_ready_and_configured_again() {
+    let env = Env::start(&["team"], options()).await;
+    let dfs = converged(&env, "team", "minimal").await;
+    let path = sts_path("team", "minimal");
+    let mut sts = env.api.get(&path).expect("sts");
+    sts["status"]["readyReplicas"] = json!(0);
+    sts["status"]["availableReplicas"] = json!(0);
+    env.api.put(&path, sts);
+    env.wait_condition(
+        "team",
+        "minimal",
+        "ServerConfigured",
+        "False",
+        Some("ServerNotReady"),
+        BOUND,
+    )
+    .await;
+    dfs.restart();
+    assert!(env.api.make_statefulset_ready(&path));
+    let back = Instant::now();
+    let result = tokio::time::timeout(POLL * 5, async {
+        while !env.configured("team", "minimal") {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        result.is_ok(),
+        "{:?} after the pod is ready again: ServerConfigured {:?}, Ready {:?}; DittoFS calls {:?}",
+        back.elapsed(),
+        env.condition("team", "minimal", "ServerConfigured"),
+        env.condition("team", "minimal", "Ready"),
+        dfs.requests().len()
+    );
+    env.stop().await;
+}
