@@ -6,6 +6,16 @@
 //! in DittoFS ever deleted, and an idle operator that costs nothing.
 //!
 //! Every wait is bounded (a wait-until loop); the poll runs every 2 s.
+//!
+//! The scenarios, in file order: a fresh `samples/minimal.yaml` server; an adapter
+//! moved by hand, and by the spec; a share deleted by hand, and one made by hand; the
+//! admin password changed before the first contact; a server answering 500, timing
+//! out, refusing a store; an idle operator; deletion and a new apply; a new JWT
+//! secret; the operator's account demoted; a restarted operator; spec edits in
+//! place; stale status fields; a slow server; a store waiting for its Secret;
+//! rotated S3 keys; a restarted pod. The ignored ones fail on an operator bug
+//! (their `ignore` says which); run them with `--ignored`. The scale test is
+//! `controller_dittofs_scale.rs`.
 
 mod dittofs_env;
 mod fake_api;
