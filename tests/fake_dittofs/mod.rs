@@ -442,6 +442,16 @@ impl ServerHandle {
         self.st().restart();
     }
 
+    /// Restarts the process as [`ServerHandle::restart`] does, with a new JWT
+    /// signing secret (`controlplane.jwt.secret`, the pod rolled after its Secret
+    /// changed): every token issued before is refused from now on, as HS256 JWTs
+    /// signed with the old key are (`auth/jwt_service.go`, `ValidateToken`).
+    pub fn restart_with_new_jwt_secret(&self) {
+        let mut st = self.st();
+        st.tokens.clear();
+        st.restart();
+    }
+
     // ---- read access --------------------------------------------------------
 
     /// Adapter rows with their runtime state, in database order (nfs, smb).
