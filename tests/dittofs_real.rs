@@ -736,6 +736,7 @@ async fn scenario(bin: &Path) {
             debounce: Duration::from_millis(200),
             reporter: "dittofs-real".into(),
             poll_interval: POLL,
+            scope: Default::default(),
         },
         AllFound,
         leader,

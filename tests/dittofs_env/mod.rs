@@ -136,6 +136,7 @@ fn spawn_operator(
                     debounce: options.debounce,
                     reporter: "dittofs-e2e".into(),
                     poll_interval: options.poll_interval,
+                    scope: Default::default(),
                 },
                 AllFound,
                 leader,
