@@ -60,10 +60,10 @@ pub struct DittoServerSpec {
     pub replicas: Option<i32>,
 
     /// Persistent volumes of the server. DittoFS writes to `/data/metadata`,
-    /// `/data/content` and `/data/cache` only for stores created there through its
-    /// REST API (a new server has no stores or shares; see docs/stores.md). Sizes and
-    /// the StorageClass are fixed once the StatefulSet exists (volumeClaimTemplates
-    /// are immutable).
+    /// `/data/content` and `/data/cache` only through stores placed there
+    /// (`metadataStores`, `localBlockStores`; see docs/stores.md). Sizes and the
+    /// StorageClass are fixed once the StatefulSet exists (volumeClaimTemplates are
+    /// immutable).
     pub storage: StorageSpec,
 
     /// Control-plane database: SQLite on the control-plane volume, or PostgreSQL.
@@ -98,10 +98,10 @@ pub struct DittoServerSpec {
     pub nfs_port: Option<i32>,
 
     /// Port the DittoFS NFS adapter listens on inside the pod (unprivileged). The
-    /// Service maps `nfsPort` to it. DittoFS keeps the real port in
-    /// its database (12049 from the first start): this field does not move the
-    /// adapter. Move it first with `dfsctl adapter edit nfs --port N`, then set N here
-    /// (a warning says so when the value is written).
+    /// operator keeps the server's NFS adapter on this port and enabled (through
+    /// its REST API, without restarting the pod; a change made with dfsctl is put
+    /// back), and the Service maps `nfsPort` to the port the adapter really
+    /// listens on (`status.server.adapters`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub nfs_adapter_port: Option<i32>,
@@ -110,10 +110,9 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smb: Option<SmbSpec>,
 
-    /// Not read by DittoFS v0.29 (accepted, with a warning): an S3 block store
-    /// carries its own bucket, region, endpoint and keys, given when it is created
-    /// through the REST API (`dfsctl store block remote add --type s3`, see
-    /// docs/stores.md). The pod gets no `AWS_*` variables.
+    /// Deprecated, not read (accepted, with a warning): DittoFS v0.29 gives each S3
+    /// block store its own bucket, region, endpoint and keys. Declare one in
+    /// `remoteBlockStores` (see docs/stores.md). The pod gets no `AWS_*` variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
 
@@ -405,23 +404,23 @@ impl SharePermission {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Size of the metadata volume, mounted at `/data/metadata`. Required. Used only
-    /// by a badger metadata store created at that path
-    /// (`dfsctl store metadata add --type badger --db-path /data/metadata`).
-    /// Format: a whole number followed by Mi, Gi or Ti, for example `10Gi`.
+    /// Size of the metadata volume, mounted at `/data/metadata`. Required. Used by a
+    /// badger metadata store there (`metadataStores` of type badger; its path
+    /// defaults there). Format: a whole number followed by Mi, Gi or Ti, for example
+    /// `10Gi`.
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub metadata_size: String,
 
-    /// Size of the content volume, mounted at `/data/content`. Used only by a
-    /// filesystem block store created at that path
-    /// (`dfsctl store block local add --type fs --path /data/content`). No volume when unset.
+    /// Size of the content volume, mounted at `/data/content`. Used by a local block
+    /// store of type fs there (`localBlockStores`; required by one). No volume when
+    /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub content_size: Option<String>,
 
-    /// Size of the cache volume, mounted at `/data/cache`. Used only
-    /// by a block store created at that path, such as the local store in front of
-    /// S3 (`dfsctl store block local add --type fs --path /data/cache`).
+    /// Size of the cache volume, mounted at `/data/cache`. Used by a local block store
+    /// of type fs there, such as the one in front of an S3 store
+    /// (`localBlockStores`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub cache_size: Option<String>,
@@ -647,18 +646,18 @@ impl ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SmbSpec {
-    /// Expose SMB on `<name>-file`. `false` only keeps SMB off the
-    /// Service: DittoFS still listens on its SMB port inside the pod until
-    /// `dfsctl adapter disable smb`.
+    /// Serve SMB: the operator enables the server's SMB adapter on `adapterPort`
+    /// and exposes it on `<name>-file`. `false` disables the adapter in the server
+    /// (DittoFS creates it enabled at first start) and keeps SMB off the Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Client-facing SMB port on `<name>-file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Port the DittoFS SMB adapter listens on inside the pod. DittoFS
-    /// keeps the real port in its database (1445 from the first start): move it
-    /// first with `dfsctl adapter edit smb --port N`, then set N here.
+    /// Port the DittoFS SMB adapter listens on inside the pod, when SMB is enabled.
+    /// The operator moves the server's adapter here (through its REST API, without
+    /// restarting the pod), and the Service maps `port` to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub adapter_port: Option<i32>,
@@ -752,19 +751,19 @@ pub enum SmbCreditStrategy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Spec {
-    /// Secret holding S3 keys. Nothing reads it: pass its values to
-    /// `dfsctl store block remote add --access-key … --secret-key …`.
+    /// Secret holding S3 keys. Not read: an S3 store in `remoteBlockStores` names
+    /// its own credentials Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<S3CredentialsSecretRef>,
-    /// Not read; the S3 block store has its own `--region` (DittoFS default `us-east-1`).
+    /// Not read: see `remoteBlockStores[].s3.region`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Not read; the S3 block store has its own `--bucket`.
+    /// Not read: see `remoteBlockStores[].s3.bucket`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
 }
 
-/// Secret and key names of S3 keys kept for `dfsctl` (not read by the server).
+/// Secret and key names of S3 keys (deprecated `spec.s3`: not read).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3CredentialsSecretRef {
@@ -938,6 +937,10 @@ pub struct StoreStatus {
     /// Why it is not Ready: the difference, or the server's own words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The resourceVersion of the credentials Secret whose keys the store was last
+    /// given (S3 stores): when the Secret moves on, the new keys are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version: Option<String>,
 }
 
 /// One declared share.

@@ -13,8 +13,7 @@
 //! out, refusing a store; an idle operator; deletion and a new apply; a new JWT
 //! secret; the operator's account demoted; a restarted operator; spec edits in
 //! place; stale status fields; a slow server; a store waiting for its Secret;
-//! rotated S3 keys; a restarted pod. The ignored ones fail on an operator bug
-//! (their `ignore` says which); run them with `--ignored`. The scale test is
+//! rotated S3 keys; a restarted pod. The scale test is
 //! `controller_dittofs_scale.rs`.
 
 mod dittofs_env;
@@ -923,7 +922,6 @@ async fn deletion_keeps_dittofs_and_the_credentials_and_a_new_apply_adopts_them(
 /// again at once — its account and password are unchanged — and keeps the server
 /// in line (an adapter moved by hand after the restart is put back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "operator bug: a 401 on a call with a live session does not drop it; the old access token is reused until it nears expiry (15 min by default), ChangeRefused meanwhile"]
 async fn after_a_new_jwt_secret_the_operator_logs_in_again_at_once() {
     use base64::Engine;
 
@@ -991,7 +989,6 @@ async fn after_a_new_jwt_secret_the_operator_logs_in_again_at_once() {
 /// password was changed. Access tokens live 30 s here so that the session is
 /// refreshed (and the new role seen) at once rather than after 15 minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "operator bug: an account whose role was changed is only made admin again when its password also fails; a demoted account that still logs in is refused (403) forever"]
 async fn the_operators_account_demoted_by_hand_is_made_admin_again() {
     use dittofs_operator::dittofs::api::{Role, UpdateUserRequest};
     use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
@@ -1059,7 +1056,6 @@ async fn the_operators_account_demoted_by_hand_is_made_admin_again() {
 /// the account Secret), and writes nothing — no Kubernetes write, no event, no
 /// DittoFS database write, no adapter restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "operator bug: a restarted operator publishes the ServerConfigured event again for every converged server (the events it published are remembered per process)"]
 async fn a_restarted_operator_reads_each_converged_server_once_and_writes_nothing() {
     let mut env = Env::start(&["team"], options()).await;
     let names = ["a", "b"];
@@ -1293,7 +1289,6 @@ async fn spec_edits_reach_the_running_server_in_place() {
 /// endpoint once SMB is off, `portmapperPort` once the portmapper is off, the
 /// unmanaged share once it is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "operator bug: the status is written as a JSON merge patch of a struct that omits None and empty fields, so a field that goes away (endpoints.smb, server.portmapperPort, server.unmanaged) stays in the stored status"]
 async fn the_status_forgets_what_is_gone() {
     use dittofs_operator::dittofs::api::CreateShareRequest;
     use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
@@ -1376,7 +1371,6 @@ async fn the_status_forgets_what_is_gone() {
 /// after 60 s. Whatever the operator does about it, the status must say something
 /// about the server once its pod is ready, not stay at "waiting for the pod".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "operator bug: a pass abandoned at PASS_TIMEOUT (60 s) records nothing (no status, no session, no event), so a server slower than ~5 s per answer is never configured and its status keeps ServerNotReady; slow (~2.5 min)"]
 async fn a_slow_server_is_reported_not_left_as_waiting_for_its_pod() {
     let env = Env::start(
         &["team"],
@@ -1430,7 +1424,6 @@ async fn a_slow_server_is_reported_not_left_as_waiting_for_its_pod() {
 /// share on it too, ServerConfigured Waiting); once the user creates the Secret the
 /// store and the share are made, without any other change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "operator bug: a Waiting outcome does not leave the server due, so the pass the Secret's creation triggers makes no call; the store waits until the next spec change"]
 async fn a_store_waiting_for_its_secret_is_made_once_the_secret_exists() {
     let env = Env::start(&["team"], options()).await;
     let mut spec = minimal_sample_spec();
@@ -1528,7 +1521,6 @@ async fn a_store_waiting_for_its_secret_is_made_once_the_secret_exists() {
 /// (`spec.remoteBlockStores`: "S3 keys rotated in their Secret are pushed to the
 /// store in place").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "operator bug: the pass a rotated S3 Secret triggers makes no call (the server is not due), so new keys reach the store only after a spec change"]
 async fn rotated_s3_keys_are_pushed_to_the_remote_store() {
     use base64::Engine;
     let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
@@ -1605,7 +1597,6 @@ async fn rotated_s3_keys_are_pushed_to_the_remote_store() {
 /// and Ready go False while it is not ready, and come back once it is ready again
 /// and the server holds what it held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "operator bug: a pod that was not ready does not leave the server due, so once ready again the pass reports Unchanged and ServerConfigured keeps ServerNotReady (Ready False) until a spec change"]
 async fn a_restarted_pod_is_ready_and_configured_again() {
     let env = Env::start(&["team"], options()).await;
     let dfs = converged(&env, "team", "minimal").await;

@@ -101,6 +101,9 @@ pub struct ServerSide {
     pub poll_shares_next: bool,
     /// Consecutive passes that failed to configure the server (its retry backoff).
     pub failures: u32,
+    /// After a failure: no new attempt before then, unless the spec or a Secret
+    /// the stores read moved.
+    pub retry_at: Option<std::time::Instant>,
 }
 
 /// What a completed read of the server saw.
@@ -108,6 +111,8 @@ pub struct ServerSide {
 pub struct Synced {
     /// The DittoServer generation it was read for.
     pub generation: Option<i64>,
+    /// The resourceVersion of each Secret the stores read, at that read.
+    pub secret_versions: std::collections::BTreeMap<String, String>,
     pub adapters: Vec<Adapter>,
     pub shares: Vec<Share>,
 }

@@ -34,6 +34,8 @@ use super::watches::{CachedSecret, PerconaType, Stores};
 pub struct SecretSeen {
     pub seen: Seen,
     pub data: Option<BTreeMap<String, Vec<u8>>>,
+    /// The resourceVersion `data` was read at.
+    pub data_version: Option<String>,
 }
 
 /// The PerconaPGCluster `<name>-postgres`, as observed.
@@ -329,19 +331,29 @@ async fn observe_secrets(
             }
             (None, None) => continue,
         };
-        let data = if read.contains(&name) {
+        let (data, data_version) = if read.contains(&name) {
             let cached = match &version {
                 Some(rv) => stores.secret_data.get(ns, &name, rv),
                 None => stores.secret_data.any(ns, &name),
             };
             match cached {
-                Some(c) => Some(c.data),
-                None => read_secret(&api, stores, ns, &name).await?.map(|(_, d)| d),
+                Some(c) => (Some(c.data), Some(c.resource_version)),
+                None => match read_secret(&api, stores, ns, &name).await? {
+                    Some((meta, data)) => (Some(data), meta.resource_version),
+                    None => (None, None),
+                },
             }
         } else {
-            None
+            (None, None)
         };
-        out.insert(name, SecretSeen { seen, data });
+        out.insert(
+            name,
+            SecretSeen {
+                seen,
+                data,
+                data_version,
+            },
+        );
     }
     Ok((out, absent))
 }

@@ -3,15 +3,18 @@
 //!
 //! Each running, configured server is read once per `--poll-interval`, at a second
 //! of the interval fixed by its uid, so 1,000 servers at 60 s make about 17 reads a
-//! second, evenly. One read per visit, the adapter list and the share list taking
+//! second, evenly. At most [`CONCURRENT_READS`] are in flight: the others of that
+//! second wait for a turn, never skip theirs, and a server whose last read has not
+//! ended is not read again. One read per visit, the adapter list and the share list taking
 //! turns: a change of either is noticed within two intervals. A read that differs
 //! from what the last pass saw marks the server due and triggers a pass; the same
 //! view costs nothing more. The poll never writes to the server (a session about to
 //! expire is refreshed, which DittoFS does without a database write).
 
+use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
@@ -35,6 +38,7 @@ const CONCURRENT_READS: usize = 16;
 pub async fn run<L: Send + Sync + 'static>(ctx: Arc<Context<L>>, triggers: Triggers) {
     let slots = ctx.poll_interval.as_secs().max(1);
     let limit = Arc::new(Semaphore::new(CONCURRENT_READS));
+    let in_flight: Arc<Mutex<HashSet<ServerRef>>> = Arc::default();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut second: u64 = 0;
@@ -47,14 +51,17 @@ pub async fn run<L: Send + Sync + 'static>(ctx: Arc<Context<L>>, triggers: Trigg
             let Some((server, base)) = pollable(&ctx, &stored) else {
                 continue;
             };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                // More due at once than can be read: the rest wait for their slot.
-                break;
-            };
+            if !lock(&in_flight).insert(server.clone()) {
+                continue;
+            }
             let (ctx, triggers) = (ctx.clone(), triggers.clone());
+            let (limit, in_flight) = (limit.clone(), in_flight.clone());
             tokio::spawn(async move {
-                visit(&ctx, &triggers, &server, &base).await;
-                drop(permit);
+                // Closed only if the semaphore were: never.
+                if let Ok(_turn) = limit.acquire_owned().await {
+                    visit(&ctx, &triggers, &server, &base).await;
+                }
+                lock(&in_flight).remove(&server);
             });
         }
         second = second.wrapping_add(1);
@@ -112,7 +119,7 @@ async fn visit<L>(
     let api = Server::of(&ctx.dittofs, name, namespace, *port);
     let session = match renewed(&api, session).await {
         Ok(session) => session,
-        Err(_) => return due(ctx, triggers, server),
+        Err(e) => return due(ctx, triggers, server, refused(&e)),
     };
     let differs = if side.poll_shares_next {
         api.shares(&session.access)
@@ -129,9 +136,19 @@ async fn visit<L>(
     });
     match differs {
         Ok(false) => {}
-        // A change, or a server that stopped answering as it did: a pass looks.
-        Ok(true) | Err(_) => due(ctx, triggers, server),
+        Ok(true) => due(ctx, triggers, server, false),
+        // A server that stopped answering as it did: a pass looks. A token it
+        // refuses (a new signing key, a changed account) is dropped: the pass logs in.
+        Err(e) => due(ctx, triggers, server, refused(&e)),
     }
+}
+
+fn refused(e: &CallError) -> bool {
+    matches!(e.status(), Some(401 | 403))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The session, refreshed when its access token is about to expire.
@@ -148,9 +165,15 @@ async fn renewed(api: &Server<'_>, session: Session) -> Result<Session, CallErro
     })
 }
 
-fn due<L>(ctx: &Context<L>, triggers: &Triggers, server: &ServerRef) {
+/// A pass should look at `server`; `drop_session` when its token was refused.
+fn due<L>(ctx: &Context<L>, triggers: &Triggers, server: &ServerRef, drop_session: bool) {
     ctx.memory()
-        .update_server_side(server, |side: &mut ServerSide| side.due = true);
+        .update_server_side(server, |side: &mut ServerSide| {
+            side.due = true;
+            if drop_session {
+                side.session = None;
+            }
+        });
     triggers.send(server.clone());
 }
 

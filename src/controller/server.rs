@@ -15,7 +15,7 @@
 //! What it found becomes `status.server` and the ServerConfigured condition.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::crd::{AdapterStatus, DittoServer, ItemState, ServerStatus};
 use crate::defaults::{
@@ -41,6 +41,9 @@ use super::observe::{Observed, pod_ready};
 /// take effect (an adapter restarting, a share being served): past the 5 s the
 /// server caches its status reports (`runtime/checkers.go`, `StatusCacheTTL`).
 pub const AGAIN_SOON: Duration = Duration::from_secs(6);
+/// The server half's own bound within a pass (under the pass's 60 s): past it the
+/// pass still records what happened, and what the server answered stays done.
+pub const SERVER_BUDGET: Duration = Duration::from_secs(45);
 /// First retry delay after a failure to configure the server; doubles to 5 min.
 const RETRY_BASE: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
@@ -98,7 +101,10 @@ pub async fn configure<L>(
     last: Option<&ServerStatus>,
     p: &Pass<'_, L>,
 ) -> ServerFacts {
+    let memory = p.memory();
     if eff.replicas == 0 {
+        // Whatever starts next is read afresh.
+        memory.update_server_side(&p.server, |side| side.due = true);
         return ServerFacts::only(ServerState::Stopped);
     }
     if !observed
@@ -106,22 +112,50 @@ pub async fn configure<L>(
         .as_ref()
         .is_some_and(|(_, sts)| pod_ready(sts))
     {
+        // The pod restarts (a roll, a new node, maybe an empty database): it is
+        // read again once ready.
+        memory.update_server_side(&p.server, |side| side.due = true);
         return ServerFacts::only(ServerState::NotReady);
     }
-    let memory = p.memory();
     let side = memory.server_side(&p.server);
     let generation = ds.metadata.generation;
-    let due = side.due
-        || last.is_none()
-        || side
-            .synced
-            .as_ref()
-            .is_none_or(|s| s.generation != generation);
-    if !due {
+    let versions = secret_versions(eff, observed);
+    // The spec, or a Secret the stores read, moved since the last complete read.
+    let inputs_moved = side
+        .synced
+        .as_ref()
+        .is_none_or(|s| s.generation != generation || s.secret_versions != versions);
+    if !(side.due || last.is_none() || inputs_moved) {
         return ServerFacts::only(ServerState::Unchanged);
     }
+    // After a failure the retry waits for its backoff, whatever else triggered this
+    // pass (our own Secret writes, a child's event), unless the inputs moved.
+    if !inputs_moved
+        && let Some(at) = side.retry_at
+        && let Some(wait) = at.checked_duration_since(Instant::now())
+        && !wait.is_zero()
+    {
+        return ServerFacts {
+            state: ServerState::Unchanged,
+            status: None,
+            again_in: Some(wait),
+        };
+    }
 
-    let outcome = sync(eff, observed, children, last, side.session.as_ref(), p).await;
+    let outcome = match tokio::time::timeout(
+        SERVER_BUDGET,
+        sync(eff, observed, children, last, side.session.as_ref(), p),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        // What was answered stays done in the server, and the session is kept
+        // (`sync` records it as soon as it has one): the next pass goes on.
+        Err(_) => Outcome::failed(ServerState::Unreachable(format!(
+            "the server did not finish answering within {} s",
+            SERVER_BUDGET.as_secs()
+        ))),
+    };
     let failed = !matches!(
         outcome.state,
         ServerState::Configured | ServerState::Drifted(_) | ServerState::Waiting(_)
@@ -137,6 +171,7 @@ pub async fn configure<L>(
         if let Some(live) = &outcome.live {
             side.synced = Some(Synced {
                 generation,
+                secret_versions: versions.clone(),
                 adapters: live.adapters.clone(),
                 shares: live.shares.clone(),
             });
@@ -144,22 +179,34 @@ pub async fn configure<L>(
         side.due = outcome.changed || failed;
         if failed {
             side.failures = side.failures.saturating_add(1);
-            again_in = Some(
-                RETRY_BASE
-                    .saturating_mul(1u32.checked_shl(side.failures - 1).unwrap_or(u32::MAX))
-                    .min(RETRY_MAX),
-            );
+            let wait = RETRY_BASE
+                .saturating_mul(1u32.checked_shl(side.failures - 1).unwrap_or(u32::MAX))
+                .min(RETRY_MAX);
+            side.retry_at = Some(Instant::now() + wait);
+            again_in = Some(wait);
         } else {
             side.failures = 0;
+            side.retry_at = None;
             again_in = outcome.changed.then_some(AGAIN_SOON);
         }
     });
-    publish(&outcome.state, outcome.drift.as_deref(), p).await;
+    publish(&outcome.state, outcome.drift.as_deref(), ds, p).await;
     ServerFacts {
         state: outcome.state,
         status: outcome.status,
         again_in,
     }
+}
+
+/// The resourceVersion of each Secret the stores read, as observed.
+fn secret_versions(eff: &EffectiveSpec, observed: &Observed) -> BTreeMap<String, String> {
+    eff.server_secrets()
+        .into_iter()
+        .filter_map(|name| {
+            let version = observed.secrets.get(&name)?.data_version.clone()?;
+            Some((name, version))
+        })
+        .collect()
 }
 
 /// What one sync did.
@@ -226,16 +273,38 @@ async fn sync<L>(
         &eff.namespace,
         eff.ports.api.service,
     );
-    let (session, obtained) =
-        match account::session(&server, &credentials, current, &eff.admin.password.name).await {
+    let admin_secret = &eff.admin.password.name;
+    let (mut session, mut obtained) =
+        match account::session(&server, &credentials, current, admin_secret).await {
             Ok(session) => session,
             Err(SessionError::Call(e)) => return Outcome::failed(unreachable_or_refused(e)),
             Err(e) => return Outcome::failed(ServerState::Account(e)),
         };
+    remember_session(p, &session);
+    let mut live = read(&server, &session.access).await;
+    if let Err(e) = &live
+        && matches!(e.status(), Some(401 | 403))
+        && matches!(obtained, Obtained::Kept | Obtained::Refreshed)
+    {
+        // The token was refused: the pod restarted with another signing key, or
+        // the account lost its role. A new session logs in (and gives the role
+        // back).
+        let again = Credentials {
+            stored_refresh: None,
+            ..credentials
+        };
+        (session, obtained) = match account::session(&server, &again, None, admin_secret).await {
+            Ok(session) => session,
+            Err(SessionError::Call(e)) => return Outcome::failed(unreachable_or_refused(e)),
+            Err(e) => return Outcome::failed(ServerState::Account(e)),
+        };
+        remember_session(p, &session);
+        live = read(&server, &session.access).await;
+    }
     let keep_refresh = keep_refresh(eff, &session, obtained, stored_refresh.as_ref());
     let token = &session.access;
 
-    let live = match read(&server, token).await {
+    let live = match live {
         Ok(live) => live,
         Err(e) => {
             let mut outcome = Outcome::failed(unreachable_or_refused(e));
@@ -245,8 +314,15 @@ async fn sync<L>(
         }
     };
     let secrets = server_secret_values(eff, observed);
+    let versions = secret_versions(eff, observed);
     let in_effect = last.is_some_and(|s| s.portmapper_port.is_some());
-    let plan = plan::plan(eff, &live, in_effect, &secrets);
+    let known = plan::Known {
+        portmapper_in_effect: in_effect,
+        secrets: &secrets,
+        versions: &versions,
+        stores: last.map_or(&[], |s| s.stores.as_slice()),
+    };
+    let plan = plan::plan(eff, &live, &known);
     let applied = apply(&server, token, eff, plan, live, in_effect).await;
 
     let state = if let Some(stopped) = applied.stopped {
@@ -287,6 +363,13 @@ async fn sync<L>(
         changed: applied.changed,
         drift,
     }
+}
+
+/// Keep the session as soon as there is one: a pass cut short by its budget must
+/// not cost the next one a new login.
+fn remember_session<L>(p: &Pass<'_, L>, session: &Session) {
+    p.memory()
+        .update_server_side(&p.server, |side| side.session = Some(session.clone()));
 }
 
 /// The admin password the pod starts with: the managed Secret as just built, or
@@ -371,15 +454,25 @@ fn keep_refresh(
     if age > lifetime / 2.0 { keep() } else { None }
 }
 
-/// Every view the plan needs; six reads.
+/// Every view the plan needs: six reads, sent together (a slow server costs one
+/// answer's time, not six).
 async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError> {
+    let (adapters, nfs_settings, metadata_stores, local_block_stores, remote_block_stores, shares) =
+        futures::try_join!(
+            server.adapters(token),
+            server.nfs_settings(token),
+            server.metadata_stores(token),
+            server.block_stores(token, "local"),
+            server.block_stores(token, "remote"),
+            server.shares(token),
+        )?;
     Ok(Live {
-        adapters: server.adapters(token).await?,
-        nfs_settings: Some(server.nfs_settings(token).await?),
-        metadata_stores: server.metadata_stores(token).await?,
-        local_block_stores: server.block_stores(token, "local").await?,
-        remote_block_stores: server.block_stores(token, "remote").await?,
-        shares: server.shares(token).await?,
+        adapters,
+        nfs_settings: Some(nfs_settings),
+        metadata_stores,
+        local_block_stores,
+        remote_block_stores,
+        shares,
     })
 }
 
@@ -449,6 +542,8 @@ impl Applied {
                 {
                     s.state = ItemState::Failed;
                     s.message = Some(message.clone());
+                    // Not given its keys: sent again at the next try.
+                    s.secret_version = None;
                 }
                 // A share to be made on a store that could not be made waits for it.
                 let waiting: Vec<String> = self
@@ -682,7 +777,9 @@ fn replace_adapter(live: &mut Live, answer: api::Adapter) {
 }
 
 /// One event per state: published when its note changes, resolved when it ends.
-async fn publish<L>(state: &ServerState, drift: Option<&str>, p: &Pass<'_, L>) {
+/// A server the status already calls configured (a restarted operator reading it
+/// again) gets no second ServerConfigured event.
+async fn publish<L>(state: &ServerState, drift: Option<&str>, ds: &DittoServer, p: &Pass<'_, L>) {
     let (reason, note) = match state {
         ServerState::Configured => (
             Reason::ServerConfigured,
@@ -703,7 +800,18 @@ async fn publish<L>(state: &ServerState, drift: Option<&str>, p: &Pass<'_, L>) {
             p.events.resolved(other);
         }
     }
-    if !note.is_empty() {
+    let was_configured = p
+        .memory()
+        .written_status(&p.server)
+        .as_ref()
+        .or(ds.status.as_ref())
+        .is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == super::status::SERVER_CONFIGURED && c.status == "True")
+        });
+    let repeat = reason == Reason::ServerConfigured && was_configured;
+    if !note.is_empty() && !repeat {
         p.events.publish(reason, note).await;
     }
     match drift {

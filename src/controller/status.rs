@@ -8,7 +8,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::crd::{DittoServer, DittoServerStatus, Endpoints, Phase};
 use crate::effective::{Database, EffectiveSpec};
@@ -423,6 +423,12 @@ fn account_condition(e: &SessionError) -> Cond {
             "AdminPasswordUnknown",
             e.to_string(),
         ),
+        SessionError::RoleNotRestored => cond(
+            SERVER_CONFIGURED,
+            false,
+            "AccountRoleLost",
+            format!("{e}; retried with backoff"),
+        ),
         SessionError::Call(call) => cond(
             SERVER_CONFIGURED,
             false,
@@ -446,6 +452,7 @@ fn known_reason(reason: &str) -> &'static str {
         "AdminLoginFailed",
         "AdminMustChangePassword",
         "AdminPasswordUnknown",
+        "AccountRoleLost",
         "InvalidSpec",
     ]
     .into_iter()
@@ -544,12 +551,25 @@ pub async fn write<L>(
         return Ok(());
     }
     let name = meta.name.as_deref().unwrap_or_default();
+    // A merge patch keeps what it leaves out: a field that went away (the SMB
+    // endpoint, the portmapper port) is sent as null.
+    let value = serde_json::to_value(&new).map_err(|e| ReconcileError::Serialize {
+        what: "the status".into(),
+        message: e.to_string(),
+    })?;
+    let body = with_removals(
+        value,
+        [stored, ours.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| serde_json::to_value(s).ok()),
+    );
     let written = p
         .raw
         .patch_status(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": new })),
+            &Patch::Merge(json!({ "status": body })),
         )
         .await;
     match written {
@@ -561,6 +581,29 @@ pub async fn write<L>(
         Err(e) if crate::api_error::is_absent(&e) => Ok(()),
         Err(e) => Err(ReconcileError::Status(e)),
     }
+}
+
+/// `new` as a JSON merge patch over any of `olds`: every object key an old value
+/// has and `new` has not becomes null (removed), at every depth where both have an
+/// object. Lists are replaced whole by a merge patch, so they need nothing.
+fn with_removals(mut new: Value, olds: impl IntoIterator<Item = Value>) -> Value {
+    fn null_out(new: &mut Value, old: &Value) {
+        let (Value::Object(new), Value::Object(old)) = (new, old) else {
+            return;
+        };
+        for (key, old_value) in old {
+            match new.get_mut(key) {
+                Some(new_value) => null_out(new_value, old_value),
+                None => {
+                    new.insert(key.clone(), Value::Null);
+                }
+            }
+        }
+    }
+    for old in olds {
+        null_out(&mut new, &old);
+    }
+    new
 }
 
 #[cfg(test)]
@@ -580,6 +623,20 @@ mod tests {
             .iter()
             .find(|c| c.type_ == type_)
             .map(|c| c.status.as_str())
+    }
+
+    #[test]
+    fn a_field_that_went_away_is_sent_as_null() {
+        let old = json!({"phase": "Running", "endpoints": {"nfs": "a:2049", "smb": "a:445"},
+                         "server": {"portmapperPort": 10111, "adapters": [{"type": "smb"}]}});
+        let ours = json!({"server": {"unmanaged": ["/old"]}});
+        let new = json!({"phase": "Running", "endpoints": {"nfs": "a:2049"},
+                         "server": {"adapters": []}});
+        assert_eq!(
+            with_removals(new, [old, ours]),
+            json!({"phase": "Running", "endpoints": {"nfs": "a:2049", "smb": null},
+                   "server": {"adapters": [], "portmapperPort": null, "unmanaged": null}})
+        );
     }
 
     fn eff(spec: &str) -> EffectiveSpec {

@@ -11,7 +11,12 @@
 //! 3. a login with the account's password (not when that password was generated
 //!    in this pass);
 //! 4. provisioning, with the administrator's password: create the account (or,
-//!    when it exists and its password is not ours any more, reset it), then log in.
+//!    when it exists and its password is not ours any more or its role was
+//!    changed, reset it and give it its role back), then log in.
+//!
+//! A session whose token the server refuses (401: the pod restarted with another
+//! signing key; 403: the account lost its role) is dropped by the caller, which
+//! asks again without it (`controller/server.rs`).
 //!
 //! A user created (or reset) by an admin with role `admin` must change its password
 //! before anything else (`users.go`, `Create` and `ResetPassword`); the account
@@ -33,6 +38,7 @@ pub const ROLE: Role = Role::Admin;
 pub const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
 /// What the session is made from.
+#[derive(Clone, Copy)]
 pub struct Credentials<'a> {
     /// The administrator (`admin` in v0.29) and its password, as the pod's
     /// `DITTOFS_ADMIN_INITIAL_PASSWORD` gives it; `None` when that Secret cannot be
@@ -85,6 +91,11 @@ pub enum SessionError {
     /// The administrator's password could not be read.
     #[error("the administrator password is not readable from Secret {secret}")]
     AdminPasswordUnknown { secret: String },
+    /// The account was given its role back, and still logs in without it.
+    #[error(
+        "the operator's account {USERNAME} logs in without the admin role even after it was given back; check the server's users (dfsctl user list)"
+    )]
+    RoleNotRestored,
     #[error(transparent)]
     Call(#[from] CallError),
 }
@@ -105,11 +116,11 @@ pub async fn session(
     let refresh = current.map(|s| &s.refresh).or(credentials.stored_refresh);
     if let Some(refresh) = refresh {
         match server.refresh(refresh).await {
-            Ok(answer) if !answer.user.must_change_password => {
+            Ok(answer) if !answer.user.must_change_password && answer.user.role == ROLE => {
                 return Ok((started(answer), Obtained::Refreshed));
             }
             // Refused (expired, signed with another key, the user is gone or was
-            // reset): log in instead.
+            // reset), or the account lost its role: log in instead.
             Ok(_) => {}
             Err(e) if refused(&e) => {}
             Err(e) => return Err(e.into()),
@@ -117,27 +128,36 @@ pub async fn session(
     }
     if !credentials.password_is_new {
         match login(server, credentials.password).await {
-            Ok(session) => return Ok((session, Obtained::LoggedIn)),
+            Ok(Some(session)) => return Ok((session, Obtained::LoggedIn)),
+            // The password works but someone changed the account's role.
+            Ok(None) => {}
             Err(e) if refused(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
     provision(server, credentials, admin_secret).await?;
-    let session = login(server, credentials.password).await?;
-    Ok((session, Obtained::Provisioned))
+    match login(server, credentials.password).await? {
+        Some(session) => Ok((session, Obtained::Provisioned)),
+        None => Err(SessionError::RoleNotRestored),
+    }
 }
 
 /// Log in as the account; set the same password again when DittoFS asks for a
-/// change (an admin-role user made or reset by an admin).
-async fn login(server: &Server<'_>, password: &Sensitive) -> Result<Session, CallError> {
+/// change (an admin-role user made or reset by an admin). `None`: the password
+/// works, but the account no longer has [`ROLE`] (changed by hand), which
+/// provisioning gives back.
+async fn login(server: &Server<'_>, password: &Sensitive) -> Result<Option<Session>, CallError> {
     let answer = server.login(USERNAME, password).await?;
+    if answer.user.role != ROLE {
+        return Ok(None);
+    }
     if !answer.user.must_change_password {
-        return Ok(started(answer));
+        return Ok(Some(started(answer)));
     }
     let changed = server
         .change_own_password(&answer.access_token, password)
         .await?;
-    Ok(started(changed))
+    Ok(Some(started(changed)))
 }
 
 /// Create the account with the administrator, or give it our password again.

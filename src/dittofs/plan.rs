@@ -29,6 +29,21 @@ pub struct Live {
 /// The data of the Secrets the stores read (name → key → value).
 pub type SecretValues = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
+/// What the plan knows besides the spec and the live server.
+#[derive(Clone, Copy, Debug)]
+pub struct Known<'a> {
+    /// The portmapper is known to run: the last status recorded it after the NFS
+    /// adapter restarted with it on.
+    pub portmapper_in_effect: bool,
+    /// The data of the Secrets the stores read.
+    pub secrets: &'a SecretValues,
+    /// The resourceVersion of each of those Secrets.
+    pub versions: &'a BTreeMap<String, String>,
+    /// The stores as the last status recorded them: which version of its Secret
+    /// each was given.
+    pub stores: &'a [StoreStatus],
+}
+
 /// One change, in the order the steps run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
@@ -105,15 +120,9 @@ pub struct Plan {
     pub drift: Vec<String>,
 }
 
-/// Plan the server of `eff` from `live`. `portmapper_in_effect` says whether the
-/// portmapper is known to run (the status records it after the NFS adapter
-/// restarted with it on); `secrets` holds the stores' Secrets.
-pub fn plan(
-    eff: &EffectiveSpec,
-    live: &Live,
-    portmapper_in_effect: bool,
-    secrets: &SecretValues,
-) -> Plan {
+/// Plan the server of `eff` from `live` and what else is `known`.
+pub fn plan(eff: &EffectiveSpec, live: &Live, known: &Known<'_>) -> Plan {
+    let portmapper_in_effect = known.portmapper_in_effect;
     let mut plan = Plan::default();
     let adapter_steps = adapters(eff, live);
     let nfs_restarts = adapter_steps
@@ -130,7 +139,7 @@ pub fn plan(
         }
     }
     plan.steps.extend(adapter_steps);
-    stores(eff, live, secrets, &mut plan);
+    stores(eff, live, known, &mut plan);
     shares(eff, live, &mut plan);
     unmanaged(eff, live, &mut plan);
     plan
@@ -165,7 +174,8 @@ fn adapters(eff: &EffectiveSpec, live: &Live) -> Vec<Step> {
     steps
 }
 
-fn stores(eff: &EffectiveSpec, live: &Live, secrets: &SecretValues, plan: &mut Plan) {
+fn stores(eff: &EffectiveSpec, live: &Live, known: &Known<'_>, plan: &mut Plan) {
+    let secrets = known.secrets;
     for store in &eff.server.metadata_stores {
         let (kind, config) = match &store.kind {
             MetadataStoreKind::Memory => ("memory", Ok(json!({}))),
@@ -225,14 +235,22 @@ fn stores(eff: &EffectiveSpec, live: &Live, secrets: &SecretValues, plan: &mut P
         plan.stores.push(store_status("local", &store.name, status));
     }
     for store in &eff.server.remote_block_stores {
-        let (kind, config) = match &store.kind {
-            RemoteBlockStoreKind::Memory => ("memory", Ok(json!({}))),
-            RemoteBlockStoreKind::S3(s3) => ("s3", s3_config(s3, secrets)),
+        let (kind, config, secret) = match &store.kind {
+            RemoteBlockStoreKind::Memory => ("memory", Ok(json!({})), None),
+            RemoteBlockStoreKind::S3(s3) => ("s3", s3_config(s3, secrets), Some(&s3.secret_name)),
         };
+        // The version of its Secret the store was last given, and the current one.
+        let given = known
+            .stores
+            .iter()
+            .find(|s| s.kind == "remote" && s.name == store.name)
+            .and_then(|s| s.secret_version.clone());
+        let current = secret.and_then(|name| known.versions.get(name).cloned());
         let existing = live
             .remote_block_stores
             .iter()
             .find(|s| s.name == store.name);
+        let mut version = given.clone();
         let status = match (existing, config) {
             (Some(existing), config) => {
                 let difference = differs(
@@ -241,9 +259,13 @@ fn stores(eff: &EffectiveSpec, live: &Live, secrets: &SecretValues, plan: &mut P
                     config.as_ref().ok(),
                     &["bucket", "region", "endpoint", "prefix"],
                 );
+                // New keys: another access key id, or a Secret changed since the
+                // store was last given it (a new secret key alone is not readable
+                // back: DittoFS redacts it).
                 let rotated = config.as_ref().ok().filter(|c| {
                     difference.is_none()
-                        && c.get("access_key_id") != existing.config.get("access_key_id")
+                        && (c.get("access_key_id") != existing.config.get("access_key_id")
+                            || (kind == "s3" && given != current))
                 });
                 if let Some(config) = rotated {
                     plan.steps.push(Step::UpdateBlockStore {
@@ -251,6 +273,7 @@ fn stores(eff: &EffectiveSpec, live: &Live, secrets: &SecretValues, plan: &mut P
                         name: store.name.clone(),
                         config: config.clone(),
                     });
+                    version = current.clone();
                 }
                 verdict("remote block store", &store.name, difference, plan)
             }
@@ -261,12 +284,14 @@ fn stores(eff: &EffectiveSpec, live: &Live, secrets: &SecretValues, plan: &mut P
                     kind,
                     config,
                 });
+                version = current.clone();
                 (ItemState::Ready, None)
             }
             (None, Err(waiting)) => (ItemState::Pending, Some(waiting)),
         };
-        plan.stores
-            .push(store_status("remote", &store.name, status));
+        let mut status = store_status("remote", &store.name, status);
+        status.secret_version = version;
+        plan.stores.push(status);
     }
 }
 
@@ -330,6 +355,7 @@ fn store_status(
         name: name.to_string(),
         state,
         message,
+        secret_version: None,
     }
 }
 
@@ -627,6 +653,25 @@ mod tests {
         }
     }
 
+    /// The plan with nothing known of earlier passes but the portmapper.
+    fn plan_with(
+        eff: &EffectiveSpec,
+        live: &Live,
+        in_effect: bool,
+        secrets: &SecretValues,
+    ) -> Plan {
+        plan(
+            eff,
+            live,
+            &Known {
+                portmapper_in_effect: in_effect,
+                secrets,
+                versions: &BTreeMap::new(),
+                stores: &[],
+            },
+        )
+    }
+
     fn keys(id: &str) -> SecretValues {
         [(
             "keys".to_string(),
@@ -680,7 +725,7 @@ mod tests {
 
     #[test]
     fn a_fresh_server_gets_everything_in_order() {
-        let plan = plan(&declared(), &fresh(), false, &keys("AKIA1"));
+        let plan = plan_with(&declared(), &fresh(), false, &keys("AKIA1"));
         let kinds: Vec<String> = plan
             .steps
             .iter()
@@ -722,16 +767,55 @@ mod tests {
 
     #[test]
     fn a_converged_server_needs_nothing() {
-        let plan = plan(&declared(), &converged(), true, &keys("AKIA1"));
+        let plan = plan_with(&declared(), &converged(), true, &keys("AKIA1"));
         assert!(plan.steps.is_empty(), "{:?}", plan.steps);
         assert!(plan.drift.is_empty());
+    }
+
+    #[test]
+    fn a_secret_that_moved_on_since_the_store_was_given_it_sends_the_keys_again() {
+        let secrets = keys("AKIA1");
+        let at = |version: &str| -> BTreeMap<String, String> {
+            [("keys".to_string(), version.to_string())].into()
+        };
+        let given = |version: Option<&str>| StoreStatus {
+            kind: "remote".into(),
+            name: "s3".into(),
+            state: ItemState::Ready,
+            message: None,
+            secret_version: version.map(str::to_string),
+        };
+        let plan_given = |versions: &BTreeMap<String, String>, stores: &[StoreStatus]| {
+            plan(
+                &declared(),
+                &converged(),
+                &Known {
+                    portmapper_in_effect: true,
+                    secrets: &secrets,
+                    versions,
+                    stores,
+                },
+            )
+        };
+        // Given version 7 and still at 7: nothing (the secret key cannot be read
+        // back to compare).
+        let same = plan_given(&at("7"), &[given(Some("7"))]);
+        assert!(same.steps.is_empty(), "{:?}", same.steps);
+        assert_eq!(same.stores[2].secret_version.as_deref(), Some("7"));
+        // The Secret is at 8 now: the keys are sent, and 8 is recorded.
+        let rotated = plan_given(&at("8"), &[given(Some("7"))]);
+        assert!(matches!(
+            rotated.steps.as_slice(),
+            [Step::UpdateBlockStore { tier: "remote", name, .. }] if name == "s3"
+        ));
+        assert_eq!(rotated.stores[2].secret_version.as_deref(), Some("8"));
     }
 
     #[test]
     fn a_moved_adapter_is_put_back_and_a_port_change_restarts_the_portmapper_with_it() {
         let mut live = converged();
         live.adapters[0].port = 13049;
-        let plan = plan(&declared(), &live, true, &keys("AKIA1"));
+        let plan = plan_with(&declared(), &live, true, &keys("AKIA1"));
         assert_eq!(
             plan.steps,
             [Step::Adapter {
@@ -745,7 +829,7 @@ mod tests {
         // The portmapper stored but not yet in effect: the port change restarts it.
         let mut live = converged();
         live.adapters[0].port = 13049;
-        let plan = super::plan(&declared(), &live, false, &keys("AKIA1"));
+        let plan = plan_with(&declared(), &live, false, &keys("AKIA1"));
         assert!(matches!(
             plan.steps[0],
             Step::Portmapper {
@@ -763,7 +847,7 @@ mod tests {
         live.shares[0].default_permission = "none".into();
         live.metadata_stores[0].config = json!({"db_path": "/data/metadata/other"});
         live.remote_block_stores[0].config["access_key_id"] = json!("AKIA0");
-        let plan = plan(&declared(), &live, true, &keys("AKIA1"));
+        let plan = plan_with(&declared(), &live, true, &keys("AKIA1"));
         assert!(plan.steps.contains(&Step::UpdateShare {
             name: "/export".into(),
             read_only: Some(false),
@@ -803,7 +887,7 @@ mod tests {
             id: "s2".into(),
             ..live.shares[0].clone()
         });
-        let plan = plan(&declared(), &live, true, &keys("AKIA1"));
+        let plan = plan_with(&declared(), &live, true, &keys("AKIA1"));
         assert!(plan.steps.is_empty(), "{:?}", plan.steps);
         assert_eq!(plan.shares[0].state, ItemState::Drifted);
         assert!(
@@ -819,7 +903,7 @@ mod tests {
 
     #[test]
     fn a_share_waits_for_a_store_that_waits_for_its_secret() {
-        let plan = plan(&declared(), &fresh(), false, &SecretValues::new());
+        let plan = plan_with(&declared(), &fresh(), false, &SecretValues::new());
         assert_eq!(plan.stores[2].state, ItemState::Pending);
         assert_eq!(
             plan.stores[2].message.as_deref(),
