@@ -695,3 +695,44 @@ fn a_watch_namespace_that_is_not_a_namespace_name_fails_the_install() {
         "{stderr}"
     );
 }
+
+#[test]
+fn two_installations_with_disjoint_namespaces_share_no_cluster_wide_name() {
+    let tenants =
+        |name: &'static str, release: &'static str, ns: &'static str, served: &str| Case {
+            name,
+            release,
+            namespace: ns,
+            values: json!({"watchNamespaces": [served]}),
+        };
+    let Some(rendered) = render(&[
+        tenants("a", "tenants-a", "tenants-a-ops", "team-a"),
+        tenants("b", "tenants-b", "tenants-b-ops", "team-b"),
+    ]) else {
+        return;
+    };
+    assert_lint_clean(&rendered);
+    // Cluster-scoped objects (no namespace) of each release, by (kind, name).
+    let cluster_wide = |case: &str| -> Vec<(String, String)> {
+        rendered.objects[case]
+            .iter()
+            .filter(|(_, doc)| doc["metadata"]["namespace"].is_null())
+            .map(|(key, _)| key.clone())
+            .collect()
+    };
+    let (a, b) = (cluster_wide("a"), cluster_wide("b"));
+    assert!(a.len() >= 8, "{a:?}");
+    for key in &a {
+        assert!(!b.contains(key), "{key:?} is installed by both releases");
+    }
+    // Each leads with its own Lease, in its own namespace, and serves its own tenants.
+    for (case, release, served) in [("a", "tenants-a", "team-a"), ("b", "tenants-b", "team-b")] {
+        let deployment = &rendered.objects[case][&("Deployment".to_string(), release.to_string())];
+        let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        assert!(args.contains(&format!("--lease-name={release}")), "{args}");
+        assert!(
+            args.contains(&format!("--watch-namespaces={served}")),
+            "{args}"
+        );
+    }
+}
