@@ -44,6 +44,7 @@ const SIZE_PATTERN: &str = "^[0-9]+(Mi|Gi|Ti)$";
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Available","type":"integer","jsonPath":".status.availableReplicas"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Server","type":"string","description":"Reason of the ServerConfigured condition: Configured once the server holds what the spec declares","jsonPath":".status.conditions[?(@.type==\"ServerConfigured\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
