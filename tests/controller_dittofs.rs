@@ -22,7 +22,10 @@ mod fake_dittofs;
 
 use std::time::{Duration, Instant};
 
-use dittofs_env::{Env, Options, minimal_sample_spec, secret_path, sts_path, wait_for};
+use dittofs_env::{
+    Env, Options, assert_nothing_deleted, dittofs_client, minimal_sample_spec, secret_path,
+    sts_path, wait_for,
+};
 use serde_json::{Value, json};
 
 const POLL: Duration = Duration::from_secs(2);
@@ -58,15 +61,7 @@ async fn a_fresh_server_ends_with_the_declared_share_served() {
     let env = Env::start(&["team"], options()).await;
     env.create("team", "minimal", minimal_sample_spec()).await;
     let dfs = env.start_server("team", "minimal").await;
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "True",
-        Some("Configured"),
-        BOUND,
-    )
-    .await;
+    env.wait_configured("team", "minimal", BOUND).await;
     env.wait_condition(
         "team",
         "minimal",
@@ -206,10 +201,7 @@ async fn a_fresh_server_ends_with_the_declared_share_served() {
         "no SMB port while SMB is off"
     );
     assert_eq!(env.reconciles("error"), 0, "no failed pass");
-    assert!(
-        !dfs.requests().iter().any(|r| r.method == "DELETE"),
-        "nothing deleted in DittoFS"
-    );
+    assert_nothing_deleted(&dfs);
     env.stop().await;
 }
 
@@ -327,8 +319,6 @@ async fn an_adapter_moved_by_hand_is_put_back_and_a_new_spec_port_moves_it_witho
 /// by hand is listed as unmanaged and never deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_share_is_recreated_and_a_share_made_by_hand_is_left_alone() {
-    use dittofs_operator::dittofs::api::CreateShareRequest;
-    use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
 
     let env = Env::start(&["team"], options()).await;
     let dfs = converged(&env, "team", "minimal").await;
@@ -356,31 +346,8 @@ async fn a_deleted_share_is_recreated_and_a_share_made_by_hand_is_left_alone() {
     env.settle(Duration::from_secs(7), BOUND).await;
 
     // An admin makes a share of their own, through the REST API.
-    let client = Client::new(Resolver::everything_to(
-        std::net::Ipv4Addr::LOCALHOST.into(),
-    ));
-    let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
-    let password = env
-        .admin_password("team", "minimal")
-        .expect("admin password");
-    let admin = server
-        .login("admin", &Sensitive::new(password))
-        .await
-        .expect("admin logs in");
-    server
-        .create_share(
-            &admin.access_token,
-            &CreateShareRequest {
-                name: "/scratch",
-                metadata_store_id: "meta",
-                local_block_store: "content",
-                remote_block_store: None,
-                read_only: false,
-                default_permission: "read-write",
-            },
-        )
-        .await
-        .expect("share created");
+    let admin = env.by_hand("team", "minimal").await;
+    admin.create_share("/scratch").await;
     wait_for("/scratch listed as unmanaged", BOUND, || {
         let server = env.server_status("team", "minimal");
         server["unmanaged"]
@@ -396,11 +363,7 @@ async fn a_deleted_share_is_recreated_and_a_share_made_by_hand_is_left_alone() {
     env.settle(Duration::from_secs(7), BOUND).await;
     let names: Vec<String> = dfs.shares().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["/export", "/scratch"]);
-    assert!(
-        !dfs.requests().iter().any(|r| r.method == "DELETE"),
-        "nothing deleted: {:?}",
-        dfs.requests()
-    );
+    assert_nothing_deleted(&dfs);
     let (status, reason, _) = env
         .condition("team", "minimal", "ServerConfigured")
         .expect("condition");
@@ -446,14 +409,7 @@ async fn a_changed_admin_password_is_reported_retried_with_backoff_and_recovered
     assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
 
     let message = env
-        .wait_condition(
-            "team",
-            "minimal",
-            "ServerConfigured",
-            "False",
-            Some("AdminLoginFailed"),
-            BOUND,
-        )
+        .wait_server_state("team", "minimal", "AdminLoginFailed", BOUND)
         .await;
     eprintln!("AdminLoginFailed: {message}");
     assert!(
@@ -496,15 +452,7 @@ async fn a_changed_admin_password_is_reported_retried_with_backoff_and_recovered
     secret["metadata"]["resourceVersion"] = Value::Null;
     let changed = Instant::now();
     env.api.put(&path, secret);
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "True",
-        Some("Configured"),
-        BOUND,
-    )
-    .await;
+    env.wait_configured("team", "minimal", BOUND).await;
     let took = changed.elapsed();
     eprintln!("configured {took:?} after the Secret changed");
     assert!(
@@ -537,14 +485,7 @@ async fn a_server_answering_500_is_unreachable_retried_with_backoff_and_recovers
     dfs.fail_next(1_000, 500);
     assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
     let message = env
-        .wait_condition(
-            "team",
-            "minimal",
-            "ServerConfigured",
-            "False",
-            Some("ServerUnreachable"),
-            BOUND,
-        )
+        .wait_server_state("team", "minimal", "ServerUnreachable", BOUND)
         .await;
     eprintln!("ServerUnreachable: {message}");
     assert!(
@@ -557,20 +498,10 @@ async fn a_server_answering_500_is_unreachable_retried_with_backoff_and_recovers
     assert!(during <= 2, "bounded retries: {during} requests in 8 s");
 
     dfs.fail_next(0, 500);
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "True",
-        Some("Configured"),
-        Duration::from_secs(45),
-    )
-    .await;
+    env.wait_configured("team", "minimal", Duration::from_secs(45))
+        .await;
     assert!(dfs.shares().iter().any(|s| s.name == "/export"));
-    assert!(
-        !dfs.requests().iter().any(|r| r.method == "DELETE"),
-        "no DELETE ever"
-    );
+    assert_nothing_deleted(&dfs);
     env.stop().await;
 }
 
@@ -592,14 +523,7 @@ async fn a_server_that_times_out_is_unreachable_retried_with_backoff_and_recover
     dfs.set_delay(Duration::from_secs(3));
     assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
     let message = env
-        .wait_condition(
-            "team",
-            "minimal",
-            "ServerConfigured",
-            "False",
-            Some("ServerUnreachable"),
-            BOUND,
-        )
+        .wait_server_state("team", "minimal", "ServerUnreachable", BOUND)
         .await;
     eprintln!("ServerUnreachable: {message}");
     assert!(message.contains("no answer within 1 s"), "{message}");
@@ -608,20 +532,10 @@ async fn a_server_that_times_out_is_unreachable_retried_with_backoff_and_recover
     assert!(during <= 2, "bounded retries: {during} requests in 8 s");
 
     dfs.set_delay(Duration::ZERO);
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "True",
-        Some("Configured"),
-        Duration::from_secs(45),
-    )
-    .await;
+    env.wait_configured("team", "minimal", Duration::from_secs(45))
+        .await;
     assert!(dfs.shares().iter().any(|s| s.name == "/export"));
-    assert!(
-        !dfs.requests().iter().any(|r| r.method == "DELETE"),
-        "no DELETE ever"
-    );
+    assert_nothing_deleted(&dfs);
     env.stop().await;
 }
 
@@ -641,14 +555,7 @@ async fn a_refused_store_is_reported_with_the_server_words_retried_and_recovered
     );
     assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
     let message = env
-        .wait_condition(
-            "team",
-            "minimal",
-            "ServerConfigured",
-            "False",
-            Some("ChangeRefused"),
-            BOUND,
-        )
+        .wait_server_state("team", "minimal", "ChangeRefused", BOUND)
         .await;
     eprintln!("ChangeRefused: {message}");
     assert!(
@@ -688,21 +595,11 @@ async fn a_refused_store_is_reported_with_the_server_words_retried_and_recovered
     assert!(retries <= 2, "bounded retries: {retries} in 8 s");
 
     dfs.refuse_store(StoreTarget::Metadata, None);
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "True",
-        Some("Configured"),
-        Duration::from_secs(45),
-    )
-    .await;
+    env.wait_configured("team", "minimal", Duration::from_secs(45))
+        .await;
     assert_eq!(dfs.metadata_stores().len(), 1);
     assert!(dfs.shares().iter().any(|s| s.name == "/export"));
-    assert!(
-        !dfs.requests().iter().any(|r| r.method == "DELETE"),
-        "no DELETE ever"
-    );
+    assert_nothing_deleted(&dfs);
     env.stop().await;
 }
 
@@ -799,7 +696,6 @@ async fn an_idle_operator_writes_nothing_and_reads_each_server_once_per_interval
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_keeps_dittofs_and_the_credentials_and_a_new_apply_adopts_them() {
     use dittofs_operator::crd::DittoServer;
-    use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
     use kube::api::{Api, DeleteParams};
 
     let env = Env::start(&["team"], options()).await;
@@ -830,11 +726,7 @@ async fn deletion_keeps_dittofs_and_the_credentials_and_a_new_apply_adopts_them(
     // A few poll intervals with the server still running, unmanaged now.
     let gone = dfs.request_count();
     tokio::time::sleep(POLL * 3).await;
-    assert!(
-        !dfs.requests().iter().any(|r| r.method == "DELETE"),
-        "no DELETE to DittoFS: {:?}",
-        dfs.requests()
-    );
+    assert_nothing_deleted(&dfs);
     assert_eq!(
         dfs.request_count(),
         gone,
@@ -861,15 +753,7 @@ async fn deletion_keeps_dittofs_and_the_credentials_and_a_new_apply_adopts_them(
     })
     .await;
     assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "True",
-        Some("Configured"),
-        BOUND,
-    )
-    .await;
+    env.wait_configured("team", "minimal", BOUND).await;
     env.wait_condition("team", "minimal", "Ready", "True", None, BOUND)
         .await;
     for (name, data) in secrets.iter().zip(&before) {
@@ -904,12 +788,18 @@ async fn deletion_keeps_dittofs_and_the_credentials_and_a_new_apply_adopts_them(
     let password = env
         .secret_value("team", "minimal-operator-credentials", "password")
         .expect("account password");
-    let client = Client::new(Resolver::everything_to(
-        std::net::Ipv4Addr::LOCALHOST.into(),
-    ));
-    let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
+    let client = dittofs_client();
+    let server = dittofs_operator::dittofs::Server::of(
+        &client,
+        "minimal",
+        "team",
+        i32::from(env.dfs.port()),
+    );
     let login = server
-        .login("dittofs-operator", &Sensitive::new(password))
+        .login(
+            "dittofs-operator",
+            &dittofs_operator::dittofs::Sensitive::new(password),
+        )
         .await
         .expect("the account logs in");
     assert!(!login.user.must_change_password);
@@ -991,7 +881,6 @@ async fn after_a_new_jwt_secret_the_operator_logs_in_again_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_account_demoted_by_hand_is_made_admin_again() {
     use dittofs_operator::dittofs::api::{Role, UpdateUserRequest};
-    use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
 
     let env = Env::start(&["team"], options()).await;
     env.create("team", "minimal", minimal_sample_spec()).await;
@@ -1002,20 +891,12 @@ async fn the_operators_account_demoted_by_hand_is_made_admin_again() {
         .await;
     env.settle(Duration::from_secs(7), BOUND).await;
 
-    let client = Client::new(Resolver::everything_to(
-        std::net::Ipv4Addr::LOCALHOST.into(),
-    ));
-    let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
-    let password = env
-        .admin_password("team", "minimal")
-        .expect("admin password");
-    let admin = server
-        .login("admin", &Sensitive::new(password))
-        .await
-        .expect("admin logs in");
-    server
+    let admin = env.by_hand("team", "minimal").await;
+
+    admin
+        .server()
         .update_user(
-            &admin.access_token,
+            &admin.token,
             "dittofs-operator",
             &UpdateUserRequest {
                 role: Role::User,
@@ -1196,19 +1077,11 @@ async fn spec_edits_reach_the_running_server_in_place() {
     // Made writable again by hand: put back.
     {
         use dittofs_operator::dittofs::api::UpdateShareRequest;
-        use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
-        let client = Client::new(Resolver::everything_to(
-            std::net::Ipv4Addr::LOCALHOST.into(),
-        ));
-        let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
-        let password = env.admin_password("team", "minimal").expect("password");
-        let admin = server
-            .login("admin", &Sensitive::new(password))
-            .await
-            .expect("admin");
-        server
+        let admin = env.by_hand("team", "minimal").await;
+        admin
+            .server()
             .update_share(
-                &admin.access_token,
+                &admin.token,
                 "/export",
                 &UpdateShareRequest {
                     read_only: Some(false),
@@ -1280,7 +1153,7 @@ async fn spec_edits_reach_the_running_server_in_place() {
         hash,
         "no pod roll for any of it"
     );
-    assert!(!dfs.requests().iter().any(|r| r.method == "DELETE"));
+    assert_nothing_deleted(&dfs);
     assert_eq!(env.reconciles("error"), 0);
     env.stop().await;
 }
@@ -1290,8 +1163,6 @@ async fn spec_edits_reach_the_running_server_in_place() {
 /// unmanaged share once it is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_forgets_what_is_gone() {
-    use dittofs_operator::dittofs::api::CreateShareRequest;
-    use dittofs_operator::dittofs::{Client, Resolver, Sensitive, Server};
 
     let env = Env::start(&["team"], options()).await;
     let mut spec = minimal_sample_spec();
@@ -1300,29 +1171,8 @@ async fn the_status_forgets_what_is_gone() {
     let dfs = env.start_server("team", "minimal").await;
     env.wait_condition("team", "minimal", "Ready", "True", None, BOUND)
         .await;
-    let client = Client::new(Resolver::everything_to(
-        std::net::Ipv4Addr::LOCALHOST.into(),
-    ));
-    let server = Server::of(&client, "minimal", "team", i32::from(env.dfs.port()));
-    let password = env.admin_password("team", "minimal").expect("password");
-    let admin = server
-        .login("admin", &Sensitive::new(password))
-        .await
-        .expect("admin");
-    server
-        .create_share(
-            &admin.access_token,
-            &CreateShareRequest {
-                name: "/scratch",
-                metadata_store_id: "meta",
-                local_block_store: "content",
-                remote_block_store: None,
-                read_only: false,
-                default_permission: "read-write",
-            },
-        )
-        .await
-        .expect("share created by hand");
+    let admin = env.by_hand("team", "minimal").await;
+    admin.create_share("/scratch").await;
     wait_for("the status with all three", BOUND, || {
         let ds = env.ds("team", "minimal")?;
         let status = &ds["status"];
@@ -1383,15 +1233,8 @@ async fn a_slow_server_is_reported_not_left_as_waiting_for_its_pod() {
     env.create("team", "minimal", minimal_sample_spec()).await;
     let dfs = env.register_server("team", "minimal").await;
     dfs.set_delay(Duration::from_secs(12));
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "False",
-        Some("ServerNotReady"),
-        BOUND,
-    )
-    .await;
+    env.wait_server_state("team", "minimal", "ServerNotReady", BOUND)
+        .await;
     assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
     let ready = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(150), async {
@@ -1438,14 +1281,7 @@ async fn a_store_waiting_for_its_secret_is_made_once_the_secret_exists() {
     env.create("team", "minimal", spec).await;
     let dfs = env.start_server("team", "minimal").await;
     let message = env
-        .wait_condition(
-            "team",
-            "minimal",
-            "ServerConfigured",
-            "False",
-            Some("Waiting"),
-            BOUND,
-        )
+        .wait_server_state("team", "minimal", "Waiting", BOUND)
         .await;
     eprintln!("Waiting: {message}");
     assert!(message.contains("pg-conn"), "{message}");
@@ -1505,15 +1341,7 @@ async fn a_store_waiting_for_its_secret_is_made_once_the_secret_exists() {
     let config: Value = serde_json::from_str(&pg.config).expect("config");
     assert_eq!(config["host"], "pg.team.svc");
     assert_eq!(config["port"], 5432);
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "True",
-        Some("Configured"),
-        BOUND,
-    )
-    .await;
+    env.wait_configured("team", "minimal", BOUND).await;
     env.stop().await;
 }
 
@@ -1539,15 +1367,7 @@ async fn rotated_s3_keys_are_pushed_to_the_remote_store() {
                "credentialsSecretRef": {"name": "s3-keys"}}}]);
     env.create("team", "minimal", spec).await;
     let dfs = env.start_server("team", "minimal").await;
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "True",
-        Some("Configured"),
-        BOUND,
-    )
-    .await;
+    env.wait_configured("team", "minimal", BOUND).await;
     let access_key = |dfs: &fake_dittofs::ServerHandle| {
         dfs.block_stores("remote").first().map(|s| {
             let config: Value = serde_json::from_str(&s.config).expect("config");
@@ -1605,15 +1425,8 @@ async fn a_restarted_pod_is_ready_and_configured_again() {
     sts["status"]["readyReplicas"] = json!(0);
     sts["status"]["availableReplicas"] = json!(0);
     env.api.put(&path, sts);
-    env.wait_condition(
-        "team",
-        "minimal",
-        "ServerConfigured",
-        "False",
-        Some("ServerNotReady"),
-        BOUND,
-    )
-    .await;
+    env.wait_server_state("team", "minimal", "ServerNotReady", BOUND)
+        .await;
     dfs.restart();
     assert!(env.api.make_statefulset_ready(&path));
     let back = Instant::now();

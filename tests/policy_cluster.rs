@@ -14,126 +14,33 @@
 //!
 //! Run with: `cargo test --test policy_cluster -- --ignored`
 
+#[path = "support/cluster_rbac.rs"]
+mod cluster_rbac;
 mod support;
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
+use cluster_rbac::{Ask, can_i, impersonating, install_rbac, remove_rbac, suffix};
 use dittofs_operator::crd::DittoServer;
 use dittofs_operator::policy::{
     secret_policy, secret_policy_binding, secret_policy_name, stateful_set_policy,
     stateful_set_policy_binding, stateful_set_policy_name,
 };
-use dittofs_operator::rbac::{Install, cluster_role, role};
+use dittofs_operator::rbac::Install;
 use futures::FutureExt;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject,
-};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde_json::json;
-
-fn suffix() -> String {
-    let mut bytes = [0u8; 4];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
-    hex::encode(bytes)
-}
-
-async fn impersonating(install: &Install) -> Client {
-    let mut config = Config::infer().await.expect("KUBECONFIG");
-    config.auth_info.impersonate = Some(format!(
-        "system:serviceaccount:{}:{}",
-        install.namespace,
-        install.service_account()
-    ));
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{}", install.namespace),
-        "system:authenticated".into(),
-    ]);
-    Client::try_from(config).expect("impersonating client")
-}
-
-fn binding_subject(install: &Install) -> Subject {
-    Subject {
-        kind: "ServiceAccount".into(),
-        name: install.service_account(),
-        namespace: Some(install.namespace.clone()),
-        ..Default::default()
-    }
-}
 
 async fn install_everything(admin: &Client, install: &Install) {
     let pp = PostParams::default();
-    let ns = &install.namespace;
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .expect("namespace");
-    Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": install.service_account()}}))
-                .unwrap(),
-        )
-        .await
-        .expect("service account");
-    Api::<ClusterRole>::all(admin.clone())
-        .create(&pp, &cluster_role(install))
-        .await
-        .expect("cluster role");
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(
-            &pp,
-            &ClusterRoleBinding {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(install.release.clone()),
-                    ..Default::default()
-                },
-                role_ref: RoleRef {
-                    api_group: "rbac.authorization.k8s.io".into(),
-                    kind: "ClusterRole".into(),
-                    name: install.release.clone(),
-                },
-                subjects: Some(vec![binding_subject(install)]),
-            },
-        )
-        .await
-        .expect("cluster role binding");
-    Api::<Role>::namespaced(admin.clone(), ns)
-        .create(&pp, &role(install))
-        .await
-        .expect("role");
-    Api::<RoleBinding>::namespaced(admin.clone(), ns)
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(install.release.clone()),
-                    namespace: Some(ns.clone()),
-                    ..Default::default()
-                },
-                role_ref: RoleRef {
-                    api_group: "rbac.authorization.k8s.io".into(),
-                    kind: "Role".into(),
-                    name: install.release.clone(),
-                },
-                subjects: Some(vec![binding_subject(install)]),
-            },
-        )
-        .await
-        .expect("role binding");
+    install_rbac(admin, install).await;
     for (policy, binding) in [
         (secret_policy(install), secret_policy_binding(install)),
         (
@@ -154,7 +61,6 @@ async fn install_everything(admin: &Client, install: &Install) {
 
 async fn remove_everything(admin: &Client, install: &Install) {
     let dp = DeleteParams::default();
-    let name = &install.release;
     for policy_name in [
         secret_policy(install).metadata.name.unwrap_or_default(),
         stateful_set_policy(install)
@@ -169,36 +75,7 @@ async fn remove_everything(admin: &Client, install: &Install) {
             .delete(&policy_name, &dp)
             .await;
     }
-    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
-        .delete(name, &dp)
-        .await;
-    let _ = Api::<ClusterRole>::all(admin.clone())
-        .delete(name, &dp)
-        .await;
-    let _ = Api::<Namespace>::all(admin.clone())
-        .delete(&install.namespace, &dp)
-        .await;
-}
-
-async fn can_i(client: &Client, verb: &str, resource: &str, namespace: &str) -> bool {
-    let review = SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                resource: Some(resource.into()),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<SelfSubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("access review")
-        .status
-        .is_some_and(|s| s.allowed)
+    remove_rbac(admin, install).await;
 }
 
 fn secret(name: &str, type_: &str, labels: serde_json::Value) -> Secret {
@@ -290,18 +167,25 @@ async fn scenario(admin: &Client, install: &Install) {
     .await;
 
     // RBAC: no Secret update or delete outside the operator's namespace, no Lease there.
-    for (verb, resource) in [
-        ("update", "secrets"),
-        ("delete", "secrets"),
-        ("create", "leases"),
+    let in_kube_system = |verb, group, resource| Ask {
+        verb,
+        group,
+        resource,
+        namespace: Some("kube-system"),
+        name: None,
+    };
+    for (verb, group, resource) in [
+        ("update", "", "secrets"),
+        ("delete", "", "secrets"),
+        ("create", "coordination.k8s.io", "leases"),
     ] {
         assert!(
-            !can_i(&operator, verb, resource, "kube-system").await,
+            !can_i(&operator, &in_kube_system(verb, group, resource)).await,
             "{verb} {resource} in kube-system must be refused"
         );
     }
     assert!(
-        can_i(&operator, "create", "secrets", "kube-system").await,
+        can_i(&operator, &in_kube_system("create", "", "secrets")).await,
         "RBAC alone allows create"
     );
 

@@ -7,29 +7,22 @@
 //!
 //! Run with: `cargo test --test rbac_cluster -- --ignored`
 
+#[path = "support/cluster_rbac.rs"]
+mod cluster_rbac;
+
 use std::panic::AssertUnwindSafe;
 
-use dittofs_operator::rbac::{Install, cluster_role, role, served_roles};
+use cluster_rbac::{Ask, can_i, impersonating, install_rbac, remove_rbac, suffix};
+use dittofs_operator::rbac::Install;
 use dittofs_operator::scope::WatchScope;
 use futures::FutureExt;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject,
-};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde_json::json;
 
-fn suffix() -> String {
-    let mut bytes = [0u8; 4];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
-    hex::encode(bytes)
-}
-
-/// A release in `dfo-rbac-<id>` serving `dfo-rbac-<id>-a` and `-b` (not `-c`).
+/// A release in `dfo-rbac-<id>` serving `dfo-rbac-<id>-a` and `-b`, and `-c`, a
+/// namespace it does not serve.
 struct Setup {
     install: Install,
     served: [String; 2],
@@ -51,165 +44,26 @@ impl Setup {
             served,
         }
     }
-
-    fn namespaces(&self) -> Vec<String> {
-        let mut all = vec![self.install.namespace.clone(), self.other.clone()];
-        all.extend(self.served.iter().cloned());
-        all
-    }
 }
 
-fn subject(install: &Install) -> Subject {
-    Subject {
-        kind: "ServiceAccount".into(),
-        name: install.service_account(),
-        namespace: Some(install.namespace.clone()),
-        ..Default::default()
-    }
-}
-
-/// What `dittofs-operator rbac --watch-namespaces …` prints, plus the bindings of
-/// `deploy/bindings.yaml`, for this release.
+/// What `dittofs-operator rbac --watch-namespaces …` prints and the bindings of
+/// `deploy/bindings.yaml`, and the namespace it does not serve.
 async fn install(admin: &Client, setup: &Setup) {
-    let install = &setup.install;
-    let pp = PostParams::default();
-    for ns in setup.namespaces() {
-        Api::<Namespace>::all(admin.clone())
-            .create(
-                &pp,
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .expect("namespace");
-    }
-    Api::<ServiceAccount>::namespaced(admin.clone(), &install.namespace)
+    install_rbac(admin, &setup.install).await;
+    Api::<Namespace>::all(admin.clone())
         .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": install.service_account()}}))
-                .unwrap(),
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": setup.other}})).unwrap(),
         )
         .await
-        .expect("service account");
-    Api::<ClusterRole>::all(admin.clone())
-        .create(&pp, &cluster_role(install))
-        .await
-        .expect("cluster role");
-    let reference = |kind: &str| RoleRef {
-        api_group: "rbac.authorization.k8s.io".into(),
-        kind: kind.into(),
-        name: install.release.clone(),
-    };
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(
-            &pp,
-            &ClusterRoleBinding {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(install.release.clone()),
-                    ..Default::default()
-                },
-                role_ref: reference("ClusterRole"),
-                subjects: Some(vec![subject(install)]),
-            },
-        )
-        .await
-        .expect("cluster role binding");
-    Api::<Role>::namespaced(admin.clone(), &install.namespace)
-        .create(&pp, &role(install))
-        .await
-        .expect("role");
-    Api::<RoleBinding>::namespaced(admin.clone(), &install.namespace)
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(install.release.clone()),
-                    namespace: Some(install.namespace.clone()),
-                    ..Default::default()
-                },
-                role_ref: reference("Role"),
-                subjects: Some(vec![subject(install)]),
-            },
-        )
-        .await
-        .expect("role binding");
-    for (role, binding) in served_roles(install) {
-        let ns = role.metadata.namespace.clone().unwrap_or_default();
-        Api::<Role>::namespaced(admin.clone(), &ns)
-            .create(&pp, &role)
-            .await
-            .expect("served role");
-        Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-            .create(&pp, &binding)
-            .await
-            .expect("served role binding");
-    }
+        .expect("namespace");
 }
 
 async fn remove(admin: &Client, setup: &Setup) {
-    let dp = DeleteParams::default();
-    let name = &setup.install.release;
-    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
-        .delete(name, &dp)
+    remove_rbac(admin, &setup.install).await;
+    let _ = Api::<Namespace>::all(admin.clone())
+        .delete(&setup.other, &DeleteParams::default())
         .await;
-    let _ = Api::<ClusterRole>::all(admin.clone())
-        .delete(name, &dp)
-        .await;
-    for ns in setup.namespaces() {
-        let _ = Api::<Namespace>::all(admin.clone()).delete(&ns, &dp).await;
-    }
-}
-
-async fn impersonating(install: &Install) -> Client {
-    let mut config = Config::infer().await.expect("KUBECONFIG");
-    config.auth_info.impersonate = Some(format!(
-        "system:serviceaccount:{}:{}",
-        install.namespace,
-        install.service_account()
-    ));
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{}", install.namespace),
-        "system:authenticated".into(),
-    ]);
-    Client::try_from(config).expect("impersonating client")
-}
-
-/// One `kubectl auth can-i VERB GROUP/RESOURCE[/NAME] [-n NS]`.
-struct Ask<'a> {
-    verb: &'a str,
-    group: &'a str,
-    resource: &'a str,
-    /// None: all namespaces (or a cluster-scoped object).
-    namespace: Option<&'a str>,
-    name: Option<&'a str>,
-}
-
-async fn can_i(client: &Client, ask: &Ask<'_>) -> bool {
-    let (resource, subresource) = match ask.resource.split_once('/') {
-        Some((r, s)) => (r, Some(s.to_string())),
-        None => (ask.resource, None),
-    };
-    let review = SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(ask.verb.into()),
-                group: Some(ask.group.into()),
-                resource: Some(resource.into()),
-                subresource,
-                namespace: ask.namespace.map(str::to_string),
-                name: ask.name.map(str::to_string),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<SelfSubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("access review")
-        .status
-        .is_some_and(|s| s.allowed)
 }
 
 async fn matrix(setup: &Setup) {

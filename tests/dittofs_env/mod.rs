@@ -91,6 +91,58 @@ pub fn minimal_sample_spec() -> Value {
     ds["spec"].clone()
 }
 
+/// A DittoFS client as the operator's: every name to the fake on loopback.
+pub fn dittofs_client() -> dittofs_operator::dittofs::Client {
+    dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ))
+}
+
+/// An administrator at work with dfsctl: the REST API of one server, logged in as
+/// `admin` with the password the operator generated.
+pub struct ByHand {
+    client: dittofs_operator::dittofs::Client,
+    name: String,
+    namespace: String,
+    port: i32,
+    pub token: dittofs_operator::dittofs::Sensitive,
+}
+
+impl ByHand {
+    pub fn server(&self) -> dittofs_operator::dittofs::Server<'_> {
+        dittofs_operator::dittofs::Server::of(&self.client, &self.name, &self.namespace, self.port)
+    }
+
+    /// A share `name` of the sample's stores, read-write, as `dfsctl share create`.
+    pub async fn create_share(&self, name: &str) {
+        self.server()
+            .create_share(
+                &self.token,
+                &dittofs_operator::dittofs::api::CreateShareRequest {
+                    name,
+                    metadata_store_id: "meta",
+                    local_block_store: "content",
+                    remote_block_store: None,
+                    read_only: false,
+                    default_permission: "read-write",
+                },
+            )
+            .await
+            .expect("share created by hand");
+    }
+}
+
+/// The operator never deletes anything in DittoFS.
+pub fn assert_nothing_deleted(dfs: &ServerHandle) {
+    let deletes: Vec<String> = dfs
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(deletes.is_empty(), "no DELETE ever: {deletes:?}");
+}
+
 /// Wait until `done` gives a value, checking every 100 ms; fails the test after
 /// `bound`, with `what` and the last state `describe` gives.
 pub async fn wait_for<T>(what: &str, bound: Duration, mut done: impl FnMut() -> Option<T>) -> T {
@@ -311,6 +363,52 @@ impl Env {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Log in to the server of `ns/name` as `admin`, as a person would.
+    pub async fn by_hand(&self, ns: &str, name: &str) -> ByHand {
+        let password = self.admin_password(ns, name).expect("admin password");
+        let client = dittofs_client();
+        let port = i32::from(self.dfs.port());
+        let login = dittofs_operator::dittofs::Server::of(&client, name, ns, port)
+            .login(
+                "admin",
+                &dittofs_operator::dittofs::Sensitive::new(password),
+            )
+            .await
+            .expect("admin logs in");
+        ByHand {
+            client,
+            name: name.to_string(),
+            namespace: ns.to_string(),
+            port,
+            token: login.access_token,
+        }
+    }
+
+    /// Wait until `ns/name` has ServerConfigured True (reason Configured).
+    pub async fn wait_configured(&self, ns: &str, name: &str, bound: Duration) -> String {
+        self.wait_condition(
+            ns,
+            name,
+            "ServerConfigured",
+            "True",
+            Some("Configured"),
+            bound,
+        )
+        .await
+    }
+
+    /// Wait until `ns/name` has ServerConfigured False for `reason`; its message.
+    pub async fn wait_server_state(
+        &self,
+        ns: &str,
+        name: &str,
+        reason: &str,
+        bound: Duration,
+    ) -> String {
+        self.wait_condition(ns, name, "ServerConfigured", "False", Some(reason), bound)
+            .await
     }
 
     /// `status.server` of `ns/name`.
