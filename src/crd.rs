@@ -944,6 +944,17 @@ pub struct StoreStatus {
     pub secret_version: Option<String>,
 }
 
+/// The types of `status.conditions`, in the order they are listed.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const AVAILABLE: &str = "Available";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const CONFIG_READY: &str = "ConfigReady";
+    pub const DATABASE_READY: &str = "DatabaseReady";
+    pub const SERVER_CONFIGURED: &str = "ServerConfigured";
+}
+
 /// One declared share.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -319,7 +319,6 @@ async fn an_adapter_moved_by_hand_is_put_back_and_a_new_spec_port_moves_it_witho
 /// by hand is listed as unmanaged and never deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_share_is_recreated_and_a_share_made_by_hand_is_left_alone() {
-
     let env = Env::start(&["team"], options()).await;
     let dfs = converged(&env, "team", "minimal").await;
 
@@ -1163,7 +1162,6 @@ async fn spec_edits_reach_the_running_server_in_place() {
 /// unmanaged share once it is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_forgets_what_is_gone() {
-
     let env = Env::start(&["team"], options()).await;
     let mut spec = minimal_sample_spec();
     spec["smb"] = json!({"enabled": true});

@@ -808,7 +808,7 @@ async fn publish<L>(state: &ServerState, drift: Option<&str>, ds: &DittoServer, 
         .is_some_and(|s| {
             s.conditions
                 .iter()
-                .any(|c| c.type_ == super::status::SERVER_CONFIGURED && c.status == "True")
+                .any(|c| c.type_ == crate::crd::condition::SERVER_CONFIGURED && c.status == "True")
         });
     let repeat = reason == Reason::ServerConfigured && was_configured;
     if !note.is_empty() && !repeat {

@@ -19,14 +19,9 @@ use super::error::ReconcileError;
 use super::server::{ServerFacts, ServerState};
 use crate::dittofs::account::SessionError;
 
-/// Condition types, in the order they are listed.
-pub const READY: &str = "Ready";
-pub const AVAILABLE: &str = "Available";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
-pub const CONFIG_READY: &str = "ConfigReady";
-pub const DATABASE_READY: &str = "DatabaseReady";
-pub const SERVER_CONFIGURED: &str = "ServerConfigured";
+use crate::crd::condition::{
+    AVAILABLE, CONFIG_READY, DATABASE_READY, DEGRADED, PROGRESSING, READY, SERVER_CONFIGURED,
+};
 
 /// What one pass observed and did: the only input of the status besides the
 /// effective spec and the previous status.
