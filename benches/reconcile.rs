@@ -1,4 +1,4 @@
-//! Reconciler at scale (`cargo bench --bench reconcile`), three parts:
+//! Reconciler at scale (`cargo bench --bench reconcile`), four parts:
 //!
 //! 1. **The released binary** (`dittofs-operator controller --leader-elect=false`,
 //!    its own process, pinned to core 0 when `taskset` exists) against the in-memory
