@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PodSecurityContext, ResourceRequirements, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    PodSecurityContext, ResourceRequirements, SecretKeySelector, SecurityContext,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -146,12 +148,25 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security_context: Option<PodSecurityContext>,
 
-    /// Termination grace period of the pod, in seconds. Below 100 a warning: after
-    /// the 5 s preStop drain, DittoFS may take up to 95 s after SIGTERM to drain
-    /// clients and flush its stores, and would be killed mid-flush.
+    /// Termination grace period of the pod, in seconds. Unset, it follows
+    /// `shutdownTimeout`. Shorter than 5 + 3 × `shutdownTimeout` + 5 s a warning:
+    /// after the 5 s preStop drain, DittoFS may take up to three times its shutdown
+    /// timeout and 5 s more after SIGTERM to drain clients and flush its stores, and
+    /// would be killed mid-flush.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 10, max = 3600))]
     pub termination_grace_period_seconds: Option<i64>,
+
+    /// How long DittoFS gives each stage of its shutdown (draining clients, then
+    /// flushing and closing stores), as a Go duration: the server's
+    /// `shutdown_timeout`. The pod's default grace period follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<String>,
+
+    /// The server's log settings (its `logging` configuration). Changing them
+    /// restarts the server: DittoFS reads them once, at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingSpec>,
 
     /// Turn on DittoFS's NFS portmapper and expose it on port 111 (TCP and UDP) of
     /// `<name>-file`, together with the NFS adapter's own port, so that a plain
@@ -505,6 +520,41 @@ pub struct CacheSpec {
     pub size: Option<String>,
 }
 
+/// Server log settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggingSpec {
+    /// Least severity logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<LogLevel>,
+    /// `json` (one object per line, for log collectors) or `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+    /// `stdout`, `stderr` (both reach `kubectl logs`) or an absolute file path in
+    /// the container, which `kubectl logs` does not show; a file outside the data
+    /// volumes is lost when the pod restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+// Log level (a comment: the field doc, not this, must reach `kubectl explain`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+// Log format (a comment: the field doc, not this, must reach `kubectl explain`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Prometheus metrics.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -516,6 +566,16 @@ pub struct MetricsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
+    /// HTTP path the metrics are served on (the server's `metrics.path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^/"))]
+    pub path: Option<String>,
+    /// A key of a Secret holding a bearer token: scrapers must send
+    /// `Authorization: Bearer <token>` (the server answers 401 otherwise). Mounted as
+    /// a file in the pod, never put in the ConfigMap; the server reads it once at
+    /// start, so a rotated token restarts the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret: Option<SecretKeySelector>,
 }
 
 /// REST API (control plane).

@@ -17,8 +17,8 @@ pub struct EffectiveSpec {
     pub replicas: i32,
     pub storage: Storage,
     pub database: Database,
-    /// Metrics port when metrics are enabled.
-    pub metrics_port: Option<i32>,
+    /// The metrics endpoint, when metrics are enabled.
+    pub metrics: Option<Metrics>,
     pub ports: Ports,
     pub jwt: Jwt,
     pub admin: Admin,
@@ -34,8 +34,31 @@ pub struct EffectiveSpec {
     /// the operator's default.
     pub pod_security_context: PodSecurityContext,
     pub termination_grace_period_seconds: i64,
+    /// The server's `shutdown_timeout`, as written (a Go duration).
+    pub shutdown_timeout: String,
+    /// `shutdown_timeout` in whole seconds, rounded up (the default when it does
+    /// not parse: validation refuses it).
+    pub shutdown_timeout_seconds: i64,
+    pub logging: Logging,
     /// What the DittoFS server itself should hold: adapters, stores, shares.
     pub server: ServerConfig,
+}
+
+/// The server's metrics endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    pub port: i32,
+    pub path: String,
+    /// The bearer token scrapers must present, from this Secret key.
+    pub token: Option<SecretKey>,
+}
+
+/// The server's log settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logging {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    pub output: String,
 }
 
 /// The desired state of the DittoFS server, set through its REST API.
@@ -244,6 +267,10 @@ impl EffectiveSpec {
             (!self.jwt.secret.managed).then(|| self.jwt.secret.name.clone()),
             (!self.admin.password.managed).then(|| self.admin.password.name.clone()),
             self.database.postgres_secret().map(str::to_string),
+            self.metrics
+                .as_ref()
+                .and_then(|m| m.token.as_ref())
+                .map(|t| t.name.clone()),
         ]
         .into_iter()
         .flatten()

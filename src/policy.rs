@@ -17,8 +17,10 @@
 //! privileged, or with the node's filesystem. The StatefulSet policy lets the
 //! operator's ServiceAccount write only StatefulSets it manages (label, on the stored
 //! object too) whose pod runs under the namespace's `default` account without a
-//! token, in no host namespace, with only ConfigMap and emptyDir volumes and claim
-//! templates for new filesystem volumes, and within Pod Security `restricted`
+//! token, in no host namespace, with only ConfigMap, Secret and emptyDir volumes
+//! (a Secret volume shows the pod nothing the operator's token cannot read itself:
+//! it reads the Secrets of every namespace it serves) and claim templates for new
+//! filesystem volumes, and within Pod Security `restricted`
 //! (security contexts, capabilities, host ports, sysctls, AppArmor) — everything the
 //! operator's own builder produces (a test runs the CEL on every sample's
 //! StatefulSet).
@@ -281,9 +283,9 @@ pub fn stateful_set_rules(install: &Install) -> PolicyRules {
             ),
             validation(
                 format!(
-                    "!has({pod}.volumes) || {pod}.volumes.all(v, has(v.configMap) || has(v.emptyDir))"
+                    "!has({pod}.volumes) || {pod}.volumes.all(v, has(v.configMap) || has(v.secret) || has(v.emptyDir))"
                 ),
-                "only ConfigMap and emptyDir volumes (no hostPath, no projected token, no existing claim)",
+                "only ConfigMap, Secret and emptyDir volumes (no hostPath, no projected token, no existing claim)",
             ),
             validation(
                 "!has(object.spec.volumeClaimTemplates) || \

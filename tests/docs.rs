@@ -86,3 +86,55 @@ fn the_namespace_scoped_kubectl_steps_are_what_the_chart_renders() {
         dittofs_operator::scope::WatchScope::of(["team-a".to_string(), "team-b".to_string()])
     );
 }
+
+/// The paths in one column of a marked table of `doc` (backquoted, starting with
+/// `spec.`; other cells such as `—` or a flag are skipped).
+fn column(doc: &str, marker: &str, index: usize) -> Vec<String> {
+    let begin = format!("<!-- {marker}:begin -->");
+    let end = format!("<!-- {marker}:end -->");
+    let (Some(start), Some(stop)) = (doc.find(&begin), doc.find(&end)) else {
+        panic!("docs/go-operator.md lacks the {marker} markers");
+    };
+    doc[start..stop]
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split('|').nth(index + 1))
+        .map(str::trim)
+        .filter_map(|cell| cell.strip_prefix('`')?.strip_suffix('`'))
+        .filter(|path| path.starts_with("spec."))
+        .map(str::to_string)
+        .collect()
+}
+
+/// docs/go-operator.md names only fields our CRD has, and every field of our CRD
+/// is in it: mapped from a Go operator field, or listed as ours only (a row for an
+/// object covers the fields below it, and an object is covered by a row below it).
+#[test]
+fn the_go_operator_comparison_follows_the_crd() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/go-operator.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/go-operator.md");
+    let ours: Vec<String> = dittofs_operator::schema::field_table()
+        .lines()
+        .filter_map(|row| row.strip_prefix("| `")?.split('`').next())
+        .map(str::to_string)
+        .collect();
+    assert!(ours.contains(&"spec.storage.metadataSize".to_string()));
+    let go = column(&doc, "go-fields", 0);
+    assert!(go.len() > 40, "the Go operator's fields are listed: {go:?}");
+    let mut named = column(&doc, "go-fields", 1);
+    named.extend(column(&doc, "ours-only", 0));
+    for field in &named {
+        assert!(
+            ours.contains(field),
+            "docs/go-operator.md names {field}, which the CRD does not have"
+        );
+    }
+    for field in &ours {
+        assert!(
+            named.iter().any(|n| field == n
+                || field.starts_with(&format!("{n}."))
+                || n.starts_with(&format!("{field}."))),
+            "{field} is in the CRD but not in docs/go-operator.md: map it from the Go operator's field, or list it as ours only"
+        );
+    }
+}

@@ -111,7 +111,7 @@ pub async fn children<L>(
         let applied = apply(&services, &key, service.clone(), seen.into(), ds, memory).await?;
         applied.note(&key, &mut changed, &mut facts.conflicts);
     }
-    if eff.metrics_port.is_none() {
+    if eff.metrics.is_none() {
         let key = ChildKey::new("Service", ns, &names::metrics_service(&eff.name));
         if delete_if_ours(&services, &key, observed.services.get(&key.name)).await? {
             changed.push(format!("{key} (deleted: metrics are off)"));

@@ -28,6 +28,7 @@ pub const DEFAULT_CACHE_SIZE: &str = "5Gi";
 pub const DEFAULT_CONTROL_PLANE_SIZE: &str = "1Gi";
 pub const DEFAULT_SQLITE_PATH: &str = "/data/controlplane/controlplane.db";
 pub const DEFAULT_METRICS_PORT: i32 = 9090;
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 pub const DEFAULT_API_PORT: i32 = 8080;
 pub const DEFAULT_ACCESS_TOKEN_DURATION: &str = "15m";
 pub const DEFAULT_REFRESH_TOKEN_DURATION: &str = "168h";
@@ -67,26 +68,47 @@ pub const DEFAULT_S3_ALLOW_PRIVATE_ENDPOINT: bool = false;
 /// DittoFS's own default of a new share (`handlers/shares.go`, `Create`): refused.
 pub const DEFAULT_SHARE_PERMISSION: SharePermission = SharePermission::None;
 pub const DEFAULT_SHARE_READ_ONLY: bool = false;
-/// The server's own `shutdown_timeout`, rendered into config.yaml.
-pub const SERVER_SHUTDOWN_TIMEOUT_SECONDS: i64 = 30;
+/// The server's `shutdown_timeout` (DittoFS v0.29's own default, `pkg/config/defaults.go`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "30s";
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: i64 = 30;
+pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
+/// JSON lines, for log collectors (the server's own default is text).
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Json;
+/// Pods log to stdout (the server's own default is a file in its state directory).
+pub const DEFAULT_LOG_OUTPUT: &str = "stdout";
 /// preStop drain before SIGTERM reaches the server.
 pub const PRE_STOP_DRAIN_SECONDS: i64 = 5;
+/// The longest grace period the CRD accepts.
+pub const MAX_TERMINATION_GRACE_SECONDS: i64 = 3600;
+
 /// How long the server may take after SIGTERM: it drains its stages in turn and
 /// exits on its own after 3 × `shutdown_timeout` + 5 s (`cmd/dfs/commands/start.go`
-/// in DittoFS v0.29). 95 s.
-pub const SERVER_EXIT_DEADLINE_SECONDS: i64 = 3 * SERVER_SHUTDOWN_TIMEOUT_SECONDS + 5;
+/// in DittoFS v0.29). 95 s with the default timeout.
+pub const fn server_exit_deadline_seconds(shutdown_timeout_seconds: i64) -> i64 {
+    3 * shutdown_timeout_seconds + 5
+}
+
 /// The shortest grace period that lets the server stop by itself: the preStop
-/// drain, then the server's own deadline. 100 s.
-pub const MIN_TERMINATION_GRACE_SECONDS: i64 =
-    PRE_STOP_DRAIN_SECONDS + SERVER_EXIT_DEADLINE_SECONDS;
-/// Grace period: the minimum plus 5 s of slack. 105 s.
-pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = MIN_TERMINATION_GRACE_SECONDS + 5;
+/// drain, then the server's own deadline. 100 s with the default timeout.
+pub const fn min_termination_grace_seconds(shutdown_timeout_seconds: i64) -> i64 {
+    PRE_STOP_DRAIN_SECONDS + server_exit_deadline_seconds(shutdown_timeout_seconds)
+}
+
+/// The grace period of a pod whose spec sets none: the minimum plus 5 s of
+/// slack. 105 s with the default timeout.
+pub const fn default_termination_grace_seconds(shutdown_timeout_seconds: i64) -> i64 {
+    min_termination_grace_seconds(shutdown_timeout_seconds) + 5
+}
 
 /// Defaults that depend on another field, as the CRD's descriptions state them
 /// (every other default is shown as its value). A test finds every default that
 /// moves with another field and checks that it is listed here.
 pub const DERIVED_DEFAULTS: &[(&str, &str)] = &[
     ("spec.controlPlane.servicePort", "the value of `port`"),
+    (
+        "spec.terminationGracePeriodSeconds",
+        "5 + 3 × `shutdownTimeout` + 10 s (105 with the default `shutdownTimeout`), not written into the spec so that it follows `shutdownTimeout`",
+    ),
     (
         "spec.database.type",
         "`postgres` when `postgresSecretRef` is set or Percona is enabled, else `sqlite`",
@@ -163,6 +185,12 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
     let metrics = spec.metrics.get_or_insert_with(Default::default);
     let metrics_enabled = value(&mut metrics.enabled, false);
     let metrics_port = value(&mut metrics.port, DEFAULT_METRICS_PORT);
+    let metrics_path = text(&mut metrics.path, DEFAULT_METRICS_PATH);
+    let metrics_token = metrics.bearer_token_secret.as_ref().map(|s| SecretKey {
+        name: s.name.clone(),
+        key: s.key.clone(),
+        managed: false,
+    });
 
     let control_plane = spec.control_plane.get_or_insert_with(Default::default);
     let api_port = value(&mut control_plane.port, DEFAULT_API_PORT);
@@ -233,6 +261,21 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
 
     let server = resolve_server(spec);
 
+    let shutdown_timeout = text(&mut spec.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+    let shutdown_timeout_seconds = crate::duration::parse_go_duration_secs(&shutdown_timeout)
+        .filter(|secs| *secs > 0.0)
+        // Bounded so that the grace period computed from it cannot overflow; far
+        // longer ones are refused by validation.
+        .map_or(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, |secs| {
+            secs.min(1e9).ceil() as i64
+        });
+    let logging = spec.logging.get_or_insert_with(Default::default);
+    let logging = Logging {
+        level: value(&mut logging.level, DEFAULT_LOG_LEVEL),
+        format: value(&mut logging.format, DEFAULT_LOG_FORMAT),
+        output: text(&mut logging.output, DEFAULT_LOG_OUTPUT),
+    };
+
     EffectiveSpec {
         name: name.to_string(),
         namespace: namespace.to_string(),
@@ -240,7 +283,11 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         replicas: value(&mut spec.replicas, DEFAULT_REPLICAS),
         storage,
         database,
-        metrics_port: metrics_enabled.then_some(metrics_port),
+        metrics: metrics_enabled.then_some(Metrics {
+            port: metrics_port,
+            path: metrics_path,
+            token: metrics_token,
+        }),
         ports: Ports {
             nfs,
             smb: smb_enabled.then_some(smb),
@@ -258,10 +305,14 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         resources: spec.resources.clone(),
         security_context: container_security_context(spec.security_context.as_ref()),
         pod_security_context: pod_security_context(spec.pod_security_context.as_ref()),
-        termination_grace_period_seconds: value(
-            &mut spec.termination_grace_period_seconds,
-            DEFAULT_TERMINATION_GRACE_SECONDS,
-        ),
+        // Not written into the spec: a default written once would stay behind when
+        // `shutdownTimeout` changes later.
+        termination_grace_period_seconds: spec
+            .termination_grace_period_seconds
+            .unwrap_or(default_termination_grace_seconds(shutdown_timeout_seconds)),
+        shutdown_timeout,
+        shutdown_timeout_seconds,
+        logging,
         server,
     }
 }

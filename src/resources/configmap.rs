@@ -8,32 +8,34 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Serialize;
 
-use crate::crd::DittoServer;
-use crate::defaults::SERVER_SHUTDOWN_TIMEOUT_SECONDS;
+use crate::crd::{DittoServer, LogFormat, LogLevel};
 use crate::effective::{Database, EffectiveSpec};
 use crate::names;
 
 use super::BuildError;
 use super::labels::child_meta;
+use super::statefulset::{METRICS_TOKEN_DIR, METRICS_TOKEN_FILE};
 
 /// The config file, field order as the server documents it.
 #[derive(Serialize)]
 struct ServerConfig<'a> {
-    logging: Logging,
-    shutdown_timeout: String,
+    logging: Logging<'a>,
+    /// A Go duration (`ShutdownTimeout` in `pkg/config/config.go`).
+    shutdown_timeout: &'a str,
     database: DatabaseConfig<'a>,
     controlplane: ControlPlane<'a>,
     admin: Admin<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    metrics: Option<Metrics>,
+    metrics: Option<Metrics<'a>>,
 }
 
+/// `LoggingConfig` in `pkg/config/config.go`: the level as DEBUG/INFO/WARN/ERROR,
+/// the format `text` or `json`, the output `stdout`, `stderr` or a file path.
 #[derive(Serialize)]
-struct Logging {
-    level: &'static str,
-    format: &'static str,
-    /// The server's default is a log file; pods log to stdout.
-    output: &'static str,
+struct Logging<'a> {
+    level: LogLevel,
+    format: LogFormat,
+    output: &'a str,
 }
 
 #[derive(Serialize)]
@@ -71,11 +73,19 @@ struct Admin<'a> {
     username: &'a str,
 }
 
+/// `MetricsConfig` in `pkg/config/metrics.go`: `auth` is `none` (the server's
+/// default) or `token`, which needs `token_file`.
 #[derive(Serialize)]
-struct Metrics {
+struct Metrics<'a> {
     enabled: bool,
+    /// The server binds loopback by default; the Service needs all interfaces.
     host: &'static str,
     port: i32,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_file: Option<String>,
 }
 
 /// Render `config.yaml`. PostgreSQL connection fields are not rendered: the server
@@ -94,11 +104,11 @@ pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
     };
     let config = ServerConfig {
         logging: Logging {
-            level: "INFO",
-            format: "json",
-            output: "stdout",
+            level: eff.logging.level,
+            format: eff.logging.format,
+            output: &eff.logging.output,
         },
-        shutdown_timeout: format!("{SERVER_SHUTDOWN_TIMEOUT_SECONDS}s"),
+        shutdown_timeout: &eff.shutdown_timeout,
         database,
         controlplane: ControlPlane {
             host: "0.0.0.0",
@@ -111,10 +121,16 @@ pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
         admin: Admin {
             username: &eff.admin.username,
         },
-        metrics: eff.metrics_port.map(|port| Metrics {
+        metrics: eff.metrics.as_ref().map(|m| Metrics {
             enabled: true,
             host: "0.0.0.0",
-            port,
+            port: m.port,
+            path: &m.path,
+            auth: m.token.is_some().then_some("token"),
+            token_file: m
+                .token
+                .is_some()
+                .then(|| format!("{METRICS_TOKEN_DIR}/{METRICS_TOKEN_FILE}")),
         }),
     };
     serde_yaml_ng::to_string(&config).map_err(|e| BuildError::Serialize {

@@ -64,7 +64,7 @@ pub fn build_services(
         api_service(ds, eff),
         headless_service(ds, eff),
     ];
-    if let Some(p) = eff.metrics_port {
+    if let Some(m) = &eff.metrics {
         out.push(service(
             ds,
             eff,
@@ -72,7 +72,7 @@ pub fn build_services(
             "metrics",
             ServiceSpec {
                 type_: Some("ClusterIP".into()),
-                ports: Some(vec![port(METRICS_PORT_NAME, p)]),
+                ports: Some(vec![port(METRICS_PORT_NAME, m.port)]),
                 ..Default::default()
             },
             false,

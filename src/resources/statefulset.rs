@@ -8,9 +8,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, SecretKeySelector, SecurityContext, SleepAction, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    SleepAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -29,6 +29,10 @@ pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";
 pub use crate::defaults::DITTOFS_UID;
 /// Where the config file is mounted.
 pub const CONFIG_DIR: &str = "/config";
+/// Where the metrics bearer token is mounted, and its file there.
+pub const METRICS_TOKEN_DIR: &str = "/metrics-token";
+pub const METRICS_TOKEN_FILE: &str = "token";
+const METRICS_TOKEN_VOLUME: &str = "metrics-token";
 /// Image of the init container that waits for PostgreSQL.
 pub const WAIT_FOR_POSTGRES_IMAGE: &str = "postgres:16-alpine";
 /// Upper bound of that wait.
@@ -66,6 +70,12 @@ fn data_volumes(eff: &EffectiveSpec) -> Vec<DataVolume> {
         size: s.control_plane_size.clone(),
     });
     v
+}
+
+/// Where this spec's data volumes are mounted: what the server writes there
+/// outlives the pod.
+pub fn persistent_dirs(eff: &EffectiveSpec) -> Vec<&'static str> {
+    data_volumes(eff).iter().map(|v| v.mount).collect()
 }
 
 /// Build the StatefulSet. `config_hash` goes into the pod template annotation; the
@@ -144,17 +154,39 @@ fn pod_template(eff: &EffectiveSpec, volumes: &[DataVolume], config_hash: &str) 
             termination_grace_period_seconds: Some(eff.termination_grace_period_seconds),
             init_containers: (!init_containers.is_empty()).then_some(init_containers),
             containers: vec![server_container(eff, volumes)],
-            volumes: Some(vec![Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::config_map(&eff.name),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+            volumes: Some(pod_volumes(eff)),
             ..Default::default()
         }),
     }
+}
+
+/// The pod's own volumes (the data volumes come from the claim templates): the
+/// config file, and the metrics token as a file (the server reads `token_file`).
+fn pod_volumes(eff: &EffectiveSpec) -> Vec<Volume> {
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names::config_map(&eff.name),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if let Some(token) = eff.metrics.as_ref().and_then(|m| m.token.as_ref()) {
+        volumes.push(Volume {
+            name: METRICS_TOKEN_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(token.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: token.key.clone(),
+                    path: METRICS_TOKEN_FILE.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    volumes
 }
 
 fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
@@ -163,8 +195,8 @@ fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
     // declaring them would restart the pod whenever one moves. The Services target
     // them by number (`service.rs`).
     let mut ports = vec![container_port(API_PORT_NAME, eff.ports.api.container)];
-    if let Some(p) = eff.metrics_port {
-        ports.push(container_port(METRICS_PORT_NAME, p));
+    if let Some(m) = &eff.metrics {
+        ports.push(container_port(METRICS_PORT_NAME, m.port));
     }
     let mut mounts = vec![VolumeMount {
         name: "config".into(),
@@ -172,6 +204,14 @@ fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
         read_only: Some(true),
         ..Default::default()
     }];
+    if eff.metrics.as_ref().is_some_and(|m| m.token.is_some()) {
+        mounts.push(VolumeMount {
+            name: METRICS_TOKEN_VOLUME.into(),
+            mount_path: METRICS_TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     mounts.extend(volumes.iter().map(|v| VolumeMount {
         name: v.name.into(),
         mount_path: v.mount.into(),

@@ -93,6 +93,33 @@ fn config_yaml_matches_golden_files() {
     }
 }
 
+/// `logging` and `shutdownTimeout` reach config.yaml as the server reads them
+/// (`pkg/config/config.go`), roll the pod (the config hash), and the grace period
+/// follows the timeout.
+#[test]
+fn logging_and_shutdown_timeout_are_rendered_and_roll_the_pod() {
+    let plain = sample("minimal");
+    let mut tuned = plain.clone();
+    tuned.spec.logging = Some(crate::crd::LoggingSpec {
+        level: Some(crate::crd::LogLevel::Debug),
+        format: Some(crate::crd::LogFormat::Text),
+        output: Some("stderr".into()),
+    });
+    tuned.spec.shutdown_timeout = Some("45s".into());
+    let yaml = configmap::render_config(&EffectiveSpec::resolve(&tuned)).expect("renders");
+    assert!(
+        yaml.contains(
+            "logging:\n  level: DEBUG\n  format: text\n  output: stderr\nshutdown_timeout: 45s\n"
+        ),
+        "{yaml}"
+    );
+    let (before, after) = (build(&plain), build(&tuned));
+    assert_ne!(before.config_hash, after.config_hash);
+    // 5 s preStop + 3 × 45 s + 5 s, and 5 s of slack.
+    assert_eq!(pod(&after).termination_grace_period_seconds, Some(150));
+    assert_eq!(pod(&before).termination_grace_period_seconds, Some(105));
+}
+
 #[test]
 fn config_never_contains_secrets() {
     for name in SAMPLES {
@@ -380,7 +407,9 @@ fn pod_is_restricted_and_probed() {
         );
         assert!(
             pod.termination_grace_period_seconds.unwrap_or(30)
-                >= crate::defaults::MIN_TERMINATION_GRACE_SECONDS
+                >= crate::defaults::min_termination_grace_seconds(
+                    crate::defaults::DEFAULT_SHUTDOWN_TIMEOUT_SECONDS
+                )
         );
     }
     let p = build(&sample("percona"));
@@ -500,6 +529,77 @@ fn hash_of(spec: &str, secrets: &SecretData) -> String {
     build_all(&ds, &EffectiveSpec::resolve(&ds), &i)
         .expect("builds")
         .config_hash
+}
+
+/// The bearer token reaches the server as the file its config names
+/// (`metrics.token_file`, `pkg/config/metrics.go`), from the Secret key the spec
+/// names; a rotated token changes the hash (the server reads it once, at start).
+#[test]
+fn the_metrics_token_is_a_mounted_file_and_its_rotation_rolls_the_pod() {
+    let c = build(&sample("metrics"));
+    let yaml = &c.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(
+        yaml.contains("  path: /metrics\n  auth: token\n  token_file: /metrics-token/token\n"),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("replace-with"),
+        "the token never reaches the ConfigMap"
+    );
+    let volume = pod(&c)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "metrics-token")
+        .and_then(|v| v.secret.as_ref())
+        .expect("token volume");
+    assert_eq!(volume.secret_name.as_deref(), Some("metrics-scrape-token"));
+    let items = volume.items.as_ref().expect("one item");
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("token", "token")
+    );
+    let mount = server(&c)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "metrics-token")
+        .expect("mounted");
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/metrics-token", Some(true))
+    );
+    // Without a token: no volume, and the server's own default (no auth).
+    let plain = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\nmetrics: {enabled: true}",
+    ));
+    let yaml = &plain.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(
+        yaml.contains("  path: /metrics\n") && !yaml.contains("auth"),
+        "{yaml}"
+    );
+    assert!(
+        pod(&plain)
+            .volumes
+            .iter()
+            .flatten()
+            .all(|v| v.name != "metrics-token")
+    );
+
+    let spec = "storage: {metadataSize: 1Gi}\nmetrics: {enabled: true, bearerTokenSecret: {name: scrape, key: t}}";
+    let token = |value: &[u8]| {
+        BTreeMap::from([(
+            "scrape".to_string(),
+            BTreeMap::from([("t".to_string(), value.to_vec())]),
+        )])
+    };
+    assert_ne!(hash_of(spec, &token(b"one")), hash_of(spec, &token(b"two")));
+    assert!(
+        EffectiveSpec::resolve(&from_yaml(spec))
+            .referenced_secrets()
+            .contains(&"scrape".to_string()),
+        "watched like every Secret the pod reads"
+    );
 }
 
 #[test]

@@ -179,6 +179,16 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             needed_by: SERVER_START,
         });
     }
+    if let Some(token) = eff.metrics.as_ref().and_then(|m| m.token.as_ref()) {
+        checks.push(SecretCheck {
+            field: "spec.metrics.bearerTokenSecret".into(),
+            name: token.name.clone(),
+            required_keys: vec![token.key.clone()],
+            min_value_bytes: 0,
+            purpose: "metrics bearer token",
+            needed_by: SERVER_START,
+        });
+    }
     if let Some(name) = eff
         .percona
         .as_ref()

@@ -3,9 +3,9 @@
 
 use crate::crd::{DatabaseType, DittoServerSpec};
 use crate::defaults::{
-    DEFAULT_ADMIN_USERNAME, DEFAULT_TERMINATION_GRACE_SECONDS, DITTOFS_PORTMAPPER_PORT,
-    MIN_TERMINATION_GRACE_SECONDS, PRE_STOP_DRAIN_SECONDS, SERVER_EXIT_DEADLINE_SECONDS,
-    SERVER_SHUTDOWN_TIMEOUT_SECONDS,
+    DEFAULT_ADMIN_USERNAME, DITTOFS_PORTMAPPER_PORT, MAX_TERMINATION_GRACE_SECONDS,
+    PRE_STOP_DRAIN_SECONDS, default_termination_grace_seconds, min_termination_grace_seconds,
+    server_exit_deadline_seconds,
 };
 use crate::effective::EffectiveSpec;
 use crate::resources::service::PORTMAPPER_SERVICE_PORT;
@@ -39,7 +39,98 @@ pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut 
     check_identity(spec, out);
     check_percona(spec, out);
     check_s3(spec, eff, out);
+    check_process(spec, eff, out);
+    check_metrics(spec, eff, out);
     check_legacy(spec, out);
+}
+
+/// The metrics endpoint's path and bearer token (`metrics` in DittoFS v0.29's
+/// `pkg/config/metrics.go`: the path must start with `/`, a token needs its file).
+fn check_metrics(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    let Some(metrics) = spec.metrics.as_ref() else {
+        return;
+    };
+    if let Some(path) = metrics.path.as_deref()
+        && !path.is_empty()
+        && (!path.starts_with('/') || path.chars().any(char::is_whitespace))
+    {
+        out.error(
+            "spec.metrics.path",
+            format!("{path:?} is not a URL path: start it with '/', without spaces, for example \"/metrics\""),
+        );
+    }
+    if let Some(token) = metrics.bearer_token_secret.as_ref() {
+        if token.name.trim().is_empty() {
+            out.error(
+                "spec.metrics.bearerTokenSecret.name",
+                "is empty: name the Secret that holds the scrapers' bearer token",
+            );
+        }
+        if token.key.trim().is_empty() {
+            out.error(
+                "spec.metrics.bearerTokenSecret.key",
+                "is empty: name the key of the Secret that holds the token",
+            );
+        }
+        if token.optional == Some(true) {
+            out.warn(
+                "spec.metrics.bearerTokenSecret.optional",
+                "is ignored: the token is required (DittoFS refuses to start without it); remove it",
+            );
+        }
+        if eff.metrics.is_none() {
+            out.warn(
+                "spec.metrics.bearerTokenSecret",
+                "has no effect while metrics.enabled is false",
+            );
+        }
+    }
+}
+
+/// The server process's own settings: its shutdown timeout and its log.
+fn check_process(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    // Empty is unset: the default is written over it.
+    if let Some(timeout) = spec.shutdown_timeout.as_deref().filter(|t| !t.is_empty()) {
+        let seconds = crate::duration::parse_go_duration_secs(timeout);
+        if seconds.is_none_or(|s| s <= 0.0) {
+            out.error(
+                "spec.shutdownTimeout",
+                format!("{timeout:?} is not a positive duration: use a Go duration such as \"30s\" or \"2m\" (the server refuses zero)"),
+            );
+        } else if spec.termination_grace_period_seconds.is_none()
+            && default_termination_grace_seconds(eff.shutdown_timeout_seconds)
+                > MAX_TERMINATION_GRACE_SECONDS
+        {
+            // 3 × t + 20 ≤ 3600.
+            let longest = (MAX_TERMINATION_GRACE_SECONDS - 20) / 3;
+            out.error(
+                "spec.shutdownTimeout",
+                format!("{timeout:?} would give the pod a grace period of {} s, more than {MAX_TERMINATION_GRACE_SECONDS}: use at most \"{longest}s\"", default_termination_grace_seconds(eff.shutdown_timeout_seconds)),
+            );
+        }
+    }
+    let output = eff.logging.output.as_str();
+    let stream = ["stdout", "stderr"]
+        .iter()
+        .any(|s| output.eq_ignore_ascii_case(s));
+    if !stream && !output.starts_with('/') {
+        out.error(
+            "spec.logging.output",
+            format!("{output:?} is neither stdout, stderr nor an absolute path: DittoFS would write a file relative to its working directory; use stdout, or a path such as \"/data/cache/dittofs.log\""),
+        );
+    } else if !stream {
+        let kept = crate::resources::statefulset::persistent_dirs(eff)
+            .iter()
+            .any(|dir| output.starts_with(&format!("{dir}/")));
+        out.warn(
+            "spec.logging.output",
+            if kept {
+                format!("sends the server's log to {output}, not to `kubectl logs`; DittoFS rotates it at 100 MB")
+            } else {
+                format!("sends the server's log to {output}, not to `kubectl logs`, and that file is lost whenever the pod is recreated (it is on no data volume); use stdout, or a path under /data/cache")
+            },
+        );
+    }
 }
 
 /// A PVC size as the CRD pattern `^[0-9]+(Mi|Gi|Ti)$` accepts it, and not zero.
@@ -194,11 +285,11 @@ fn check_ports(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) 
         what: "the REST API",
         port: eff.ports.api.container,
     });
-    if let Some(p) = eff.metrics_port {
+    if let Some(m) = &eff.metrics {
         container.push(NamedPort {
             field: "spec.metrics.port",
             what: "metrics",
-            port: p,
+            port: m.port,
         });
     }
     if eff.server.portmapper {
@@ -519,12 +610,16 @@ fn check_legacy(spec: &DittoServerSpec, out: &mut Findings) {
 /// (`cmd/dfs/commands/start.go`); the kubelet counts the preStop drain in the grace
 /// period too. Anything shorter SIGKILLs it mid-flush.
 pub(crate) fn check_grace_period(eff: &EffectiveSpec, out: &mut Findings) {
-    if eff.termination_grace_period_seconds < MIN_TERMINATION_GRACE_SECONDS {
+    let timeout = eff.shutdown_timeout_seconds;
+    let min = min_termination_grace_seconds(timeout);
+    if eff.termination_grace_period_seconds < min {
         out.warn(
             "spec.terminationGracePeriodSeconds",
             format!(
-                "{} s is shorter than the {MIN_TERMINATION_GRACE_SECONDS} s DittoFS may need to stop: after the {PRE_STOP_DRAIN_SECONDS} s preStop drain, the server takes up to {SERVER_EXIT_DEADLINE_SECONDS} s after SIGTERM (3 × its {SERVER_SHUTDOWN_TIMEOUT_SECONDS} s shutdown timeout + 5 s) to drain clients and flush its stores, and is killed mid-flush if the period ends first; use at least {MIN_TERMINATION_GRACE_SECONDS} (default {DEFAULT_TERMINATION_GRACE_SECONDS})",
-                eff.termination_grace_period_seconds
+                "{} s is shorter than the {min} s DittoFS may need to stop: after the {PRE_STOP_DRAIN_SECONDS} s preStop drain, the server takes up to {} s after SIGTERM (3 × its {timeout} s shutdownTimeout + 5 s) to drain clients and flush its stores, and is killed mid-flush if the period ends first; use at least {min}, or remove the field to follow shutdownTimeout ({} s)",
+                eff.termination_grace_period_seconds,
+                server_exit_deadline_seconds(timeout),
+                default_termination_grace_seconds(timeout),
             ),
         );
     }

@@ -467,6 +467,176 @@ fn short_grace_period_warns() {
     );
 }
 
+/// The grace period follows `shutdownTimeout` unless written, and a written one
+/// is judged against the timeout in the spec.
+#[test]
+fn shutdown_timeout_moves_the_grace_period_and_its_minimum() {
+    let longer = "shutdownTimeout: 1m\nstorage: {metadataSize: 1Gi}";
+    let ds_longer = ds(longer);
+    let eff = EffectiveSpec::resolve(&ds_longer);
+    // 5 s preStop + 3 × 60 s + 5 s, and 5 s of slack.
+    assert_eq!(eff.termination_grace_period_seconds, 195);
+    assert_eq!(eff.shutdown_timeout_seconds, 60);
+    assert!(check(longer).warnings.is_empty(), "{:?}", check(longer));
+    let r = check(
+        "shutdownTimeout: 1m\nterminationGracePeriodSeconds: 105\nstorage: {metadataSize: 1Gi}",
+    );
+    assert!(
+        has_warning(
+            &r,
+            "spec.terminationGracePeriodSeconds",
+            "105 s is shorter than the 190 s DittoFS may need to stop"
+        ),
+        "{r:?}"
+    );
+    assert!(has_warning(
+        &r,
+        "spec.terminationGracePeriodSeconds",
+        "remove the field to follow shutdownTimeout (195 s)"
+    ));
+    // Fractions of a second count as a whole one.
+    let eff = EffectiveSpec::resolve(&ds("shutdownTimeout: 1500ms\nstorage: {metadataSize: 1Gi}"));
+    assert_eq!(eff.shutdown_timeout_seconds, 2);
+}
+
+#[test]
+fn shutdown_timeout_is_a_positive_duration_that_fits_the_grace_period() {
+    for bad in ["0s", "-5s", "thirty", "\"\"", "30"] {
+        let r = check(&format!(
+            "shutdownTimeout: {bad}\nstorage: {{metadataSize: 1Gi}}"
+        ));
+        if bad == "\"\"" {
+            // Empty means unset: the default.
+            assert!(r.is_valid(), "{r:?}");
+            continue;
+        }
+        assert!(
+            has_error(&r, "spec.shutdownTimeout", "is not a positive duration"),
+            "{bad}: {r:?}"
+        );
+    }
+    let r = check("shutdownTimeout: 2h\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_error(
+            &r,
+            "spec.shutdownTimeout",
+            "more than 3600: use at most \"1193s\""
+        ),
+        "{r:?}"
+    );
+    assert!(check("shutdownTimeout: 1193s\nstorage: {metadataSize: 1Gi}").is_valid());
+    // With a grace period written, a long timeout is the user's choice (and warned).
+    let r = check(
+        "shutdownTimeout: 2h\nterminationGracePeriodSeconds: 3600\nstorage: {metadataSize: 1Gi}",
+    );
+    assert!(r.is_valid(), "{r:?}");
+    assert!(has_warning(
+        &r,
+        "spec.terminationGracePeriodSeconds",
+        "3600 s is shorter"
+    ));
+    // A huge value neither overflows nor panics.
+    let r = check("shutdownTimeout: 2562047h\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_error(&r, "spec.shutdownTimeout", "more than 3600"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn log_output_is_a_stream_or_an_absolute_path() {
+    assert!(
+        check("logging: {output: stderr}\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+    assert!(
+        check("logging: {output: STDOUT}\nstorage: {metadataSize: 1Gi}")
+            .warnings
+            .is_empty()
+    );
+    let r = check("logging: {output: logs/dfs.log}\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_error(
+            &r,
+            "spec.logging.output",
+            "neither stdout, stderr nor an absolute path"
+        ),
+        "{r:?}"
+    );
+    let r = check("logging: {output: /data/cache/dfs.log}\nstorage: {metadataSize: 1Gi}");
+    assert!(r.is_valid(), "{r:?}");
+    assert!(has_warning(
+        &r,
+        "spec.logging.output",
+        "not to `kubectl logs`; DittoFS rotates it"
+    ));
+    let r = check("logging: {output: /var/log/dfs.log}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_warning(
+        &r,
+        "spec.logging.output",
+        "lost whenever the pod is recreated"
+    ));
+    // The content volume exists only with contentSize.
+    let r = check("logging: {output: /data/content/dfs.log}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_warning(&r, "spec.logging.output", "lost whenever"));
+    let r = check(
+        "logging: {output: /data/content/dfs.log}\nstorage: {metadataSize: 1Gi, contentSize: 1Gi}",
+    );
+    assert!(has_warning(&r, "spec.logging.output", "DittoFS rotates it"));
+    // Level and format are enums of the CRD: anything else does not parse.
+    assert!(serde_yaml_ng::from_str::<crate::crd::LoggingSpec>("{level: verbose}").is_err());
+    assert!(serde_yaml_ng::from_str::<crate::crd::LoggingSpec>("{format: xml}").is_err());
+}
+
+#[test]
+fn metrics_path_and_token_are_checked() {
+    let r = check("metrics: {enabled: true, path: metrics}\nstorage: {metadataSize: 1Gi}");
+    assert!(
+        has_error(&r, "spec.metrics.path", "start it with '/'"),
+        "{r:?}"
+    );
+    let r = check(
+        "metrics: {enabled: true, bearerTokenSecret: {name: \"\", key: \"\"}}\nstorage: {metadataSize: 1Gi}",
+    );
+    assert!(
+        has_error(&r, "spec.metrics.bearerTokenSecret.name", "is empty"),
+        "{r:?}"
+    );
+    assert!(
+        has_error(&r, "spec.metrics.bearerTokenSecret.key", "is empty"),
+        "{r:?}"
+    );
+    let r = check(
+        "metrics: {bearerTokenSecret: {name: t, key: token, optional: true}}\nstorage: {metadataSize: 1Gi}",
+    );
+    assert!(r.is_valid(), "{r:?}");
+    assert!(has_warning(
+        &r,
+        "spec.metrics.bearerTokenSecret.optional",
+        "is ignored"
+    ));
+    assert!(has_warning(
+        &r,
+        "spec.metrics.bearerTokenSecret",
+        "no effect while metrics.enabled is false"
+    ));
+    let mut cluster = FakeCluster::default();
+    cluster.secrets.insert("t", vec![("other", 8)]);
+    let r = check_with(
+        "metrics: {enabled: true, bearerTokenSecret: {name: t, key: token}}\nstorage: {metadataSize: 1Gi}",
+        &cluster,
+    );
+    assert!(
+        has_warning(
+            &r,
+            "spec.metrics.bearerTokenSecret",
+            "(metrics bearer token) has no key token"
+        ),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn storage_class_lookup() {
     let spec = "storage: {metadataSize: 1Gi, storageClassName: fast}";
