@@ -16,13 +16,16 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Sensitive;
 use super::api::Problem;
 
+/// An idle connection to a server is closed after this long: longer than the gaps
+/// between the calls of one pass, shorter than the poll interval.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connecting takes at most this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A whole call (connect, request, answer) takes at most this long. The server's
@@ -155,11 +158,20 @@ pub struct Client {
 
 impl Client {
     pub fn new(resolver: Resolver) -> Self {
+        Self::with_idle_timeout(resolver, POOL_IDLE_TIMEOUT)
+    }
+
+    /// A client whose idle connections close after `idle` (tests).
+    pub fn with_idle_timeout(resolver: Resolver, idle: Duration) -> Self {
         let mut connector = HttpConnector::new_with_resolver(resolver);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
+        // Without a timer the pool never evicts an idle connection: it only checks
+        // its age when the next request to that server wants it, so every server
+        // polled once would keep a connection (and its buffers) open for good.
         let http = HttpClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(idle)
+            .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(2)
             .build(connector);
         Self {
@@ -333,6 +345,60 @@ mod tests {
             "Admin access required"
         );
         assert_eq!(detail(StatusCode::BAD_GATEWAY, b""), "Bad Gateway");
+    }
+
+    /// An idle connection is closed once its time is up, whether or not another
+    /// call goes to that server (a server polled once must not hold one for good).
+    #[tokio::test]
+    async fn idle_connections_are_closed_without_another_call() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = vec![0u8; 4096];
+            let _ = socket.read(&mut request).await.expect("request");
+            let body = b"{}";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            socket.write_all(head.as_bytes()).await.expect("answer");
+            socket.write_all(body).await.expect("body");
+            // The client keeps the connection alive; it must close it by itself.
+            let started = std::time::Instant::now();
+            let closed = socket.read(&mut request).await.expect("read");
+            (closed, started.elapsed())
+        });
+        let client = Client::with_idle_timeout(
+            Resolver::everything_to(IpAddr::from([127, 0, 0, 1])),
+            Duration::from_millis(200),
+        );
+        let answer: serde_json::Value = client
+            .call(
+                "probe",
+                &format!("http://somewhere:{port}"),
+                Method::GET,
+                "/x",
+                None,
+                None::<&()>,
+            )
+            .await
+            .expect("answer");
+        assert_eq!(answer, serde_json::json!({}));
+        let (read, after) = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the idle connection is closed in time")
+            .expect("server task");
+        assert_eq!(read, 0, "end of stream: the client closed it");
+        assert!(
+            after >= Duration::from_millis(150),
+            "not before its time: {after:?}"
+        );
+        // Alive until here: dropping the client would close the connection too.
+        drop(client);
     }
 
     #[test]
