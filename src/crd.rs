@@ -163,6 +163,12 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout: Option<String>,
 
+    /// The NetworkPolicy `<name>-ingress` that admits traffic to the server's pod
+    /// only on the ports its Services serve (file adapters, portmapper, REST API,
+    /// metrics), from anywhere. It follows the adapters' live ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+
     /// The server's log settings (its `logging` configuration). Changing them
     /// restarts the server: DittoFS reads them once, at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -518,6 +524,16 @@ pub struct CacheSpec {
     /// Legacy cache size; ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
+}
+
+/// The server pod's NetworkPolicy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create it. `false` removes the one the operator made; ingress to the pod is
+    /// then whatever the namespace's other policies allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
 /// Server log settings.

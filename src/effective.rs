@@ -40,6 +40,8 @@ pub struct EffectiveSpec {
     /// not parse: validation refuses it).
     pub shutdown_timeout_seconds: i64,
     pub logging: Logging,
+    /// Create the server pod's NetworkPolicy.
+    pub network_policy: bool,
     /// What the DittoFS server itself should hold: adapters, stores, shares.
     pub server: ServerConfig,
 }

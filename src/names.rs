@@ -23,6 +23,10 @@ pub fn headless_service(name: &str) -> String {
 pub fn metrics_service(name: &str) -> String {
     format!("{name}-metrics")
 }
+/// The server pod's NetworkPolicy.
+pub fn network_policy(name: &str) -> String {
+    format!("{name}-ingress")
+}
 /// StatefulSet (same name as the DittoServer).
 pub fn stateful_set(name: &str) -> String {
     name.to_string()

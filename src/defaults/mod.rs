@@ -72,6 +72,8 @@ pub const DEFAULT_SHARE_READ_ONLY: bool = false;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "30s";
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: i64 = 30;
 pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
+/// Admit to the server's pod only what its Services serve.
+pub const DEFAULT_NETWORK_POLICY: bool = true;
 /// JSON lines, for log collectors (the server's own default is text).
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Json;
 /// Pods log to stdout (the server's own default is a file in its state directory).
@@ -275,6 +277,13 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         format: value(&mut logging.format, DEFAULT_LOG_FORMAT),
         output: text(&mut logging.output, DEFAULT_LOG_OUTPUT),
     };
+    let network_policy = value(
+        &mut spec
+            .network_policy
+            .get_or_insert_with(Default::default)
+            .enabled,
+        DEFAULT_NETWORK_POLICY,
+    );
 
     EffectiveSpec {
         name: name.to_string(),
@@ -313,6 +322,7 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         shutdown_timeout,
         shutdown_timeout_seconds,
         logging,
+        network_policy,
         server,
     }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::DynamicObject;
 use thiserror::Error;
 
@@ -17,6 +18,7 @@ use crate::effective::EffectiveSpec;
 pub mod configmap;
 pub mod hash;
 pub mod labels;
+pub mod network_policy;
 pub mod percona;
 pub mod secrets;
 pub mod service;
@@ -90,6 +92,9 @@ pub struct Children {
     pub account_secret: Option<Secret>,
     /// `<name>-file`, `<name>-api`, `<name>-headless`, and `<name>-metrics` when enabled.
     pub services: Vec<Service>,
+    /// `<name>-ingress`, unless `networkPolicy.enabled` is false: ingress to the
+    /// server pod on the ports the Services target.
+    pub network_policy: Option<NetworkPolicy>,
     pub stateful_set: StatefulSet,
     /// `<name>-postgres` when Percona is enabled.
     pub percona_cluster: Option<DynamicObject>,
@@ -128,6 +133,7 @@ pub fn build_all(
             }
         })?;
     let config_hash = hash::config_hash(&config_yaml, &hashed, &template);
+    let services = service::build_services(ds, eff, inputs.server.as_ref());
 
     Ok(Children {
         config_map,
@@ -136,7 +142,10 @@ pub fn build_all(
             .account
             .as_ref()
             .map(|account| secrets::build_account_secret(eff, &inputs.managed, account)),
-        services: service::build_services(ds, eff, inputs.server.as_ref()),
+        network_policy: eff
+            .network_policy
+            .then(|| network_policy::build_network_policy(ds, eff, &services)),
+        services,
         stateful_set: statefulset::build_stateful_set(ds, eff, &config_hash),
         percona_cluster: eff
             .percona
