@@ -42,6 +42,7 @@ use fake_api::{AllFound, DS_PATH, FakeApi, over_http, start};
 use fake_dittofs::FakeDittoFs;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
@@ -802,6 +803,12 @@ fn sync(api: &FakeApi, stores: &Stores, w: &mut Writers) {
     refill(
         &mut w.services,
         api.list_as::<PartialObjectMeta<Service>>("/api/v1/namespaces/ns/services"),
+    );
+    refill(
+        &mut w.network_policies,
+        api.list_as::<PartialObjectMeta<NetworkPolicy>>(
+            "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies",
+        ),
     );
     refill(
         &mut w.secrets,

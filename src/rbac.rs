@@ -331,6 +331,18 @@ pub const SERVED_NAMESPACE_RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
+        code: "controller/watches.rs Stores::start; controller/write.rs apply, \
+               delete_if_ours",
+        why: "watch, read and server-side apply the server pod's NetworkPolicy; remove \
+              it when networkPolicy.enabled is turned off (only if the DittoServer \
+              controls it)",
+        api_group: "networking.k8s.io",
+        resources: &["networkpolicies"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        names: Names::Any,
+    },
+    Rule {
+        component: Component::Reconciler,
         code: "controller/watches.rs Stores::start; controller/write.rs apply",
         why: "watch, read and server-side apply the StatefulSet (never deleted: PVCs \
               and data stay when a DittoServer goes)",

@@ -123,8 +123,10 @@ async fn a_thousand_running_servers_converge_and_then_idle_without_a_write() {
         ),
     );
     let writes_per_object = first_writes.len() as f64 / SERVERS as f64;
+    // The 8 of issue 16 (2 Secrets, ConfigMap, 3 Services, StatefulSet, status),
+    // and the server pod's NetworkPolicy that issue 18 turns on by default.
     assert!(
-        writes_per_object <= 8.0,
+        writes_per_object <= 9.0,
         "{writes_per_object:.2} writes per object on the first pass"
     );
     eprintln!("first passes done after {:?}", started.elapsed());

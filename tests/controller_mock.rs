@@ -17,6 +17,7 @@ use fake_dittofs::FakeDittoFs;
 use http::Method;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
@@ -124,6 +125,12 @@ impl Harness {
         refill(
             &mut w.services,
             self.ours::<PartialObjectMeta<Service>>(&format!("{NS}/services")),
+        );
+        refill(
+            &mut w.network_policies,
+            self.ours::<PartialObjectMeta<NetworkPolicy>>(
+                "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies",
+            ),
         );
         refill(
             &mut w.secrets,
@@ -255,6 +262,60 @@ fn percona() -> Value {
     json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}})
 }
 
+const NP_PATH: &str = "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/d-ingress";
+
+/// The server pod's NetworkPolicy admits exactly what the Services target, follows
+/// them when they change, and goes when it is turned off.
+#[tokio::test]
+async fn the_server_pod_gets_a_network_policy_that_follows_its_services() {
+    let h = Harness::new(json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}}));
+    h.pass().await.unwrap();
+    let ports = |h: &Harness| -> Vec<(String, Value)> {
+        let policy = h.api.get(NP_PATH).expect("the NetworkPolicy");
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+        assert_eq!(
+            policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+            "d"
+        );
+        assert_eq!(
+            policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "server"
+        );
+        assert!(policy["spec"]["ingress"][0].get("from").is_none(), "from anywhere");
+        policy["spec"]["ingress"][0]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| (p["protocol"].as_str().unwrap_or("").to_string(), p["port"].clone()))
+            .collect()
+    };
+    let mut expected = vec![
+        ("TCP".to_string(), json!(10111)),
+        ("TCP".to_string(), json!(12049)),
+        ("TCP".to_string(), json!("api")),
+        ("TCP".to_string(), json!("metrics")),
+        ("UDP".to_string(), json!(10111)),
+    ];
+    let mut got = ports(&h);
+    got.sort_by_key(|p| format!("{p:?}"));
+    expected.sort_by_key(|p| format!("{p:?}"));
+    assert_eq!(got, expected);
+
+    // SMB on, metrics off: the SMB adapter's port comes, the metrics port goes.
+    h.edit_spec(|spec| {
+        spec["smb"] = json!({"enabled": true});
+        spec["metrics"] = json!({"enabled": false});
+    });
+    h.pass().await.unwrap();
+    let got = ports(&h);
+    assert!(got.contains(&("TCP".to_string(), json!(1445))), "{got:?}");
+    assert!(!got.contains(&("TCP".to_string(), json!("metrics"))), "{got:?}");
+
+    h.edit_spec(|spec| spec["networkPolicy"] = json!({"enabled": false}));
+    h.pass().await.unwrap();
+    assert!(h.api.get(NP_PATH).is_none(), "removed when turned off");
+}
+
 #[tokio::test]
 async fn creates_everything_from_nothing() {
     let h = Harness::new(minimal());
@@ -370,6 +431,7 @@ async fn a_store_that_lags_costs_no_error_and_no_duplicate_write() {
         refill(&mut w.servers, vec![before]);
         refill(&mut w.config_maps, Vec::new());
         refill(&mut w.services, Vec::new());
+        refill(&mut w.network_policies, Vec::new());
         refill(&mut w.stateful_sets, Vec::new());
     }
     h.api.clear_log();
@@ -1054,8 +1116,8 @@ fn group_resource(path: &str) -> (String, String) {
 
 #[tokio::test]
 async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
-    // Exercise every path: create, Percona wait and ready, metrics pruning, release,
-    // deletion.
+    // Exercise every path: create, Percona wait and ready, metrics and
+    // NetworkPolicy pruning, release, deletion.
     let h = Harness::new(
         json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}, "percona": {"enabled": true, "deleteWithServer": true}}),
     );
@@ -1066,6 +1128,7 @@ async fn every_call_the_reconciler_makes_is_allowed_by_the_cluster_role() {
     h.pass().await.unwrap();
     h.edit_spec(|spec| {
         spec["metrics"] = json!({"enabled": false});
+        spec["networkPolicy"] = json!({"enabled": false});
         spec["identity"] =
             json!({"jwt": {"secretRef": {"name": "d-jwt-secret", "key": "jwt-secret"}}});
     });

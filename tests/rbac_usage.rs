@@ -322,6 +322,13 @@ impl Reconciler {
             parse(self.api.list("/api/v1/namespaces/team/services")),
         );
         refill(
+            &mut w.network_policies,
+            parse(
+                self.api
+                    .list("/apis/networking.k8s.io/v1/namespaces/team/networkpolicies"),
+            ),
+        );
+        refill(
             &mut w.secrets,
             parse(self.api.list("/api/v1/namespaces/team/secrets")),
         );
@@ -360,7 +367,8 @@ impl Reconciler {
 }
 
 /// Drive every reconcile path: create everything, wait for and connect the database,
-/// roll on a Secret change, prune the metrics Service, delete with the database.
+/// roll on a Secret change, prune the metrics Service and the NetworkPolicy, delete
+/// with the database.
 async fn reconcile_paths(api: &FakeApi) {
     let r = Reconciler::new(
         api,
@@ -383,6 +391,7 @@ async fn reconcile_paths(api: &FakeApi) {
     r.pass().await;
     r.edit(DS_PATH, |ds| {
         ds["spec"]["metrics"] = json!({"enabled": false});
+        ds["spec"]["networkPolicy"] = json!({"enabled": false});
         ds["metadata"]["generation"] = json!(2);
     });
     r.pass().await;

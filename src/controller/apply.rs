@@ -1,13 +1,14 @@
 //! Step 4 of a pass: write the built children that are ours and changed.
 //!
-//! Secrets and the ConfigMap first, so a new pod finds them; the Services; the
-//! PerconaPGCluster; the StatefulSet last, and not at all while a child's name is
+//! Secrets and the ConfigMap first, so a new pod finds them; the Services and the
+//! NetworkPolicy that admits what they target; the PerconaPGCluster; the StatefulSet last, and not at all while a child's name is
 //! taken or a first database is not ready yet. Each write is one call of
 //! `write::apply`, which writes nothing when the child is unchanged and never
 //! touches what is not ours.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use kube::api::Api;
 
@@ -115,6 +116,22 @@ pub async fn children<L>(
         let key = ChildKey::new("Service", ns, &names::metrics_service(&eff.name));
         if delete_if_ours(&services, &key, observed.services.get(&key.name)).await? {
             changed.push(format!("{key} (deleted: metrics are off)"));
+        }
+    }
+
+    // After the Services: the policy admits what they target.
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    let key = ChildKey::new("NetworkPolicy", ns, &names::network_policy(&eff.name));
+    match &children.network_policy {
+        Some(policy) => {
+            let seen = observed.network_policy.as_ref();
+            let applied = apply(&policies, &key, policy.clone(), seen.into(), ds, memory).await?;
+            applied.note(&key, &mut changed, &mut facts.conflicts);
+        }
+        None => {
+            if delete_if_ours(&policies, &key, observed.network_policy.as_ref()).await? {
+                changed.push(format!("{key} (deleted: networkPolicy.enabled is false)"));
+            }
         }
     }
 

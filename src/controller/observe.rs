@@ -78,6 +78,7 @@ pub struct Observed {
     pub config_map: Option<Seen>,
     /// Services that exist among the names we manage, by name.
     pub services: BTreeMap<String, Seen>,
+    pub network_policy: Option<Seen>,
     /// Secrets that exist among those the pod reads and the managed names, by name.
     pub secrets: BTreeMap<String, SecretSeen>,
     /// Managed Secrets a fresh read found absent during this pass.
@@ -197,6 +198,17 @@ pub async fn observe(
     })
     .collect();
 
+    let network_policy = seen_in(
+        memory,
+        "NetworkPolicy",
+        ns,
+        &names::network_policy(&eff.name),
+        stores
+            .network_policies
+            .get(&key(ns, &names::network_policy(&eff.name)))
+            .map(|n| Seen::of(&n.metadata, ds)),
+    );
+
     let stateful_set = stores.stateful_sets.get(&key(ns, &eff.name)).map(|sts| {
         let seen = Seen::of(&sts.metadata, ds);
         let seen = with_written(memory, "StatefulSet", ns, &eff.name, seen);
@@ -211,6 +223,7 @@ pub async fn observe(
     Ok(Observed {
         config_map,
         services,
+        network_policy,
         secrets,
         secrets_absent,
         stateful_set,

@@ -8,7 +8,7 @@
 //! | store | what | why this shape |
 //! |---|---|---|
 //! | `servers` | every DittoServer, spec parsed per object | one unreadable object must not stop the watch |
-//! | `config_maps`, `services` | metadata of ours (label-selected) | the applied hash and owner are all a pass needs |
+//! | `config_maps`, `services`, `network_policies` | metadata of ours (label-selected) | the applied hash and owner are all a pass needs |
 //! | `stateful_sets` | ours: metadata, pod-template annotations, status | status feeds the DittoServer status |
 //! | `secrets` | metadata of **every** Secret, annotations dropped | triggers and ownership checks without holding Secret data |
 //! | `percona` | PerconaPGClusters of ours: metadata and status | state; the CRD may be absent, which is an answer |
@@ -25,6 +25,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
@@ -68,6 +69,7 @@ pub struct Stores {
     pub servers: Store<StoredServer>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub services: Store<PartialObjectMeta<Service>>,
+    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     pub stateful_sets: Store<StatefulSet>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     pub percona: Store<DynamicObject>,
@@ -90,6 +92,7 @@ pub struct Writers {
     pub servers: Writer<StoredServer>,
     pub config_maps: Writer<PartialObjectMeta<ConfigMap>>,
     pub services: Writer<PartialObjectMeta<Service>>,
+    pub network_policies: Writer<PartialObjectMeta<NetworkPolicy>>,
     pub stateful_sets: Writer<StatefulSet>,
     pub secrets: Writer<PartialObjectMeta<Secret>>,
     pub percona: Writer<DynamicObject>,
@@ -101,6 +104,7 @@ impl Stores {
         let (servers, servers_w) = reflector::store();
         let (config_maps, config_maps_w) = reflector::store();
         let (services, services_w) = reflector::store();
+        let (network_policies, network_policies_w) = reflector::store();
         let (stateful_sets, stateful_sets_w) = reflector::store();
         let (secrets, secrets_w) = reflector::store();
         let percona_w = Writer::new(api_resource());
@@ -109,6 +113,7 @@ impl Stores {
             servers,
             config_maps,
             services,
+            network_policies,
             stateful_sets,
             secrets,
             percona,
@@ -122,6 +127,7 @@ impl Stores {
             servers: servers_w,
             config_maps: config_maps_w,
             services: services_w,
+            network_policies: network_policies_w,
             stateful_sets: stateful_sets_w,
             secrets: secrets_w,
             percona: percona_w,
@@ -184,6 +190,21 @@ impl Stores {
                 &stores.services,
             ),
             move |event| s.on_child_event("Service", event, &t),
+            |_| {},
+            shutdown,
+        );
+        let (s, t) = (stores.clone(), triggers.clone());
+        spawn_reflector(
+            "NetworkPolicy",
+            w.network_policies,
+            scoped_watch(
+                scope,
+                |ns| api::<PartialObjectMeta<NetworkPolicy>>(client, ns),
+                &ours,
+                |n: &mut PartialObjectMeta<NetworkPolicy>| keep_what_passes_read(&mut n.metadata),
+                &stores.network_policies,
+            ),
+            move |event| s.on_child_event("NetworkPolicy", event, &t),
             |_| {},
             shutdown,
         );
@@ -260,6 +281,7 @@ impl Stores {
             self.servers.wait_until_ready(),
             self.config_maps.wait_until_ready(),
             self.services.wait_until_ready(),
+            self.network_policies.wait_until_ready(),
             self.stateful_sets.wait_until_ready(),
             self.secrets.wait_until_ready(),
         );

@@ -151,6 +151,13 @@ const BUILTINS: &[Builtin] = &[
         "StatefulSet",
         NAMESPACED | STATUS | GENERATION,
     ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        NAMESPACED | GENERATION,
+    ),
     ("events.k8s.io", "v1", "events", "Event", NAMESPACED),
     ("coordination.k8s.io", "v1", "leases", "Lease", NAMESPACED),
     (
