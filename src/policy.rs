@@ -25,6 +25,15 @@
 //! operator's own builder produces (a test runs the CEL on every sample's
 //! StatefulSet).
 //!
+//! A NetworkPolicy opens pods to traffic: written by a stolen token, it could open any
+//! pod of a namespace to, or let it reach, peers of its choosing. The NetworkPolicy
+//! policy lets the operator's ServiceAccount write only NetworkPolicies it manages
+//! (label, on the stored object too) that select our server pods by their labels
+//! (managed-by, component `server`, name `dittofs`, an instance; no
+//! matchExpressions), are of type Ingress only with no egress, and whose rules list
+//! ports and choose no peers (no `from`): the shape `resources::network_policy`
+//! builds (a test runs the CEL on every sample's).
+//!
 //! The API server evaluates the CEL itself (no webhook, no operator needed), so the
 //! rules hold even when the operator's token is stolen. Pure builders; the committed
 //! copies in `deploy/` and the chart are compared with them by `tests/generated.rs`.
@@ -323,6 +332,87 @@ pub fn stateful_set_rules(install: &Install) -> PolicyRules {
     }
 }
 
+/// The CEL of the NetworkPolicy policy for `install`: only the operator itself writes
+/// NetworkPolicies (the certificate Job has no such right). It allows the shape
+/// `resources::network_policy` builds and nothing wider: ingress to our server pods.
+pub fn network_policy_rules(install: &Install) -> PolicyRules {
+    let user = service_account_user(&install.namespace, &install.service_account());
+    let spec = "object.spec";
+    let selector = "object.spec.podSelector";
+    let validation = |expression: String, what: &str| PolicyValidation {
+        expression,
+        message: format!("dittofs-operator may not write this NetworkPolicy: {what}"),
+        message_expression: format!(
+            "'dittofs-operator may not write NetworkPolicy ' + request.namespace + '/' + \
+             request.name + ': {what}'"
+        ),
+    };
+    // `matchLabels[key] == value` for the labels every server pod of ours carries
+    // (`resources::labels::labels(instance, "server")`).
+    let label_is = |key: &str, value: &str| {
+        format!("'{key}' in {selector}.matchLabels && {selector}.matchLabels['{key}'] == '{value}'")
+    };
+    PolicyRules {
+        match_conditions: vec![(
+            "operator-service-account".into(),
+            format!("request.userInfo.username == '{user}'"),
+        )],
+        variables: Vec::new(),
+        validations: vec![
+            validation(
+                format!(
+                    "({new}) && (request.operation != 'UPDATE' || ({old}))",
+                    new = managed("object"),
+                    old = managed("oldObject")
+                ),
+                &format!(
+                    "only NetworkPolicies labelled {MANAGED_BY_LABEL}={MANAGED_BY} (also the stored one, on an update)"
+                ),
+            ),
+            // Only pods of our server StatefulSets: all of their fixed labels and an
+            // instance. matchExpressions can only narrow a selector, but the builder
+            // never sets them, so none are allowed. An empty selector (every pod of
+            // the namespace) has no matchLabels and is refused.
+            validation(
+                format!(
+                    "has({selector}) && has({selector}.matchLabels) && \
+                     (!has({selector}.matchExpressions) || size({selector}.matchExpressions) == 0) && \
+                     {managed_by} && {component} && {name} && \
+                     'app.kubernetes.io/instance' in {selector}.matchLabels",
+                    managed_by = label_is(MANAGED_BY_LABEL, MANAGED_BY),
+                    component = label_is("app.kubernetes.io/component", "server"),
+                    name = label_is("app.kubernetes.io/name", "dittofs"),
+                ),
+                &format!(
+                    "the podSelector must select only DittoFS server pods by matchLabels \
+                     ({MANAGED_BY_LABEL}={MANAGED_BY}, app.kubernetes.io/component=server, \
+                     app.kubernetes.io/name=dittofs and an app.kubernetes.io/instance), with no matchExpressions"
+                ),
+            ),
+            // The operator never restricts or opens egress.
+            validation(
+                format!(
+                    "has({spec}.policyTypes) && size({spec}.policyTypes) == 1 && \
+                     {spec}.policyTypes[0] == 'Ingress' && !has({spec}.egress)"
+                ),
+                "policyTypes must be exactly [Ingress], with no egress rules",
+            ),
+            // Rules open the server's ports to every source, as the builder does; a
+            // `from` (ipBlock, namespaceSelector, podSelector) is never built, so a
+            // stolen token cannot open the server to peers of its choosing either.
+            // The builder always lists ports (a rule without any opens every port);
+            // which ports is not checked: the selected pods are ours either way.
+            validation(
+                format!(
+                    "!has({spec}.ingress) || {spec}.ingress.all(r, !has(r.from) && \
+                     has(r.ports) && size(r.ports) > 0)"
+                ),
+                "ingress rules must list ports and have no from (peers are never chosen)",
+            ),
+        ],
+    }
+}
+
 fn meta(name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
@@ -364,6 +454,21 @@ pub fn stateful_set_policy(install: &Install) -> ValidatingAdmissionPolicy {
         "apps",
         "statefulsets",
         stateful_set_rules(install),
+    )
+}
+
+/// Name of the NetworkPolicy policy and of its binding.
+pub fn network_policy_policy_name(install: &Install) -> String {
+    format!("{}-networkpolicies", install.release)
+}
+
+/// The NetworkPolicy policy of `install`.
+pub fn network_policy_policy(install: &Install) -> ValidatingAdmissionPolicy {
+    policy(
+        network_policy_policy_name(install),
+        "networking.k8s.io",
+        "networkpolicies",
+        network_policy_rules(install),
     )
 }
 
@@ -431,6 +536,11 @@ pub fn stateful_set_policy_binding(install: &Install) -> ValidatingAdmissionPoli
     binding(stateful_set_policy_name(install))
 }
 
+/// The binding that enforces the NetworkPolicy policy everywhere (`Deny`).
+pub fn network_policy_policy_binding(install: &Install) -> ValidatingAdmissionPolicyBinding {
+    binding(network_policy_policy_name(install))
+}
+
 fn binding(name: String) -> ValidatingAdmissionPolicyBinding {
     ValidatingAdmissionPolicyBinding {
         metadata: meta(name.clone()),
@@ -442,13 +552,15 @@ fn binding(name: String) -> ValidatingAdmissionPolicyBinding {
     }
 }
 
-/// Both policies and their bindings as a YAML stream.
+/// The policies and their bindings as a YAML stream.
 pub fn policy_yaml(install: &Install) -> Result<String, serde_yaml_ng::Error> {
     Ok([
         serde_yaml_ng::to_string(&secret_policy(install))?,
         serde_yaml_ng::to_string(&secret_policy_binding(install))?,
         serde_yaml_ng::to_string(&stateful_set_policy(install))?,
         serde_yaml_ng::to_string(&stateful_set_policy_binding(install))?,
+        serde_yaml_ng::to_string(&network_policy_policy(install))?,
+        serde_yaml_ng::to_string(&network_policy_policy_binding(install))?,
     ]
     .join("---\n"))
 }
@@ -478,6 +590,45 @@ mod tests {
         let binding = secret_policy_binding(&install).spec.unwrap();
         assert_eq!(binding.validation_actions, Some(vec!["Deny".to_string()]));
         assert_eq!(binding.policy_name, policy.metadata.name);
+    }
+
+    #[test]
+    fn the_network_policy_policy_matches_only_network_policy_writes_of_the_operator() {
+        let install = Install::plain();
+        let policy = network_policy_policy(&install);
+        assert_eq!(
+            policy.metadata.name.as_deref(),
+            Some("dittofs-operator-networkpolicies")
+        );
+        let spec = policy.spec.unwrap();
+        assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+        let rule = &spec.match_constraints.unwrap().resource_rules.unwrap()[0];
+        assert_eq!(
+            rule.api_groups.as_deref(),
+            Some(&["networking.k8s.io".to_string()][..])
+        );
+        assert_eq!(
+            rule.resources.as_deref(),
+            Some(&["networkpolicies".to_string()][..])
+        );
+        assert_eq!(
+            rule.operations.as_deref(),
+            Some(&["CREATE".to_string(), "UPDATE".to_string()][..])
+        );
+        let conditions = spec.match_conditions.unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(
+            conditions[0].expression,
+            "request.userInfo.username == 'system:serviceaccount:dittofs-system:dittofs-operator'"
+        );
+        let binding = network_policy_policy_binding(&install).spec.unwrap();
+        assert_eq!(binding.validation_actions, Some(vec!["Deny".to_string()]));
+        assert_eq!(binding.policy_name, policy.metadata.name);
+        let yaml = policy_yaml(&install).unwrap();
+        assert!(
+            yaml.contains("name: dittofs-operator-networkpolicies"),
+            "{yaml}"
+        );
     }
 
     #[test]

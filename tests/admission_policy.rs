@@ -1,4 +1,4 @@
-//! The Secret admission policy, evaluated: the CEL of the committed `deploy/` copy (which
+//! The admission policies (Secrets, StatefulSets, NetworkPolicies), evaluated: the CEL of the committed `deploy/` copy (which
 //! `tests/generated.rs` keeps equal to src/policy.rs) runs against sample admission
 //! requests with the `cel` interpreter, the way the API server runs it: match
 //! conditions first, then the variables in order, then every validation.
@@ -13,7 +13,9 @@ mod support;
 use std::collections::HashMap;
 use std::path::Path;
 
-use dittofs_operator::policy::{PolicyRules, PolicyValidation, secret_rules, stateful_set_rules};
+use dittofs_operator::policy::{
+    PolicyRules, PolicyValidation, network_policy_rules, secret_rules, stateful_set_rules,
+};
 use dittofs_operator::rbac::Install;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use serde::Deserialize;
@@ -695,4 +697,279 @@ fn a_stolen_token_cannot_run_a_powerful_pod_through_a_stateful_set() {
         write_stateful_set(CERTS_JOB, None, ours),
         Verdict::NotMatched
     );
+}
+
+// --- the NetworkPolicy policy ---------------------------------------------------
+
+/// The NetworkPolicy policy as committed in deploy/.
+fn committed_network_policy_rules() -> PolicyRules {
+    committed("dittofs-operator-networkpolicies")
+}
+
+/// The NetworkPolicy the operator builds for a DittoServer `d` in `team` with `spec`.
+fn built_network_policy(spec: Value) -> Value {
+    let ds = serde_json::from_value(json!({
+        "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+        "metadata": {"name": "d", "namespace": "team", "uid": "u"},
+        "spec": spec,
+    }))
+    .expect("DittoServer");
+    serde_json::to_value(support::built_network_policy(&ds).expect("networkPolicy.enabled"))
+        .expect("JSON")
+}
+
+fn write_network_policy(user: &str, old: Option<Value>, new: Value) -> Verdict {
+    let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
+    let mut request = request(user, operation, "team");
+    request["name"] = new["metadata"]["name"].clone();
+    admit(
+        &committed_network_policy_rules(),
+        request,
+        new,
+        old.unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn the_committed_network_policy_cel_is_what_the_generator_produces() {
+    assert_eq!(
+        committed_network_policy_rules(),
+        network_policy_rules(&Install::plain())
+    );
+}
+
+#[test]
+fn every_network_policy_the_operator_builds_is_allowed() {
+    for (name, spec) in sample_specs() {
+        let policy = built_network_policy(spec);
+        assert_eq!(
+            write_network_policy(OPERATOR, None, policy.clone()),
+            Verdict::Allowed,
+            "create, {name}: {policy}"
+        );
+        assert_eq!(
+            write_network_policy(OPERATOR, Some(policy.clone()), policy),
+            Verdict::Allowed,
+            "update, {name}"
+        );
+    }
+}
+
+#[test]
+fn a_stolen_token_cannot_open_other_pods_through_a_network_policy() {
+    let ours = built_network_policy(json!({"storage": {"metadataSize": "1Gi"}}));
+    let selector = "/spec/podSelector";
+    type Change<'a> = Box<dyn Fn(&mut Value) + 'a>;
+    // (what, the words of the refusal, the change)
+    let escalations: Vec<(&str, &[&str], Change<'_>)> = vec![
+        (
+            "no managed-by label",
+            &["only NetworkPolicies labelled app.kubernetes.io/managed-by=dittofs-operator"],
+            Box::new(|p: &mut Value| {
+                p["metadata"]["labels"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("app.kubernetes.io/managed-by");
+            }),
+        ),
+        (
+            "no labels at all",
+            &["only NetworkPolicies labelled"],
+            Box::new(|p: &mut Value| {
+                p["metadata"].as_object_mut().unwrap().remove("labels");
+            }),
+        ),
+        (
+            "a selector without the component label",
+            &["podSelector"],
+            Box::new(|p: &mut Value| {
+                p.pointer_mut(&format!("{selector}/matchLabels"))
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("app.kubernetes.io/component");
+            }),
+        ),
+        (
+            "a selector for another component",
+            &["podSelector"],
+            Box::new(|p: &mut Value| {
+                p.pointer_mut(&format!("{selector}/matchLabels")).unwrap()["app.kubernetes.io/component"] =
+                    json!("database");
+            }),
+        ),
+        (
+            "a selector without the managed-by label",
+            &["podSelector"],
+            Box::new(|p: &mut Value| {
+                p.pointer_mut(&format!("{selector}/matchLabels"))
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("app.kubernetes.io/managed-by");
+            }),
+        ),
+        (
+            "a selector without the name label",
+            &["podSelector"],
+            Box::new(|p: &mut Value| {
+                p.pointer_mut(&format!("{selector}/matchLabels"))
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("app.kubernetes.io/name");
+            }),
+        ),
+        (
+            "a selector without an instance",
+            &["podSelector"],
+            Box::new(|p: &mut Value| {
+                p.pointer_mut(&format!("{selector}/matchLabels"))
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("app.kubernetes.io/instance");
+            }),
+        ),
+        (
+            "a selector with matchExpressions",
+            &["podSelector", "matchExpressions"],
+            Box::new(|p: &mut Value| {
+                p.pointer_mut(selector).unwrap()["matchExpressions"] = json!([
+                    {"key": "app.kubernetes.io/instance", "operator": "Exists"}
+                ]);
+            }),
+        ),
+        (
+            "an empty selector (every pod of the namespace)",
+            &["podSelector"],
+            Box::new(|p: &mut Value| {
+                p["spec"]["podSelector"] = json!({});
+            }),
+        ),
+        (
+            "Egress in policyTypes",
+            &["policyTypes", "egress"],
+            Box::new(|p: &mut Value| {
+                p["spec"]["policyTypes"] = json!(["Ingress", "Egress"]);
+            }),
+        ),
+        (
+            "policyTypes Egress only",
+            &["policyTypes"],
+            Box::new(|p: &mut Value| {
+                p["spec"]["policyTypes"] = json!(["Egress"]);
+            }),
+        ),
+        (
+            "an egress section",
+            &["no egress rules"],
+            Box::new(|p: &mut Value| {
+                p["spec"]["egress"] = json!([{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]);
+            }),
+        ),
+        (
+            "a rule from an ipBlock",
+            &["have no from"],
+            Box::new(|p: &mut Value| {
+                p["spec"]["ingress"][0]["from"] = json!([{"ipBlock": {"cidr": "203.0.113.0/24"}}]);
+            }),
+        ),
+        (
+            "a rule from every namespace",
+            &["have no from"],
+            Box::new(|p: &mut Value| {
+                p["spec"]["ingress"][0]["from"] = json!([{"namespaceSelector": {}}]);
+            }),
+        ),
+        (
+            "a second rule from chosen pods",
+            &["have no from"],
+            Box::new(|p: &mut Value| {
+                p["spec"]["ingress"].as_array_mut().unwrap().push(
+                    json!({"from": [{"podSelector": {"matchLabels": {"app": "x"}}}],
+                                 "ports": [{"protocol": "TCP", "port": 22}]}),
+                );
+            }),
+        ),
+        (
+            "a rule without ports (every port)",
+            &["must list ports"],
+            Box::new(|p: &mut Value| {
+                p["spec"]["ingress"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("ports");
+            }),
+        ),
+    ];
+    for (what, words, change) in &escalations {
+        let mut policy = ours.clone();
+        change(&mut policy);
+        let mut refusal = vec!["may not write NetworkPolicy team/d-ingress"];
+        refusal.extend_from_slice(words);
+        denied_saying(
+            write_network_policy(OPERATOR, None, policy.clone()),
+            &refusal,
+        );
+        let verdict = write_network_policy(OPERATOR, Some(ours.clone()), policy);
+        assert!(
+            matches!(verdict, Verdict::Denied(_)),
+            "update to {what}: {verdict:?}"
+        );
+    }
+}
+
+#[test]
+fn a_network_policy_the_operator_does_not_manage_is_never_changed() {
+    let ours = built_network_policy(json!({"storage": {"metadataSize": "1Gi"}}));
+    // A NetworkPolicy of the namespace owner, even when rewritten into our shape.
+    let mut foreign = ours.clone();
+    foreign["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "Helm"});
+    denied_saying(
+        write_network_policy(OPERATOR, Some(foreign.clone()), ours.clone()),
+        &[
+            "NetworkPolicy team/d-ingress",
+            "managed-by",
+            "the stored one",
+        ],
+    );
+    let mut unlabelled = ours.clone();
+    unlabelled["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
+    denied_saying(
+        write_network_policy(OPERATOR, Some(unlabelled), ours.clone()),
+        &["NetworkPolicy team/d-ingress", "the stored one"],
+    );
+    // Ours stays ours: an update of a managed one to the same shape is allowed.
+    assert_eq!(
+        write_network_policy(OPERATOR, Some(ours.clone()), ours),
+        Verdict::Allowed
+    );
+}
+
+#[test]
+fn other_users_write_network_policies_unmatched() {
+    let mut wide_open = built_network_policy(json!({"storage": {"metadataSize": "1Gi"}}));
+    wide_open["spec"]["podSelector"] = json!({});
+    wide_open["spec"]["policyTypes"] = json!(["Ingress", "Egress"]);
+    wide_open["spec"]["egress"] = json!([{}]);
+    for user in [
+        "kubernetes-admin",
+        "system:admin",
+        CERTS_JOB,
+        "system:serviceaccount:team:dittofs-operator",
+    ] {
+        assert_eq!(
+            write_network_policy(user, None, wide_open.clone()),
+            Verdict::NotMatched,
+            "{user}"
+        );
+    }
+    assert!(matches!(
+        write_network_policy(OPERATOR, None, wide_open),
+        Verdict::Denied(_)
+    ));
 }

@@ -26,7 +26,8 @@ use std::sync::OnceLock;
 use clap::Parser;
 use dittofs_operator::cli::{Cli, Command as CliCommand};
 use dittofs_operator::policy::{
-    secret_policy, secret_policy_binding, stateful_set_policy, stateful_set_policy_binding,
+    network_policy_policy, network_policy_policy_binding, secret_policy, secret_policy_binding,
+    stateful_set_policy, stateful_set_policy_binding,
 };
 use dittofs_operator::rbac::{Install, cluster_role, role, served_roles};
 use dittofs_operator::scope::WatchScope;
@@ -421,6 +422,11 @@ fn non_default_values_reach_the_objects_and_names_follow_the_release() {
             "files-statefulsets",
             serde_json::to_value(stateful_set_policy(&install)).unwrap(),
             serde_json::to_value(stateful_set_policy_binding(&install)).unwrap(),
+        ),
+        (
+            "files-networkpolicies",
+            serde_json::to_value(network_policy_policy(&install)).unwrap(),
+            serde_json::to_value(network_policy_policy_binding(&install)).unwrap(),
         ),
     ] {
         assert_eq!(get("ValidatingAdmissionPolicy", name), &policy);

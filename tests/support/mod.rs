@@ -281,11 +281,10 @@ pub fn ditto_server(spec: serde_json::Value) -> serde_json::Value {
     })
 }
 
-/// The StatefulSet the operator builds for `ds`, with fixed managed credentials (what
-/// the admission-policy tests judge).
-pub fn built_stateful_set(
+/// Everything the operator builds for `ds`, with fixed managed credentials.
+fn built_children(
     ds: &dittofs_operator::crd::DittoServer,
-) -> k8s_openapi::api::apps::v1::StatefulSet {
+) -> dittofs_operator::resources::Children {
     use dittofs_operator::effective::EffectiveSpec;
     use dittofs_operator::resources::{BuildInputs, ManagedSecretValues, build_all};
     let inputs = BuildInputs {
@@ -297,7 +296,21 @@ pub fn built_stateful_set(
         },
         ..Default::default()
     };
-    build_all(ds, &EffectiveSpec::resolve(ds), &inputs)
-        .expect("build")
-        .stateful_set
+    build_all(ds, &EffectiveSpec::resolve(ds), &inputs).expect("build")
+}
+
+/// The StatefulSet the operator builds for `ds`, with fixed managed credentials (what
+/// the admission-policy tests judge).
+pub fn built_stateful_set(
+    ds: &dittofs_operator::crd::DittoServer,
+) -> k8s_openapi::api::apps::v1::StatefulSet {
+    built_children(ds).stateful_set
+}
+
+/// The NetworkPolicy the operator builds for `ds` (`None` with
+/// `networkPolicy.enabled: false`), what the admission-policy tests judge.
+pub fn built_network_policy(
+    ds: &dittofs_operator::crd::DittoServer,
+) -> Option<k8s_openapi::api::networking::v1::NetworkPolicy> {
+    built_children(ds).network_policy
 }
