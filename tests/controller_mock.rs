@@ -281,12 +281,20 @@ async fn the_server_pod_gets_a_network_policy_that_follows_its_services() {
             policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
             "server"
         );
-        assert!(policy["spec"]["ingress"][0].get("from").is_none(), "from anywhere");
+        assert!(
+            policy["spec"]["ingress"][0].get("from").is_none(),
+            "from anywhere"
+        );
         policy["spec"]["ingress"][0]["ports"]
             .as_array()
             .expect("ports")
             .iter()
-            .map(|p| (p["protocol"].as_str().unwrap_or("").to_string(), p["port"].clone()))
+            .map(|p| {
+                (
+                    p["protocol"].as_str().unwrap_or("").to_string(),
+                    p["port"].clone(),
+                )
+            })
             .collect()
     };
     let mut expected = vec![
@@ -309,7 +317,10 @@ async fn the_server_pod_gets_a_network_policy_that_follows_its_services() {
     h.pass().await.unwrap();
     let got = ports(&h);
     assert!(got.contains(&("TCP".to_string(), json!(1445))), "{got:?}");
-    assert!(!got.contains(&("TCP".to_string(), json!("metrics"))), "{got:?}");
+    assert!(
+        !got.contains(&("TCP".to_string(), json!("metrics"))),
+        "{got:?}"
+    );
 
     h.edit_spec(|spec| spec["networkPolicy"] = json!({"enabled": false}));
     h.pass().await.unwrap();

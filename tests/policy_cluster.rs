@@ -1,11 +1,12 @@
 //! The escalations of issue 9 against a real API server (KUBECONFIG): the generated RBAC
-//! and the Secret and StatefulSet policies are installed for a throwaway release in a
-//! throwaway namespace, and a client impersonating that release's ServiceAccount tries
-//! to mint a token Secret and to create a hostPID/hostPath StatefulSet.
+//! and the Secret, StatefulSet and NetworkPolicy policies are installed for a throwaway
+//! release in a throwaway namespace, and a client impersonating that release's
+//! ServiceAccount tries to mint a token Secret, to create a hostPID/hostPath
+//! StatefulSet and a NetworkPolicy selecting every pod.
 //! Everything it installs is removed afterwards, also when an assertion fails.
 //!
-//! Only the throwaway namespace is ever written to: the token Secret and the
-//! StatefulSets are attempted there (the token for its `default` ServiceAccount), never
+//! Only the throwaway namespace is ever written to: the token Secret, the
+//! StatefulSets and the NetworkPolicies are attempted there (the token for its `default` ServiceAccount), never
 //! in kube-system. The allowed StatefulSet has `replicas: 0` (no pod; no kubelet needed).
 //!
 //! The API server enforces a new policy a moment after it is created: before any
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use cluster_rbac::{Ask, can_i, impersonating, install_rbac, remove_rbac, suffix};
 use dittofs_operator::crd::DittoServer;
 use dittofs_operator::policy::{
+    network_policy_policy, network_policy_policy_binding, network_policy_policy_name,
     secret_policy, secret_policy_binding, secret_policy_name, stateful_set_policy,
     stateful_set_policy_binding, stateful_set_policy_name,
 };
@@ -34,6 +36,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -46,6 +49,10 @@ async fn install_everything(admin: &Client, install: &Install) {
         (
             stateful_set_policy(install),
             stateful_set_policy_binding(install),
+        ),
+        (
+            network_policy_policy(install),
+            network_policy_policy_binding(install),
         ),
     ] {
         Api::<ValidatingAdmissionPolicy>::all(admin.clone())
@@ -64,6 +71,10 @@ async fn remove_everything(admin: &Client, install: &Install) {
     for policy_name in [
         secret_policy(install).metadata.name.unwrap_or_default(),
         stateful_set_policy(install)
+            .metadata
+            .name
+            .unwrap_or_default(),
+        network_policy_policy(install)
             .metadata
             .name
             .unwrap_or_default(),
@@ -149,7 +160,7 @@ async fn scenario(admin: &Client, install: &Install) {
     let secrets: Api<Secret> = Api::namespaced(operator.clone(), ns);
     let pp = PostParams::default();
     let token = secret("minted", "kubernetes.io/service-account-token", json!({}));
-    // No denial counts before both policies are enforced. Probed with server-side
+    // No denial counts before every policy is enforced. Probed with server-side
     // dry runs (`dryRun=All`): admission, policies included, runs in full; nothing
     // is stored.
     let dry_run = PostParams {
@@ -163,6 +174,13 @@ async fn scenario(admin: &Client, install: &Install) {
     let privileged = privileged_stateful_set(ns);
     until_enforced(admin, &stateful_set_policy, || {
         stateful_set_api.create(&dry_run, &privileged)
+    })
+    .await;
+    let network_policy_policy = network_policy_policy_name(install);
+    let network_policy_api: Api<NetworkPolicy> = Api::namespaced(operator.clone(), ns);
+    let every_pod = every_pod_network_policy(ns);
+    until_enforced(admin, &network_policy_policy, || {
+        network_policy_api.create(&dry_run, &every_pod)
     })
     .await;
 
@@ -251,6 +269,40 @@ async fn scenario(admin: &Client, install: &Install) {
         .create(&pp, &built_stateful_set("ours", ns))
         .await
         .expect("the StatefulSet the operator builds is allowed");
+
+    // Nor open every pod of a namespace through a NetworkPolicy; the server pod's
+    // policy the operator builds is allowed.
+    assert_denied(
+        &network_policy_policy,
+        "a NetworkPolicy selecting every pod",
+        &network_policy_api.create(&pp, &every_pod).await,
+    );
+    network_policy_api
+        .create(&pp, &built_network_policy("ours", ns))
+        .await
+        .expect("the NetworkPolicy the operator builds is allowed");
+}
+
+/// The server pod's NetworkPolicy the operator builds for a minimal DittoServer
+/// `name` in `ns` (without its owner reference).
+fn built_network_policy(name: &str, ns: &str) -> NetworkPolicy {
+    let ds: DittoServer = serde_json::from_value(json!({
+        "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+        "metadata": {"name": name, "namespace": ns, "uid": "00000000-0000-0000-0000-000000000000"},
+        "spec": {"replicas": 0, "storage": {"metadataSize": "1Gi"}},
+    }))
+    .expect("DittoServer");
+    let mut policy = support::built_network_policy(&ds).expect("on by default");
+    policy.metadata.owner_references = None;
+    policy
+}
+
+/// The operator's NetworkPolicy with an empty pod selector (every pod of the
+/// namespace): what a stolen token would write.
+fn every_pod_network_policy(ns: &str) -> NetworkPolicy {
+    let mut policy = serde_json::to_value(built_network_policy("escalate", ns)).expect("JSON");
+    policy["spec"]["podSelector"] = json!({});
+    serde_json::from_value(policy).expect("NetworkPolicy")
 }
 
 /// The StatefulSet the operator builds for a minimal DittoServer `name` in `ns`

@@ -185,6 +185,12 @@ fn every_sample_renders_to_applicable_objects() {
         let cm = kinds.iter().position(|k| k == "ConfigMap");
         let sts = kinds.iter().position(|k| k == "StatefulSet");
         assert!(cm < sts, "the ConfigMap is applied before the StatefulSet");
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "NetworkPolicy").count(),
+            1,
+            "the server pod's NetworkPolicy, on by default: {}",
+            file.display()
+        );
         let percona = file.ends_with("percona.yaml");
         assert_eq!(
             kinds.iter().any(|k| k == "PerconaPGCluster"),

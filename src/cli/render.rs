@@ -129,6 +129,9 @@ fn render_one(ds: &DittoServer, secrets: &SecretsByName) -> Result<String, Rende
     for s in &children.services {
         push_doc(&mut out, s)?;
     }
+    if let Some(n) = &children.network_policy {
+        push_doc(&mut out, n)?;
+    }
     if let Some(p) = &children.percona_cluster {
         push_doc(&mut out, p)?;
     }

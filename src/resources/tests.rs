@@ -230,6 +230,36 @@ fn file_service_maps_client_ports_to_adapter_ports() {
             ("smb".into(), int(1446)),
         ]
     );
+    // The server pod's NetworkPolicy admits exactly those live ports, and the API.
+    let policy = crate::resources::network_policy::build_network_policy(&ds, &eff, &services);
+    let admitted: Vec<(String, String)> = policy
+        .spec
+        .iter()
+        .flat_map(|s| s.ingress.iter().flatten())
+        .flat_map(|rule| rule.ports.iter().flatten())
+        .map(|p| {
+            (
+                p.protocol.clone().unwrap_or_default(),
+                format!("{:?}", p.port),
+            )
+        })
+        .collect();
+    let named = |n: &str| {
+        format!(
+            "{:?}",
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(n.into()))
+        )
+    };
+    assert_eq!(
+        admitted,
+        [
+            ("TCP".into(), int(1446)),
+            ("TCP".into(), int(10112)),
+            ("TCP".into(), int(13049)),
+            ("TCP".into(), named("api")),
+            ("UDP".into(), int(10112)),
+        ]
+    );
 }
 
 #[test]
