@@ -115,7 +115,6 @@ async fn only_the_served_namespaces_are_watched_read_and_written() {
     // One namespace's watch history expires: its watches re-list (410 Gone), the
     // other namespace's objects stay in the stores, so editing one of them is seen.
     api.clear_log();
-    let t0 = Instant::now();
     api.compact_watch_history();
     api.remove("/api/v1/namespaces/team-a/configmaps/first-config");
     wait(
@@ -127,13 +126,6 @@ async fn only_the_served_namespaces_are_watched_read_and_written() {
         },
     )
     .await;
-    for r in api.requests() {
-        eprintln!(
-            "DBG {} {} {}?{} {}",
-            r.verb, r.method, r.path, r.query, r.status
-        );
-    }
-    eprintln!("DBG t {:?}", t0.elapsed());
     let mut edited = api.get(&ds_path("team-b", "first")).expect("exists");
     edited["spec"]["image"] = json!("ghcr.io/marmos91/dittofs:v0.29.1");
     edited["metadata"]["generation"] = serde_json::Value::Null;

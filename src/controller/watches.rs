@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -158,6 +159,7 @@ impl Stores {
                 &watcher::Config::default().any_semantic(),
                 |_: &mut StoredServer| {},
                 &stores.servers,
+                Retry::Default,
             ),
             move |event| s.on_server_event(event, &t),
             |_| {},
@@ -173,6 +175,7 @@ impl Stores {
                 &ours,
                 |c: &mut PartialObjectMeta<ConfigMap>| keep_what_passes_read(&mut c.metadata),
                 &stores.config_maps,
+                Retry::Default,
             ),
             move |event| s.on_child_event("ConfigMap", event, &t),
             |_| {},
@@ -188,6 +191,7 @@ impl Stores {
                 &ours,
                 |s: &mut PartialObjectMeta<Service>| keep_what_passes_read(&mut s.metadata),
                 &stores.services,
+                Retry::Default,
             ),
             move |event| s.on_child_event("Service", event, &t),
             |_| {},
@@ -203,6 +207,7 @@ impl Stores {
                 &ours,
                 |n: &mut PartialObjectMeta<NetworkPolicy>| keep_what_passes_read(&mut n.metadata),
                 &stores.network_policies,
+                Retry::Default,
             ),
             move |event| s.on_child_event("NetworkPolicy", event, &t),
             |_| {},
@@ -218,6 +223,7 @@ impl Stores {
                 &ours,
                 keep_what_passes_read_of_a_stateful_set,
                 &stores.stateful_sets,
+                Retry::Default,
             ),
             move |event| s.on_child_event("StatefulSet", event, &t),
             |_| {},
@@ -233,6 +239,7 @@ impl Stores {
                 &watcher::Config::default().page_size(SECRET_PAGE_SIZE),
                 |s: &mut PartialObjectMeta<Secret>| keep_what_passes_read(&mut s.metadata),
                 &stores.secrets,
+                Retry::Default,
             ),
             move |event| s.on_secret_event(event, &t),
             |_| {},
@@ -257,6 +264,7 @@ impl Stores {
                     c.data = serde_json::json!({"status": c.data.get("status")});
                 },
                 &stores.percona,
+                Retry::TypeMayBeAbsent,
             ),
             move |event| {
                 // Served, and listed: the store answers from here on.
@@ -471,32 +479,91 @@ where
     }
 }
 
+/// How a failed watch retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// kube's default: 0.8 s doubling to 30 s, kind to a struggling API server.
+    Default,
+    /// A type that may not be installed (a CRD added later): 0.8 s doubling to
+    /// [`ABSENT_TYPE_RETRY_CAP`], so that a type installed later is served to the
+    /// passes within seconds, for one list request per few seconds while it is not.
+    TypeMayBeAbsent,
+}
+
+/// Longest wait between two lists of a type that is not installed.
+pub const ABSENT_TYPE_RETRY_CAP: Duration = Duration::from_secs(5);
+
+/// 0.8 s doubling up to [`ABSENT_TYPE_RETRY_CAP`]; starts over after a success.
+struct AbsentTypeBackoff {
+    next: Duration,
+}
+
+impl AbsentTypeBackoff {
+    const FIRST: Duration = Duration::from_millis(800);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for AbsentTypeBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (now * 2).min(ABSENT_TYPE_RETRY_CAP);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for AbsentTypeBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// One watch of `api` with `retry`'s backoff: without one a failing watch would
+/// retry at once, in a loop.
+fn one_watch<K>(
+    api: Api<K>,
+    config: &watcher::Config,
+    keep: impl FnMut(&mut K) + Send + 'static,
+    retry: Retry,
+) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let watch = watcher::watcher(api, config.clone()).modify(keep);
+    match retry {
+        Retry::Default => watch.default_backoff().boxed(),
+        Retry::TypeMayBeAbsent => watch.backoff(AbsentTypeBackoff::new()).boxed(),
+    }
+}
+
 /// The watch of one store over `scope`: one cluster-wide watch, or one per served
-/// namespace merged into a single list-watch (`scoped.rs`). `keep` trims each
-/// object before it is stored (or held by a first list). A watch that fails retries
-/// with kube's default backoff.
+/// namespace (each with its own backoff) merged into a single list-watch
+/// (`scoped.rs`). `keep` trims each object before it is stored (or held by a first
+/// list).
 fn scoped_watch<K>(
     scope: &WatchScope,
     api: impl Fn(Option<&str>) -> Api<K>,
     config: &watcher::Config,
     keep: impl FnMut(&mut K) + Clone + Send + 'static,
     store: &Store<K>,
+    retry: Retry,
 ) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     match scope.namespaces() {
-        None => watcher::watcher(api(None), config.clone())
-            .modify(keep)
-            .boxed(),
-        Some([one]) => watcher::watcher(api(Some(one)), config.clone())
-            .modify(keep)
-            .boxed(),
+        None => one_watch(api(None), config, keep, retry),
+        Some([one]) => one_watch(api(Some(one)), config, keep, retry),
         Some(namespaces) => {
             let streams = namespaces
                 .iter()
-                .map(|ns| watcher::watcher(api(Some(ns)), config.clone()).modify(keep.clone()))
+                .map(|ns| one_watch(api(Some(ns)), config, keep.clone(), retry))
                 .collect();
             super::scoped::merge(namespaces.to_vec(), streams, store.clone())
         }

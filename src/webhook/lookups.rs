@@ -37,8 +37,10 @@ use crate::validation::{ClusterLookup, Lookup, SecretFacts};
 pub const SECRET_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on a discovery request.
 pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// A miss (absent or unknown) is re-checked at most this often.
-pub const PERCONA_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+/// A miss (absent or unknown) is re-checked at most this often: a CRD installed
+/// after a rejection is seen by the next review a few seconds later, for at most
+/// one discovery request per interval while reviews keep asking.
+pub const PERCONA_RETRY_INTERVAL: Duration = Duration::from_secs(3);
 /// A found CRD is re-checked after this long (it may have been uninstalled).
 pub const PERCONA_FOUND_TTL: Duration = Duration::from_secs(600);
 
@@ -442,7 +444,7 @@ mod tests {
         assert_eq!(cache.fresh(now), None);
         cache.store(Lookup::NotFound, now);
         assert_eq!(
-            cache.fresh(now + Duration::from_secs(29)),
+            cache.fresh(now + PERCONA_RETRY_INTERVAL - Duration::from_millis(1)),
             Some(Lookup::NotFound)
         );
         assert_eq!(cache.fresh(now + PERCONA_RETRY_INTERVAL), None);
