@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use dittofs_operator::controller::reconcile::reconcile;
-use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
+use dittofs_operator::controller::watches::{OptionalType, Stores, Writers};
 use dittofs_operator::controller::{Context, ControllerMetrics, StoredServer};
 use dittofs_operator::crd::DittoServer;
 use fake_api::{AllFound, DS_PATH, FakeApi, over_http, start};
@@ -835,7 +835,7 @@ async fn idle_pass() {
     };
     let (_tx, rx) = watch::channel(true);
     let (stores, mut writers) = Stores::new();
-    stores.set_percona_type(PerconaType::Served);
+    stores.set_percona_type(OptionalType::Served);
     let ctx = Arc::new(Context::new(
         client,
         reporter,

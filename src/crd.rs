@@ -592,6 +592,30 @@ pub struct MetricsSpec {
     /// start, so a rotated token restarts the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret: Option<SecretKeySelector>,
+    /// A Prometheus Operator ServiceMonitor `<name>-metrics` that scrapes the
+    /// metrics Service (with the bearer token, when one is set). Made only while
+    /// the ServiceMonitor CRD (`monitoring.coreos.com/v1`) is installed; one
+    /// installed later is picked up within seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_monitor: Option<ServiceMonitorSpec>,
+}
+
+/// The ServiceMonitor of the metrics endpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// Create it (it needs `metrics.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Scrape interval, as Prometheus writes durations (`30s`, `1m`, `1h30m`).
+    /// Unset: Prometheus's own global interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Labels put on the ServiceMonitor, such as the one a Prometheus's
+    /// `serviceMonitorSelector` picks (`release: prometheus`). The operator's own
+    /// labels take precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// REST API (control plane).

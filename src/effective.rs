@@ -53,6 +53,16 @@ pub struct Metrics {
     pub path: String,
     /// The bearer token scrapers must present, from this Secret key.
     pub token: Option<SecretKey>,
+    /// The ServiceMonitor to make, when asked for.
+    pub service_monitor: Option<ServiceMonitor>,
+}
+
+/// The Prometheus Operator ServiceMonitor of the metrics endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceMonitor {
+    /// Unset: Prometheus's global scrape interval.
+    pub interval: Option<String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The server's log settings.

@@ -343,6 +343,18 @@ pub const SERVED_NAMESPACE_RULES: &[Rule] = &[
     },
     Rule {
         component: Component::Reconciler,
+        code: "controller/watches.rs Stores::start; controller/write.rs apply, \
+               delete_if_ours",
+        why: "watch, read and server-side apply the ServiceMonitor of the metrics \
+              Service (Prometheus Operator); remove it when it is no longer asked for \
+              (only if the DittoServer controls it)",
+        api_group: "monitoring.coreos.com",
+        resources: &["servicemonitors"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        names: Names::Any,
+    },
+    Rule {
+        component: Component::Reconciler,
         code: "controller/watches.rs Stores::start; controller/write.rs apply",
         why: "watch, read and server-side apply the StatefulSet (never deleted: PVCs \
               and data stay when a DittoServer goes)",

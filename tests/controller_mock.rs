@@ -10,7 +10,7 @@ mod fake_dittofs;
 use std::sync::{Arc, Mutex};
 
 use dittofs_operator::controller::reconcile::reconcile;
-use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
+use dittofs_operator::controller::watches::{OptionalType, Stores, Writers};
 use dittofs_operator::controller::{Context, ControllerMetrics, StoredServer};
 use fake_api::{AllFound, DS_PATH, FakeApi, PG_PATH, STS_PATH, start};
 use fake_dittofs::FakeDittoFs;
@@ -64,7 +64,7 @@ impl Harness {
             instance: None,
         };
         let (stores, writers) = Stores::new();
-        stores.set_percona_type(PerconaType::Served);
+        stores.set_percona_type(OptionalType::Served);
         let (leader, rx) = watch::channel(true);
         let ctx = Arc::new(Context::new(
             client,
@@ -147,6 +147,18 @@ impl Harness {
                     "/apis/pgv2.percona.com/v2/namespaces/ns/perconapgclusters",
                 ),
             );
+        }
+        // What the ServiceMonitor watch would say of its type.
+        if self.api.serves("monitoring.coreos.com", "servicemonitors") {
+            self.stores.set_service_monitor_type(OptionalType::Served);
+            refill(
+                &mut w.service_monitors,
+                self.ours::<DynamicObject>(
+                    "/apis/monitoring.coreos.com/v1/namespaces/ns/servicemonitors",
+                ),
+            );
+        } else {
+            self.stores.set_service_monitor_type(OptionalType::Absent);
         }
     }
 
@@ -325,6 +337,66 @@ async fn the_server_pod_gets_a_network_policy_that_follows_its_services() {
     h.edit_spec(|spec| spec["networkPolicy"] = json!({"enabled": false}));
     h.pass().await.unwrap();
     assert!(h.api.get(NP_PATH).is_none(), "removed when turned off");
+}
+
+const SM_PATH: &str = "/apis/monitoring.coreos.com/v1/namespaces/ns/servicemonitors/d-metrics";
+
+/// A ServiceMonitor asked for is made once its CRD is installed (nothing is tried
+/// before), scrapes the metrics Service with the bearer token, and goes when it is
+/// no longer asked for.
+#[tokio::test]
+async fn a_service_monitor_is_made_while_its_type_is_served() {
+    let h = Harness::new(json!({"storage": {"metadataSize": "1Gi"}, "metrics": {
+        "enabled": true, "path": "/m",
+        "bearerTokenSecret": {"name": "scrape", "key": "token"},
+        "serviceMonitor": {"enabled": true, "interval": "30s", "labels": {"release": "prometheus"}}}}));
+    h.pass().await.unwrap();
+    assert!(
+        h.api
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("servicemonitors")),
+        "nothing is asked of a type that is not served"
+    );
+
+    h.api.install_service_monitor_crd();
+    h.pass().await.unwrap();
+    let monitor = h.api.get(SM_PATH).expect("the ServiceMonitor");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(
+        monitor["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "dittofs-operator"
+    );
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "metrics"
+    );
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(endpoint["path"], "/m");
+    assert_eq!(endpoint["interval"], "30s");
+    assert_eq!(
+        endpoint["bearerTokenSecret"],
+        json!({"name": "scrape", "key": "token"})
+    );
+    // It selects the metrics Service the operator made.
+    let service = h
+        .api
+        .get("/api/v1/namespaces/ns/services/d-metrics")
+        .expect("metrics Service");
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&service["metadata"]["labels"][k], v, "{k}");
+    }
+
+    h.edit_spec(|spec| spec["metrics"]["serviceMonitor"]["enabled"] = json!(false));
+    h.pass().await.unwrap();
+    assert!(
+        h.api.get(SM_PATH).is_none(),
+        "removed when no longer asked for"
+    );
 }
 
 #[tokio::test]
@@ -925,7 +997,7 @@ async fn an_absent_percona_crd_is_an_answer_not_an_error() {
     let h = Harness::new(json!({"storage": {"metadataSize": "1Gi"}, "percona": {"enabled": true}}));
     h.api.uninstall_percona_crd();
     // The Percona watch has not listed: the pass asks, and gets a plain-text 404.
-    h.stores.set_percona_type(PerconaType::Unknown);
+    h.stores.set_percona_type(OptionalType::Unknown);
     h.pass().await.expect("no failure");
     let (status, reason) = h.api.condition("ConfigReady").expect("ConfigReady");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));

@@ -6,7 +6,7 @@ mod fake_api;
 
 use std::time::{Duration, Instant};
 
-use dittofs_operator::controller::watches::PerconaType;
+use dittofs_operator::controller::watches::OptionalType;
 use dittofs_operator::controller::{Stores, Triggers};
 use dittofs_operator::scope::WatchScope;
 use fake_api::FakeApi;
@@ -32,7 +32,7 @@ async fn an_absent_type_is_retried_with_backoff_and_seen_within_seconds_once_ins
         &shutdown,
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(stores.percona_type(), PerconaType::Absent);
+    assert_eq!(stores.percona_type(), OptionalType::Absent);
     // 0.8 s doubling to 5 s: a handful of lists in 4 s, not a loop.
     let lists = percona_lists(&api);
     assert!(
@@ -49,7 +49,7 @@ async fn an_absent_type_is_retried_with_backoff_and_seen_within_seconds_once_ins
 
     let installed = Instant::now();
     api.install_percona_crd();
-    while stores.percona_type() != PerconaType::Served {
+    while stores.percona_type() != OptionalType::Served {
         assert!(
             installed.elapsed() < Duration::from_secs(8),
             "a Percona CRD installed later is seen within the 5 s retry cap"
@@ -57,4 +57,78 @@ async fn an_absent_type_is_retried_with_backoff_and_seen_within_seconds_once_ins
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shutdown.cancel();
+}
+
+/// A DittoServer asking for a ServiceMonitor before the Prometheus Operator is
+/// installed gets it within seconds of the CRD's arrival, with no change to the
+/// DittoServer (the type's watch brings a pass to every DittoServer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_monitor_crd_installed_later_brings_the_service_monitor() {
+    use dittofs_operator::controller::{self, ControllerArgs, ControllerMetrics};
+    use dittofs_operator::crd::DittoServer;
+    use dittofs_operator::probes::Readiness;
+    use fake_api::AllFound;
+    use kube::api::{Api, PostParams};
+    use serde_json::json;
+    use tokio::sync::watch;
+
+    let api = FakeApi::new();
+    api.create_namespace("ns");
+    let ds: DittoServer = serde_json::from_value(json!({
+        "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+        "metadata": {"name": "d", "namespace": "ns"},
+        "spec": {"replicas": 0, "storage": {"metadataSize": "1Gi"}, "service": {"type": "ClusterIP"},
+                 "metrics": {"enabled": true, "serviceMonitor": {"enabled": true}}}
+    }))
+    .expect("DittoServer");
+    Api::<DittoServer>::namespaced(api.client(), "ns")
+        .create(&PostParams::default(), &ds)
+        .await
+        .expect("create");
+    let (_leader_tx, leader) = watch::channel(true);
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::new();
+    let task = tokio::spawn(controller::run(
+        api.client(),
+        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )),
+        ControllerArgs {
+            concurrency: 2,
+            debounce: Duration::from_millis(100),
+            reporter: "watch-test".into(),
+            poll_interval: Duration::from_secs(60),
+            scope: Default::default(),
+        },
+        AllFound,
+        leader,
+        readiness.gate("controller"),
+        ControllerMetrics::unregistered(),
+        shutdown.clone(),
+        CancellationToken::new(),
+    ));
+    let started = Instant::now();
+    while api
+        .get("/apis/apps/v1/namespaces/ns/statefulsets/d")
+        .is_none()
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "converged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let installed = Instant::now();
+    api.install_service_monitor_crd();
+    while api
+        .get("/apis/monitoring.coreos.com/v1/namespaces/ns/servicemonitors/d-metrics")
+        .is_none()
+    {
+        assert!(
+            installed.elapsed() < Duration::from_secs(10),
+            "the ServiceMonitor follows its CRD within seconds"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

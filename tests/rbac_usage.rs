@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use dittofs_operator::certs::{CertsArgs, bootstrap_once};
 use dittofs_operator::controller::reconcile::reconcile;
-use dittofs_operator::controller::watches::{PerconaType, Stores, Writers};
+use dittofs_operator::controller::watches::{OptionalType, Stores, Writers};
 use dittofs_operator::controller::{Context, ControllerArgs, ControllerMetrics, StoredServer};
 use dittofs_operator::leader::{LeaderArgs, leadership};
 use dittofs_operator::probes::Readiness;
@@ -55,6 +55,9 @@ impl ClusterLookup for AllFound {
         Lookup::Found(SecretFacts::default())
     }
     async fn percona_crd(&self) -> Lookup<()> {
+        Lookup::Found(())
+    }
+    async fn service_monitor_crd(&self) -> Lookup<()> {
         Lookup::Found(())
     }
 }
@@ -225,9 +228,11 @@ fn watched(api: &FakeApi, resource: &str) -> bool {
     })
 }
 
-/// A cluster with the namespaces the scenarios use.
+/// A cluster with the namespaces the scenarios use, and the Prometheus Operator's
+/// ServiceMonitor CRD (the Percona one is there already).
 fn new_api() -> FakeApi {
     let api = FakeApi::new();
+    api.install_service_monitor_crd();
     api.create_namespace("team");
     api.create_namespace(&Install::plain().namespace);
     api
@@ -260,7 +265,8 @@ impl Reconciler {
         };
         let (tx, rx) = watch::channel(true);
         let (stores, writers) = Stores::new();
-        stores.set_percona_type(PerconaType::Served);
+        stores.set_percona_type(OptionalType::Served);
+        stores.set_service_monitor_type(OptionalType::Served);
         let ctx = Arc::new(Context::new(
             client,
             reporter,
@@ -343,6 +349,13 @@ impl Reconciler {
                     .list("/apis/pgv2.percona.com/v2/namespaces/team/perconapgclusters"),
             ),
         );
+        refill(
+            &mut w.service_monitors,
+            parse(
+                self.api
+                    .list("/apis/monitoring.coreos.com/v1/namespaces/team/servicemonitors"),
+            ),
+        );
     }
 
     async fn pass(&self) {
@@ -367,12 +380,13 @@ impl Reconciler {
 }
 
 /// Drive every reconcile path: create everything, wait for and connect the database,
-/// roll on a Secret change, prune the metrics Service and the NetworkPolicy, delete
-/// with the database.
+/// roll on a Secret change, prune the metrics Service, its ServiceMonitor and the
+/// NetworkPolicy, delete with the database.
 async fn reconcile_paths(api: &FakeApi) {
     let r = Reconciler::new(
         api,
-        json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true},
+        json!({"storage": {"metadataSize": "1Gi"},
+               "metrics": {"enabled": true, "serviceMonitor": {"enabled": true}},
                "s3": {"credentialsSecretRef": {"secretName": "s3"}},
                "percona": {"enabled": true, "deleteWithServer": true}}),
     );

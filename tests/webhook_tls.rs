@@ -50,6 +50,9 @@ impl ClusterLookup for FakeCluster {
     async fn percona_crd(&self) -> Lookup<()> {
         Lookup::Found(())
     }
+    async fn service_monitor_crd(&self) -> Lookup<()> {
+        Lookup::Found(())
+    }
 }
 
 struct TestServer {

@@ -132,6 +132,9 @@ fn render_one(ds: &DittoServer, secrets: &SecretsByName) -> Result<String, Rende
     if let Some(n) = &children.network_policy {
         push_doc(&mut out, n)?;
     }
+    if let Some(m) = &children.service_monitor {
+        push_doc(&mut out, m)?;
+    }
     if let Some(p) = &children.percona_cluster {
         push_doc(&mut out, p)?;
     }

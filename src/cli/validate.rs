@@ -46,6 +46,9 @@ impl ClusterLookup for FileLookup {
     async fn percona_crd(&self) -> Lookup<()> {
         Lookup::Skipped
     }
+    async fn service_monitor_crd(&self) -> Lookup<()> {
+        Lookup::Skipped
+    }
 }
 
 /// Run `validate`.

@@ -10,12 +10,12 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 
 use crate::crd::DittoServer;
 use crate::effective::EffectiveSpec;
 use crate::names;
-use crate::resources::{CONFIG_HASH_ANNOTATION, Children};
+use crate::resources::{CONFIG_HASH_ANNOTATION, Children, service_monitor};
 
 use super::context::Pass;
 use super::error::ReconcileError;
@@ -131,6 +131,33 @@ pub async fn children<L>(
         None => {
             if delete_if_ours(&policies, &key, observed.network_policy.as_ref()).await? {
                 changed.push(format!("{key} (deleted: networkPolicy.enabled is false)"));
+            }
+        }
+    }
+
+    // The ServiceMonitor, while its type is served (a CRD installed later brings a
+    // pass to every DittoServer: `watches.rs`).
+    if let Ok(seen) = &observed.service_monitor {
+        let monitors: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), ns, &service_monitor::api_resource());
+        let key = ChildKey::new("ServiceMonitor", ns, &names::metrics_service(&eff.name));
+        match &children.service_monitor {
+            Some(monitor) => {
+                let applied = apply(
+                    &monitors,
+                    &key,
+                    monitor.clone(),
+                    seen.as_ref().into(),
+                    ds,
+                    memory,
+                )
+                .await?;
+                applied.note(&key, &mut changed, &mut facts.conflicts);
+            }
+            None => {
+                if delete_if_ours(&monitors, &key, seen.as_ref()).await? {
+                    changed.push(format!("{key} (deleted: no ServiceMonitor is asked for)"));
+                }
             }
         }
     }

@@ -7,6 +7,7 @@
 use crate::validation::{ClusterLookup, Lookup, SecretFacts};
 
 use super::observe::{Observed, PerconaSeen};
+use super::watches::OptionalType;
 
 pub struct ObservedLookup<'a, L> {
     pub observed: &'a Observed,
@@ -38,6 +39,14 @@ impl<L: ClusterLookup> ClusterLookup for ObservedLookup<'_, L> {
         match self.observed.percona {
             PerconaSeen::TypeAbsent => Lookup::NotFound,
             PerconaSeen::Absent | PerconaSeen::Present { .. } => Lookup::Found(()),
+        }
+    }
+
+    async fn service_monitor_crd(&self) -> Lookup<()> {
+        match self.observed.service_monitor {
+            Ok(_) => Lookup::Found(()),
+            Err(OptionalType::Absent) => Lookup::NotFound,
+            Err(_) => Lookup::Unknown("the ServiceMonitor watch has not listed yet".into()),
         }
     }
 }

@@ -22,12 +22,13 @@ use crate::crd::DittoServer;
 use crate::effective::EffectiveSpec;
 use crate::names;
 use crate::resources::percona::api_resource;
+use crate::resources::service_monitor;
 use crate::resources::{ManagedSecretValues, SecretData};
 
 use super::error::ReconcileError;
 use super::memory::{ChildKey, Memory};
 use super::ownership::{Owner, Seen};
-use super::watches::{CachedSecret, PerconaType, Stores};
+use super::watches::{CachedSecret, OptionalType, Stores};
 
 /// A Secret as observed: ownership and (for the Secrets the pod reads) its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +80,9 @@ pub struct Observed {
     /// Services that exist among the names we manage, by name.
     pub services: BTreeMap<String, Seen>,
     pub network_policy: Option<Seen>,
+    /// The ServiceMonitor `<name>-metrics`; `None` inside when the type is served and
+    /// it does not exist. `Err`: the ServiceMonitor type is not served (yet).
+    pub service_monitor: Result<Option<Seen>, OptionalType>,
     /// Secrets that exist among those the pod reads and the managed names, by name.
     pub secrets: BTreeMap<String, SecretSeen>,
     /// Managed Secrets a fresh read found absent during this pass.
@@ -209,6 +213,26 @@ pub async fn observe(
             .map(|n| Seen::of(&n.metadata, ds)),
     );
 
+    let service_monitor = match stores.service_monitor_type() {
+        OptionalType::Served => Ok(seen_in(
+            memory,
+            "ServiceMonitor",
+            ns,
+            &names::metrics_service(&eff.name),
+            stores
+                .service_monitors
+                .get(
+                    &ObjectRef::new_with(
+                        &names::metrics_service(&eff.name),
+                        service_monitor::api_resource(),
+                    )
+                    .within(ns),
+                )
+                .map(|m| Seen::of(&m.metadata, ds)),
+        )),
+        other => Err(other),
+    };
+
     let stateful_set = stores.stateful_sets.get(&key(ns, &eff.name)).map(|sts| {
         let seen = Seen::of(&sts.metadata, ds);
         let seen = with_written(memory, "StatefulSet", ns, &eff.name, seen);
@@ -224,6 +248,7 @@ pub async fn observe(
         config_map,
         services,
         network_policy,
+        service_monitor,
         secrets,
         secrets_absent,
         stateful_set,
@@ -428,8 +453,8 @@ pub async fn observe_percona(
         }
     };
     match stores.percona_type() {
-        PerconaType::Absent => return Ok(PerconaSeen::TypeAbsent),
-        PerconaType::Served => {
+        OptionalType::Absent => return Ok(PerconaSeen::TypeAbsent),
+        OptionalType::Served => {
             let key = ObjectRef::new_with(&name, api_resource()).within(ns);
             return Ok(match stores.percona.get(&key) {
                 Some(c) => present(DynamicObject::clone(&c)),

@@ -12,6 +12,7 @@
 //! | `stateful_sets` | ours: metadata, pod-template annotations, status | status feeds the DittoServer status |
 //! | `secrets` | metadata of **every** Secret, annotations dropped | triggers and ownership checks without holding Secret data |
 //! | `percona` | PerconaPGClusters of ours: metadata and status | state; the CRD may be absent, which is an answer |
+//! | `service_monitors` | ServiceMonitors of ours: metadata | as for the children; the CRD may be absent |
 //!
 //! Secret data is read (GET) only for Secrets a DittoServer reads, and again only
 //! when the Secret's resourceVersion moves (`SecretCache`).
@@ -44,6 +45,7 @@ use crate::names::{
     APPLIED_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, managed_selector,
 };
 use crate::resources::percona::api_resource;
+use crate::resources::service_monitor;
 use crate::scope::WatchScope;
 
 use super::memory::Memory;
@@ -53,15 +55,26 @@ use super::stored::{ServerRef, StoredServer};
 /// carry their whole data again in an annotation, so a page of 500 can be large.
 const SECRET_PAGE_SIZE: u32 = 100;
 
-/// Whether the PerconaPGCluster type is served, as the Percona watch last saw it.
+/// Whether a type that may not be installed (PerconaPGCluster, ServiceMonitor) is
+/// served, as its watch last saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PerconaType {
+pub enum OptionalType {
     /// Not known yet (the watch has not listed successfully nor been told 404).
     Unknown,
     /// Served, and the store has listed it.
     Served,
     /// The CRD is not installed (a 404 without a Status body).
     Absent,
+}
+
+impl OptionalType {
+    fn load(state: &AtomicU8) -> Self {
+        match state.load(Ordering::Acquire) {
+            x if x == Self::Served as u8 => Self::Served,
+            x if x == Self::Absent as u8 => Self::Absent,
+            _ => Self::Unknown,
+        }
+    }
 }
 
 /// The stores, shared by every pass.
@@ -75,6 +88,9 @@ pub struct Stores {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     pub percona: Store<DynamicObject>,
     percona_type: Arc<AtomicU8>,
+    /// ServiceMonitors of ours: metadata only.
+    pub service_monitors: Store<DynamicObject>,
+    service_monitor_type: Arc<AtomicU8>,
     /// Which DittoServers read which Secret, kept up to date on DittoServer events.
     pub secret_index: Arc<SecretIndex>,
     /// Data of the Secrets DittoServers read, by resourceVersion.
@@ -97,6 +113,7 @@ pub struct Writers {
     pub stateful_sets: Writer<StatefulSet>,
     pub secrets: Writer<PartialObjectMeta<Secret>>,
     pub percona: Writer<DynamicObject>,
+    pub service_monitors: Writer<DynamicObject>,
 }
 
 impl Stores {
@@ -110,6 +127,8 @@ impl Stores {
         let (secrets, secrets_w) = reflector::store();
         let percona_w = Writer::new(api_resource());
         let percona = percona_w.as_reader();
+        let service_monitors_w = Writer::new(service_monitor::api_resource());
+        let service_monitors = service_monitors_w.as_reader();
         let stores = Self {
             servers,
             config_maps,
@@ -118,7 +137,9 @@ impl Stores {
             stateful_sets,
             secrets,
             percona,
-            percona_type: Arc::new(AtomicU8::new(PerconaType::Unknown as u8)),
+            percona_type: Arc::new(AtomicU8::new(OptionalType::Unknown as u8)),
+            service_monitors,
+            service_monitor_type: Arc::new(AtomicU8::new(OptionalType::Unknown as u8)),
             secret_index: Arc::default(),
             secret_data: Arc::default(),
             memory: Arc::default(),
@@ -132,6 +153,7 @@ impl Stores {
             stateful_sets: stateful_sets_w,
             secrets: secrets_w,
             percona: percona_w,
+            service_monitors: service_monitors_w,
         };
         (stores, writers)
     }
@@ -245,7 +267,7 @@ impl Stores {
             |_| {},
             shutdown,
         );
-        let (s, t) = (stores.clone(), triggers);
+        let (s, t) = (stores.clone(), triggers.clone());
         let absent = stores.clone();
         let percona = api_resource();
         spawn_reflector(
@@ -269,13 +291,57 @@ impl Stores {
             move |event| {
                 // Served, and listed: the store answers from here on.
                 if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                    s.set_percona_type(PerconaType::Served);
+                    s.set_percona_type(OptionalType::Served);
                 }
                 s.on_child_event("PerconaPGCluster", event, &t);
             },
             move |error| {
                 if watch_error_source(error).and_then(api_error::absent) == Some(Absent::Type) {
-                    absent.set_percona_type(PerconaType::Absent);
+                    absent.set_percona_type(OptionalType::Absent);
+                }
+            },
+            shutdown,
+        );
+        let (s, t) = (stores.clone(), triggers);
+        let absent = stores.clone();
+        let monitors = service_monitor::api_resource();
+        spawn_reflector(
+            "ServiceMonitor",
+            w.service_monitors,
+            scoped_watch(
+                scope,
+                |ns| match ns {
+                    Some(ns) => {
+                        Api::<DynamicObject>::namespaced_with(client.clone(), ns, &monitors)
+                    }
+                    None => Api::<DynamicObject>::all_with(client.clone(), &monitors),
+                },
+                &ours,
+                |m: &mut DynamicObject| {
+                    keep_what_passes_read(&mut m.metadata);
+                    m.data = serde_json::Value::Null;
+                },
+                &stores.service_monitors,
+                Retry::TypeMayBeAbsent,
+            ),
+            move |event| {
+                if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                    let was = s.service_monitor_type();
+                    s.set_service_monitor_type(OptionalType::Served);
+                    if was != OptionalType::Served {
+                        // Installed now (or first seen): the DittoServers that ask
+                        // for one get it without waiting for another change.
+                        s.servers
+                            .state()
+                            .iter()
+                            .for_each(|server| t.send(ObjectRef::from(server.as_ref())));
+                    }
+                }
+                s.on_child_event("ServiceMonitor", event, &t);
+            },
+            move |error| {
+                if watch_error_source(error).and_then(api_error::absent) == Some(Absent::Type) {
+                    absent.set_service_monitor_type(OptionalType::Absent);
                 }
             },
             shutdown,
@@ -283,7 +349,8 @@ impl Stores {
         stores
     }
 
-    /// Wait until every store (but Percona's, whose CRD may never exist) has listed.
+    /// Wait until every store (but Percona's and the ServiceMonitors', whose CRDs
+    /// may never exist) has listed.
     pub async fn synced(&self) {
         let _ = futures::join!(
             self.servers.wait_until_ready(),
@@ -295,16 +362,20 @@ impl Stores {
         );
     }
 
-    pub fn percona_type(&self) -> PerconaType {
-        match self.percona_type.load(Ordering::Acquire) {
-            x if x == PerconaType::Served as u8 => PerconaType::Served,
-            x if x == PerconaType::Absent as u8 => PerconaType::Absent,
-            _ => PerconaType::Unknown,
-        }
+    pub fn percona_type(&self) -> OptionalType {
+        OptionalType::load(&self.percona_type)
     }
 
-    pub fn set_percona_type(&self, t: PerconaType) {
+    pub fn set_percona_type(&self, t: OptionalType) {
         self.percona_type.store(t as u8, Ordering::Release);
+    }
+
+    pub fn service_monitor_type(&self) -> OptionalType {
+        OptionalType::load(&self.service_monitor_type)
+    }
+
+    pub fn set_service_monitor_type(&self, t: OptionalType) {
+        self.service_monitor_type.store(t as u8, Ordering::Release);
     }
 
     /// A DittoServer changed: refresh what it reads, forget it when gone, and

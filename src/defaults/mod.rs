@@ -29,6 +29,8 @@ pub const DEFAULT_CONTROL_PLANE_SIZE: &str = "1Gi";
 pub const DEFAULT_SQLITE_PATH: &str = "/data/controlplane/controlplane.db";
 pub const DEFAULT_METRICS_PORT: i32 = 9090;
 pub const DEFAULT_METRICS_PATH: &str = "/metrics";
+/// A ServiceMonitor only when asked for (as in the Go operator).
+pub const DEFAULT_SERVICE_MONITOR: bool = false;
 pub const DEFAULT_API_PORT: i32 = 8080;
 pub const DEFAULT_ACCESS_TOKEN_DURATION: &str = "15m";
 pub const DEFAULT_REFRESH_TOKEN_DURATION: &str = "168h";
@@ -193,6 +195,12 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         key: s.key.clone(),
         managed: false,
     });
+    let service_monitor = metrics.service_monitor.as_mut().and_then(|m| {
+        value(&mut m.enabled, DEFAULT_SERVICE_MONITOR).then(|| ServiceMonitor {
+            interval: m.interval.clone().filter(|i| !i.is_empty()),
+            labels: m.labels.clone().unwrap_or_default(),
+        })
+    });
 
     let control_plane = spec.control_plane.get_or_insert_with(Default::default);
     let api_port = value(&mut control_plane.port, DEFAULT_API_PORT);
@@ -296,6 +304,7 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
             port: metrics_port,
             path: metrics_path,
             token: metrics_token,
+            service_monitor,
         }),
         ports: Ports {
             nfs,

@@ -22,6 +22,7 @@ pub mod network_policy;
 pub mod percona;
 pub mod secrets;
 pub mod service;
+pub mod service_monitor;
 pub mod statefulset;
 #[cfg(test)]
 mod tests;
@@ -96,6 +97,9 @@ pub struct Children {
     /// server pod on the ports the Services target.
     pub network_policy: Option<NetworkPolicy>,
     pub stateful_set: StatefulSet,
+    /// `<name>-metrics` (a Prometheus Operator ServiceMonitor) when metrics and
+    /// `metrics.serviceMonitor.enabled` are on.
+    pub service_monitor: Option<DynamicObject>,
     /// `<name>-postgres` when Percona is enabled.
     pub percona_cluster: Option<DynamicObject>,
     /// The pod-template annotation `dittofs.io/config-hash`.
@@ -146,6 +150,11 @@ pub fn build_all(
             .network_policy
             .then(|| network_policy::build_network_policy(ds, eff, &services)),
         services,
+        service_monitor: eff.metrics.as_ref().and_then(|m| {
+            m.service_monitor
+                .as_ref()
+                .map(|monitor| service_monitor::build_service_monitor(ds, eff, m, monitor))
+        }),
         stateful_set: statefulset::build_stateful_set(ds, eff, &config_hash),
         percona_cluster: eff
             .percona

@@ -28,6 +28,8 @@ pub const PORTMAPPER_UDP_PORT_NAME: &str = "portmap-udp";
 pub const SMB_PORT_NAME: &str = "smb";
 pub const API_PORT_NAME: &str = "api";
 pub const METRICS_PORT_NAME: &str = "metrics";
+/// The component label of the metrics Service (the ServiceMonitor selects it).
+pub const METRICS_COMPONENT: &str = "metrics";
 /// Where NFSv3 clients ask for the portmapper.
 pub const PORTMAPPER_SERVICE_PORT: i32 = 111;
 
@@ -69,7 +71,7 @@ pub fn build_services(
             ds,
             eff,
             names::metrics_service(&eff.name),
-            "metrics",
+            METRICS_COMPONENT,
             ServiceSpec {
                 type_: Some("ClusterIP".into()),
                 ports: Some(vec![port(METRICS_PORT_NAME, m.port)]),

@@ -67,8 +67,15 @@ fn env<'a>(c: &'a Children, name: &str) -> Option<&'a EnvVar> {
     server(c).env.iter().flatten().find(|e| e.name == name)
 }
 
-const SAMPLES: [&str; 7] = [
-    "minimal", "memory", "s3", "postgres", "percona", "smb", "metrics",
+const SAMPLES: [&str; 8] = [
+    "minimal",
+    "memory",
+    "s3",
+    "postgres",
+    "percona",
+    "smb",
+    "metrics",
+    "servicemonitor",
 ];
 
 #[test]

@@ -93,8 +93,24 @@ pub(crate) async fn check_cluster<L: ClusterLookup>(
             _ => None,
         }
     };
-    let (class_answers, secret_answers, percona_answer) =
-        futures::join!(class_answers, secret_answers, percona_answer);
+    // A ServiceMonitor is being asked for now (or this is not an UPDATE).
+    let wants_monitor = |e: &EffectiveSpec| {
+        e.metrics
+            .as_ref()
+            .is_some_and(|m| m.service_monitor.is_some())
+    };
+    let monitor_answer = async {
+        match wants_monitor(eff) && !old.is_some_and(wants_monitor) {
+            true => Some(lookup.service_monitor_crd().await),
+            false => None,
+        }
+    };
+    let (class_answers, secret_answers, percona_answer, monitor_answer) = futures::join!(
+        class_answers,
+        secret_answers,
+        percona_answer,
+        monitor_answer
+    );
 
     for ((field, class), answer) in classes.iter().zip(class_answers) {
         match answer {
@@ -138,6 +154,25 @@ pub(crate) async fn check_cluster<L: ClusterLookup>(
             Lookup::Skipped => skipped.push(Finding {
                 field: "spec.percona.enabled".into(),
                 message: "Percona CRD presence not checked (no cluster)".into(),
+            }),
+        }
+    }
+
+    if let Some(answer) = monitor_answer {
+        const FIELD: &str = "spec.metrics.serviceMonitor.enabled";
+        match answer {
+            Lookup::Found(()) => {}
+            Lookup::NotFound => out.warnings.push(Finding {
+                field: FIELD.into(),
+                message: "the Prometheus Operator is not installed (no servicemonitors.monitoring.coreos.com CRD): no ServiceMonitor is made until it is; the operator makes it within seconds once the CRD exists".into(),
+            }),
+            Lookup::Unknown(reason) => out.warnings.push(Finding {
+                field: FIELD.into(),
+                message: format!("could not verify that the Prometheus Operator is installed: {reason}"),
+            }),
+            Lookup::Skipped => skipped.push(Finding {
+                field: FIELD.into(),
+                message: "ServiceMonitor CRD presence not checked (no cluster)".into(),
             }),
         }
     }

@@ -131,6 +131,9 @@ pub trait ClusterLookup: Send + Sync {
     ) -> impl Future<Output = Lookup<SecretFacts>> + Send;
     /// Is the PerconaPGCluster CRD (`pgv2.percona.com/v2`) served?
     fn percona_crd(&self) -> impl Future<Output = Lookup<()>> + Send;
+    /// Is the Prometheus Operator's ServiceMonitor CRD (`monitoring.coreos.com/v1`)
+    /// served?
+    fn service_monitor_crd(&self) -> impl Future<Output = Lookup<()>> + Send;
 }
 
 /// A lookup with no cluster: every question is skipped.
@@ -145,6 +148,9 @@ impl ClusterLookup for Offline {
         Lookup::Skipped
     }
     async fn percona_crd(&self) -> Lookup<()> {
+        Lookup::Skipped
+    }
+    async fn service_monitor_crd(&self) -> Lookup<()> {
         Lookup::Skipped
     }
 }

@@ -85,6 +85,112 @@ fn check_metrics(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings
             );
         }
     }
+    if let Some(monitor) = metrics.service_monitor.as_ref() {
+        check_service_monitor(monitor, eff, out);
+    }
+}
+
+/// The ServiceMonitor's interval (Prometheus's duration syntax, which the
+/// Prometheus Operator's CRD checks with a pattern) and labels (Kubernetes label
+/// syntax, or the API server refuses the object).
+fn check_service_monitor(
+    monitor: &crate::crd::ServiceMonitorSpec,
+    eff: &EffectiveSpec,
+    out: &mut Findings,
+) {
+    if monitor.enabled == Some(true) && eff.metrics.is_none() {
+        out.warn(
+            "spec.metrics.serviceMonitor.enabled",
+            "has no effect while metrics.enabled is false: no metrics Service to scrape",
+        );
+    }
+    if let Some(interval) = monitor.interval.as_deref().filter(|i| !i.is_empty())
+        && !is_prometheus_duration(interval)
+    {
+        out.error(
+            "spec.metrics.serviceMonitor.interval",
+            format!("{interval:?} is not a Prometheus duration: write units from largest to smallest, each once, such as \"30s\", \"1m\" or \"1h30m\" (y, w, d, h, m, s, ms)"),
+        );
+    }
+    for (key, value) in monitor.labels.iter().flatten() {
+        let field = format!("spec.metrics.serviceMonitor.labels[{key:?}]");
+        if let Some(problem) = label_key_problem(key) {
+            out.error(&field, format!("is not a label key: {problem}"));
+        } else if key.starts_with("app.kubernetes.io/") {
+            out.warn(
+                &field,
+                "is set by the operator on every object it makes; this value is not used",
+            );
+        }
+        if let Some(problem) = label_value_problem(value) {
+            out.error(&field, format!("{value:?} is not a label value: {problem}"));
+        }
+    }
+}
+
+/// Prometheus's duration syntax (`model.ParseDuration`): `0`, or numbers with the
+/// units y, w, d, h, m, s, ms, largest first, each at most once.
+pub fn is_prometheus_duration(text: &str) -> bool {
+    const UNITS: [&str; 7] = ["y", "w", "d", "h", "m", "s", "ms"];
+    if text == "0" {
+        return true;
+    }
+    let mut rest = text;
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let letters = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+        let unit = &rest[..letters];
+        match UNITS[next_unit..].iter().position(|u| *u == unit) {
+            Some(i) => next_unit += i + 1,
+            None => return false,
+        }
+        rest = &rest[letters..];
+    }
+    !text.is_empty()
+}
+
+/// Why `key` is not a Kubernetes label key: an optional DNS subdomain prefix and
+/// `/`, then a name of 1 to 63 characters.
+fn label_key_problem(key: &str) -> Option<&'static str> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        let subdomain = !prefix.is_empty()
+            && prefix.len() <= 253
+            && prefix
+                .split('.')
+                .all(|part| crate::names::label_problem(part).is_none());
+        if !subdomain {
+            return Some("the prefix before '/' must be a DNS subdomain, such as example.com");
+        }
+    }
+    if name.is_empty() || name.len() > 63 {
+        return Some("the name must be 1 to 63 characters");
+    }
+    label_value_problem(name)
+}
+
+/// Why `value` is not a Kubernetes label value: at most 63 letters, digits, `-`,
+/// `_` and `.`, starting and ending with a letter or digit (or empty).
+fn label_value_problem(value: &str) -> Option<&'static str> {
+    if value.len() > 63 {
+        return Some("at most 63 characters");
+    }
+    let bytes = value.as_bytes();
+    let edge = |b: &u8| b.is_ascii_alphanumeric();
+    let ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        && bytes.first().is_none_or(edge)
+        && bytes.last().is_none_or(edge);
+    (!ok).then_some("letters, digits, '-', '_' and '.', starting and ending with a letter or digit")
 }
 
 /// The server process's own settings: its shutdown timeout and its log.

@@ -13,6 +13,7 @@ struct FakeCluster {
     classes: Vec<&'static str>,
     secrets: BTreeMap<&'static str, Vec<(&'static str, usize)>>,
     percona: bool,
+    service_monitor: bool,
     broken: bool,
     asked: std::sync::Mutex<Vec<String>>,
 }
@@ -55,6 +56,14 @@ impl ClusterLookup for FakeCluster {
         if self.broken {
             Lookup::Unknown("timeout".into())
         } else if self.percona {
+            Lookup::Found(())
+        } else {
+            Lookup::NotFound
+        }
+    }
+    async fn service_monitor_crd(&self) -> Lookup<()> {
+        self.note("servicemonitor".into());
+        if self.service_monitor {
             Lookup::Found(())
         } else {
             Lookup::NotFound
@@ -635,6 +644,93 @@ fn metrics_path_and_token_are_checked() {
         ),
         "{r:?}"
     );
+}
+
+#[test]
+fn service_monitor_interval_labels_and_crd() {
+    let spec = |monitor: &str| {
+        format!(
+            "metrics: {{enabled: true, serviceMonitor: {monitor}}}\nstorage: {{metadataSize: 1Gi}}"
+        )
+    };
+    for good in ["30s", "1m", "1h30m", "2d12h", "500ms", "0"] {
+        let r = check(&spec(&format!("{{enabled: true, interval: \"{good}\"}}")));
+        assert!(r.is_valid(), "{good}: {r:?}");
+    }
+    for bad in ["30", "1m1h", "1.5m", "30 s", "1s1s", "-1m"] {
+        let r = check(&spec(&format!("{{enabled: true, interval: \"{bad}\"}}")));
+        assert!(
+            has_error(
+                &r,
+                "spec.metrics.serviceMonitor.interval",
+                "is not a Prometheus duration"
+            ),
+            "{bad}: {r:?}"
+        );
+    }
+    let r = check(&spec(
+        "{enabled: true, labels: {release: prometheus, \"team.example.com/owner\": a-b_c.d}}",
+    ));
+    assert!(r.is_valid(), "{r:?}");
+    let r = check(&spec(
+        "{enabled: true, labels: {\"bad key!\": x, ok: \"-no\"}}",
+    ));
+    assert!(
+        has_error(
+            &r,
+            "spec.metrics.serviceMonitor.labels[\"bad key!\"]",
+            "is not a label key"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_error(
+            &r,
+            "spec.metrics.serviceMonitor.labels[\"ok\"]",
+            "is not a label value"
+        ),
+        "{r:?}"
+    );
+    let r = check(&spec(
+        "{enabled: true, labels: {app.kubernetes.io/name: x}}",
+    ));
+    assert!(has_warning(
+        &r,
+        "spec.metrics.serviceMonitor.labels[\"app.kubernetes.io/name\"]",
+        "set by the operator"
+    ));
+    let r = check("metrics: {serviceMonitor: {enabled: true}}\nstorage: {metadataSize: 1Gi}");
+    assert!(has_warning(
+        &r,
+        "spec.metrics.serviceMonitor.enabled",
+        "no effect while metrics.enabled is false"
+    ));
+
+    // The CRD: a warning when absent (it is made once installed), asked only when
+    // a ServiceMonitor is being asked for.
+    let absent = FakeCluster::default();
+    let r = check_with(&spec("{enabled: true}"), &absent);
+    assert!(r.is_valid(), "{r:?}");
+    assert!(
+        has_warning(
+            &r,
+            "spec.metrics.serviceMonitor.enabled",
+            "the Prometheus Operator is not installed"
+        ),
+        "{r:?}"
+    );
+    let present = FakeCluster {
+        service_monitor: true,
+        ..Default::default()
+    };
+    assert!(
+        check_with(&spec("{enabled: true}"), &present)
+            .warnings
+            .is_empty()
+    );
+    let quiet = FakeCluster::default();
+    check_with(&spec("{enabled: false}"), &quiet);
+    assert!(!quiet.asked().contains(&"servicemonitor".to_string()));
 }
 
 #[test]

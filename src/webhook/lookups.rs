@@ -6,7 +6,8 @@
 //! - Secrets: a direct GET in the object's namespace, bounded by [`SECRET_TIMEOUT`]
 //!   (Secrets are not cached: caching every Secret of the cluster costs memory and
 //!   RBAC the webhook should not need).
-//! - The Percona CRD: discovery of `pgv2.percona.com/v2` `PerconaPGCluster`, cached;
+//! - The Percona and ServiceMonitor CRDs: discovery of `pgv2.percona.com/v2`
+//!   `PerconaPGCluster` and `monitoring.coreos.com/v1` `ServiceMonitor`, each cached;
 //!   "present" is trusted for [`PERCONA_FOUND_TTL`], "absent or unknown" is re-asked
 //!   at most every [`PERCONA_RETRY_INTERVAL`].
 //!
@@ -44,9 +45,10 @@ pub const PERCONA_RETRY_INTERVAL: Duration = Duration::from_secs(3);
 /// A found CRD is re-checked after this long (it may have been uninstalled).
 pub const PERCONA_FOUND_TTL: Duration = Duration::from_secs(600);
 
-const PERCONA_GROUP: &str = "pgv2.percona.com";
-const PERCONA_VERSION: &str = "v2";
-const PERCONA_KIND: &str = "PerconaPGCluster";
+/// A kind whose CRD may not be installed: (group, version, kind).
+type OptionalKind = (&'static str, &'static str, &'static str);
+const PERCONA: OptionalKind = ("pgv2.percona.com", "v2", "PerconaPGCluster");
+const SERVICE_MONITOR: OptionalKind = ("monitoring.coreos.com", "v1", "ServiceMonitor");
 
 /// The last discovery answer and when it was obtained.
 #[derive(Clone, Debug, Default)]
@@ -79,6 +81,7 @@ pub struct KubeLookup {
     /// Set once the first StorageClass list is in the store.
     storage_classes_synced: Arc<AtomicBool>,
     percona: Arc<Mutex<DiscoveryCache>>,
+    service_monitor: Arc<Mutex<DiscoveryCache>>,
 }
 
 impl KubeLookup {
@@ -119,25 +122,37 @@ impl KubeLookup {
             storage_classes: store,
             storage_classes_synced: synced,
             percona: Arc::new(Mutex::new(DiscoveryCache::default())),
+            service_monitor: Arc::new(Mutex::new(DiscoveryCache::default())),
         }
     }
 
-    async fn discover_percona(&self) -> Lookup<()> {
-        let gvk = GroupVersionKind::gvk(PERCONA_GROUP, PERCONA_VERSION, PERCONA_KIND);
+    async fn discover(&self, (group, version, kind): OptionalKind) -> Lookup<()> {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
         let query = kube::discovery::oneshot::pinned_kind(&self.client, &gvk);
         match tokio::time::timeout(DISCOVERY_TIMEOUT, query).await {
             Ok(Ok(_)) => Lookup::Found(()),
             // A group the server does not serve is a plain-text 404, a served group
             // without the kind a discovery miss: either way the CRD is not installed.
             Ok(Err(e)) if api_error::is_absent(&e) => Lookup::NotFound,
-            Ok(Err(e)) => Lookup::Unknown(format!(
-                "API discovery of {PERCONA_GROUP}/{PERCONA_VERSION} failed: {e}"
-            )),
+            Ok(Err(e)) => {
+                Lookup::Unknown(format!("API discovery of {group}/{version} failed: {e}"))
+            }
             Err(_) => Lookup::Unknown(format!(
-                "API discovery of {PERCONA_GROUP}/{PERCONA_VERSION} did not answer within {} s",
+                "API discovery of {group}/{version} did not answer within {} s",
                 DISCOVERY_TIMEOUT.as_secs()
             )),
         }
+    }
+
+    /// One discovery at a time per kind; callers that waited reuse its answer.
+    async fn cached(&self, cache: &Mutex<DiscoveryCache>, kind: OptionalKind) -> Lookup<()> {
+        let mut cache = cache.lock().await;
+        if let Some(answer) = cache.fresh(Instant::now()) {
+            return answer;
+        }
+        let answer = self.discover(kind).await;
+        cache.store(answer.clone(), Instant::now());
+        answer
     }
 }
 
@@ -170,14 +185,11 @@ impl ClusterLookup for KubeLookup {
     }
 
     async fn percona_crd(&self) -> Lookup<()> {
-        // One discovery at a time; callers that waited reuse its answer.
-        let mut cache = self.percona.lock().await;
-        if let Some(answer) = cache.fresh(Instant::now()) {
-            return answer;
-        }
-        let answer = self.discover_percona().await;
-        cache.store(answer.clone(), Instant::now());
-        answer
+        self.cached(&self.percona, PERCONA).await
+    }
+
+    async fn service_monitor_crd(&self) -> Lookup<()> {
+        self.cached(&self.service_monitor, SERVICE_MONITOR).await
     }
 }
 
@@ -405,6 +417,11 @@ mod tests {
         assert_eq!(absent_lookup(false).percona_crd().await, Lookup::NotFound);
         // The group is served but has no PerconaPGCluster: a discovery miss.
         assert_eq!(absent_lookup(true).percona_crd().await, Lookup::NotFound);
+        // The same discovery answers for the Prometheus Operator's ServiceMonitor.
+        assert_eq!(
+            absent_lookup(false).service_monitor_crd().await,
+            Lookup::NotFound
+        );
     }
 
     #[tokio::test]

@@ -140,6 +140,9 @@ impl ClusterLookup for AllFound {
     async fn percona_crd(&self) -> Lookup<()> {
         Lookup::Found(())
     }
+    async fn service_monitor_crd(&self) -> Lookup<()> {
+        Lookup::Found(())
+    }
 }
 
 pub const DS_PATH: &str = "/apis/dittofs.dittofs.com/v1alpha1/namespaces/ns/dittoservers/d";
@@ -247,6 +250,30 @@ pub fn percona_crd() -> Value {
                 "schema": {"openAPIV3Schema": {"type": "object",
                     "x-kubernetes-preserve-unknown-fields": true}},
                 "subresources": {"status": {}},
+            }],
+        },
+    })
+}
+
+/// Name of the Prometheus Operator's ServiceMonitor CRD.
+pub const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
+
+/// The Prometheus Operator's ServiceMonitor CRD (not installed by default).
+pub fn service_monitor_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": SERVICE_MONITOR_CRD},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"plural": "servicemonitors", "singular": "servicemonitor",
+                      "kind": "ServiceMonitor", "listKind": "ServiceMonitorList",
+                      "categories": ["prometheus-operator"], "shortNames": ["smon"]},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}},
             }],
         },
     })
@@ -579,6 +606,10 @@ impl FakeApi {
 
     pub fn uninstall_percona_crd(&self) {
         self.uninstall_crd(PERCONA_CRD);
+    }
+
+    pub fn install_service_monitor_crd(&self) {
+        self.install_crd(service_monitor_crd());
     }
 
     /// Is `resource` of `group` served?
