@@ -94,6 +94,12 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
 
+    /// How `<name>-file`, the Service of the file adapters (NFS, its portmapper,
+    /// SMB), is exposed, apart from the REST API's: the Go operator's
+    /// `adapterServices`. Unset fields follow `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_services: Option<AdapterServicesSpec>,
+
     /// Client-facing NFS port on the `<name>-file` Service, so that
     /// `mount -t nfs -o port=2049 <ip>:/export /mnt` works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -717,6 +723,20 @@ pub struct ServiceSpec {
     pub service_type: Option<ServiceType>,
     /// Annotations put on `<name>-file` and `<name>-api` (for example a cloud load
     /// balancer's settings). Changing them never restarts the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Exposure of the file adapters' Service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterServicesSpec {
+    /// Service type of `<name>-file`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<ServiceType>,
+    /// Annotations put on `<name>-file` instead of `service.annotations` (for
+    /// example a load balancer of its own for the file protocols). Changing them
+    /// never restarts the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
 }

@@ -22,8 +22,10 @@ pub struct EffectiveSpec {
     pub ports: Ports,
     pub jwt: Jwt,
     pub admin: Admin,
-    pub service_type: ServiceType,
-    pub service_annotations: BTreeMap<String, String>,
+    /// Type and annotations of `<name>-api`.
+    pub api_service: Exposure,
+    /// Type and annotations of `<name>-file`.
+    pub file_service: Exposure,
     pub s3: Option<S3>,
     pub percona: Option<Percona>,
     pub resources: Option<ResourceRequirements>,
@@ -44,6 +46,13 @@ pub struct EffectiveSpec {
     pub network_policy: bool,
     /// What the DittoFS server itself should hold: adapters, stores, shares.
     pub server: ServerConfig,
+}
+
+/// How a Service is exposed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exposure {
+    pub service_type: ServiceType,
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// The server's metrics endpoint.

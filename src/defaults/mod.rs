@@ -109,6 +109,7 @@ pub const fn default_termination_grace_seconds(shutdown_timeout_seconds: i64) ->
 /// moves with another field and checks that it is listed here.
 pub const DERIVED_DEFAULTS: &[(&str, &str)] = &[
     ("spec.controlPlane.servicePort", "the value of `port`"),
+    ("spec.adapterServices.type", "the value of `service.type`"),
     (
         "spec.terminationGracePeriodSeconds",
         "5 + 3 × `shutdownTimeout` + 10 s (105 with the default `shutdownTimeout`), not written into the spec so that it follows `shutdownTimeout`",
@@ -241,8 +242,18 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
     };
 
     let service = spec.service.get_or_insert_with(Default::default);
-    let service_type = value(&mut service.service_type, DEFAULT_SERVICE_TYPE);
-    let service_annotations = service.annotations.clone().unwrap_or_default();
+    let api_service = Exposure {
+        service_type: value(&mut service.service_type, DEFAULT_SERVICE_TYPE),
+        annotations: service.annotations.clone().unwrap_or_default(),
+    };
+    let adapters = spec.adapter_services.get_or_insert_with(Default::default);
+    let file_service = Exposure {
+        service_type: value(&mut adapters.service_type, api_service.service_type),
+        annotations: adapters
+            .annotations
+            .clone()
+            .unwrap_or_else(|| api_service.annotations.clone()),
+    };
 
     let nfs = PortPair {
         service: value(&mut spec.nfs_port, DEFAULT_NFS_PORT),
@@ -316,8 +327,8 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         },
         jwt,
         admin,
-        service_type,
-        service_annotations,
+        api_service,
+        file_service,
         s3,
         percona,
         resources: spec.resources.clone(),

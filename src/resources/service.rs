@@ -11,6 +11,8 @@
 //! - `<name>-api`: `controlPlane.servicePort` → `controlPlane.port`.
 //! - `<name>-headless`, `<name>-metrics`.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -77,7 +79,7 @@ pub fn build_services(
                 ports: Some(vec![port(METRICS_PORT_NAME, m.port)]),
                 ..Default::default()
             },
-            false,
+            None,
         ));
     }
     out
@@ -123,11 +125,11 @@ fn file_service(ds: &DittoServer, eff: &EffectiveSpec, server: Option<&ServerSta
         names::file_service(&eff.name),
         "file",
         ServiceSpec {
-            type_: Some(eff.service_type.as_str().into()),
+            type_: Some(eff.file_service.service_type.as_str().into()),
             ports: Some(ports),
             ..Default::default()
         },
-        true,
+        Some(&eff.file_service.annotations),
     )
 }
 
@@ -139,11 +141,11 @@ fn api_service(ds: &DittoServer, eff: &EffectiveSpec) -> Service {
         names::api_service(&eff.name),
         "api",
         ServiceSpec {
-            type_: Some(eff.service_type.as_str().into()),
+            type_: Some(eff.api_service.service_type.as_str().into()),
             ports: Some(vec![port(API_PORT_NAME, eff.ports.api.service)]),
             ..Default::default()
         },
-        true,
+        Some(&eff.api_service.annotations),
     )
 }
 
@@ -160,7 +162,7 @@ fn headless_service(ds: &DittoServer, eff: &EffectiveSpec) -> Service {
             ports: Some(vec![port(API_PORT_NAME, eff.ports.api.container)]),
             ..Default::default()
         },
-        false,
+        None,
     )
 }
 
@@ -170,11 +172,11 @@ fn service(
     name: String,
     component: &str,
     mut spec: ServiceSpec,
-    user_annotations: bool,
+    annotations: Option<&BTreeMap<String, String>>,
 ) -> Service {
     let mut metadata = child_meta(ds, eff, name, component);
-    if user_annotations && !eff.service_annotations.is_empty() {
-        metadata.annotations = Some(eff.service_annotations.clone());
+    if let Some(annotations) = annotations.filter(|a| !a.is_empty()) {
+        metadata.annotations = Some(annotations.clone());
     }
     spec.selector = Some(selector(&eff.name));
     Service {

@@ -298,6 +298,45 @@ fn services_carry_type_and_annotations_headless_and_metrics_do_not() {
     );
 }
 
+/// `adapterServices` exposes the file Service apart from the REST API (the Go
+/// operator's field); unset, the file Service follows `service`.
+#[test]
+fn adapter_services_expose_the_file_service_apart_from_the_api() {
+    let c = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\nservice: {type: ClusterIP, annotations: {api: x}}\nadapterServices: {type: LoadBalancer, annotations: {lb: nfs}}",
+    ));
+    let kind = |s: &Service| s.spec.as_ref().and_then(|s| s.type_.clone());
+    let file = svc(&c, "t-file");
+    let api = svc(&c, "t-api");
+    assert_eq!(kind(file).as_deref(), Some("LoadBalancer"));
+    assert_eq!(kind(api).as_deref(), Some("ClusterIP"));
+    assert_eq!(
+        file.metadata.annotations,
+        Some(BTreeMap::from([("lb".to_string(), "nfs".to_string())]))
+    );
+    assert_eq!(
+        api.metadata.annotations,
+        Some(BTreeMap::from([("api".to_string(), "x".to_string())]))
+    );
+    // Unset: the file Service follows `service`.
+    let c = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\nservice: {type: NodePort, annotations: {a: b}}",
+    ));
+    let file = svc(&c, "t-file");
+    assert_eq!(kind(file).as_deref(), Some("NodePort"));
+    assert_eq!(
+        file.metadata.annotations,
+        Some(BTreeMap::from([("a".to_string(), "b".to_string())]))
+    );
+    let mut spec = from_yaml("storage: {metadataSize: 1Gi}\nservice: {type: NodePort}").spec;
+    crate::defaults::apply_defaults(&mut spec);
+    assert_eq!(
+        spec.adapter_services.and_then(|a| a.service_type),
+        Some(crate::crd::ServiceType::NodePort),
+        "the default written is the value of service.type"
+    );
+}
+
 #[test]
 fn volume_claim_templates_and_retention() {
     // metrics.yaml keeps its share on the cache volume: no content volume.
@@ -647,6 +686,7 @@ fn service_only_edits_keep_the_hash() {
         "storage: {metadataSize: 1Gi}\nservice: {type: NodePort, annotations: {a: b}}",
         "storage: {metadataSize: 1Gi}\nnfsPort: 3049",
         "storage: {metadataSize: 1Gi}\ncontrolPlane: {servicePort: 80}",
+        "storage: {metadataSize: 1Gi}\nadapterServices: {type: NodePort, annotations: {a: b}}",
     ] {
         assert_eq!(hash_of(edit, &none), base, "{edit}");
     }
