@@ -161,9 +161,13 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
         reconciles(&registry, "ok") >= before + SERVERS as u64
     })
     .await;
+    // The ServiceMonitor type is not installed here: its watch lists it again every
+    // few seconds (so that a Prometheus Operator installed later is seen), which is
+    // not a request of the passes.
     let idle: Vec<_> = api
         .requests()
         .into_iter()
+        .filter(|r| r.path != "/apis/monitoring.coreos.com/v1/servicemonitors")
         .map(|r| (r.method, r.path))
         .collect();
     assert!(
