@@ -290,6 +290,22 @@ async fn wait_until(bound: Duration, mut done: impl FnMut() -> bool) -> Option<D
     Some(started.elapsed())
 }
 
+/// `requests` counted by verb and path, most frequent first: what they were.
+fn by_path(requests: &[fake_api::RequestRecord]) -> String {
+    let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for r in requests {
+        *counts
+            .entry((r.verb.to_string(), r.path.clone()))
+            .or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    counts
+        .iter()
+        .map(|((verb, path), n)| format!("; {n} × {verb} {path}"))
+        .collect()
+}
+
 fn operator_requests(api: &FakeApi) -> Vec<fake_api::RequestRecord> {
     // Everything but this benchmark's own creates and deletes of DittoServers.
     api.requests()
@@ -422,8 +438,9 @@ async fn scale() {
         cpu_converge * 1000.0 / SERVERS as f64
     );
     println!(
-        "quiet 30 s once converged: {} requests, {quiet_writes} writes",
-        quiet.len()
+        "quiet 30 s once converged: {} requests, {quiet_writes} writes{}",
+        quiet.len(),
+        by_path(&quiet)
     );
     println!(
         "deleted: delete requests sent in {:.1} s, all released {} after the last; {:.1} requests per object; CPU {cpu_delete:.2} s; failed reconciles overall: {failed_after}",
@@ -646,6 +663,7 @@ async fn running_servers() {
         dfs_quiet as f64 / n / (quiet_for.as_secs_f64() / POLL_SECONDS as f64),
         cpu_quiet * 1e6 / (dfs_quiet.max(1)) as f64
     );
+    println!("  the Kubernetes requests{}", by_path(&quiet));
     println!(
         "deleted: all released {} after the last delete; failed reconciles overall: {failed_after}",
         secs(deleted)

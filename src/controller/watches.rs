@@ -564,16 +564,25 @@ enum Retry {
 /// Longest wait between two lists of a type that is not installed.
 pub const ABSENT_TYPE_RETRY_CAP: Duration = Duration::from_secs(5);
 
-/// 0.8 s doubling up to [`ABSENT_TYPE_RETRY_CAP`]; starts over after a success.
+/// 0.8 s doubling up to [`ABSENT_TYPE_RETRY_CAP`]; starts over once the watch has
+/// gone [`Self::QUIET`] without an error. A watcher announces every new list with
+/// an `Init` event, which asks the backoff to reset even when that list then
+/// fails: honoured at once, the delay would never grow (kube's default backoff has
+/// the same guard).
 struct AbsentTypeBackoff {
     next: Duration,
+    last_error: Option<std::time::Instant>,
 }
 
 impl AbsentTypeBackoff {
     const FIRST: Duration = Duration::from_millis(800);
+    const QUIET: Duration = Duration::from_secs(30);
 
     fn new() -> Self {
-        Self { next: Self::FIRST }
+        Self {
+            next: Self::FIRST,
+            last_error: None,
+        }
     }
 }
 
@@ -581,6 +590,7 @@ impl Iterator for AbsentTypeBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
+        self.last_error = Some(std::time::Instant::now());
         let now = self.next;
         self.next = (now * 2).min(ABSENT_TYPE_RETRY_CAP);
         Some(now)
@@ -589,7 +599,9 @@ impl Iterator for AbsentTypeBackoff {
 
 impl kube::runtime::utils::Backoff for AbsentTypeBackoff {
     fn reset(&mut self) {
-        self.next = Self::FIRST;
+        if self.last_error.is_none_or(|at| at.elapsed() >= Self::QUIET) {
+            self.next = Self::FIRST;
+        }
     }
 }
 
