@@ -240,39 +240,60 @@ fn set_here_or_for_the_pod(field: &str, ok: &str) -> String {
     )
 }
 
-/// The CEL of the StatefulSet policy for `install`: only the operator itself writes
-/// StatefulSets (the certificate Job has no such right).
-pub fn stateful_set_rules(install: &Install) -> PolicyRules {
-    let user = service_account_user(&install.namespace, &install.service_account());
-    let pod = "object.spec.template.spec";
-    let refused = |what: &str| {
-        format!(
-            "'dittofs-operator may not write StatefulSet ' + request.namespace + '/' + \
-             request.name + ': {what}'"
-        )
-    };
-    let validation = |expression: String, what: &str| PolicyValidation {
+/// Builds one validation of a policy on `kind`: the expression, and its refusal
+/// message naming the object.
+fn refusal(kind: &'static str) -> impl Fn(String, &str) -> PolicyValidation {
+    move |expression, what| PolicyValidation {
         expression,
-        message: format!("dittofs-operator may not write this StatefulSet: {what}"),
-        message_expression: refused(what),
-    };
+        message: format!("dittofs-operator may not write this {kind}: {what}"),
+        message_expression: format!(
+            "'dittofs-operator may not write {kind} ' + request.namespace + '/' + \
+             request.name + ': {what}'"
+        ),
+    }
+}
+
+/// A policy on `kind` (`kinds` in messages) that applies to the operator's own
+/// ServiceAccount only (the certificate Job has no such right) and first of all
+/// allows only objects it manages: labelled, and on an update the stored object
+/// too, so that one it does not manage is never changed. Then `rules`.
+fn operator_only(
+    install: &Install,
+    kind: &'static str,
+    kinds: &str,
+    rules: Vec<PolicyValidation>,
+) -> PolicyRules {
+    let user = service_account_user(&install.namespace, &install.service_account());
+    let ours = refusal(kind)(
+        format!(
+            "({new}) && (request.operation != 'UPDATE' || ({old}))",
+            new = managed("object"),
+            old = managed("oldObject")
+        ),
+        &format!(
+            "only {kinds} labelled {MANAGED_BY_LABEL}={MANAGED_BY} (also the stored one, on an update)"
+        ),
+    );
     PolicyRules {
         match_conditions: vec![(
             "operator-service-account".into(),
             format!("request.userInfo.username == '{user}'"),
         )],
         variables: Vec::new(),
-        validations: vec![
-            validation(
-                format!(
-                    "({new}) && (request.operation != 'UPDATE' || ({old}))",
-                    new = managed("object"),
-                    old = managed("oldObject")
-                ),
-                &format!(
-                    "only StatefulSets labelled {MANAGED_BY_LABEL}={MANAGED_BY} (also the stored one, on an update)"
-                ),
-            ),
+        validations: std::iter::once(ours).chain(rules).collect(),
+    }
+}
+
+/// The CEL of the StatefulSet policy for `install`: only the operator itself writes
+/// StatefulSets (the certificate Job has no such right).
+pub fn stateful_set_rules(install: &Install) -> PolicyRules {
+    let pod = "object.spec.template.spec";
+    let validation = refusal("StatefulSet");
+    operator_only(
+        install,
+        "StatefulSet",
+        "StatefulSets",
+        vec![
             validation(
                 format!(
                     "(!has({pod}.serviceAccountName) || {pod}.serviceAccountName == 'default') && \
@@ -329,46 +350,26 @@ pub fn stateful_set_rules(install: &Install) -> PolicyRules {
                 "containers must not be privileged, must set allowPrivilegeEscalation: false and may add no capability but NET_BIND_SERVICE",
             ),
         ],
-    }
+    )
 }
 
 /// The CEL of the NetworkPolicy policy for `install`: only the operator itself writes
 /// NetworkPolicies (the certificate Job has no such right). It allows the shape
 /// `resources::network_policy` builds and nothing wider: ingress to our server pods.
 pub fn network_policy_rules(install: &Install) -> PolicyRules {
-    let user = service_account_user(&install.namespace, &install.service_account());
     let spec = "object.spec";
     let selector = "object.spec.podSelector";
-    let validation = |expression: String, what: &str| PolicyValidation {
-        expression,
-        message: format!("dittofs-operator may not write this NetworkPolicy: {what}"),
-        message_expression: format!(
-            "'dittofs-operator may not write NetworkPolicy ' + request.namespace + '/' + \
-             request.name + ': {what}'"
-        ),
-    };
+    let validation = refusal("NetworkPolicy");
     // `matchLabels[key] == value` for the labels every server pod of ours carries
     // (`resources::labels::labels(instance, "server")`).
     let label_is = |key: &str, value: &str| {
         format!("'{key}' in {selector}.matchLabels && {selector}.matchLabels['{key}'] == '{value}'")
     };
-    PolicyRules {
-        match_conditions: vec![(
-            "operator-service-account".into(),
-            format!("request.userInfo.username == '{user}'"),
-        )],
-        variables: Vec::new(),
-        validations: vec![
-            validation(
-                format!(
-                    "({new}) && (request.operation != 'UPDATE' || ({old}))",
-                    new = managed("object"),
-                    old = managed("oldObject")
-                ),
-                &format!(
-                    "only NetworkPolicies labelled {MANAGED_BY_LABEL}={MANAGED_BY} (also the stored one, on an update)"
-                ),
-            ),
+    operator_only(
+        install,
+        "NetworkPolicy",
+        "NetworkPolicies",
+        vec![
             // Only pods of our server StatefulSets: all of their fixed labels and an
             // instance. matchExpressions can only narrow a selector, but the builder
             // never sets them, so none are allowed. An empty selector (every pod of
@@ -410,7 +411,7 @@ pub fn network_policy_rules(install: &Install) -> PolicyRules {
                 "ingress rules must list ports and have no from (peers are never chosen)",
             ),
         ],
-    }
+    )
 }
 
 fn meta(name: String) -> ObjectMeta {
