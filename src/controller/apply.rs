@@ -1,8 +1,10 @@
 //! Step 4 of a pass: write the built children that are ours and changed.
 //!
 //! Secrets and the ConfigMap first, so a new pod finds them; the Services and the
-//! NetworkPolicy that admits what they target; the PerconaPGCluster; the StatefulSet last, and not at all while a child's name is
-//! taken or a first database is not ready yet. Each write is one call of
+//! NetworkPolicy that admits what they target; the PerconaPGCluster; the StatefulSet,
+//! not at all while a child's name is taken or a first database is not ready yet;
+//! then the optional ServiceMonitor, which never holds the StatefulSet back. Each
+//! write is one call of
 //! `write::apply`, which writes nothing when the child is unchanged and never
 //! touches what is not ours.
 
@@ -135,8 +137,23 @@ pub async fn children<L>(
         }
     }
 
+    let waiting_for_percona =
+        percona::apply_cluster(ds, eff, children, observed, p, facts, &mut changed).await?;
+
+    if !facts.conflicts.is_empty() {
+        p.events
+            .publish(Reason::NameConflict, facts.conflicts.join("; "))
+            .await;
+    } else {
+        p.events.resolved(Reason::NameConflict);
+    }
+    if !waiting_for_percona && facts.conflicts.is_empty() {
+        stateful_set(ds, eff, children, observed, p, facts, &mut changed).await?;
+    }
+
     // The ServiceMonitor, while its type is served (a CRD installed later brings a
-    // pass to every DittoServer: `watches.rs`).
+    // pass to every DittoServer: `watches.rs`). After the StatefulSet: an optional
+    // extra whose write fails (its CRD just removed) never holds the server back.
     if let Ok(seen) = &observed.service_monitor {
         let monitors: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), ns, &service_monitor::api_resource());
@@ -160,20 +177,6 @@ pub async fn children<L>(
                 }
             }
         }
-    }
-
-    let waiting_for_percona =
-        percona::apply_cluster(ds, eff, children, observed, p, facts, &mut changed).await?;
-
-    if !facts.conflicts.is_empty() {
-        p.events
-            .publish(Reason::NameConflict, facts.conflicts.join("; "))
-            .await;
-    } else {
-        p.events.resolved(Reason::NameConflict);
-    }
-    if !waiting_for_percona && facts.conflicts.is_empty() {
-        stateful_set(ds, eff, children, observed, p, facts, &mut changed).await?;
     }
     if !changed.is_empty() {
         p.events

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -268,7 +268,7 @@ impl Stores {
             shutdown,
         );
         let (s, t) = (stores.clone(), triggers.clone());
-        let absent = stores.clone();
+        let (absent, served) = (stores.clone(), stores.clone());
         let percona = api_resource();
         spawn_reflector(
             "PerconaPGCluster",
@@ -286,15 +286,12 @@ impl Stores {
                     c.data = serde_json::json!({"status": c.data.get("status")});
                 },
                 &stores.percona,
-                Retry::TypeMayBeAbsent,
+                Retry::TypeMayBeAbsent {
+                    // Served, and listed: the store answers from here on.
+                    listed: Arc::new(move || served.set_percona_type(OptionalType::Served)),
+                },
             ),
-            move |event| {
-                // Served, and listed: the store answers from here on.
-                if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                    s.set_percona_type(OptionalType::Served);
-                }
-                s.on_child_event("PerconaPGCluster", event, &t);
-            },
+            move |event| s.on_child_event("PerconaPGCluster", event, &t),
             move |error| {
                 if watch_error_source(error).and_then(api_error::absent) == Some(Absent::Type) {
                     absent.set_percona_type(OptionalType::Absent);
@@ -303,7 +300,7 @@ impl Stores {
             shutdown,
         );
         let (s, t) = (stores.clone(), triggers);
-        let absent = stores.clone();
+        let (absent, served, all) = (stores.clone(), stores.clone(), t.clone());
         let monitors = service_monitor::api_resource();
         spawn_reflector(
             "ServiceMonitor",
@@ -322,23 +319,23 @@ impl Stores {
                     m.data = serde_json::Value::Null;
                 },
                 &stores.service_monitors,
-                Retry::TypeMayBeAbsent,
+                Retry::TypeMayBeAbsent {
+                    listed: Arc::new(move || {
+                        let was = served.service_monitor_type();
+                        served.set_service_monitor_type(OptionalType::Served);
+                        if was != OptionalType::Served {
+                            // Installed now (or first seen): the DittoServers that
+                            // ask for one get it without waiting for another change.
+                            served
+                                .servers
+                                .state()
+                                .iter()
+                                .for_each(|server| all.send(ObjectRef::from(server.as_ref())));
+                        }
+                    }),
+                },
             ),
-            move |event| {
-                if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                    let was = s.service_monitor_type();
-                    s.set_service_monitor_type(OptionalType::Served);
-                    if was != OptionalType::Served {
-                        // Installed now (or first seen): the DittoServers that ask
-                        // for one get it without waiting for another change.
-                        s.servers
-                            .state()
-                            .iter()
-                            .for_each(|server| t.send(ObjectRef::from(server.as_ref())));
-                    }
-                }
-                s.on_child_event("ServiceMonitor", event, &t);
-            },
+            move |event| s.on_child_event("ServiceMonitor", event, &t),
             move |error| {
                 if watch_error_source(error).and_then(api_error::absent) == Some(Absent::Type) {
                     absent.set_service_monitor_type(OptionalType::Absent);
@@ -551,53 +548,59 @@ where
 }
 
 /// How a failed watch retries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 enum Retry {
-    /// kube's default: 0.8 s doubling to 30 s, kind to a struggling API server.
+    /// 0.8 s doubling to [`RETRY_CAP`], kind to a struggling API server.
     Default,
     /// A type that may not be installed (a CRD added later): 0.8 s doubling to
     /// [`ABSENT_TYPE_RETRY_CAP`], so that a type installed later is served to the
     /// passes within seconds, for one list request per few seconds while it is not.
-    TypeMayBeAbsent,
+    /// `listed` runs whenever one of its watches has listed: the type is served
+    /// (before any merge of namespaces, which shows a re-list only as changes).
+    TypeMayBeAbsent { listed: Arc<dyn Fn() + Send + Sync> },
 }
 
+/// Longest wait between two lists of a failing watch.
+pub const RETRY_CAP: Duration = Duration::from_secs(30);
 /// Longest wait between two lists of a type that is not installed.
 pub const ABSENT_TYPE_RETRY_CAP: Duration = Duration::from_secs(5);
 
-/// 0.8 s doubling up to [`ABSENT_TYPE_RETRY_CAP`]; starts over once the watch has
-/// gone [`Self::QUIET`] without an error. A watcher announces every new list with
-/// an `Init` event, which asks the backoff to reset even when that list then
-/// fails: honoured at once, the delay would never grow (kube's default backoff has
-/// the same guard).
-struct AbsentTypeBackoff {
+/// 0.8 s doubling up to `cap`; starts over once the watch has gone
+/// [`Self::QUIET`] without an error. A watcher announces every new list with an
+/// `Init` event, which asks the backoff to reset even when that list then fails:
+/// honoured at once (as kube's own backoffs do), the delay would never grow and a
+/// watch refused for good (a 403, an absent type) would list every 0.8 s.
+struct GuardedBackoff {
+    cap: Duration,
     next: Duration,
     last_error: Option<std::time::Instant>,
 }
 
-impl AbsentTypeBackoff {
+impl GuardedBackoff {
     const FIRST: Duration = Duration::from_millis(800);
-    const QUIET: Duration = Duration::from_secs(30);
+    const QUIET: Duration = Duration::from_secs(120);
 
-    fn new() -> Self {
+    fn new(cap: Duration) -> Self {
         Self {
+            cap,
             next: Self::FIRST,
             last_error: None,
         }
     }
 }
 
-impl Iterator for AbsentTypeBackoff {
+impl Iterator for GuardedBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
         self.last_error = Some(std::time::Instant::now());
         let now = self.next;
-        self.next = (now * 2).min(ABSENT_TYPE_RETRY_CAP);
+        self.next = (now * 2).min(self.cap);
         Some(now)
     }
 }
 
-impl kube::runtime::utils::Backoff for AbsentTypeBackoff {
+impl kube::runtime::utils::Backoff for GuardedBackoff {
     fn reset(&mut self) {
         if self.last_error.is_none_or(|at| at.elapsed() >= Self::QUIET) {
             self.next = Self::FIRST;
@@ -619,8 +622,15 @@ where
 {
     let watch = watcher::watcher(api, config.clone()).modify(keep);
     match retry {
-        Retry::Default => watch.default_backoff().boxed(),
-        Retry::TypeMayBeAbsent => watch.backoff(AbsentTypeBackoff::new()).boxed(),
+        Retry::Default => watch.backoff(GuardedBackoff::new(RETRY_CAP)).boxed(),
+        Retry::TypeMayBeAbsent { listed } => watch
+            .inspect_ok(move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    listed();
+                }
+            })
+            .backoff(GuardedBackoff::new(ABSENT_TYPE_RETRY_CAP))
+            .boxed(),
     }
 }
 
@@ -646,7 +656,7 @@ where
         Some(namespaces) => {
             let streams = namespaces
                 .iter()
-                .map(|ns| one_watch(api(Some(ns)), config, keep.clone(), retry))
+                .map(|ns| one_watch(api(Some(ns)), config, keep.clone(), retry.clone()))
                 .collect();
             super::scoped::merge(namespaces.to_vec(), streams, store.clone())
         }

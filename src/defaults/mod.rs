@@ -109,7 +109,10 @@ pub const fn default_termination_grace_seconds(shutdown_timeout_seconds: i64) ->
 /// moves with another field and checks that it is listed here.
 pub const DERIVED_DEFAULTS: &[(&str, &str)] = &[
     ("spec.controlPlane.servicePort", "the value of `port`"),
-    ("spec.adapterServices.type", "the value of `service.type`"),
+    (
+        "spec.adapterServices.type",
+        "the value of `service.type`, not written into the spec so that it follows `service.type`",
+    ),
     (
         "spec.terminationGracePeriodSeconds",
         "5 + 3 × `shutdownTimeout` + 10 s (105 with the default `shutdownTimeout`), not written into the spec so that it follows `shutdownTimeout`",
@@ -246,12 +249,15 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         service_type: value(&mut service.service_type, DEFAULT_SERVICE_TYPE),
         annotations: service.annotations.clone().unwrap_or_default(),
     };
-    let adapters = spec.adapter_services.get_or_insert_with(Default::default);
+    // Not written into the spec: a default written once would stay behind when
+    // `service` changes later.
+    let adapters = spec.adapter_services.as_ref();
     let file_service = Exposure {
-        service_type: value(&mut adapters.service_type, api_service.service_type),
+        service_type: adapters
+            .and_then(|a| a.service_type)
+            .unwrap_or(api_service.service_type),
         annotations: adapters
-            .annotations
-            .clone()
+            .and_then(|a| a.annotations.clone())
             .unwrap_or_else(|| api_service.annotations.clone()),
     };
 

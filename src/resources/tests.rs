@@ -331,9 +331,8 @@ fn adapter_services_expose_the_file_service_apart_from_the_api() {
     let mut spec = from_yaml("storage: {metadataSize: 1Gi}\nservice: {type: NodePort}").spec;
     crate::defaults::apply_defaults(&mut spec);
     assert_eq!(
-        spec.adapter_services.and_then(|a| a.service_type),
-        Some(crate::crd::ServiceType::NodePort),
-        "the default written is the value of service.type"
+        spec.adapter_services, None,
+        "not written: it keeps following service.type"
     );
 }
 

@@ -219,7 +219,8 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             field: "spec.metrics.bearerTokenSecret".into(),
             name: token.name.clone(),
             required_keys: vec![token.key.clone()],
-            min_value_bytes: 0,
+            // The server refuses to start with an empty token file.
+            min_value_bytes: 1,
             purpose: "metrics bearer token",
             needed_by: SERVER_START,
         });

@@ -116,7 +116,7 @@ fn check_service_monitor(
         let field = format!("spec.metrics.serviceMonitor.labels[{key:?}]");
         if let Some(problem) = label_key_problem(key) {
             out.error(&field, format!("is not a label key: {problem}"));
-        } else if key.starts_with("app.kubernetes.io/") {
+        } else if crate::resources::labels::labels("", "").contains_key(key) {
             out.warn(
                 &field,
                 "is set by the operator on every object it makes; this value is not used",
@@ -197,7 +197,9 @@ fn label_value_problem(value: &str) -> Option<&'static str> {
 fn check_process(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
     // Empty is unset: the default is written over it.
     if let Some(timeout) = spec.shutdown_timeout.as_deref().filter(|t| !t.is_empty()) {
-        let seconds = crate::duration::parse_go_duration_secs(timeout);
+        // Go's time.ParseDuration takes no spaces, and the server reads it as written.
+        let seconds =
+            crate::duration::parse_go_duration_secs(timeout).filter(|_| timeout.trim() == timeout);
         if seconds.is_none_or(|s| s <= 0.0) {
             out.error(
                 "spec.shutdownTimeout",

@@ -510,7 +510,7 @@ fn shutdown_timeout_moves_the_grace_period_and_its_minimum() {
 
 #[test]
 fn shutdown_timeout_is_a_positive_duration_that_fits_the_grace_period() {
-    for bad in ["0s", "-5s", "thirty", "\"\"", "30"] {
+    for bad in ["0s", "-5s", "thirty", "\"\"", "30", "\" 30s\""] {
         let r = check(&format!(
             "shutdownTimeout: {bad}\nstorage: {{metadataSize: 1Gi}}"
         ));
