@@ -32,7 +32,8 @@
 //! (managed-by, component `server`, name `dittofs`, an instance; no
 //! matchExpressions), are of type Ingress only with no egress, and whose rules list
 //! ports and choose no peers (no `from`): the shape `resources::network_policy`
-//! builds (a test runs the CEL on every sample's).
+//! builds (a test runs the CEL on every sample's). It also judges deletes: only a
+//! NetworkPolicy it manages, never a tenant's own (a default-deny policy).
 //!
 //! The API server evaluates the CEL itself (no webhook, no operator needed), so the
 //! rules hold even when the operator's token is stolen. Pure builders; the committed
@@ -256,24 +257,34 @@ fn refusal(kind: &'static str) -> impl Fn(String, &str) -> PolicyValidation {
 /// A policy on `kind` (`kinds` in messages) that applies to the operator's own
 /// ServiceAccount only (the certificate Job has no such right) and first of all
 /// allows only objects it manages: labelled, and on an update the stored object
-/// too, so that one it does not manage is never changed. Then `rules`.
+/// too, so that one it does not manage is never changed. With `deletes` (the
+/// policy also matches DELETE, where only the stored object exists) only a
+/// managed object may be deleted. Then `rules`.
 fn operator_only(
     install: &Install,
     kind: &'static str,
     kinds: &str,
+    deletes: bool,
     rules: Vec<PolicyValidation>,
 ) -> PolicyRules {
     let user = service_account_user(&install.namespace, &install.service_account());
-    let ours = refusal(kind)(
-        format!(
-            "({new}) && (request.operation != 'UPDATE' || ({old}))",
-            new = managed("object"),
-            old = managed("oldObject")
-        ),
-        &format!(
-            "only {kinds} labelled {MANAGED_BY_LABEL}={MANAGED_BY} (also the stored one, on an update)"
-        ),
-    );
+    let (new, old) = (managed("object"), managed("oldObject"));
+    let written = format!("({new}) && (request.operation != 'UPDATE' || ({old}))");
+    let ours = if deletes {
+        refusal(kind)(
+            format!("request.operation == 'DELETE' ? ({old}) : ({written})"),
+            &format!(
+                "only {kinds} labelled {MANAGED_BY_LABEL}={MANAGED_BY} (also the stored one, on an update or a delete)"
+            ),
+        )
+    } else {
+        refusal(kind)(
+            written,
+            &format!(
+                "only {kinds} labelled {MANAGED_BY_LABEL}={MANAGED_BY} (also the stored one, on an update)"
+            ),
+        )
+    };
     PolicyRules {
         match_conditions: vec![(
             "operator-service-account".into(),
@@ -293,6 +304,7 @@ pub fn stateful_set_rules(install: &Install) -> PolicyRules {
         install,
         "StatefulSet",
         "StatefulSets",
+        false,
         vec![
             validation(
                 format!(
@@ -359,7 +371,14 @@ pub fn stateful_set_rules(install: &Install) -> PolicyRules {
 pub fn network_policy_rules(install: &Install) -> PolicyRules {
     let spec = "object.spec";
     let selector = "object.spec.podSelector";
-    let validation = refusal("NetworkPolicy");
+    // On DELETE there is no new object: only `operator_only`'s check applies.
+    let refused = refusal("NetworkPolicy");
+    let validation = |expression: String, what: &str| {
+        refused(
+            format!("request.operation == 'DELETE' || ({expression})"),
+            what,
+        )
+    };
     // `matchLabels[key] == value` for the labels every server pod of ours carries
     // (`resources::labels::labels(instance, "server")`).
     let label_is = |key: &str, value: &str| {
@@ -369,6 +388,7 @@ pub fn network_policy_rules(install: &Install) -> PolicyRules {
         install,
         "NetworkPolicy",
         "NetworkPolicies",
+        true,
         vec![
             // Only pods of our server StatefulSets: all of their fixed labels and an
             // instance. matchExpressions can only narrow a selector, but the builder
@@ -439,6 +459,7 @@ pub fn secret_policy(install: &Install) -> ValidatingAdmissionPolicy {
         secret_policy_name(install),
         "",
         "secrets",
+        &["CREATE", "UPDATE"],
         secret_rules(install),
     )
 }
@@ -454,6 +475,7 @@ pub fn stateful_set_policy(install: &Install) -> ValidatingAdmissionPolicy {
         stateful_set_policy_name(install),
         "apps",
         "statefulsets",
+        &["CREATE", "UPDATE"],
         stateful_set_rules(install),
     )
 }
@@ -469,15 +491,18 @@ pub fn network_policy_policy(install: &Install) -> ValidatingAdmissionPolicy {
         network_policy_policy_name(install),
         "networking.k8s.io",
         "networkpolicies",
+        // RBAC lets the operator delete NetworkPolicies (one turned off): only its own.
+        &["CREATE", "UPDATE", "DELETE"],
         network_policy_rules(install),
     )
 }
 
-/// A policy on CREATE and UPDATE of `group`/v1 `resource`.
+/// A policy on `operations` of `group`/v1 `resource`.
 fn policy(
     name: String,
     group: &str,
     resource: &str,
+    operations: &[&str],
     rules: PolicyRules,
 ) -> ValidatingAdmissionPolicy {
     ValidatingAdmissionPolicy {
@@ -489,7 +514,7 @@ fn policy(
                 resource_rules: Some(vec![NamedRuleWithOperations {
                     api_groups: Some(vec![group.into()]),
                     api_versions: Some(vec!["v1".into()]),
-                    operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+                    operations: Some(operations.iter().map(|o| o.to_string()).collect()),
                     resources: Some(vec![resource.into()]),
                     ..Default::default()
                 }]),
@@ -614,7 +639,13 @@ mod tests {
         );
         assert_eq!(
             rule.operations.as_deref(),
-            Some(&["CREATE".to_string(), "UPDATE".to_string()][..])
+            Some(
+                &[
+                    "CREATE".to_string(),
+                    "UPDATE".to_string(),
+                    "DELETE".to_string()
+                ][..]
+            )
         );
         let conditions = spec.match_conditions.unwrap();
         assert_eq!(conditions.len(), 1);

@@ -973,3 +973,45 @@ fn other_users_write_network_policies_unmatched() {
         Verdict::Denied(_)
     ));
 }
+
+/// RBAC lets the operator delete NetworkPolicies (it removes its own when one is
+/// turned off): the policy lets it delete only those it manages, never a tenant's
+/// own (a default-deny policy, say), which would open the namespace's pods.
+#[test]
+fn the_operator_deletes_only_network_policies_it_manages() {
+    let delete = |user: &str, stored: Value| {
+        let mut request = request(user, "DELETE", "team");
+        request["name"] = stored["metadata"]["name"].clone();
+        admit(
+            &committed_network_policy_rules(),
+            request,
+            Value::Null,
+            stored,
+        )
+    };
+    let ours = built_network_policy(json!({"storage": {"metadataSize": "1Gi"}}));
+    assert_eq!(delete(OPERATOR, ours), Verdict::Allowed);
+    let default_deny = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "default-deny", "namespace": "team"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    });
+    match delete(OPERATOR, default_deny.clone()) {
+        Verdict::Denied(message) => assert!(
+            message.contains("team/default-deny")
+                && message.contains("only NetworkPolicies labelled"),
+            "{message}"
+        ),
+        other => panic!("a tenant's policy must not be deleted: {other:?}"),
+    }
+    // The committed policy matches DELETE at all.
+    let policy = dittofs_operator::policy::network_policy_policy(&Install::plain());
+    let operations = policy
+        .spec
+        .and_then(|s| s.match_constraints)
+        .and_then(|m| m.resource_rules)
+        .and_then(|r| r.into_iter().next())
+        .and_then(|r| r.operations)
+        .unwrap_or_default();
+    assert!(operations.contains(&"DELETE".to_string()), "{operations:?}");
+}

@@ -281,6 +281,25 @@ async fn scenario(admin: &Client, install: &Install) {
         .create(&pp, &built_network_policy("ours", ns))
         .await
         .expect("the NetworkPolicy the operator builds is allowed");
+    // Nor delete a tenant's own policy (RBAC allows delete, for the operator's own).
+    let mut tenant = serde_json::to_value(every_pod_network_policy(ns)).expect("JSON");
+    tenant["metadata"] = json!({"name": "default-deny", "namespace": ns});
+    let tenant: NetworkPolicy = serde_json::from_value(tenant).expect("NetworkPolicy");
+    Api::<NetworkPolicy>::namespaced(admin.clone(), ns)
+        .create(&pp, &tenant)
+        .await
+        .expect("the tenant's own policy");
+    assert_denied(
+        &network_policy_policy,
+        "deleting a tenant's NetworkPolicy",
+        &network_policy_api
+            .delete("default-deny", &DeleteParams::default())
+            .await,
+    );
+    network_policy_api
+        .delete("ours", &DeleteParams::default())
+        .await
+        .expect("the operator deletes its own NetworkPolicy");
 }
 
 /// The server pod's NetworkPolicy the operator builds for a minimal DittoServer
