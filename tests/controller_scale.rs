@@ -12,15 +12,13 @@ mod fake_api;
 
 use std::time::{Duration, Instant};
 
-use dittofs_operator::controller::{self, ControllerArgs, ControllerMetrics};
+use dittofs_operator::controller::{ControllerArgs, ControllerMetrics};
 use dittofs_operator::crd::DittoServer;
-use dittofs_operator::probes::Readiness;
-use fake_api::{AllFound, FakeApi};
+use fake_api::FakeApi;
 use kube::api::{Api, DeleteParams, PostParams};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 const SERVERS: usize = 1_000;
 const NS: &str = "scale";
@@ -72,13 +70,8 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
     let mut registry = Registry::default();
     let metrics = ControllerMetrics::register(&mut registry);
     let (leader_tx, leader) = watch::channel(true);
-    let shutdown = CancellationToken::new();
-    let readiness = Readiness::new();
-    let task = tokio::spawn(controller::run(
-        api.client(),
-        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
-            std::net::Ipv4Addr::LOCALHOST.into(),
-        )),
+    let controller = fake_api::spawn_controller(
+        &api,
         ControllerArgs {
             concurrency: 8,
             debounce: Duration::from_millis(200),
@@ -86,13 +79,9 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
             poll_interval: std::time::Duration::from_secs(60),
             scope: Default::default(),
         },
-        AllFound,
-        leader,
-        readiness.gate("controller"),
         metrics,
-        shutdown.clone(),
-        CancellationToken::new(),
-    ));
+        leader,
+    );
 
     let servers: Api<DittoServer> = Api::namespaced(api.client(), NS);
     // Cleared before the creates, so that passes starting while they are still being
@@ -194,6 +183,5 @@ async fn a_thousand_servers_converge_and_delete_on_lagging_watches() {
     eprintln!("all deleted in {took:?}");
     assert_eq!(reconciles(&registry, "error"), 0, "no pass failed");
 
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    controller.stop().await;
 }

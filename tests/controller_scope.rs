@@ -7,15 +7,13 @@ mod fake_api;
 
 use std::time::{Duration, Instant};
 
-use dittofs_operator::controller::{self, ControllerArgs, ControllerMetrics};
+use dittofs_operator::controller::{ControllerArgs, ControllerMetrics};
 use dittofs_operator::crd::DittoServer;
-use dittofs_operator::probes::Readiness;
 use dittofs_operator::scope::ScopeArgs;
-use fake_api::{AllFound, FakeApi};
+use fake_api::FakeApi;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 const SERVED: [&str; 2] = ["team-a", "team-b"];
 const OTHER: &str = "team-c";
@@ -69,13 +67,8 @@ async fn only_the_served_namespaces_are_watched_read_and_written() {
     // From here on, every request is the operator's (the test's own are in team-b).
     api.clear_log();
     let (_leader_tx, leader) = watch::channel(true);
-    let shutdown = CancellationToken::new();
-    let readiness = Readiness::new();
-    let task = tokio::spawn(controller::run(
-        api.client(),
-        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
-            std::net::Ipv4Addr::LOCALHOST.into(),
-        )),
+    let controller = fake_api::spawn_controller(
+        &api,
         ControllerArgs {
             concurrency: 4,
             debounce: Duration::from_millis(100),
@@ -86,13 +79,9 @@ async fn only_the_served_namespaces_are_watched_read_and_written() {
                 watch_namespaces: vec!["team-b".into(), "team-a".into(), "team-b".into()],
             },
         },
-        AllFound,
-        leader,
-        readiness.gate("controller"),
         ControllerMetrics::unregistered(),
-        shutdown.clone(),
-        CancellationToken::new(),
-    ));
+        leader,
+    );
 
     wait(
         "both served namespaces converge",
@@ -178,6 +167,5 @@ async fn only_the_served_namespaces_are_watched_read_and_written() {
         );
     }
 
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    controller.stop().await;
 }

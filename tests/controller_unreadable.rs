@@ -8,12 +8,10 @@ mod fake_api;
 
 use std::time::{Duration, Instant};
 
-use dittofs_operator::controller::{self, ControllerArgs, ControllerMetrics};
-use dittofs_operator::probes::Readiness;
-use fake_api::{AllFound, FakeApi};
+use dittofs_operator::controller::{ControllerArgs, ControllerMetrics};
+use fake_api::FakeApi;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "mixed";
 const GOOD: usize = 5;
@@ -54,13 +52,8 @@ async fn one_unreadable_object_does_not_stop_the_others() {
     }
 
     let (_leader_tx, leader) = watch::channel(true);
-    let shutdown = CancellationToken::new();
-    let readiness = Readiness::new();
-    let task = tokio::spawn(controller::run(
-        api.client(),
-        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
-            std::net::Ipv4Addr::LOCALHOST.into(),
-        )),
+    let controller = fake_api::spawn_controller(
+        &api,
         ControllerArgs {
             concurrency: 4,
             debounce: Duration::from_millis(100),
@@ -68,13 +61,9 @@ async fn one_unreadable_object_does_not_stop_the_others() {
             poll_interval: std::time::Duration::from_secs(60),
             scope: Default::default(),
         },
-        AllFound,
-        leader,
-        readiness.gate("controller"),
         ControllerMetrics::unregistered(),
-        shutdown.clone(),
-        CancellationToken::new(),
-    ));
+        leader,
+    );
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -107,6 +96,5 @@ async fn one_unreadable_object_does_not_stop_the_others() {
     );
     assert!(api.event_reasons().iter().any(|r| r == "UnreadableSpec"));
 
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    controller.stop().await;
 }

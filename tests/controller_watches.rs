@@ -100,10 +100,8 @@ async fn absent_then_installed(api: &FakeApi, stores: &Stores) {
 /// DittoServer (the type's watch brings a pass to every DittoServer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_monitor_crd_installed_later_brings_the_service_monitor() {
-    use dittofs_operator::controller::{self, ControllerArgs, ControllerMetrics};
+    use dittofs_operator::controller::{ControllerArgs, ControllerMetrics};
     use dittofs_operator::crd::DittoServer;
-    use dittofs_operator::probes::Readiness;
-    use fake_api::AllFound;
     use kube::api::{Api, PostParams};
     use serde_json::json;
     use tokio::sync::watch;
@@ -122,13 +120,8 @@ async fn a_service_monitor_crd_installed_later_brings_the_service_monitor() {
         .await
         .expect("create");
     let (_leader_tx, leader) = watch::channel(true);
-    let shutdown = CancellationToken::new();
-    let readiness = Readiness::new();
-    let task = tokio::spawn(controller::run(
-        api.client(),
-        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
-            std::net::Ipv4Addr::LOCALHOST.into(),
-        )),
+    let controller = fake_api::spawn_controller(
+        &api,
         ControllerArgs {
             concurrency: 2,
             debounce: Duration::from_millis(100),
@@ -136,13 +129,9 @@ async fn a_service_monitor_crd_installed_later_brings_the_service_monitor() {
             poll_interval: Duration::from_secs(60),
             scope: Default::default(),
         },
-        AllFound,
-        leader,
-        readiness.gate("controller"),
         ControllerMetrics::unregistered(),
-        shutdown.clone(),
-        CancellationToken::new(),
-    ));
+        leader,
+    );
     let started = Instant::now();
     while api
         .get("/apis/apps/v1/namespaces/ns/statefulsets/d")
@@ -165,6 +154,5 @@ async fn a_service_monitor_crd_installed_later_brings_the_service_monitor() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    controller.stop().await;
 }

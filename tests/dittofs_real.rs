@@ -1034,16 +1034,7 @@ impl World {
 
     /// (status, reason) of a condition.
     fn condition(&self, type_: &str) -> Option<(String, String)> {
-        let ds = self.ds();
-        let c = ds["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == type_)?
-            .clone();
-        Some((
-            c["status"].as_str()?.to_string(),
-            c["reason"].as_str()?.to_string(),
-        ))
+        self.api.condition_at(&self.ds_path, type_)
     }
 
     /// The conditions, status.server and the events, for failure messages.

@@ -909,7 +909,12 @@ impl FakeApi {
     }
 
     pub fn condition(&self, type_: &str) -> Option<(String, String)> {
-        let ds = self.get(DS_PATH)?;
+        self.condition_at(DS_PATH, type_)
+    }
+
+    /// (status, reason) of condition `type_` of the DittoServer at `path`.
+    pub fn condition_at(&self, path: &str, type_: &str) -> Option<(String, String)> {
+        let ds = self.get(path)?;
         let c = ds["status"]["conditions"]
             .as_array()?
             .iter()
@@ -1219,4 +1224,44 @@ impl tower::Service<Request<kube::client::Body>> for FakeApi {
 /// A client for `api` whose default namespace is `ns` (what the reconcile tests use).
 pub fn start(api: &FakeApi) -> Client {
     api.client_in("ns")
+}
+
+/// The operator's controller running against a test API server, until `shutdown`.
+pub struct RunningController {
+    pub task: tokio::task::JoinHandle<()>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl RunningController {
+    /// Stop it and wait (bounded) for it to end.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// Spawn `controller::run` against `api`, leading while `leader` says so, with
+/// every cluster fact found and DittoFS servers looked for on loopback.
+pub fn spawn_controller(
+    api: &FakeApi,
+    args: dittofs_operator::controller::ControllerArgs,
+    metrics: dittofs_operator::controller::ControllerMetrics,
+    leader: tokio::sync::watch::Receiver<bool>,
+) -> RunningController {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let readiness = dittofs_operator::probes::Readiness::new();
+    let task = tokio::spawn(dittofs_operator::controller::run(
+        api.client(),
+        dittofs_operator::dittofs::Client::new(dittofs_operator::dittofs::Resolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )),
+        args,
+        AllFound,
+        leader,
+        readiness.gate("controller"),
+        metrics,
+        shutdown.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    RunningController { task, shutdown }
 }
