@@ -275,10 +275,7 @@ impl Stores {
             w.percona,
             scoped_watch(
                 scope,
-                |ns| match ns {
-                    Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &percona),
-                    None => Api::<DynamicObject>::all_with(client.clone(), &percona),
-                },
+                |ns| dynamic_api(client, ns, &percona),
                 &ours,
                 |c: &mut DynamicObject| {
                     keep_what_passes_read(&mut c.metadata);
@@ -307,12 +304,7 @@ impl Stores {
             w.service_monitors,
             scoped_watch(
                 scope,
-                |ns| match ns {
-                    Some(ns) => {
-                        Api::<DynamicObject>::namespaced_with(client.clone(), ns, &monitors)
-                    }
-                    None => Api::<DynamicObject>::all_with(client.clone(), &monitors),
-                },
+                |ns| dynamic_api(client, ns, &monitors),
                 &ours,
                 |m: &mut DynamicObject| {
                     keep_what_passes_read(&mut m.metadata);
@@ -544,6 +536,18 @@ where
     match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+/// [`api`] of a type known only at run time (a CRD that may not be installed).
+fn dynamic_api(
+    client: &Client,
+    ns: Option<&str>,
+    resource: &kube::api::ApiResource,
+) -> Api<DynamicObject> {
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
     }
 }
 
