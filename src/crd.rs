@@ -636,6 +636,27 @@ pub struct ControlPlaneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub service_port: Option<i32>,
+    /// Serve the REST API over HTTPS with the certificate of this Secret, of type
+    /// `kubernetes.io/tls` (`tls.crt`, `tls.key`). The server reloads a renewed
+    /// certificate by itself; the pod rolls as well. The operator trusts the CA in
+    /// the Secret's `ca.crt` (cert-manager writes it), or else exactly the
+    /// certificate in `tls.crt`; with a CA, the certificate must name
+    /// `<name>-api.<namespace>.svc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_name: Option<String>,
+    /// Require client certificates (mutual TLS), signed by the CA in key `ca.crt` of
+    /// this Secret. Needs `certSecretName` and `operatorCertSecretName`. The kubelet
+    /// cannot present a certificate, so the probes then only connect.
+    #[serde(
+        default,
+        rename = "clientCASecretName",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_ca_secret_name: Option<String>,
+    /// Under mutual TLS: the certificate the operator presents to the REST API, a
+    /// `kubernetes.io/tls` Secret whose certificate the client CA signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_cert_secret_name: Option<String>,
 }
 
 /// Authentication settings.

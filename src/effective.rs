@@ -20,6 +20,8 @@ pub struct EffectiveSpec {
     /// The metrics endpoint, when metrics are enabled.
     pub metrics: Option<Metrics>,
     pub ports: Ports,
+    /// HTTPS on the REST API, when a certificate is given.
+    pub api_tls: Option<ApiTls>,
     pub jwt: Jwt,
     pub admin: Admin,
     /// Type and annotations of `<name>-api`.
@@ -53,6 +55,32 @@ pub struct EffectiveSpec {
 pub struct Exposure {
     pub service_type: ServiceType,
     pub annotations: BTreeMap<String, String>,
+}
+
+/// HTTPS (and, with a client CA, mutual TLS) on the REST API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTls {
+    /// The `kubernetes.io/tls` Secret of the server's certificate and key.
+    pub cert_secret: String,
+    /// Client certificates are required, signed by the CA in `ca.crt` of this Secret.
+    pub client_ca_secret: Option<String>,
+    /// The certificate the operator presents when client certificates are required.
+    pub operator_cert_secret: Option<String>,
+}
+
+impl ApiTls {
+    /// Client certificates are required: the kubelet cannot present one.
+    pub fn mutual(&self) -> bool {
+        self.client_ca_secret.is_some()
+    }
+
+    /// The Secrets the operator reads to reach the API: the server's certificate
+    /// (what it trusts) and, under mutual TLS, its own.
+    pub fn operator_reads(&self) -> Vec<String> {
+        std::iter::once(self.cert_secret.clone())
+            .chain(self.operator_cert_secret.clone().filter(|_| self.mutual()))
+            .collect()
+    }
 }
 
 /// The server's metrics endpoint.
@@ -292,6 +320,10 @@ impl EffectiveSpec {
                 .as_ref()
                 .and_then(|m| m.token.as_ref())
                 .map(|t| t.name.clone()),
+            self.api_tls.as_ref().map(|t| t.cert_secret.clone()),
+            self.api_tls
+                .as_ref()
+                .and_then(|t| t.client_ca_secret.clone()),
         ]
         .into_iter()
         .flatten()
@@ -301,9 +333,9 @@ impl EffectiveSpec {
         out
     }
 
-    /// Secrets the spec names that the pod does not read but the operator checks or
-    /// sends on (the pgBackRest credentials, passed to Percona; the stores' Secrets,
-    /// sent to DittoFS): watched and read like the pod's, so that a pass answers from
+    /// Secrets the spec names that the pod does not read but the operator checks,
+    /// sends on or uses (the pgBackRest credentials, passed to Percona; the
+    /// certificate it presents to the REST API; the stores' Secrets, sent to DittoFS): watched and read like the pod's, so that a pass answers from
     /// its stores, not with a GET.
     pub fn checked_secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -312,6 +344,11 @@ impl EffectiveSpec {
             .and_then(|p| p.backup.as_ref())
             .and_then(|b| b.credentials_secret.clone())
             .into_iter()
+            .chain(
+                self.api_tls
+                    .as_ref()
+                    .and_then(|t| t.operator_cert_secret.clone()),
+            )
             .chain(self.server_secrets())
             .collect();
         out.sort();

@@ -13,7 +13,7 @@
 //! out, refusing a store; an idle operator; deletion and a new apply; a new JWT
 //! secret; the operator's account demoted; a restarted operator; spec edits in
 //! place; stale status fields; a slow server; a store waiting for its Secret;
-//! rotated S3 keys; a restarted pod. The scale test is
+//! rotated S3 keys; a restarted pod; the REST API over mutual TLS. The scale test is
 //! `controller_dittofs_scale.rs`.
 
 mod dittofs_env;
@@ -23,8 +23,8 @@ mod fake_dittofs;
 use std::time::{Duration, Instant};
 
 use dittofs_env::{
-    Env, Options, assert_nothing_deleted, dittofs_client, minimal_sample_spec, secret_path,
-    sts_path, wait_for,
+    Env, Options, TestPki, assert_nothing_deleted, dittofs_client, host, minimal_sample_spec,
+    secret_path, sts_path, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -793,6 +793,7 @@ async fn deletion_keeps_dittofs_and_the_credentials_and_a_new_apply_adopts_them(
         "minimal",
         "team",
         i32::from(env.dfs.port()),
+        None,
     );
     let login = server
         .login(
@@ -1442,5 +1443,106 @@ async fn a_restarted_pod_is_ready_and_configured_again() {
         env.condition("team", "minimal", "Ready"),
         dfs.requests().len()
     );
+    env.stop().await;
+}
+
+/// The REST API over mutual TLS (`samples/tls.yaml`'s shape): the operator dials
+/// HTTPS, trusts the CA of the certificate Secret, presents its own certificate
+/// and configures the server; the kubelet's probes only connect. A certificate the
+/// server does not trust is reported with the handshake's words, and the right one
+/// brings the server back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mutual_tls_the_operator_presents_its_own_certificate() {
+    let pki = TestPki::new(&host("team", "minimal"));
+    let env = Env::start_with(
+        &["team"],
+        options(),
+        fake_dittofs::FakeDittoFs::start_tls(pki.server_config(true)),
+    )
+    .await;
+    let tls = "kubernetes.io/tls";
+    env.put_secret(
+        "team",
+        "api-tls",
+        tls,
+        &[
+            ("tls.crt", &pki.server_cert),
+            ("tls.key", &pki.server_key),
+            ("ca.crt", &pki.server_ca),
+        ],
+    );
+    env.put_secret("team", "client-ca", "Opaque", &[("ca.crt", &pki.client_ca)]);
+    let operator_cert = [
+        ("tls.crt", pki.operator_cert.as_str()),
+        ("tls.key", pki.operator_key.as_str()),
+    ];
+    env.put_secret("team", "operator-cert", tls, &operator_cert);
+    let mut spec = minimal_sample_spec();
+    spec["controlPlane"] = json!({
+        "certSecretName": "api-tls",
+        "clientCASecretName": "client-ca",
+        "operatorCertSecretName": "operator-cert",
+    });
+    env.create("team", "minimal", spec).await;
+    let dfs = env.start_server("team", "minimal").await;
+    env.wait_configured("team", "minimal", BOUND).await;
+    assert!(
+        dfs.shares().iter().any(|s| s.name == "/export"),
+        "{:?}",
+        dfs.shares()
+    );
+    let sts = env
+        .api
+        .get(&sts_path("team", "minimal"))
+        .expect("StatefulSet");
+    let probe = &sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    assert_eq!(probe["tcpSocket"]["port"], "api", "{probe}");
+
+    // The listener speaks only TLS: plain HTTP gets no answer.
+    let plain = dittofs_client();
+    let login = dittofs_operator::dittofs::Server::of(
+        &plain,
+        "minimal",
+        "team",
+        i32::from(env.dfs.port()),
+        None,
+    )
+    .login("admin", &dittofs_operator::dittofs::Sensitive::new("x"))
+    .await;
+    assert!(
+        matches!(
+            login,
+            Err(dittofs_operator::dittofs::CallError::Unreachable { .. })
+        ),
+        "{login:?}"
+    );
+
+    // A certificate from a CA the server does not trust: refused, and said.
+    let requests = dfs.requests().len();
+    env.put_secret(
+        "team",
+        "operator-cert",
+        tls,
+        &[
+            ("tls.crt", &pki.stranger_cert),
+            ("tls.key", &pki.stranger_key),
+        ],
+    );
+    let message = env
+        .wait_server_state("team", "minimal", "ServerUnreachable", BOUND)
+        .await;
+    eprintln!("ServerUnreachable: {message}");
+    assert!(message.contains("cannot reach the server"), "{message}");
+    assert_eq!(
+        dfs.requests().len(),
+        requests,
+        "no request passed the handshake"
+    );
+
+    // The right certificate again: configured again.
+    env.put_secret("team", "operator-cert", tls, &operator_cert);
+    env.wait_configured("team", "minimal", Duration::from_secs(60))
+        .await;
+    assert_eq!(env.reconciles("error"), 0, "no failed pass");
     env.stop().await;
 }

@@ -1081,6 +1081,7 @@ impl World {
             &self.eff.name,
             &self.eff.namespace,
             self.eff.ports.api.service,
+            None,
         )
     }
 
@@ -1287,15 +1288,13 @@ impl World {
     /// (`updated_at`, the settings' `version`, store and share ids): equal before and
     /// after means no write.
     async fn snapshot(&self, token: &Sensitive) -> Value {
-        let base = self.server().base().to_string();
-        let get = |path: &'static str| {
-            let base = base.clone();
-            async move {
-                self.http
-                    .call::<Value, ()>(path, &base, Method::GET, path, Some(token), None)
-                    .await
-                    .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-            }
+        let server = self.server();
+        let base = server.endpoint();
+        let get = |path: &'static str| async move {
+            self.http
+                .call::<Value, ()>(path, base, Method::GET, path, Some(token), None)
+                .await
+                .unwrap_or_else(|e| panic!("GET {path}: {e}"))
         };
         let pick = |items: Value, keys: &[&str]| -> Value {
             let mut out: Vec<Value> = items
@@ -1566,7 +1565,10 @@ impl Dfs {
     /// `internal/controlplane/api/handlers/health.go`).
     async fn until_serving(&mut self, pod: &Pod, http: &Client) -> Duration {
         let started = Instant::now();
-        let base = format!("http://127.0.0.1:{}", pod.api_port);
+        let base = dittofs_operator::dittofs::client::Endpoint {
+            base: format!("http://127.0.0.1:{}", pod.api_port),
+            tls: None,
+        };
         let probe = http.clone().with_timeout(Duration::from_secs(5));
         for (path, bound) in [
             (&pod.startup_path, pod.startup_bound),

@@ -43,6 +43,7 @@ impl ClusterLookup for FakeCluster {
                 value_lengths: ["accessKeyId", "secretAccessKey", "endpoint"]
                     .map(|k| (k.to_string(), 16))
                     .into(),
+                secret_type: Some("Opaque".into()),
             }),
             _ => Lookup::NotFound,
         }

@@ -22,14 +22,12 @@ impl<L: ClusterLookup> ClusterLookup for ObservedLookup<'_, L> {
 
     async fn secret(&self, namespace: &str, name: &str) -> Lookup<SecretFacts> {
         if namespace == self.namespace
-            && let Some(data) = self
-                .observed
-                .secrets
-                .get(name)
-                .and_then(|s| s.data.as_ref())
+            && let Some(seen) = self.observed.secrets.get(name)
+            && let Some(data) = seen.data.as_ref()
         {
             return Lookup::Found(SecretFacts {
                 value_lengths: data.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+                secret_type: seen.secret_type.clone(),
             });
         }
         self.fallback.secret(namespace, name).await

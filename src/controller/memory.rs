@@ -18,6 +18,7 @@ use crate::crd::DittoServerStatus;
 use crate::dittofs::Sensitive;
 use crate::dittofs::account::Session;
 use crate::dittofs::api::{Adapter, Share};
+use crate::dittofs::tls::ClientTls;
 use crate::names::{APPLIED_HASH_ANNOTATION, FINALIZER};
 
 use super::stored::{ServerRef, StoredServer};
@@ -88,6 +89,8 @@ struct ServerMemory {
 pub struct ServerSide {
     /// The session with the operator's account.
     pub session: Option<Session>,
+    /// How to reach the REST API over HTTPS, as the last pass set it up.
+    pub tls: Option<ClientTls>,
     /// A refresh token to keep in the account Secret, and when it was obtained,
     /// until the Secret holds it.
     pub refresh_to_keep: Option<(Sensitive, String)>,
@@ -102,7 +105,7 @@ pub struct ServerSide {
     /// Consecutive passes that failed to configure the server (its retry backoff).
     pub failures: u32,
     /// After a failure: no new attempt before then, unless the spec or a Secret
-    /// the stores read moved.
+    /// the calls depend on moved.
     pub retry_at: Option<std::time::Instant>,
 }
 

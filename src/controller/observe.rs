@@ -37,6 +37,8 @@ pub struct SecretSeen {
     pub data: Option<BTreeMap<String, Vec<u8>>>,
     /// The resourceVersion `data` was read at.
     pub data_version: Option<String>,
+    /// The Secret's `type`, read with `data`.
+    pub secret_type: Option<String>,
 }
 
 /// The PerconaPGCluster `<name>-postgres`, as observed.
@@ -369,20 +371,21 @@ async fn observe_secrets(
             }
             (None, None) => continue,
         };
-        let (data, data_version) = if read.contains(&name) {
+        let read_data = if read.contains(&name) {
             let cached = match &version {
                 Some(rv) => stores.secret_data.get(ns, &name, rv),
                 None => stores.secret_data.any(ns, &name),
             };
             match cached {
-                Some(c) => (Some(c.data), Some(c.resource_version)),
-                None => match read_secret(&api, stores, ns, &name).await? {
-                    Some((meta, data)) => (Some(data), meta.resource_version),
-                    None => (None, None),
-                },
+                Some(c) => Some(c),
+                None => read_secret(&api, stores, ns, &name).await?.map(|(_, c)| c),
             }
         } else {
-            (None, None)
+            None
+        };
+        let (data, data_version, secret_type) = match read_data {
+            Some(c) => (Some(c.data), Some(c.resource_version), Some(c.secret_type)),
+            None => (None, None, None),
         };
         out.insert(
             name,
@@ -390,6 +393,7 @@ async fn observe_secrets(
                 seen,
                 data,
                 data_version,
+                secret_type,
             },
         );
     }
@@ -411,7 +415,7 @@ async fn read_secret(
     stores: &Stores,
     ns: &str,
     name: &str,
-) -> Result<Option<(ObjectMeta, BTreeMap<String, Vec<u8>>)>, ReconcileError> {
+) -> Result<Option<(ObjectMeta, CachedSecret)>, ReconcileError> {
     let secret = match api.get(name).await {
         Ok(s) => s,
         Err(e) if api_error::is_absent(&e) => {
@@ -427,7 +431,7 @@ async fn read_secret(
     };
     let cached = CachedSecret::of(&secret);
     stores.secret_data.put(ns, name, cached.clone());
-    Ok(Some((secret.metadata, cached.data)))
+    Ok(Some((secret.metadata, cached)))
 }
 
 /// The PerconaPGCluster of `ds`: from the store once it has listed, else one GET

@@ -116,7 +116,7 @@ async fn visit<L>(
     let (Some(session), Some(synced)) = (side.session.clone(), side.synced.clone()) else {
         return;
     };
-    let api = Server::of(&ctx.dittofs, name, namespace, *port);
+    let api = Server::of(&ctx.dittofs, name, namespace, *port, side.tls.clone());
     let session = match renewed(&api, session).await {
         Ok(session) => session,
         Err(e) => return due(ctx, triggers, server, refused(&e)),

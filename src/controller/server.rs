@@ -28,8 +28,8 @@ use crate::dittofs::api::{
     UpdateShareRequest, UpdateStoreRequest,
 };
 use crate::dittofs::plan::{self, Live, Plan, Step, Subject};
-use crate::dittofs::{CallError, Sensitive, Server};
-use crate::effective::EffectiveSpec;
+use crate::dittofs::{CallError, Sensitive, Server, tls};
+use crate::effective::{ApiTls, EffectiveSpec};
 use crate::resources::Children;
 
 use super::context::Pass;
@@ -120,7 +120,7 @@ pub async fn configure<L>(
     let side = memory.server_side(&p.server);
     let generation = ds.metadata.generation;
     let versions = secret_versions(eff, observed);
-    // The spec, or a Secret the stores read, moved since the last complete read.
+    // The spec, or a Secret the calls depend on, moved since the last complete read.
     let inputs_moved = side
         .synced
         .as_ref()
@@ -198,10 +198,12 @@ pub async fn configure<L>(
     }
 }
 
-/// The resourceVersion of each Secret the stores read, as observed.
+/// The resourceVersion of each Secret the calls depend on, as observed: those the
+/// stores read, and those HTTPS to the API is set up from.
 fn secret_versions(eff: &EffectiveSpec, observed: &Observed) -> BTreeMap<String, String> {
     eff.server_secrets()
         .into_iter()
+        .chain(eff.api_tls.iter().flat_map(ApiTls::operator_reads))
         .filter_map(|name| {
             let version = observed.secrets.get(&name)?.data_version.clone()?;
             Some((name, version))
@@ -267,11 +269,28 @@ async fn sync<L>(
         password_is_new: !observed.has_account_secret(eff),
         stored_refresh: stored_token.as_ref(),
     };
+    let tls = match &eff.api_tls {
+        None => None,
+        Some(api_tls) => {
+            let data = |name: &str| observed.secrets.get(name).and_then(|s| s.data.as_ref());
+            match tls::client_tls(api_tls, &data) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    return Outcome::failed(ServerState::Waiting(format!(
+                        "HTTPS to the REST API cannot be set up: {e}"
+                    )));
+                }
+            }
+        }
+    };
+    p.memory()
+        .update_server_side(&p.server, |side| side.tls = tls.clone());
     let server = Server::of(
         &p.ctx.dittofs,
         &eff.name,
         &eff.namespace,
         eff.ports.api.service,
+        tls,
     );
     let admin_secret = &eff.admin.password.name;
     let (mut session, mut obtained) =

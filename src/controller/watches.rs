@@ -840,6 +840,8 @@ fn remove_reader(
 pub struct CachedSecret {
     pub resource_version: String,
     pub data: BTreeMap<String, Vec<u8>>,
+    /// The Secret's `type` (`Opaque` when it has none).
+    pub secret_type: String,
 }
 
 impl CachedSecret {
@@ -852,6 +854,7 @@ impl CachedSecret {
                 .flatten()
                 .map(|(k, v)| (k.clone(), v.0.clone()))
                 .collect(),
+            secret_type: secret.type_.clone().unwrap_or_else(|| "Opaque".into()),
         }
     }
 }

@@ -209,6 +209,13 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
     let control_plane = spec.control_plane.get_or_insert_with(Default::default);
     let api_port = value(&mut control_plane.port, DEFAULT_API_PORT);
     let api_service_port = value(&mut control_plane.service_port, api_port);
+    // An empty name is "unset" (and refused by validation).
+    let named = |name: &Option<String>| name.clone().filter(|n| !n.is_empty());
+    let api_tls = named(&control_plane.cert_secret_name).map(|cert_secret| ApiTls {
+        cert_secret,
+        client_ca_secret: named(&control_plane.client_ca_secret_name),
+        operator_cert_secret: named(&control_plane.operator_cert_secret_name),
+    });
 
     let identity = spec.identity.get_or_insert_with(Default::default);
     value(&mut identity.identity_type, IdentityType::Memory);
@@ -331,6 +338,7 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
                 container: api_port,
             },
         },
+        api_tls,
         jwt,
         admin,
         api_service,

@@ -6,22 +6,25 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Sensitive;
 use super::api::Problem;
+use super::tls::ClientTls;
+use rustls::ClientConfig;
 
 /// An idle connection to a server is closed after this long: longer than the gaps
 /// between the calls of one pass, shorter than the poll interval.
@@ -32,6 +35,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// own handlers stop at 30 s (`chi middleware.Timeout`); an adapter restart after
 /// a port change answers within its 30 s shutdown timeout.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(35);
+/// An HTTPS client no call used for this long is dropped (its Secret rotated,
+/// or its server is gone).
+const SECURE_CLIENT_IDLE: Duration = Duration::from_secs(600);
 /// Largest answer read: a share or store list of a large server is well below.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
@@ -149,10 +155,27 @@ impl tower::Service<Name> for Resolver {
     }
 }
 
-/// The client every pass shares: one connection pool for all DittoFS servers.
+/// Where a server's REST API is: its base URL and, over HTTPS, how to trust it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    /// `http://host:port` or `https://host:port`.
+    pub base: String,
+    pub tls: Option<ClientTls>,
+}
+
+type Plain = HttpClient<HttpConnector<Resolver>, Full<Bytes>>;
+type Secure = HttpClient<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>;
+/// HTTPS clients by the digest of their setting, with when each was last used.
+type SecureClients = HashMap<[u8; 32], (Secure, Instant)>;
+
+/// The client every pass shares: one connection pool for all plain-HTTP DittoFS
+/// servers, and one per distinct HTTPS setting (a server's certificate Secrets).
 #[derive(Clone)]
 pub struct Client {
-    http: HttpClient<HttpConnector<Resolver>, Full<Bytes>>,
+    http: Plain,
+    secure: Arc<Mutex<SecureClients>>,
+    connector: HttpConnector<Resolver>,
+    idle: Duration,
     timeout: Duration,
 }
 
@@ -166,18 +189,34 @@ impl Client {
         let mut connector = HttpConnector::new_with_resolver(resolver);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
-        // Without a timer the pool never evicts an idle connection: it only checks
-        // its age when the next request to that server wants it, so every server
-        // polled once would keep a connection (and its buffers) open for good.
-        let http = HttpClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(idle)
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(2)
-            .build(connector);
         Self {
-            http,
+            http: pooled(connector.clone(), idle),
+            secure: Arc::default(),
+            connector,
+            idle,
             timeout: CALL_TIMEOUT,
         }
+    }
+
+    /// The HTTPS client of `tls`, made on first use.
+    fn secure(&self, tls: &ClientTls) -> Secure {
+        let mut clients = self.secure.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some((client, used)) = clients.get_mut(&tls.digest) {
+            *used = now;
+            return client.clone();
+        }
+        clients.retain(|_, (_, used)| now.duration_since(*used) < SECURE_CLIENT_IDLE);
+        let mut connector = self.connector.clone();
+        connector.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(ClientConfig::clone(&tls.config))
+            .https_only()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client = pooled(https, self.idle);
+        clients.insert(tls.digest, (client.clone(), now));
+        client
     }
 
     /// The same client with another bound per call (tests).
@@ -186,13 +225,13 @@ impl Client {
         self
     }
 
-    /// One call: `method` on `base` + `path`, with a bearer token when given and a
-    /// JSON body when given; the answer decoded as `T`. `what` names the call in
-    /// errors.
+    /// One call: `method` on `path` of `to`, with a bearer
+    /// token when given and a JSON body when given; the answer decoded as `T`.
+    /// `what` names the call in errors.
     pub async fn call<T, B>(
         &self,
         what: &str,
-        base: &str,
+        to: &Endpoint,
         method: Method,
         path: &str,
         token: Option<&Sensitive>,
@@ -202,7 +241,7 @@ impl Client {
         T: DeserializeOwned,
         B: Serialize + ?Sized,
     {
-        let bytes = self.exchange(what, base, method, path, token, body).await?;
+        let bytes = self.exchange(what, to, method, path, token, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| CallError::Decode {
             what: what.to_string(),
             message: e.to_string(),
@@ -213,7 +252,7 @@ impl Client {
     pub async fn call_ignoring_body<B>(
         &self,
         what: &str,
-        base: &str,
+        to: &Endpoint,
         method: Method,
         path: &str,
         token: Option<&Sensitive>,
@@ -222,7 +261,7 @@ impl Client {
     where
         B: Serialize + ?Sized,
     {
-        self.exchange(what, base, method, path, token, body)
+        self.exchange(what, to, method, path, token, body)
             .await
             .map(|_| ())
     }
@@ -230,7 +269,7 @@ impl Client {
     async fn exchange<B>(
         &self,
         what: &str,
-        base: &str,
+        to: &Endpoint,
         method: Method,
         path: &str,
         token: Option<&Sensitive>,
@@ -245,7 +284,7 @@ impl Client {
         };
         let mut request = Request::builder()
             .method(method)
-            .uri(format!("{base}{path}"))
+            .uri(format!("{}{path}", to.base))
             .header(header::ACCEPT, "application/json");
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
@@ -264,11 +303,11 @@ impl Client {
             .body(Full::new(payload))
             .map_err(|e| unreachable(format!("invalid request: {e}")))?;
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| unreachable(describe(&e)))?;
+            let response = match &to.tls {
+                None => self.http.request(request).await,
+                Some(tls) => self.secure(tls).request(request).await,
+            }
+            .map_err(|e| unreachable(describe(&e)))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
                 .collect()
@@ -292,6 +331,21 @@ impl Client {
             detail: detail(status, &body),
         })
     }
+}
+
+/// A pooled client over `connector`.
+fn pooled<C>(connector: C, idle: Duration) -> HttpClient<C, Full<Bytes>>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    // Without a timer the pool never evicts an idle connection: it only checks its
+    // age when the next request to that server wants it, so every server polled
+    // once would keep a connection (and its buffers) open for good.
+    HttpClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(2)
+        .build(connector)
 }
 
 /// The server's words for an error answer: a problem document's `detail` (or
@@ -379,7 +433,10 @@ mod tests {
         let answer: serde_json::Value = client
             .call(
                 "probe",
-                &format!("http://somewhere:{port}"),
+                &Endpoint {
+                    base: format!("http://somewhere:{port}"),
+                    tls: None,
+                },
                 Method::GET,
                 "/x",
                 None,

@@ -15,6 +15,7 @@ pub mod api;
 pub mod client;
 pub mod plan;
 pub mod server;
+pub mod tls;
 
 pub use client::{CallError, Client, Resolver};
 pub use server::Server;

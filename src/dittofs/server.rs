@@ -5,31 +5,48 @@ use http::Method;
 use serde::Serialize;
 
 use super::api::{self, path};
+use super::client::Endpoint;
+use super::tls::ClientTls;
 use super::{CallError, Client, Sensitive};
 
-/// The API of one server, at `base` (`http://<name>-api.<namespace>.svc:<port>`).
+/// The API of one server, at `http(s)://<name>-api.<namespace>.svc:<port>`.
 #[derive(Clone)]
 pub struct Server<'a> {
     client: &'a Client,
-    base: String,
+    endpoint: Endpoint,
 }
 
 impl<'a> Server<'a> {
     /// The server of DittoServer `name` in `namespace`, through its `<name>-api`
-    /// Service on `port` (`spec.controlPlane.servicePort`).
-    pub fn of(client: &'a Client, name: &str, namespace: &str, port: i32) -> Self {
+    /// Service on `port` (`spec.controlPlane.servicePort`); over HTTPS with `tls`.
+    pub fn of(
+        client: &'a Client,
+        name: &str,
+        namespace: &str,
+        port: i32,
+        tls: Option<ClientTls>,
+    ) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         Self {
             client,
-            base: format!(
-                "http://{}.{namespace}.svc:{port}",
-                crate::names::api_service(name)
-            ),
+            endpoint: Endpoint {
+                base: format!(
+                    "{scheme}://{}.{namespace}.svc:{port}",
+                    crate::names::api_service(name)
+                ),
+                tls,
+            },
         }
     }
 
     /// The URL calls go to.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.endpoint.base
+    }
+
+    /// Where calls go, and how they are secured.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     async fn get<T: serde::de::DeserializeOwned>(
@@ -39,7 +56,7 @@ impl<'a> Server<'a> {
         token: &Sensitive,
     ) -> Result<T, CallError> {
         self.client
-            .call::<T, ()>(what, &self.base, Method::GET, path, Some(token), None)
+            .call::<T, ()>(what, &self.endpoint, Method::GET, path, Some(token), None)
             .await
     }
 
@@ -52,7 +69,7 @@ impl<'a> Server<'a> {
         body: &B,
     ) -> Result<T, CallError> {
         self.client
-            .call(what, &self.base, method, path, token, Some(body))
+            .call(what, &self.endpoint, method, path, token, Some(body))
             .await
     }
 
@@ -65,7 +82,7 @@ impl<'a> Server<'a> {
         body: &B,
     ) -> Result<(), CallError> {
         self.client
-            .call_ignoring_body(what, &self.base, method, path, Some(token), Some(body))
+            .call_ignoring_body(what, &self.endpoint, method, path, Some(token), Some(body))
             .await
     }
 

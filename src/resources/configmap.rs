@@ -14,7 +14,7 @@ use crate::names;
 
 use super::BuildError;
 use super::labels::child_meta;
-use super::statefulset::{METRICS_TOKEN_DIR, METRICS_TOKEN_FILE};
+use super::secret_files::{API_CERT, API_CLIENT_CA, API_KEY, METRICS_TOKEN};
 
 /// The config file, field order as the server documents it.
 #[derive(Serialize)]
@@ -57,6 +57,19 @@ struct ControlPlane<'a> {
     host: &'static str,
     port: i32,
     jwt: Jwt<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<Tls>,
+}
+
+/// `TLSConfig` in `pkg/controlplane/api/config.go`: HTTPS when `cert_file` and
+/// `key_file` are set; `client_ca` makes the server require and verify client
+/// certificates (`internal/tlsconfig/tlsconfig.go`, `ServerConfig`).
+#[derive(Serialize)]
+struct Tls {
+    cert_file: String,
+    key_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ca: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -117,6 +130,11 @@ pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
                 access_token_duration: &eff.jwt.access_token_duration,
                 refresh_token_duration: &eff.jwt.refresh_token_duration,
             },
+            tls: eff.api_tls.as_ref().map(|t| Tls {
+                cert_file: API_CERT.path(),
+                key_file: API_KEY.path(),
+                client_ca: t.mutual().then(|| API_CLIENT_CA.path()),
+            }),
         },
         admin: Admin {
             username: &eff.admin.username,
@@ -127,10 +145,7 @@ pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
             port: m.port,
             path: &m.path,
             auth: m.token.is_some().then_some("token"),
-            token_file: m
-                .token
-                .is_some()
-                .then(|| format!("{METRICS_TOKEN_DIR}/{METRICS_TOKEN_FILE}")),
+            token_file: m.token.is_some().then(|| METRICS_TOKEN.path()),
         }),
     };
     serde_yaml_ng::to_string(&config).map_err(|e| BuildError::Serialize {

@@ -45,6 +45,15 @@ fn port(name: &str, service_port: i32) -> ServicePort {
     }
 }
 
+/// The REST API's port; `appProtocol: https` when it has a certificate, so that
+/// gateways and meshes in front of the Service speak TLS to it.
+fn api_port(eff: &EffectiveSpec, service_port: i32) -> ServicePort {
+    ServicePort {
+        app_protocol: eff.api_tls.as_ref().map(|_| "https".to_string()),
+        ..port(API_PORT_NAME, service_port)
+    }
+}
+
 /// A port forwarded to a container port by number.
 fn numbered(name: &str, service_port: i32, target: i32, protocol: &str) -> ServicePort {
     ServicePort {
@@ -142,7 +151,7 @@ fn api_service(ds: &DittoServer, eff: &EffectiveSpec) -> Service {
         "api",
         ServiceSpec {
             type_: Some(eff.api_service.service_type.as_str().into()),
-            ports: Some(vec![port(API_PORT_NAME, eff.ports.api.service)]),
+            ports: Some(vec![api_port(eff, eff.ports.api.service)]),
             ..Default::default()
         },
         Some(&eff.api_service.annotations),
@@ -159,7 +168,7 @@ fn headless_service(ds: &DittoServer, eff: &EffectiveSpec) -> Service {
         ServiceSpec {
             type_: Some("ClusterIP".into()),
             cluster_ip: Some("None".into()),
-            ports: Some(vec![port(API_PORT_NAME, eff.ports.api.container)]),
+            ports: Some(vec![api_port(eff, eff.ports.api.container)]),
             ..Default::default()
         },
         None,

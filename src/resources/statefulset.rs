@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     KeyToPath, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    SleepAction, Volume, VolumeMount, VolumeResourceRequirements,
+    SleepAction, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,6 +22,7 @@ use crate::effective::{Database, EffectiveSpec, SecretKey};
 use crate::names;
 
 use super::labels::{child_meta, labels, selector};
+use super::secret_files::secret_mounts;
 use super::service::{API_PORT_NAME, METRICS_PORT_NAME};
 
 /// Pod-template annotation carrying the config hash (SPEC R2.2).
@@ -29,10 +30,6 @@ pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";
 pub use crate::defaults::DITTOFS_UID;
 /// Where the config file is mounted.
 pub const CONFIG_DIR: &str = "/config";
-/// Where the metrics bearer token is mounted, and its file there.
-pub const METRICS_TOKEN_DIR: &str = "/metrics-token";
-pub const METRICS_TOKEN_FILE: &str = "token";
-const METRICS_TOKEN_VOLUME: &str = "metrics-token";
 /// Image of the init container that waits for PostgreSQL.
 pub const WAIT_FOR_POSTGRES_IMAGE: &str = "postgres:16-alpine";
 /// Upper bound of that wait.
@@ -161,32 +158,35 @@ fn pod_template(eff: &EffectiveSpec, volumes: &[DataVolume], config_hash: &str) 
 }
 
 /// The pod's own volumes (the data volumes come from the claim templates): the
-/// config file, and the metrics token as a file (the server reads `token_file`).
+/// config file, and the Secrets the server reads as files.
 fn pod_volumes(eff: &EffectiveSpec) -> Vec<Volume> {
-    let mut volumes = vec![Volume {
+    let config = Volume {
         name: "config".into(),
         config_map: Some(ConfigMapVolumeSource {
             name: names::config_map(&eff.name),
             ..Default::default()
         }),
         ..Default::default()
-    }];
-    if let Some(token) = eff.metrics.as_ref().and_then(|m| m.token.as_ref()) {
-        volumes.push(Volume {
-            name: METRICS_TOKEN_VOLUME.into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(token.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: token.key.clone(),
-                    path: METRICS_TOKEN_FILE.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+    };
+    let secrets = secret_mounts(eff).into_iter().map(|m| Volume {
+        name: m.volume.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(m.secret),
+            items: Some(
+                m.items
+                    .into_iter()
+                    .map(|(key, file)| KeyToPath {
+                        key,
+                        path: file.into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
-        });
-    }
-    volumes
+        }),
+        ..Default::default()
+    });
+    std::iter::once(config).chain(secrets).collect()
 }
 
 fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
@@ -204,14 +204,12 @@ fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
         read_only: Some(true),
         ..Default::default()
     }];
-    if eff.metrics.as_ref().is_some_and(|m| m.token.is_some()) {
-        mounts.push(VolumeMount {
-            name: METRICS_TOKEN_VOLUME.into(),
-            mount_path: METRICS_TOKEN_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        });
-    }
+    mounts.extend(secret_mounts(eff).into_iter().map(|m| VolumeMount {
+        name: m.volume.into(),
+        mount_path: m.dir.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }));
     mounts.extend(volumes.iter().map(|v| VolumeMount {
         name: v.name.into(),
         mount_path: v.mount.into(),
@@ -232,10 +230,10 @@ fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
         volume_mounts: Some(mounts),
         resources: eff.resources.clone(),
         security_context: Some(eff.security_context.clone()),
-        liveness_probe: Some(http_probe("/health", 15, 10, 3)),
-        readiness_probe: Some(http_probe("/health/ready", 5, 5, 3)),
+        liveness_probe: Some(api_probe(eff, "/health", 15, 10, 3)),
+        readiness_probe: Some(api_probe(eff, "/health/ready", 5, 5, 3)),
         // Up to 30 × 5 s = 150 s to start (first boot migrates the database).
-        startup_probe: Some(http_probe("/health", 0, 5, 30)),
+        startup_probe: Some(api_probe(eff, "/health", 0, 5, 30)),
         lifecycle: Some(Lifecycle {
             // Let endpoints drop the pod before the server stops accepting; the
             // sleep action needs no shell in the image.
@@ -260,14 +258,34 @@ fn container_port(name: &str, port: i32) -> ContainerPort {
     }
 }
 
-fn http_probe(path: &str, initial_delay: i32, period: i32, failures: i32) -> Probe {
+/// A probe of the REST API: `path` over HTTP, or over HTTPS when the API has a
+/// certificate (the kubelet does not verify it). Under mutual TLS the kubelet,
+/// which has no client certificate, can only connect: the server refuses the
+/// handshake before any path is served (`/health` is exempt from tokens, not from
+/// client certificates). The operator's own calls still see the server's readiness.
+fn api_probe(
+    eff: &EffectiveSpec,
+    path: &str,
+    initial_delay: i32,
+    period: i32,
+    failures: i32,
+) -> Probe {
+    let port = IntOrString::String(API_PORT_NAME.into());
+    let (http_get, tcp_socket) = match &eff.api_tls {
+        Some(tls) if tls.mutual() => (None, Some(TCPSocketAction { port, host: None })),
+        tls => (
+            Some(HTTPGetAction {
+                path: Some(path.into()),
+                port,
+                scheme: Some(if tls.is_some() { "HTTPS" } else { "HTTP" }.into()),
+                ..Default::default()
+            }),
+            None,
+        ),
+    };
     Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String(API_PORT_NAME.into()),
-            scheme: Some("HTTP".into()),
-            ..Default::default()
-        }),
+        http_get,
+        tcp_socket,
         initial_delay_seconds: (initial_delay > 0).then_some(initial_delay),
         period_seconds: Some(period),
         timeout_seconds: Some(5),

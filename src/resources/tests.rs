@@ -67,7 +67,7 @@ fn env<'a>(c: &'a Children, name: &str) -> Option<&'a EnvVar> {
     server(c).env.iter().flatten().find(|e| e.name == name)
 }
 
-const SAMPLES: [&str; 8] = [
+const SAMPLES: [&str; 9] = [
     "minimal",
     "memory",
     "s3",
@@ -76,6 +76,7 @@ const SAMPLES: [&str; 8] = [
     "smb",
     "metrics",
     "servicemonitor",
+    "tls",
 ];
 
 #[test]
@@ -473,8 +474,11 @@ fn pod_is_restricted_and_probed() {
                 .and_then(|p| p.http_get.as_ref())
                 .and_then(|h| h.path.clone())
         };
-        assert_eq!(path(&s.liveness_probe).as_deref(), Some("/health"));
-        assert_eq!(path(&s.readiness_probe).as_deref(), Some("/health/ready"));
+        // Under mutual TLS the probes only connect (see api_tls_is_mounted_…).
+        if name != "tls" {
+            assert_eq!(path(&s.liveness_probe).as_deref(), Some("/health"));
+            assert_eq!(path(&s.readiness_probe).as_deref(), Some("/health/ready"));
+        }
         let startup = s.startup_probe.as_ref().expect("startup");
         assert_eq!(
             startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3),
@@ -675,6 +679,163 @@ fn the_metrics_token_is_a_mounted_file_and_its_rotation_rolls_the_pod() {
             .contains(&"scrape".to_string()),
         "watched like every Secret the pod reads"
     );
+}
+
+/// HTTPS on the REST API as DittoFS v0.29 reads it (`controlplane.tls` in
+/// `pkg/controlplane/api/config.go`): the certificate and key as files from the
+/// `kubernetes.io/tls` Secret, the client CA as a file under mutual TLS; probes
+/// over HTTPS, or only connecting when the kubelet would need a client
+/// certificate; `appProtocol: https` on the API Services; a renewed certificate
+/// or CA rolls the pod; the operator's own certificate never reaches the pod.
+#[test]
+fn api_tls_is_mounted_rendered_probed_and_rolls_the_pod() {
+    let c = build(&sample("tls"));
+    let yaml = &c.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(
+        yaml.contains("  tls:\n    cert_file: /tls/tls.crt\n    key_file: /tls/tls.key\n    client_ca: /tls-client-ca/ca.crt\n"),
+        "{yaml}"
+    );
+    let volume = |name: &str| {
+        pod(&c)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .and_then(|v| v.secret.clone())
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    let items = |v: &k8s_openapi::api::core::v1::SecretVolumeSource| -> Vec<(String, String)> {
+        v.items
+            .iter()
+            .flatten()
+            .map(|i| (i.key.clone(), i.path.clone()))
+            .collect()
+    };
+    let cert = volume("api-tls");
+    assert_eq!(cert.secret_name.as_deref(), Some("secure-api-tls"));
+    assert_eq!(
+        items(&cert),
+        [
+            ("tls.crt".to_string(), "tls.crt".to_string()),
+            ("tls.key".to_string(), "tls.key".to_string())
+        ],
+        "only the files the server reads"
+    );
+    let ca = volume("api-client-ca");
+    assert_eq!(ca.secret_name.as_deref(), Some("api-client-ca"));
+    assert_eq!(items(&ca), [("ca.crt".to_string(), "ca.crt".to_string())]);
+    let mounts: Vec<(String, String, Option<bool>)> = server(&c)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.name.starts_with("api-"))
+        .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("api-tls".to_string(), "/tls".to_string(), Some(true)),
+            (
+                "api-client-ca".to_string(),
+                "/tls-client-ca".to_string(),
+                Some(true)
+            )
+        ]
+    );
+    assert!(
+        pod(&c).volumes.iter().flatten().all(|v| v
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref())
+            != Some("secure-api-operator")),
+        "the operator's certificate stays with the operator"
+    );
+    // Mutual TLS: the kubelet cannot present a certificate, so it only connects.
+    let container = server(&c);
+    for probe in [
+        &container.liveness_probe,
+        &container.readiness_probe,
+        &container.startup_probe,
+    ] {
+        let probe = probe.as_ref().expect("probe");
+        assert!(probe.http_get.is_none(), "{probe:?}");
+        assert_eq!(
+            probe.tcp_socket.as_ref().map(|t| t.port.clone()),
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("api".into()))
+        );
+    }
+    for name in ["secure-api", "secure-headless"] {
+        let port = &svc(&c, name)
+            .spec
+            .as_ref()
+            .expect("spec")
+            .ports
+            .as_ref()
+            .expect("ports")[0];
+        assert_eq!(port.app_protocol.as_deref(), Some("https"), "{name}");
+    }
+
+    // HTTPS without client certificates: /health over HTTPS, no client CA.
+    let https = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\ncontrolPlane: {certSecretName: api-tls}",
+    ));
+    let yaml = &https.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(
+        yaml.contains("    key_file: /tls/tls.key\n") && !yaml.contains("client_ca"),
+        "{yaml}"
+    );
+    let readiness = server(&https)
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("HTTP probe");
+    assert_eq!(
+        (readiness.scheme.as_deref(), readiness.path.as_deref()),
+        (Some("HTTPS"), Some("/health/ready"))
+    );
+    // Plain HTTP: no tls block, HTTP probes, no appProtocol.
+    let plain = build(&from_yaml("storage: {metadataSize: 1Gi}"));
+    let yaml = &plain.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(!yaml.contains("tls"), "{yaml}");
+    assert_eq!(
+        server(&plain)
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.scheme.as_deref()),
+        Some("HTTP")
+    );
+    assert!(
+        svc(&plain, "t-api")
+            .spec
+            .as_ref()
+            .expect("spec")
+            .ports
+            .as_ref()
+            .expect("ports")[0]
+            .app_protocol
+            .is_none()
+    );
+
+    // Renewals roll the pod; the Secrets are watched like every one the pod reads.
+    let spec = "storage: {metadataSize: 1Gi}\ncontrolPlane: {certSecretName: api-tls, clientCASecretName: ca, operatorCertSecretName: op}";
+    let with = |secret: &str, value: &[u8]| {
+        BTreeMap::from([(
+            secret.to_string(),
+            BTreeMap::from([("tls.crt".to_string(), value.to_vec())]),
+        )])
+    };
+    assert_ne!(
+        hash_of(spec, &with("api-tls", b"one")),
+        hash_of(spec, &with("api-tls", b"two"))
+    );
+    assert_ne!(
+        hash_of(spec, &with("ca", b"one")),
+        hash_of(spec, &with("ca", b"two"))
+    );
+    let eff = EffectiveSpec::resolve(&from_yaml(spec));
+    assert_eq!(eff.referenced_secrets(), ["api-tls", "ca"]);
+    assert!(eff.checked_secrets().contains(&"op".to_string()));
 }
 
 #[test]

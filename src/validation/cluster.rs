@@ -34,6 +34,8 @@ struct SecretCheck {
     purpose: &'static str,
     /// What fails without it, in messages.
     needed_by: &'static str,
+    /// The `type` the Secret must have.
+    required_type: Option<&'static str>,
 }
 
 /// The StorageClasses `eff` names, by field.
@@ -192,6 +194,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             min_value_bytes: MIN_JWT_SECRET_BYTES,
             purpose: "JWT signing secret",
             needed_by: SERVER_START,
+            required_type: None,
         });
     }
     if !eff.admin.password.managed {
@@ -202,6 +205,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             min_value_bytes: 0,
             purpose: "admin password",
             needed_by: SERVER_START,
+            required_type: None,
         });
     }
     if let Database::Postgres { secret_name } = &eff.database {
@@ -212,6 +216,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             min_value_bytes: 0,
             purpose: "PostgreSQL connection",
             needed_by: SERVER_START,
+            required_type: None,
         });
     }
     if let Some(token) = eff.metrics.as_ref().and_then(|m| m.token.as_ref()) {
@@ -223,7 +228,41 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             min_value_bytes: 1,
             purpose: "metrics bearer token",
             needed_by: SERVER_START,
+            required_type: None,
         });
+    }
+    if let Some(tls) = &eff.api_tls {
+        checks.push(SecretCheck {
+            field: "spec.controlPlane.certSecretName".into(),
+            name: tls.cert_secret.clone(),
+            required_keys: vec!["tls.crt".into(), "tls.key".into()],
+            min_value_bytes: 0,
+            purpose: "REST API certificate",
+            needed_by: SERVER_START,
+            required_type: Some(TLS_SECRET_TYPE),
+        });
+        if let Some(ca) = &tls.client_ca_secret {
+            checks.push(SecretCheck {
+                field: "spec.controlPlane.clientCASecretName".into(),
+                name: ca.clone(),
+                required_keys: vec!["ca.crt".into()],
+                min_value_bytes: 0,
+                purpose: "client CA of the REST API",
+                needed_by: SERVER_START,
+                required_type: None,
+            });
+        }
+        if let Some(operator) = &tls.operator_cert_secret {
+            checks.push(SecretCheck {
+                field: "spec.controlPlane.operatorCertSecretName".into(),
+                name: operator.clone(),
+                required_keys: vec!["tls.crt".into(), "tls.key".into()],
+                min_value_bytes: 0,
+                purpose: "the operator's client certificate",
+                needed_by: "the operator cannot reach the REST API",
+                required_type: Some(TLS_SECRET_TYPE),
+            });
+        }
     }
     if let Some(name) = eff
         .percona
@@ -238,6 +277,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             min_value_bytes: 0,
             purpose: "pgBackRest credentials",
             needed_by: "pgBackRest cannot back up",
+            required_type: None,
         });
     }
     for (i, store) in eff.server.metadata_stores.iter().enumerate() {
@@ -249,6 +289,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
                 min_value_bytes: 0,
                 purpose: "PostgreSQL metadata store",
                 needed_by: STORE_CREATION,
+                required_type: None,
             });
         }
     }
@@ -264,6 +305,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
                 min_value_bytes: 0,
                 purpose: "S3 keys",
                 needed_by: STORE_CREATION,
+                required_type: None,
             });
         }
     }
@@ -271,6 +313,7 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
 }
 
 const SERVER_START: &str = "the server will not start";
+const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 const STORE_CREATION: &str = "the operator cannot create the store";
 
 fn report_secret(
@@ -284,6 +327,19 @@ fn report_secret(
     let name = &check.name;
     match answer {
         Lookup::Found(facts) => {
+            // A lookup that could not tell the type says nothing about it.
+            if let (Some(wanted), Some(actual)) =
+                (check.required_type, facts.secret_type.as_deref())
+                && actual != wanted
+            {
+                out.errors.push(Finding {
+                    field: field.clone(),
+                    message: format!(
+                        "Secret {namespace}/{name} ({}) is of type {actual}, not {wanted}: create it with `kubectl create secret tls` (or a cert-manager Certificate)",
+                        check.purpose
+                    ),
+                });
+            }
             let missing: Vec<&str> = check
                 .required_keys
                 .iter()

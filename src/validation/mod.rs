@@ -96,6 +96,8 @@ pub enum Lookup<T> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SecretFacts {
     pub value_lengths: BTreeMap<String, usize>,
+    /// The Secret's `type` (`Opaque` when it has none); `None` when not known.
+    pub secret_type: Option<String>,
 }
 
 impl SecretFacts {
@@ -110,7 +112,10 @@ impl SecretFacts {
         for (k, v) in secret.string_data.iter().flatten() {
             value_lengths.insert(k.clone(), v.len());
         }
-        Self { value_lengths }
+        Self {
+            value_lengths,
+            secret_type: Some(secret.type_.clone().unwrap_or_else(|| "Opaque".into())),
+        }
     }
 
     pub fn has_key(&self, key: &str) -> bool {

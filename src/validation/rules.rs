@@ -36,6 +36,7 @@ pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut 
     check_storage(spec, out);
     check_database(spec, eff, out);
     check_ports(spec, eff, out);
+    check_api_tls(spec, out);
     check_identity(spec, out);
     check_percona(spec, out);
     check_s3(spec, eff, out);
@@ -468,6 +469,63 @@ fn report_collisions(ports: &[NamedPort], place: &str, out: &mut Findings) {
             );
         }
     }
+}
+
+/// HTTPS on the REST API. DittoFS v0.29 refuses `client_ca` without a certificate
+/// (`TLSConfig.Validate`, `internal/tlsconfig/tlsconfig.go`); under mutual TLS the
+/// operator must present a certificate of its own, or it cannot manage the server.
+fn check_api_tls(spec: &DittoServerSpec, out: &mut Findings) {
+    let Some(cp) = spec.control_plane.as_ref() else {
+        return;
+    };
+    const CERT: &str = "spec.controlPlane.certSecretName";
+    const CLIENT_CA: &str = "spec.controlPlane.clientCASecretName";
+    const OPERATOR: &str = "spec.controlPlane.operatorCertSecretName";
+    let mut named = |field: &str, value: &Option<String>| match value.as_deref() {
+        None => false,
+        Some(name) if is_dns_subdomain(name) => true,
+        Some(name) => {
+            out.error(
+                field,
+                format!("{name:?} is not a Secret name: use lowercase letters, digits, '-' and '.', or remove the field"),
+            );
+            false
+        }
+    };
+    let cert = named(CERT, &cp.cert_secret_name);
+    let client_ca = named(CLIENT_CA, &cp.client_ca_secret_name);
+    let operator = named(OPERATOR, &cp.operator_cert_secret_name);
+    if client_ca && !cert {
+        out.error(
+            CLIENT_CA,
+            format!("requires {CERT}: client certificates are checked only over HTTPS; set the server's certificate Secret, or remove this field"),
+        );
+    }
+    if client_ca && !operator {
+        out.error(
+            OPERATOR,
+            format!("is required with {CLIENT_CA}: the server refuses every caller without a client certificate, the operator too; name a kubernetes.io/tls Secret holding a certificate that CA signed"),
+        );
+    }
+    if operator && !client_ca {
+        out.error(
+            OPERATOR,
+            format!("is used only with {CLIENT_CA} (mutual TLS): remove it, or set the client CA"),
+        );
+    }
+}
+
+/// A DNS subdomain (RFC 1123), as Kubernetes object names are.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 fn check_identity(spec: &DittoServerSpec, out: &mut Findings) {

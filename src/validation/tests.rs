@@ -12,6 +12,8 @@ use super::*;
 struct FakeCluster {
     classes: Vec<&'static str>,
     secrets: BTreeMap<&'static str, Vec<(&'static str, usize)>>,
+    /// Secret types other than `Opaque`.
+    secret_types: BTreeMap<&'static str, &'static str>,
     percona: bool,
     service_monitor: bool,
     broken: bool,
@@ -47,6 +49,13 @@ impl ClusterLookup for FakeCluster {
         match self.secrets.get(name) {
             Some(keys) => Lookup::Found(SecretFacts {
                 value_lengths: keys.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+                secret_type: Some(
+                    self.secret_types
+                        .get(name)
+                        .copied()
+                        .unwrap_or("Opaque")
+                        .to_string(),
+                ),
             }),
             None => Lookup::NotFound,
         }
@@ -1391,6 +1400,123 @@ fn store_secrets_are_looked_up_and_named_when_absent() {
             &r,
             "spec.remoteBlockStores[0].s3.credentialsSecretRef",
             "or the operator cannot create the store"
+        ),
+        "{r:?}"
+    );
+}
+
+/// HTTPS on the REST API: DittoFS refuses a client CA without a certificate, and
+/// under mutual TLS the operator needs a certificate of its own.
+#[test]
+fn api_tls_fields_need_their_companions() {
+    const BASE: &str = "storage: {metadataSize: 1Gi}\n";
+    let r = check(&format!("{BASE}controlPlane: {{certSecretName: api-tls}}"));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let r = check(&format!(
+        "{BASE}controlPlane: {{certSecretName: api-tls, clientCASecretName: ca, operatorCertSecretName: op}}"
+    ));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+
+    let r = check(&format!(
+        "{BASE}controlPlane: {{clientCASecretName: ca, operatorCertSecretName: op}}"
+    ));
+    assert!(
+        has_error(
+            &r,
+            "spec.controlPlane.clientCASecretName",
+            "requires spec.controlPlane.certSecretName"
+        ),
+        "{:?}",
+        r.errors
+    );
+    let r = check(&format!(
+        "{BASE}controlPlane: {{certSecretName: api-tls, clientCASecretName: ca}}"
+    ));
+    assert!(
+        has_error(
+            &r,
+            "spec.controlPlane.operatorCertSecretName",
+            "the operator too"
+        ),
+        "{:?}",
+        r.errors
+    );
+    let r = check(&format!(
+        "{BASE}controlPlane: {{certSecretName: api-tls, operatorCertSecretName: op}}"
+    ));
+    assert!(
+        has_error(
+            &r,
+            "spec.controlPlane.operatorCertSecretName",
+            "used only with"
+        ),
+        "{:?}",
+        r.errors
+    );
+    let r = check(&format!("{BASE}controlPlane: {{certSecretName: API_TLS}}"));
+    assert!(
+        has_error(&r, "spec.controlPlane.certSecretName", "not a Secret name"),
+        "{:?}",
+        r.errors
+    );
+}
+
+/// The certificate Secrets must be of type `kubernetes.io/tls` with both files;
+/// the client CA needs `ca.crt`. Absent Secrets only warn (made later).
+#[test]
+fn api_tls_secrets_are_looked_up() {
+    const SPEC: &str = "storage: {metadataSize: 1Gi}\ncontrolPlane: {certSecretName: api-tls, clientCASecretName: ca, operatorCertSecretName: op}";
+    let good = FakeCluster {
+        secrets: BTreeMap::from([
+            (
+                "api-tls",
+                vec![("tls.crt", 900), ("tls.key", 200), ("ca.crt", 700)],
+            ),
+            ("ca", vec![("ca.crt", 700)]),
+            ("op", vec![("tls.crt", 900), ("tls.key", 200)]),
+        ]),
+        secret_types: BTreeMap::from([
+            ("api-tls", "kubernetes.io/tls"),
+            ("op", "kubernetes.io/tls"),
+        ]),
+        ..Default::default()
+    };
+    let r = check_with(SPEC, &good);
+    assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+
+    let opaque = FakeCluster {
+        secrets: BTreeMap::from([
+            ("api-tls", vec![("tls.crt", 900)]),
+            ("ca", vec![("tls.crt", 700)]),
+        ]),
+        ..Default::default()
+    };
+    let r = check_with(SPEC, &opaque);
+    assert!(
+        has_error(
+            &r,
+            "spec.controlPlane.certSecretName",
+            "is of type Opaque, not kubernetes.io/tls"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_warning(&r, "spec.controlPlane.certSecretName", "has no key tls.key"),
+        "{r:?}"
+    );
+    assert!(
+        has_warning(
+            &r,
+            "spec.controlPlane.clientCASecretName",
+            "has no key ca.crt"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_warning(
+            &r,
+            "spec.controlPlane.operatorCertSecretName",
+            "does not exist yet: create it, or the operator cannot reach the REST API"
         ),
         "{r:?}"
     );

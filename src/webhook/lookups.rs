@@ -328,7 +328,8 @@ mod tests {
                     ("accessKeyId".to_string(), 1),
                     ("secretAccessKey".to_string(), 1)
                 ]
-                .into()
+                .into(),
+                secret_type: Some("Opaque".into()),
             })
         );
         assert_eq!(lookup.secret("team", "absent").await, Lookup::NotFound);

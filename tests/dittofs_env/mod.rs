@@ -110,7 +110,13 @@ pub struct ByHand {
 
 impl ByHand {
     pub fn server(&self) -> dittofs_operator::dittofs::Server<'_> {
-        dittofs_operator::dittofs::Server::of(&self.client, &self.name, &self.namespace, self.port)
+        dittofs_operator::dittofs::Server::of(
+            &self.client,
+            &self.name,
+            &self.namespace,
+            self.port,
+            None,
+        )
     }
 
     /// A share `name` of the sample's stores, read-write, as `dfsctl share create`.
@@ -207,11 +213,15 @@ impl Env {
     /// A cluster with namespace `namespaces`, the fake DittoFS listening, and the
     /// operator leading.
     pub async fn start(namespaces: &[&str], options: Options) -> Env {
+        Self::start_with(namespaces, options, FakeDittoFs::start()).await
+    }
+
+    /// [`Env::start`] with a DittoFS fake of the test's own (over HTTPS).
+    pub async fn start_with(namespaces: &[&str], options: Options, dfs: FakeDittoFs) -> Env {
         let api = FakeApi::new();
         for ns in namespaces {
             api.create_namespace(ns);
         }
-        let dfs = FakeDittoFs::start();
         let (registry, shutdown, task) = spawn_operator(&api, &options);
         Env {
             api,
@@ -286,6 +296,23 @@ impl Env {
             .decode(encoded)
             .expect("base64");
         Some(String::from_utf8(bytes).expect("utf-8"))
+    }
+
+    /// Store Secret `ns/name` of `type_` with `data` (plain values).
+    pub fn put_secret(&self, ns: &str, name: &str, type_: &str, data: &[(&str, &str)]) {
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(v)),
+                )
+            })
+            .collect();
+        self.api.put(
+            &secret_path(ns, name),
+            json!({"apiVersion": "v1", "kind": "Secret", "type": type_, "data": data}),
+        );
     }
 
     /// The admin password the operator generated for `ns/name`.
@@ -370,7 +397,7 @@ impl Env {
         let password = self.admin_password(ns, name).expect("admin password");
         let client = dittofs_client();
         let port = i32::from(self.dfs.port());
-        let login = dittofs_operator::dittofs::Server::of(&client, name, ns, port)
+        let login = dittofs_operator::dittofs::Server::of(&client, name, ns, port, None)
             .login(
                 "admin",
                 &dittofs_operator::dittofs::Sensitive::new(password),
@@ -472,4 +499,103 @@ impl Env {
             );
         }
     }
+}
+
+/// Certificates for a DittoFS REST API with mutual TLS: a server CA and a leaf for
+/// `host`, a client CA and the operator's certificate from it, and a client
+/// certificate from a CA the server does not trust.
+pub struct TestPki {
+    pub server_ca: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_ca: String,
+    pub operator_cert: String,
+    pub operator_key: String,
+    pub stranger_cert: String,
+    pub stranger_key: String,
+}
+
+impl TestPki {
+    pub fn new(host: &str) -> Self {
+        use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        let server_ca = test_ca("server CA");
+        let client_ca = test_ca("client CA");
+        let stranger_ca = test_ca("stranger CA");
+        let (server_cert, server_key) = test_leaf(&server_ca, host, ServerAuth);
+        let (operator_cert, operator_key) = test_leaf(&client_ca, "dittofs-operator", ClientAuth);
+        let (stranger_cert, stranger_key) = test_leaf(&stranger_ca, "dittofs-operator", ClientAuth);
+        Self {
+            server_ca: server_ca.0,
+            server_cert,
+            server_key,
+            client_ca: client_ca.0,
+            operator_cert,
+            operator_key,
+            stranger_cert,
+            stranger_key,
+        }
+    }
+
+    /// The server's TLS: its leaf, and client certificates of the client CA
+    /// required when `mutual`.
+    pub fn server_config(&self, mutual: bool) -> std::sync::Arc<rustls::ServerConfig> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let chain =
+            vec![CertificateDer::from_pem_slice(self.server_cert.as_bytes()).expect("leaf")];
+        let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes()).expect("key");
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions");
+        let builder = if mutual {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(self.client_ca.as_bytes()).expect("client CA"))
+                .expect("root");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        std::sync::Arc::new(builder.with_single_cert(chain, key).expect("server config"))
+    }
+}
+
+/// (certificate PEM, issuer)
+fn test_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).expect("CA");
+    (cert.pem(), rcgen::Issuer::new(params, key))
+}
+
+/// (certificate PEM, key PEM) for `name`, signed by `ca`.
+fn test_leaf(
+    ca: &(String, rcgen::Issuer<'static, rcgen::KeyPair>),
+    name: &str,
+    usage: rcgen::ExtendedKeyUsagePurpose,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.extended_key_usages = vec![usage];
+    let cert = params.signed_by(&key, &ca.1).expect("leaf");
+    (cert.pem(), key.serialize_pem())
 }

@@ -180,9 +180,46 @@ struct Shared {
     delay: Mutex<Duration>,
 }
 
+/// Accept TLS connections and serve `app` on each, until the task is dropped.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+        });
+    }
+}
+
 impl FakeDittoFs {
     /// Binds `127.0.0.1:0` and serves on a dedicated thread.
     pub fn start() -> FakeDittoFs {
+        Self::serve(None)
+    }
+
+    /// [`FakeDittoFs::start`] over HTTPS only, as a server whose
+    /// `controlplane.tls` is set: `config` holds its certificate and, for mutual
+    /// TLS, its client verifier (`internal/tlsconfig/tlsconfig.go`, `ServerConfig`:
+    /// `RequireAndVerifyClientCert` when `client_ca` is set). A handshake it refuses
+    /// never reaches a handler, `/health` included.
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> FakeDittoFs {
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(config)))
+    }
+
+    fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> FakeDittoFs {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
@@ -205,11 +242,21 @@ impl FakeDittoFs {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                     let app = axum::Router::new().fallback(serve).with_state(app_inner);
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
+                    match tls {
+                        None => {
+                            let _ = axum::serve(listener, app)
+                                .with_graceful_shutdown(async {
+                                    let _ = rx.await;
+                                })
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            tokio::select! {
+                                _ = serve_tls(listener, acceptor, app) => {}
+                                _ = rx => {}
+                            }
+                        }
+                    }
                 });
             })
             .expect("spawn fake DittoFS thread");
