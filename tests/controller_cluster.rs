@@ -54,6 +54,7 @@ async fn samples_reconcile_become_ready_and_delete_cleanly() {
                 "smb.yaml",
                 "metrics.yaml",
                 "servicemonitor.yaml",
+                "snapshots.yaml",
             ] {
                 for doc in manifest::load_documents(&samples.join(file)).expect("sample") {
                     if let Some(secret) = manifest::secret(&doc) {

@@ -67,7 +67,7 @@ fn env<'a>(c: &'a Children, name: &str) -> Option<&'a EnvVar> {
     server(c).env.iter().flatten().find(|e| e.name == name)
 }
 
-const SAMPLES: [&str; 8] = [
+const SAMPLES: [&str; 9] = [
     "minimal",
     "memory",
     "s3",
@@ -76,6 +76,7 @@ const SAMPLES: [&str; 8] = [
     "smb",
     "metrics",
     "servicemonitor",
+    "snapshots",
 ];
 
 #[test]
