@@ -216,6 +216,39 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub shares: Vec<ShareSpec>,
+
+    /// Scheduled snapshots of declared shares, one policy per share, kept in the
+    /// server through its REST API (the Go operator's `snapshotPolicies`). A policy
+    /// that differs is updated in place; one the operator created is removed when
+    /// its entry leaves the spec; one made with dfsctl is never removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["share"]))]
+    pub snapshot_policies: Vec<SnapshotPolicySpec>,
+}
+
+/// When DittoFS snapshots a share, and which of those scheduled snapshots it keeps.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotPolicySpec {
+    /// The share, as named in `shares` (`/export`; the leading `/` may be left out).
+    pub share: String,
+    /// How often: `@hourly`, `@daily`, `@weekly`, or a Go duration such as `6h`.
+    pub interval: String,
+    /// Keep only this many of the newest scheduled snapshots; 0 keeps all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keep_last: Option<i32>,
+    /// Remove scheduled snapshots older than this Go duration (`720h`); unset or
+    /// `0`: no age limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// Take snapshots on schedule; false keeps the policy but pauses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Snapshots are named `<namePrefix>-<UTC time>`: up to 64 letters, digits,
+    /// `_` or `-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
 }
 
 /// A DittoFS metadata store.
@@ -1048,8 +1081,12 @@ pub struct ServerStatus {
     /// Each declared share.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<ShareStatus>,
-    /// Stores and shares the server holds that the spec does not declare (created
-    /// with `dfsctl`, or removed from the spec): left alone.
+    /// Each declared snapshot policy, and each the operator created and still has
+    /// to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_policies: Vec<SnapshotPolicyStatus>,
+    /// Stores, shares and snapshot policies the server holds that the spec does not
+    /// declare (created with `dfsctl`, or removed from the spec): left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmanaged: Vec<String>,
 }
@@ -1107,10 +1144,28 @@ pub struct ShareStatus {
     pub message: Option<String>,
 }
 
+/// One snapshot policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotPolicyStatus {
+    /// The share, with its leading `/`.
+    pub share: String,
+    pub state: ItemState,
+    /// Why it is not Ready: what it waits for, or the server's own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The operator created this policy (the share had none): it removes it when
+    /// the entry leaves the spec. A policy that existed before it was declared is
+    /// kept in line while declared and left in place after.
+    #[serde(default)]
+    pub owned: bool,
+}
+
 // State of a declared store or share (a comment: the field doc, not this, must reach `kubectl explain`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ItemState {
-    /// Not created yet (the server is not reachable, or a store it needs is missing).
+    /// Not created yet (the server is not reachable, or a store or share it needs
+    /// is missing).
     #[default]
     Pending,
     /// Exists as declared.

@@ -119,6 +119,7 @@ pub struct ServerConfig {
     pub local_block_stores: Vec<LocalBlockStore>,
     pub remote_block_stores: Vec<RemoteBlockStore>,
     pub shares: Vec<Share>,
+    pub snapshot_policies: Vec<SnapshotPolicy>,
 }
 
 impl ServerConfig {
@@ -195,6 +196,20 @@ pub struct Share {
     pub remote_block_store: Option<String>,
     pub default_permission: SharePermission,
     pub read_only: bool,
+}
+
+/// A share's snapshot schedule and retention, as sent to DittoFS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// With one leading `/`, as DittoFS stores it.
+    pub share: String,
+    /// As written (trimmed): a shorthand or a Go duration.
+    pub interval: String,
+    pub keep_last: i32,
+    /// As written; `None` for no age limit (unset or empty).
+    pub ttl: Option<String>,
+    pub enabled: bool,
+    pub name_prefix: String,
 }
 
 /// Client-facing ports (on Services) and the ports DittoFS listens on in the pod.

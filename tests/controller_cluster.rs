@@ -55,6 +55,7 @@ async fn samples_reconcile_become_ready_and_delete_cleanly() {
                 "metrics.yaml",
                 "servicemonitor.yaml",
                 "tls.yaml",
+                "snapshots.yaml",
             ] {
                 for doc in manifest::load_documents(&samples.join(file)).expect("sample") {
                     if let Some(secret) = manifest::secret(&doc) {

@@ -13,7 +13,8 @@
 //! out, refusing a store; an idle operator; deletion and a new apply; a new JWT
 //! secret; the operator's account demoted; a restarted operator; spec edits in
 //! place; stale status fields; a slow server; a store waiting for its Secret;
-//! rotated S3 keys; a restarted pod; the REST API over mutual TLS. The scale test is
+//! rotated S3 keys; a restarted pod; the REST API over mutual TLS; snapshot
+//! policies. The scale test is
 //! `controller_dittofs_scale.rs`.
 
 mod dittofs_env;
@@ -1544,5 +1545,118 @@ async fn over_mutual_tls_the_operator_presents_its_own_certificate() {
     env.wait_configured("team", "minimal", Duration::from_secs(60))
         .await;
     assert_eq!(env.reconciles("error"), 0, "no failed pass");
+    env.stop().await;
+}
+
+/// Snapshot policies: the declared one is made in the server and a converged
+/// server gets no write; one made by hand is listed and left alone; the operator's
+/// own is removed when its entry leaves the spec, and only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_policies_are_kept_and_only_the_operators_own_are_removed() {
+    use dittofs_operator::dittofs::api::UpsertSnapshotPolicyRequest;
+    const DAY_NS: i64 = 24 * 3_600_000_000_000;
+
+    let env = Env::start(&["team"], options()).await;
+    let mut spec = minimal_sample_spec();
+    spec["snapshotPolicies"] = json!([{"share": "/export", "interval": "@daily", "keepLast": 7}]);
+    env.create("team", "snap", spec).await;
+    let dfs = env.start_server("team", "snap").await;
+    env.wait_condition("team", "snap", "Ready", "True", None, BOUND)
+        .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    let policies = dfs.snapshot_policies();
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    let export = &policies[0];
+    assert_eq!(
+        (
+            export.share_name.as_str(),
+            export.interval_ns,
+            export.keep_last,
+            export.enabled,
+            export.name_prefix.as_str()
+        ),
+        ("/export", DAY_NS, 7, true, "scheduled")
+    );
+    assert_eq!(
+        env.server_status("team", "snap")["snapshotPolicies"],
+        json!([{"share": "/export", "state": "Ready", "owned": true}])
+    );
+    assert_eq!(
+        hits(&dfs, "PUT", "/api/v1/shares/export/snapshot-policy"),
+        1
+    );
+
+    // A pass over the converged server (a new generation) reads the policies and
+    // writes nothing.
+    let writes = dfs.db_writes();
+    let lists = hits(&dfs, "GET", "/api/v1/snapshot-policies");
+    env.edit_spec("team", "snap", |spec| {
+        spec["service"]["annotations"] = json!({"team": "a"})
+    });
+    wait_for("a pass that reads the server", BOUND, || {
+        (hits(&dfs, "GET", "/api/v1/snapshot-policies") > lists).then_some(())
+    })
+    .await;
+    env.settle(Duration::from_secs(3), BOUND).await;
+    assert_eq!(
+        dfs.db_writes(),
+        writes,
+        "no DittoFS write for a converged server"
+    );
+
+    // An admin makes a share and its policy by hand.
+    let admin = env.by_hand("team", "snap").await;
+    admin.create_share("/scratch").await;
+    admin
+        .server()
+        .upsert_snapshot_policy(
+            &admin.token,
+            "/scratch",
+            &UpsertSnapshotPolicyRequest {
+                interval: "1h".into(),
+                keep_last: 0,
+                ttl: String::new(),
+                enabled: true,
+                name_prefix: String::new(),
+            },
+        )
+        .await
+        .expect("policy made by hand");
+
+    // The spec's policy removed: the operator's goes, the hand-made one stays.
+    env.edit_spec("team", "snap", |spec| {
+        spec.as_object_mut().map(|s| s.remove("snapshotPolicies"));
+    });
+    wait_for(
+        "the operator's policy removed, the other listed",
+        BOUND,
+        || {
+            let server = env.server_status("team", "snap");
+            let listed = server["unmanaged"]
+                .as_array()?
+                .iter()
+                .any(|u| u == "snapshot policy /scratch");
+            let shares: Vec<String> = dfs
+                .snapshot_policies()
+                .into_iter()
+                .map(|p| p.share_name)
+                .collect();
+            (listed && shares == ["/scratch"] && server.get("snapshotPolicies").is_none())
+                .then_some(())
+        },
+    )
+    .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    let deletes: Vec<String> = dfs
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| format!("{} {}", r.path, r.status))
+        .collect();
+    assert_eq!(deletes, ["/api/v1/shares/export/snapshot-policy 204"]);
+    assert_eq!(dfs.snapshot_policies().len(), 1, "the hand-made one stays");
+    env.wait_condition("team", "snap", "ServerConfigured", "True", None, BOUND)
+        .await;
+    assert_eq!(env.reconciles("error"), 0);
     env.stop().await;
 }

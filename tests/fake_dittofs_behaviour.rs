@@ -1447,3 +1447,172 @@ async fn test_controls() {
     assert!(!dfs.adapters()[0].listening);
     drop(fake);
 }
+
+// ---- snapshot policies ---------------------------------------------------------
+
+/// handlers/snapshot_policy.go (Upsert, Get, Remove, List) behind the /shares
+/// group's RequireAdmin (router.go); pkg/schedule/interval.go ParseInterval;
+/// parseOptionalDuration; snapshotNamePrefixRe; runtime/snapshot_policy.go (the
+/// share must exist: mapSnapshotError's 404 "share not found"); policyToWire
+/// (Duration.String(), ttl and name_prefix omitted when empty);
+/// store/snapshot_policies.go (one row per share, list ordered by share, []
+/// when none); store/shares.go DeleteShare (the policy goes with its share).
+#[tokio::test]
+async fn snapshot_policies() {
+    let (_fake, dfs, api) = setup();
+    let admin = api.login("admin", ADMIN_PW).await;
+    create_stores(&admin).await;
+    let r = admin
+        .post(
+            "/api/v1/shares",
+            json!({"name": "/team/a", "metadata_store_id": "meta", "local_block_store": "disk"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    const POLICY: &str = "/api/v1/shares/team%2Fa/snapshot-policy";
+
+    // Never null.
+    let r = admin.get("/api/v1/snapshot-policies").await;
+    assert_eq!((r.status, r.text.trim()), (200, "[]"));
+
+    // Admin only, also for the list.
+    create_user(&admin, "op", "operator").await;
+    let op = api.login("op", "user-pass-1").await;
+    for (method, path) in [
+        ("PUT", POLICY),
+        ("GET", POLICY),
+        ("DELETE", POLICY),
+        ("GET", "/api/v1/snapshot-policies"),
+    ] {
+        let r = op.call(method, path, Some(json!({"interval": "1h"}))).await;
+        assert_eq!(
+            (r.status, r.text.as_str()),
+            (403, "Admin access required\n"),
+            "{method} {path}"
+        );
+    }
+
+    // Refused values, before the share is looked up.
+    let writes = dfs.db_writes();
+    for (body, detail) in [
+        (json!({}), "invalid interval: schedule: empty interval"),
+        (
+            json!({"interval": "@monthly"}),
+            "invalid interval: schedule: unknown shorthand \"@monthly\" (want @hourly, @daily, @weekly)",
+        ),
+        (
+            json!({"interval": "0s"}),
+            "invalid interval: schedule: interval must be positive, got \"0s\"",
+        ),
+        (
+            json!({"interval": "1d"}),
+            "invalid interval: schedule: invalid interval \"1d\": time: unknown unit \"d\" in duration \"1d\"",
+        ),
+        (
+            json!({"interval": "1h", "ttl": "-1h"}),
+            "invalid ttl: must be >= 0",
+        ),
+        (
+            json!({"interval": "1h", "ttl": " 1h"}),
+            "invalid ttl: time: invalid duration \" 1h\"",
+        ),
+        (
+            json!({"interval": "1h", "keep_last": -1}),
+            "keep_last must be >= 0",
+        ),
+        (
+            json!({"interval": "1h", "name_prefix": "a/b"}),
+            "invalid name_prefix: must match ^[A-Za-z0-9_-]{0,64}$",
+        ),
+    ] {
+        let r = admin.put(POLICY, body.clone()).await;
+        assert_eq!((r.status, r.detail()), (400, detail.to_string()), "{body}");
+    }
+    let r = admin
+        .put(
+            "/api/v1/shares/nope/snapshot-policy",
+            json!({"interval": "1h"}),
+        )
+        .await;
+    assert_eq!((r.status, r.detail()), (404, "share not found".into()));
+    assert_eq!(dfs.db_writes(), writes, "refusals write nothing");
+
+    // Created: canonical durations, enabled by default, empty prefix left out.
+    let r = admin
+        .put(
+            POLICY,
+            json!({"interval": " @Daily ", "ttl": "1.5h", "keep_last": 7}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let created = r.json();
+    assert_eq!(created["share"], "/team/a");
+    assert_eq!(created["interval"], "24h0m0s");
+    assert_eq!(created["ttl"], "1h30m0s");
+    assert_eq!(
+        (created["keep_last"].clone(), created["enabled"].clone()),
+        (json!(7), json!(true))
+    );
+    assert!(created.get("name_prefix").is_none() && created.get("last_run_at").is_none());
+    assert_eq!(dfs.db_writes(), writes + 1);
+
+    // Replaced whole, the creation time kept; a zero TTL is left out.
+    let r = admin
+        .put(
+            "/api/v1/shares/%2Fteam%2Fa/snapshot-policy",
+            json!({"interval": "90m", "ttl": "0", "enabled": false, "name_prefix": "nightly"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let replaced = r.json();
+    assert_eq!(replaced["interval"], "1h30m0s");
+    assert!(replaced.get("ttl").is_none(), "{replaced}");
+    assert_eq!(replaced["keep_last"], 0);
+    assert_eq!(replaced["enabled"], false);
+    assert_eq!(replaced["name_prefix"], "nightly");
+    assert_eq!(replaced["created_at"], created["created_at"]);
+    assert_eq!(admin.get(POLICY).await.json(), replaced);
+    assert_eq!(dfs.snapshot_policies().len(), 1, "one per share");
+
+    // Listed by share name.
+    let r = admin
+        .post(
+            "/api/v1/shares",
+            json!({"name": "/archive", "metadata_store_id": "meta", "local_block_store": "disk"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin
+        .put(
+            "/api/v1/shares/archive/snapshot-policy",
+            json!({"interval": "@hourly"}),
+        )
+        .await;
+    assert_eq!(r.json()["interval"], "1h0m0s");
+    let list = admin.get("/api/v1/snapshot-policies").await.json();
+    let shares: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["share"].as_str().unwrap())
+        .collect();
+    assert_eq!(shares, ["/archive", "/team/a"]);
+
+    // Removed: 204, then 404; the policy of a deleted share goes with it.
+    let r = admin.delete(POLICY).await;
+    assert_eq!((r.status, r.text.as_str()), (204, ""));
+    let r = admin.delete(POLICY).await;
+    assert_eq!(
+        (r.status, r.detail()),
+        (404, "snapshot policy not found".into())
+    );
+    assert_eq!(admin.get(POLICY).await.status, 404);
+    assert_eq!(admin.delete("/api/v1/shares/archive").await.status, 204);
+    assert!(dfs.snapshot_policies().is_empty());
+
+    // Running one now is not modelled.
+    let r = admin
+        .post("/api/v1/shares/archive/snapshot-policy/run", json!({}))
+        .await;
+    assert_eq!(r.status, 404);
+}

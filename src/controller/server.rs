@@ -7,7 +7,7 @@
 //!    pass that changed the server or failed. A converged DittoServer costs no
 //!    request.
 //! 2. **session** — the operator's own account (`dittofs::account`);
-//! 3. **observe** — adapters, NFS settings, stores and shares;
+//! 3. **observe** — adapters, NFS settings, stores, shares and snapshot policies;
 //! 4. **plan** — pure (`dittofs::plan`);
 //! 5. **apply** — each step; a refusal fails that item only, a server that stops
 //!    answering ends the pass.
@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::crd::SnapshotPolicyStatus;
 use crate::crd::{AdapterStatus, DittoServer, ItemState, ServerStatus};
 use crate::defaults::{
     ACCOUNT_PASSWORD_KEY, ACCOUNT_REFRESH_OBTAINED_KEY, ACCOUNT_REFRESH_TOKEN_KEY,
@@ -340,6 +341,7 @@ async fn sync<L>(
         secrets: &secrets,
         versions: &versions,
         stores: last.map_or(&[], |s| s.stores.as_slice()),
+        snapshot_policies: last.map_or(&[], |s| s.snapshot_policies.as_slice()),
     };
     let plan = plan::plan(eff, &live, &known);
     let applied = apply(&server, token, eff, plan, live, in_effect).await;
@@ -371,6 +373,7 @@ async fn sync<L>(
         portmapper_port: applied.portmapper_port,
         stores: applied.plan.stores.clone(),
         shares: applied.plan.shares.clone(),
+        snapshot_policies: applied.plan.snapshot_policies.clone(),
         unmanaged: applied.plan.unmanaged.clone(),
     };
     Outcome {
@@ -473,18 +476,26 @@ fn keep_refresh(
     if age > lifetime / 2.0 { keep() } else { None }
 }
 
-/// Every view the plan needs: six reads, sent together (a slow server costs one
-/// answer's time, not six).
+/// Every view the plan needs: seven reads, sent together (a slow server costs one
+/// answer's time, not seven).
 async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError> {
-    let (adapters, nfs_settings, metadata_stores, local_block_stores, remote_block_stores, shares) =
-        futures::try_join!(
-            server.adapters(token),
-            server.nfs_settings(token),
-            server.metadata_stores(token),
-            server.block_stores(token, "local"),
-            server.block_stores(token, "remote"),
-            server.shares(token),
-        )?;
+    let (
+        adapters,
+        nfs_settings,
+        metadata_stores,
+        local_block_stores,
+        remote_block_stores,
+        shares,
+        snapshot_policies,
+    ) = futures::try_join!(
+        server.adapters(token),
+        server.nfs_settings(token),
+        server.metadata_stores(token),
+        server.block_stores(token, "local"),
+        server.block_stores(token, "remote"),
+        server.shares(token),
+        server.snapshot_policies(token),
+    )?;
     Ok(Live {
         adapters,
         nfs_settings: Some(nfs_settings),
@@ -492,6 +503,7 @@ async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError>
         local_block_stores,
         remote_block_stores,
         shares,
+        snapshot_policies,
     })
 }
 
@@ -544,6 +556,19 @@ impl Applied {
                         )
                     }),
             )
+            .chain(
+                self.plan
+                    .snapshot_policies
+                    .iter()
+                    .filter(|p| p.state == ItemState::Pending)
+                    .map(|p| {
+                        format!(
+                            "snapshot policy of {}: {}",
+                            p.share,
+                            p.message.clone().unwrap_or_default()
+                        )
+                    }),
+            )
             .collect();
         (!waits.is_empty()).then(|| waits.join("; "))
     }
@@ -589,9 +614,40 @@ impl Applied {
                     s.message = Some(message.clone());
                 }
             }
+            Some(Subject::SnapshotPolicy(share)) => {
+                if let Some(p) = self.policy(&share) {
+                    p.state = ItemState::Failed;
+                    p.message = Some(message.clone());
+                }
+            }
             None => {}
         }
         self.refusals.push(message);
+    }
+}
+
+impl Applied {
+    fn policy(&mut self, share: &str) -> Option<&mut SnapshotPolicyStatus> {
+        self.plan
+            .snapshot_policies
+            .iter_mut()
+            .find(|p| p.share == share)
+    }
+
+    /// A policy of a share that is neither in the server nor made in this pass
+    /// (its store or its creation failed): marked waiting, and not sent.
+    fn policy_waits(&mut self, share: &str) -> bool {
+        let share_missing = !self.live.shares.iter().any(|s| s.name == share)
+            && self
+                .plan
+                .shares
+                .iter()
+                .any(|s| s.name == share && s.state != ItemState::Ready);
+        if share_missing && let Some(p) = self.policy(share) {
+            p.state = ItemState::Pending;
+            p.message = Some(format!("waiting for share {share}"));
+        }
+        share_missing
     }
 }
 
@@ -637,8 +693,31 @@ async fn apply(
         {
             continue;
         }
+        if let Step::UpsertSnapshotPolicy { share, .. } = step
+            && applied.policy_waits(share)
+        {
+            continue;
+        }
         match run(server, token, eff, step, &mut applied).await {
-            Ok(()) => applied.changed = true,
+            Ok(()) => {
+                applied.changed = true;
+                match step {
+                    // The server had none: this one is the operator's.
+                    Step::UpsertSnapshotPolicy {
+                        share,
+                        creates: true,
+                        ..
+                    } => {
+                        if let Some(p) = applied.policy(share) {
+                            p.owned = true;
+                        }
+                    }
+                    Step::DeleteSnapshotPolicy { share } => {
+                        applied.plan.snapshot_policies.retain(|p| &p.share != share)
+                    }
+                    _ => {}
+                }
+            }
             Err(e) if e.is_transient() => {
                 applied.stopped = Some(e);
                 break;
@@ -783,6 +862,16 @@ async fn run(
                     },
                 )
                 .await?;
+        }
+        Step::UpsertSnapshotPolicy { share, request, .. } => {
+            server.upsert_snapshot_policy(token, share, request).await?;
+        }
+        Step::DeleteSnapshotPolicy { share } => {
+            match server.delete_snapshot_policy(token, share).await {
+                // Removed meanwhile (by hand, or with its share): done.
+                Err(e) if e.status() == Some(404) => {}
+                other => other?,
+            }
         }
     }
     Ok(())

@@ -70,6 +70,14 @@ pub const DEFAULT_S3_ALLOW_PRIVATE_ENDPOINT: bool = false;
 /// DittoFS's own default of a new share (`handlers/shares.go`, `Create`): refused.
 pub const DEFAULT_SHARE_PERMISSION: SharePermission = SharePermission::None;
 pub const DEFAULT_SHARE_READ_ONLY: bool = false;
+/// A snapshot policy runs unless paused (DittoFS's own default,
+/// `handlers/snapshot_policy.go`, `Upsert`).
+pub const DEFAULT_SNAPSHOT_ENABLED: bool = true;
+/// No count limit on scheduled snapshots (DittoFS: 0 = unbounded).
+pub const DEFAULT_SNAPSHOT_KEEP_LAST: i32 = 0;
+/// The prefix DittoFS's scheduler uses when a policy has none
+/// (`runtime/snapshotsched/service.go`, `defaultNamePrefix`).
+pub const DEFAULT_SNAPSHOT_NAME_PREFIX: &str = "scheduled";
 /// The server's `shutdown_timeout` (DittoFS v0.29's own default, `pkg/config/defaults.go`).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "30s";
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: i64 = 30;
@@ -448,12 +456,25 @@ fn resolve_server(spec: &mut DittoServerSpec) -> ServerConfig {
             read_only: value(&mut s.read_only, DEFAULT_SHARE_READ_ONLY),
         })
         .collect();
+    let snapshot_policies = spec
+        .snapshot_policies
+        .iter_mut()
+        .map(|p| SnapshotPolicy {
+            share: format!("/{}", p.share.trim_start_matches('/')),
+            interval: p.interval.trim().to_string(),
+            keep_last: value(&mut p.keep_last, DEFAULT_SNAPSHOT_KEEP_LAST),
+            ttl: p.ttl.clone().filter(|t| !t.is_empty()),
+            enabled: value(&mut p.enabled, DEFAULT_SNAPSHOT_ENABLED),
+            name_prefix: text(&mut p.name_prefix, DEFAULT_SNAPSHOT_NAME_PREFIX),
+        })
+        .collect();
     ServerConfig {
         portmapper: value(&mut spec.nfs_portmapper, DEFAULT_NFS_PORTMAPPER),
         metadata_stores,
         local_block_stores,
         remote_block_stores,
         shares,
+        snapshot_policies,
     }
 }
 

@@ -165,6 +165,22 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_policies_get_enabled_keep_last_and_prefix_not_a_ttl() {
+        let obj = json!({"spec": {"storage": {"metadataSize": "1Gi"},
+            "snapshotPolicies": [
+                {"share": "/export", "interval": "@daily"},
+                {"share": "/archive", "interval": "1h", "enabled": false, "keepLast": 3, "namePrefix": "hourly"}]}});
+        let patched = apply(&obj, &defaulting_patch(&obj));
+        assert_eq!(
+            patched["spec"]["snapshotPolicies"],
+            json!([
+                {"share": "/export", "interval": "@daily", "enabled": true, "keepLast": 0, "namePrefix": "scheduled"},
+                {"share": "/archive", "interval": "1h", "enabled": false, "keepLast": 3, "namePrefix": "hourly"}])
+        );
+        assert!(defaulting_patch(&patched).0.is_empty(), "idempotent");
+    }
+
+    #[test]
     fn names_the_field_that_does_not_parse() {
         let err = parse_spec(json!({"storage": {"metadataSize": 10}}))
             .unwrap_err()

@@ -17,6 +17,7 @@ pub mod path {
     pub const ADAPTERS: &str = "/api/v1/adapters";
     pub const METADATA_STORES: &str = "/api/v1/store/metadata";
     pub const SHARES: &str = "/api/v1/shares";
+    pub const SNAPSHOT_POLICIES: &str = "/api/v1/snapshot-policies";
 
     /// `/api/v1/users/{username}`.
     pub fn user(username: &str) -> String {
@@ -46,6 +47,10 @@ pub mod path {
     /// (`pkg/apiclient/shares.go`; the handler unescapes and normalises it).
     pub fn share(name: &str) -> String {
         format!("{SHARES}/{}", super::escape(name.trim_start_matches('/')))
+    }
+    /// `/api/v1/shares/{name}/snapshot-policy`, the share named as [`share`] does.
+    pub fn snapshot_policy(share_name: &str) -> String {
+        format!("{}/snapshot-policy", share(share_name))
     }
 }
 
@@ -254,6 +259,36 @@ pub struct UpdateShareRequest {
     pub default_permission: Option<String>,
 }
 
+/// A snapshot policy as listed (`pkg/controlplane/api/dto/snapshot_policy.go`,
+/// `SnapshotPolicy`): durations in Go's `Duration.String()` form (`24h0m0s`), the
+/// TTL and the prefix left out when zero or empty.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SnapshotPolicy {
+    /// With one leading `/` (`normalizeShareName`).
+    pub share: String,
+    pub enabled: bool,
+    pub interval: String,
+    pub keep_last: i64,
+    #[serde(default)]
+    pub ttl: String,
+    #[serde(default)]
+    pub name_prefix: String,
+}
+
+/// `PUT /api/v1/shares/{name}/snapshot-policy` (`dto/snapshot_policy.go`,
+/// `UpsertSnapshotPolicyRequest`): the whole policy; `enabled` defaults to true
+/// server-side when left out, so it is always sent.
+#[derive(Clone, Serialize, Debug, PartialEq, Eq)]
+pub struct UpsertSnapshotPolicyRequest {
+    pub interval: String,
+    pub keep_last: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ttl: String,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name_prefix: String,
+}
+
 /// An error answer of a handler (`problem.go`, `Problem`); the middleware and
 /// unknown routes answer in plain text instead.
 #[derive(Deserialize)]
@@ -272,6 +307,10 @@ mod tests {
     fn paths_escape_their_segments() {
         assert_eq!(path::share("/export"), "/api/v1/shares/export");
         assert_eq!(path::share("/a/b c"), "/api/v1/shares/a%2Fb%20c");
+        assert_eq!(
+            path::snapshot_policy("/team/a"),
+            "/api/v1/shares/team%2Fa/snapshot-policy"
+        );
         assert_eq!(
             path::block_store("remote", "s3"),
             "/api/v1/store/block/remote/s3"

@@ -3,16 +3,22 @@
 //! changes without losing data (adapter ports and states, a share's `readOnly` and
 //! `defaultPermission`, a remote store's keys); report everything else that
 //! differs as drift, never fixed by deleting and recreating; leave alone, and list,
-//! what the spec does not declare.
+//! what the spec does not declare. Snapshot policies hold no data: one that
+//! differs is replaced, and one the operator created is removed with its entry.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::crd::{ItemState, ShareStatus, StoreStatus};
+use crate::crd::{ItemState, ShareStatus, SnapshotPolicyStatus, StoreStatus};
+use crate::defaults::DEFAULT_SNAPSHOT_NAME_PREFIX;
+use crate::duration::{parse_go_duration_nanos, parse_snapshot_interval};
 use crate::effective::*;
 
-use super::api::{Adapter, NfsSettings, Share as LiveShare, Store, UpdateAdapterRequest};
+use super::api::{
+    Adapter, NfsSettings, Share as LiveShare, SnapshotPolicy as LivePolicy, Store,
+    UpdateAdapterRequest, UpsertSnapshotPolicyRequest,
+};
 
 /// The server as read in one pass.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -24,6 +30,7 @@ pub struct Live {
     pub local_block_stores: Vec<Store>,
     pub remote_block_stores: Vec<Store>,
     pub shares: Vec<LiveShare>,
+    pub snapshot_policies: Vec<LivePolicy>,
 }
 
 /// The data of the Secrets the stores read (name → key → value).
@@ -42,6 +49,9 @@ pub struct Known<'a> {
     /// The stores as the last status recorded them: which version of its Secret
     /// each was given.
     pub stores: &'a [StoreStatus],
+    /// The snapshot policies as the last status recorded them: which the operator
+    /// created (`owned`).
+    pub snapshot_policies: &'a [SnapshotPolicyStatus],
 }
 
 /// One change, in the order the steps run.
@@ -83,6 +93,17 @@ pub enum Step {
         read_only: Option<bool>,
         default_permission: Option<String>,
     },
+    /// Create or replace a share's snapshot policy; `creates` when the share has
+    /// none (the operator then owns it).
+    UpsertSnapshotPolicy {
+        share: String,
+        request: UpsertSnapshotPolicyRequest,
+        creates: bool,
+    },
+    /// Remove a policy the operator created and the spec no longer declares.
+    DeleteSnapshotPolicy {
+        share: String,
+    },
 }
 
 impl Step {
@@ -96,16 +117,21 @@ impl Step {
             | Step::UpdateBlockStore { tier, name, .. } => Some(Subject::Store(tier, name.clone())),
             Step::CreateShare(share) => Some(Subject::Share(share.name.clone())),
             Step::UpdateShare { name, .. } => Some(Subject::Share(name.clone())),
+            Step::UpsertSnapshotPolicy { share, .. } | Step::DeleteSnapshotPolicy { share } => {
+                Some(Subject::SnapshotPolicy(share.clone()))
+            }
             Step::Portmapper { .. } | Step::Adapter { .. } => None,
         }
     }
 }
 
-/// A declared store (`metadata`, `local`, `remote`) or share.
+/// A declared store (`metadata`, `local`, `remote`), share, or a share's
+/// snapshot policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Subject {
     Store(&'static str, String),
     Share(String),
+    SnapshotPolicy(String),
 }
 
 /// The steps, and each declared item's state if they all succeed.
@@ -114,6 +140,7 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub stores: Vec<StoreStatus>,
     pub shares: Vec<ShareStatus>,
+    pub snapshot_policies: Vec<SnapshotPolicyStatus>,
     /// Present in the server, not declared.
     pub unmanaged: Vec<String>,
     /// What differs and is left as it is, one line each.
@@ -142,6 +169,7 @@ pub fn plan(eff: &EffectiveSpec, live: &Live, known: &Known<'_>) -> Plan {
     stores(eff, live, known, &mut plan);
     shares(eff, live, &mut plan);
     unmanaged(eff, live, &mut plan);
+    snapshot_policies(eff, live, known, &mut plan);
     plan
 }
 
@@ -595,6 +623,103 @@ fn unmanaged(eff: &EffectiveSpec, live: &Live, plan: &mut Plan) {
     }
 }
 
+/// Each declared policy made as declared, once its share exists (or is made by
+/// this plan); each policy the operator created and the spec no longer declares
+/// removed; every other policy listed as unmanaged.
+fn snapshot_policies(eff: &EffectiveSpec, live: &Live, known: &Known<'_>, plan: &mut Plan) {
+    let owned = |share: &str| {
+        known
+            .snapshot_policies
+            .iter()
+            .any(|p| p.owned && p.share == share)
+    };
+    let declared = &eff.server.snapshot_policies;
+    for policy in declared {
+        let existing = live
+            .snapshot_policies
+            .iter()
+            .find(|p| p.share == policy.share);
+        let share_made = live.shares.iter().any(|s| s.name == policy.share)
+            || plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::CreateShare(share) if share.name == policy.share));
+        let (state, message) = match existing {
+            Some(existing) if same_policy(policy, existing) => (ItemState::Ready, None),
+            _ if !share_made => (
+                ItemState::Pending,
+                Some(format!("waiting for share {}", policy.share)),
+            ),
+            existing => {
+                plan.steps.push(Step::UpsertSnapshotPolicy {
+                    share: policy.share.clone(),
+                    request: upsert_request(policy),
+                    creates: existing.is_none(),
+                });
+                (ItemState::Ready, None)
+            }
+        };
+        plan.snapshot_policies.push(SnapshotPolicyStatus {
+            share: policy.share.clone(),
+            state,
+            message,
+            owned: owned(&policy.share),
+        });
+    }
+    for existing in &live.snapshot_policies {
+        if declared.iter().any(|p| p.share == existing.share) {
+            continue;
+        }
+        if owned(&existing.share) {
+            plan.steps.push(Step::DeleteSnapshotPolicy {
+                share: existing.share.clone(),
+            });
+            // Recorded until removed, so that a pass cut short tries again.
+            plan.snapshot_policies.push(SnapshotPolicyStatus {
+                share: existing.share.clone(),
+                state: ItemState::Pending,
+                message: Some("no longer declared: being removed".into()),
+                owned: true,
+            });
+        } else {
+            plan.unmanaged
+                .push(format!("snapshot policy {}", existing.share));
+        }
+    }
+}
+
+/// Does the live policy do what the declared one says? Durations compared as
+/// durations (the server answers `24h0m0s` for `@daily`), an empty prefix as the
+/// scheduler's default.
+fn same_policy(want: &SnapshotPolicy, have: &LivePolicy) -> bool {
+    let ttl = |text: Option<&str>| match text.filter(|t| !t.is_empty()) {
+        None => Some(0),
+        Some(text) => parse_go_duration_nanos(text),
+    };
+    let prefix = |p: &str| {
+        if p.is_empty() {
+            DEFAULT_SNAPSHOT_NAME_PREFIX.to_string()
+        } else {
+            p.to_string()
+        }
+    };
+    parse_snapshot_interval(&want.interval).ok() == parse_go_duration_nanos(&have.interval)
+        && ttl(want.ttl.as_deref()) == ttl(Some(&have.ttl))
+        && i64::from(want.keep_last) == have.keep_last
+        && want.enabled == have.enabled
+        && prefix(&want.name_prefix) == prefix(&have.name_prefix)
+}
+
+fn upsert_request(policy: &SnapshotPolicy) -> UpsertSnapshotPolicyRequest {
+    UpsertSnapshotPolicyRequest {
+        interval: policy.interval.clone(),
+        keep_last: i64::from(policy.keep_last),
+        ttl: policy.ttl.clone().unwrap_or_default(),
+        enabled: policy.enabled,
+        name_prefix: policy.name_prefix.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -668,6 +793,7 @@ mod tests {
                 secrets,
                 versions: &BTreeMap::new(),
                 stores: &[],
+                snapshot_policies: &[],
             },
         )
     }
@@ -720,6 +846,7 @@ mod tests {
                 enabled: true,
                 default_permission: "read-write".into(),
             }],
+            snapshot_policies: Vec::new(),
         }
     }
 
@@ -741,6 +868,8 @@ mod tests {
                 Step::UpdateBlockStore { name, .. } => format!("update {name}"),
                 Step::CreateShare(s) => format!("share {}", s.name),
                 Step::UpdateShare { name, .. } => format!("update share {name}"),
+                Step::UpsertSnapshotPolicy { share, .. } => format!("policy {share}"),
+                Step::DeleteSnapshotPolicy { share } => format!("remove policy {share}"),
             })
             .collect();
         assert_eq!(
@@ -794,6 +923,7 @@ mod tests {
                     secrets: &secrets,
                     versions,
                     stores,
+                    snapshot_policies: &[],
                 },
             )
         };
@@ -932,6 +1062,226 @@ mod tests {
         assert_eq!(
             postgres_config("pg", &secrets),
             Ok(json!({"host": "h", "port": 5433, "database": "d", "user": "u", "password": "p"}))
+        );
+    }
+
+    // ------------------------------------------------------------ snapshot policies
+
+    /// `declared()` with these snapshot policies.
+    fn with_policies(policies: Value) -> EffectiveSpec {
+        eff(json!({
+            "storage": {"metadataSize": "1Gi", "contentSize": "1Gi"},
+            "metadataStores": [{"name": "meta", "type": "badger"}],
+            "localBlockStores": [{"name": "blocks", "type": "fs"}],
+            "remoteBlockStores": [{"name": "s3", "type": "s3", "s3": {"bucket": "b", "credentialsSecretRef": {"name": "keys"}}}],
+            "shares": [{"name": "/export", "metadataStore": "meta", "localBlockStore": "blocks", "remoteBlockStore": "s3", "defaultPermission": "read-write"}],
+            "snapshotPolicies": policies,
+        }))
+    }
+
+    /// A policy as v0.29 lists it.
+    fn live_policy(share: &str, interval: &str, keep_last: i64) -> LivePolicy {
+        LivePolicy {
+            share: share.into(),
+            enabled: true,
+            interval: interval.into(),
+            keep_last,
+            ttl: String::new(),
+            name_prefix: String::new(),
+        }
+    }
+
+    fn owned(share: &str) -> SnapshotPolicyStatus {
+        SnapshotPolicyStatus {
+            share: share.into(),
+            state: ItemState::Ready,
+            message: None,
+            owned: true,
+        }
+    }
+
+    fn plan_knowing(eff: &EffectiveSpec, live: &Live, policies: &[SnapshotPolicyStatus]) -> Plan {
+        let secrets = keys("AKIA1");
+        plan(
+            eff,
+            live,
+            &Known {
+                portmapper_in_effect: true,
+                secrets: &secrets,
+                versions: &BTreeMap::new(),
+                stores: &[],
+                snapshot_policies: policies,
+            },
+        )
+    }
+
+    fn policy_steps(plan: &Plan) -> Vec<&Step> {
+        plan.steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s,
+                    Step::UpsertSnapshotPolicy { .. } | Step::DeleteSnapshotPolicy { .. }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_policy_is_made_after_its_share_and_its_request_is_the_spec() {
+        let eff = with_policies(json!([{"share": "export", "interval": "@daily", "keepLast": 7}]));
+        let plan = plan_knowing(&eff, &fresh(), &[]);
+        let last = plan.steps.last().expect("steps");
+        assert!(
+            matches!(plan.steps[plan.steps.len() - 2], Step::CreateShare(ref s) if s.name == "/export"),
+            "the share first: {:?}",
+            plan.steps
+        );
+        assert_eq!(
+            last,
+            &Step::UpsertSnapshotPolicy {
+                share: "/export".into(),
+                request: UpsertSnapshotPolicyRequest {
+                    interval: "@daily".into(),
+                    keep_last: 7,
+                    ttl: String::new(),
+                    enabled: true,
+                    name_prefix: "scheduled".into(),
+                },
+                creates: true,
+            }
+        );
+        assert_eq!(
+            plan.snapshot_policies,
+            [SnapshotPolicyStatus {
+                share: "/export".into(),
+                state: ItemState::Ready,
+                message: None,
+                owned: false,
+            }],
+            "owned once the server accepted it, not before"
+        );
+    }
+
+    #[test]
+    fn a_converged_policy_needs_nothing_whatever_the_spelling() {
+        let eff = with_policies(
+            json!([{"share": "/export", "interval": "@DAILY", "ttl": "720h", "keepLast": 7}]),
+        );
+        let mut live = converged();
+        let mut policy = live_policy("/export", "24h0m0s", 7);
+        policy.ttl = "720h0m0s".into();
+        live.snapshot_policies.push(policy);
+        let plan = plan_knowing(&eff, &live, &[owned("/export")]);
+        assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+        assert_eq!(plan.snapshot_policies, [owned("/export")]);
+        assert!(plan.unmanaged.is_empty());
+        // An explicit prefix equal to the scheduler's default, a zero TTL: the same.
+        let eff = with_policies(
+            json!([{"share": "/export", "interval": "1440m", "ttl": "0", "keepLast": 7, "namePrefix": "scheduled"}]),
+        );
+        let mut live = converged();
+        live.snapshot_policies
+            .push(live_policy("/export", "24h0m0s", 7));
+        assert!(plan_knowing(&eff, &live, &[]).steps.is_empty());
+    }
+
+    #[test]
+    fn a_changed_policy_is_replaced() {
+        let mut live = converged();
+        live.snapshot_policies
+            .push(live_policy("/export", "24h0m0s", 7));
+        for change in [
+            json!({"interval": "@hourly"}),
+            json!({"keepLast": 3}),
+            json!({"ttl": "1h"}),
+            json!({"enabled": false}),
+            json!({"namePrefix": "nightly"}),
+        ] {
+            let mut policy = json!({"share": "/export", "interval": "@daily", "keepLast": 7});
+            for (k, v) in change.as_object().expect("object") {
+                policy[k] = v.clone();
+            }
+            let plan = plan_knowing(&with_policies(json!([policy])), &live, &[owned("/export")]);
+            assert!(
+                matches!(
+                    policy_steps(&plan).as_slice(),
+                    [Step::UpsertSnapshotPolicy { share, creates: false, .. }] if share == "/export"
+                ),
+                "{change}: {:?}",
+                plan.steps
+            );
+            assert!(plan.snapshot_policies[0].owned, "still owned");
+        }
+    }
+
+    #[test]
+    fn a_policy_the_operator_made_leaves_with_its_entry_and_others_stay() {
+        let mut live = converged();
+        live.shares.push(LiveShare {
+            name: "/scratch".into(),
+            id: "s2".into(),
+            ..live.shares[0].clone()
+        });
+        live.snapshot_policies
+            .push(live_policy("/export", "24h0m0s", 7));
+        live.snapshot_policies
+            .push(live_policy("/scratch", "1h0m0s", 0));
+        // The spec declares no policy any more; the operator made /export's.
+        let plan = plan_knowing(&declared(), &live, &[owned("/export")]);
+        assert_eq!(
+            policy_steps(&plan),
+            [&Step::DeleteSnapshotPolicy {
+                share: "/export".into()
+            }]
+        );
+        assert_eq!(plan.snapshot_policies[0].share, "/export");
+        assert_eq!(plan.snapshot_policies[0].state, ItemState::Pending);
+        assert!(plan.snapshot_policies[0].owned);
+        assert_eq!(
+            plan.unmanaged,
+            ["share /scratch", "snapshot policy /scratch"]
+        );
+        // Never removed when the operator did not make it (no status, or not owned).
+        for known in [
+            vec![],
+            vec![SnapshotPolicyStatus {
+                owned: false,
+                ..owned("/export")
+            }],
+        ] {
+            let plan = plan_knowing(&declared(), &live, &known);
+            assert!(policy_steps(&plan).is_empty(), "{:?}", plan.steps);
+            assert!(
+                plan.unmanaged
+                    .contains(&"snapshot policy /export".to_string())
+            );
+        }
+        // Already gone from the server: nothing to do, and forgotten.
+        let plan = plan_knowing(&declared(), &converged(), &[owned("/export")]);
+        assert!(plan.steps.is_empty() && plan.snapshot_policies.is_empty());
+    }
+
+    #[test]
+    fn a_policy_waits_for_a_share_that_waits() {
+        let eff = with_policies(json!([{"share": "/export", "interval": "@daily"}]));
+        // No keys for the S3 store: the store waits, so does the share, so does the policy.
+        let plan = plan(
+            &eff,
+            &fresh(),
+            &Known {
+                portmapper_in_effect: false,
+                secrets: &SecretValues::new(),
+                versions: &BTreeMap::new(),
+                stores: &[],
+                snapshot_policies: &[],
+            },
+        );
+        assert!(policy_steps(&plan).is_empty());
+        assert_eq!(plan.snapshot_policies[0].state, ItemState::Pending);
+        assert_eq!(
+            plan.snapshot_policies[0].message.as_deref(),
+            Some("waiting for share /export")
         );
     }
 }

@@ -358,4 +358,52 @@ impl<'a> Server<'a> {
         )
         .await
     }
+
+    /// `GET /api/v1/snapshot-policies` (admin): every share's policy, by share
+    /// name; `[]` when none (`handlers/snapshot_policy.go`, `List`).
+    pub async fn snapshot_policies(
+        &self,
+        token: &Sensitive,
+    ) -> Result<Vec<api::SnapshotPolicy>, CallError> {
+        self.get("listing snapshot policies", path::SNAPSHOT_POLICIES, token)
+            .await
+    }
+
+    /// `PUT /api/v1/shares/{name}/snapshot-policy` (admin): creates or replaces the
+    /// share's policy; 400 for a value it refuses, 404 `share not found`
+    /// (`handlers/snapshot_policy.go`, `Upsert`).
+    pub async fn upsert_snapshot_policy(
+        &self,
+        token: &Sensitive,
+        share: &str,
+        body: &api::UpsertSnapshotPolicyRequest,
+    ) -> Result<(), CallError> {
+        self.send_ignoring_body(
+            &format!("setting the snapshot policy of share {share}"),
+            Method::PUT,
+            &path::snapshot_policy(share),
+            token,
+            body,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/shares/{name}/snapshot-policy` (admin): 204; 404 `snapshot
+    /// policy not found` (`handlers/snapshot_policy.go`, `Remove`).
+    pub async fn delete_snapshot_policy(
+        &self,
+        token: &Sensitive,
+        share: &str,
+    ) -> Result<(), CallError> {
+        self.client
+            .call_ignoring_body::<()>(
+                &format!("removing the snapshot policy of share {share}"),
+                &self.endpoint,
+                Method::DELETE,
+                &path::snapshot_policy(share),
+                Some(token),
+                None,
+            )
+            .await
+    }
 }

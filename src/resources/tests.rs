@@ -67,7 +67,7 @@ fn env<'a>(c: &'a Children, name: &str) -> Option<&'a EnvVar> {
     server(c).env.iter().flatten().find(|e| e.name == name)
 }
 
-const SAMPLES: [&str; 9] = [
+const SAMPLES: [&str; 10] = [
     "minimal",
     "memory",
     "s3",
@@ -77,6 +77,7 @@ const SAMPLES: [&str; 9] = [
     "metrics",
     "servicemonitor",
     "tls",
+    "snapshots",
 ];
 
 #[test]

@@ -25,6 +25,7 @@ pub(crate) fn check(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findi
     local_block_stores(spec, eff, out);
     remote_block_stores(spec, eff, out);
     shares(spec, eff, out);
+    snapshot_policies(spec, eff, out);
 }
 
 /// Store names are URL path segments of the server's API: letters, digits, `.`,
@@ -308,6 +309,74 @@ fn shares(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
             out.warn(
                 &format!("{base}.defaultPermission"),
                 "is none (DittoFS's default): clients without an explicit grant are refused; set read or read-write, or grant users and groups with `dfsctl share permission`",
+            );
+        }
+    }
+}
+
+/// Each policy names a declared share, once, with values DittoFS v0.29 accepts
+/// (`handlers/snapshot_policy.go`, `Upsert`: the interval through
+/// `schedule.ParseInterval`, the TTL through `parseOptionalDuration`, the prefix
+/// against `^[A-Za-z0-9_-]{0,64}$`).
+fn snapshot_policies(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    let policies = &eff.server.snapshot_policies;
+    for (i, (policy, resolved)) in spec.snapshot_policies.iter().zip(policies).enumerate() {
+        let base = format!("spec.snapshotPolicies[{i}]");
+        let share = &policy.share;
+        if share.trim_start_matches('/').is_empty() {
+            out.error(
+                &format!("{base}.share"),
+                "is required: name a share declared in spec.shares, such as \"/export\"",
+            );
+        } else if !eff.server.shares.iter().any(|s| s.name == resolved.share) {
+            out.error(
+                &format!("{base}.share"),
+                format!("{share:?} is not declared in spec.shares: the operator keeps policies only for the shares it declares; declare the share, or name one that is"),
+            );
+        } else if policies[..i].iter().any(|p| p.share == resolved.share) {
+            out.error(
+                &format!("{base}.share"),
+                format!("{share:?} already has a policy (DittoFS keeps one per share): merge the two entries"),
+            );
+        }
+        if let Err(why) = crate::duration::parse_snapshot_interval(&policy.interval) {
+            out.error(
+                &format!("{base}.interval"),
+                format!(
+                    "{why}: use @hourly, @daily, @weekly or a Go duration above zero, such as 6h"
+                ),
+            );
+        }
+        if let Some(ttl) = &resolved.ttl {
+            // DittoFS reads the TTL untrimmed.
+            let valid = ttl == "0"
+                || crate::duration::parse_go_duration_nanos(ttl)
+                    .is_some_and(|nanos| nanos >= 0 && ttl.trim() == ttl);
+            if !valid {
+                out.error(
+                    &format!("{base}.ttl"),
+                    format!("{ttl:?} is not a Go duration of zero or more: use one such as 720h, or leave it unset for no age limit"),
+                );
+            }
+        }
+        if resolved.keep_last < 0 {
+            out.error(
+                &format!("{base}.keepLast"),
+                format!(
+                    "{} is negative: use 0 (keep all) or more",
+                    resolved.keep_last
+                ),
+            );
+        }
+        let prefix = &resolved.name_prefix;
+        if prefix.len() > 64
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        {
+            out.error(
+                &format!("{base}.namePrefix"),
+                format!("{prefix:?} is not a snapshot name prefix: use up to 64 letters, digits, '_' or '-'"),
             );
         }
     }

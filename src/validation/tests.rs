@@ -1521,3 +1521,109 @@ fn api_tls_secrets_are_looked_up() {
         "{r:?}"
     );
 }
+
+// ---------------------------------------------------------------- snapshot policies
+
+const SHARED: &str = "shares: [{name: /export, metadataStore: meta, localBlockStore: blocks, defaultPermission: read-write}, {name: /archive, metadataStore: meta, localBlockStore: blocks, defaultPermission: read}]\n";
+
+fn policies(list: &str) -> Report {
+    check(&format!("{STORES}{SHARED}snapshotPolicies: {list}"))
+}
+
+#[test]
+fn snapshot_policies_of_declared_shares_are_valid() {
+    let r = policies(
+        "[{share: /export, interval: '@daily', keepLast: 7, ttl: 720h, namePrefix: nightly}, {share: archive, interval: ' @HOURLY ', ttl: '0', enabled: false}]",
+    );
+    assert!(r.is_valid() && r.warnings.is_empty(), "{r:?}");
+    let r = policies("[{share: /export, interval: 1h30m, ttl: ''}]");
+    assert!(r.is_valid(), "{r:?}");
+}
+
+#[test]
+fn a_snapshot_policy_names_one_declared_share_once() {
+    let r = policies("[{share: /scratch, interval: '@daily'}, {share: '', interval: '@daily'}]");
+    assert!(
+        has_error(
+            &r,
+            "spec.snapshotPolicies[0].share",
+            "\"/scratch\" is not declared in spec.shares"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        has_error(&r, "spec.snapshotPolicies[1].share", "is required"),
+        "{r:?}"
+    );
+    // With or without its slash, the same share: DittoFS keeps one policy per share.
+    let twice = policies("[{share: /export, interval: '@daily'}, {share: export, interval: 1h}]");
+    assert!(
+        has_error(
+            &twice,
+            "spec.snapshotPolicies[1].share",
+            "already has a policy (DittoFS keeps one per share)"
+        ),
+        "{twice:?}"
+    );
+    assert_eq!(twice.errors.len(), 1, "{twice:?}");
+}
+
+#[test]
+fn snapshot_policy_values_are_those_dittofs_accepts() {
+    for (interval, why) in [
+        ("''", "is empty"),
+        ("'@monthly'", "is not a shorthand DittoFS knows"),
+        ("'0s'", "is not above zero"),
+        ("'-1h'", "is not above zero"),
+        ("1d", "is not a Go duration"),
+    ] {
+        let r = policies(&format!("[{{share: /export, interval: {interval}}}]"));
+        assert!(
+            has_error(&r, "spec.snapshotPolicies[0].interval", why),
+            "{interval}: {r:?}"
+        );
+        assert!(
+            has_error(
+                &r,
+                "spec.snapshotPolicies[0].interval",
+                "use @hourly, @daily"
+            ),
+            "{r:?}"
+        );
+    }
+    for ttl in ["-1h", "30 days", "' 1h'", "7d"] {
+        let r = policies(&format!("[{{share: /export, interval: 1h, ttl: {ttl}}}]"));
+        assert!(
+            has_error(
+                &r,
+                "spec.snapshotPolicies[0].ttl",
+                "is not a Go duration of zero or more"
+            ),
+            "{ttl}: {r:?}"
+        );
+    }
+    let r = policies("[{share: /export, interval: 1h, keepLast: -1}]");
+    assert!(
+        has_error(
+            &r,
+            "spec.snapshotPolicies[0].keepLast",
+            "-1 is negative: use 0 (keep all) or more"
+        ),
+        "{r:?}"
+    );
+    for prefix in ["a/b", "snap.shot", &"x".repeat(65)] {
+        let r = policies(&format!(
+            "[{{share: /export, interval: 1h, namePrefix: '{prefix}'}}]"
+        ));
+        assert!(
+            has_error(
+                &r,
+                "spec.snapshotPolicies[0].namePrefix",
+                "is not a snapshot name prefix"
+            ),
+            "{prefix}: {r:?}"
+        );
+    }
+    // Empty is the default prefix, not an error.
+    assert!(policies("[{share: /export, interval: 1h, namePrefix: ''}]").is_valid());
+}

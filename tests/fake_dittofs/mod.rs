@@ -48,6 +48,7 @@
 //! | `POST/GET /api/v1/store/metadata`, `GET/PUT/DELETE .../{name}` | admin |
 //! | `POST/GET /api/v1/store/block/{kind}`, `GET/PUT/DELETE .../{name}` | admin |
 //! | `POST/GET /api/v1/shares`, `GET/PUT/DELETE /api/v1/shares/{name}` | admin |
+//! | `PUT/GET/DELETE /api/v1/shares/{name}/snapshot-policy`, `GET /api/v1/snapshot-policies` | admin |
 //!
 //! Every route under the protected group gets `RequirePasswordChange`: a
 //! must-change token is refused (403, text naming the account) everywhere
@@ -96,7 +97,7 @@
 //! # Deliberate simplifications
 //!
 //! - Unmodelled real routes (groups, permissions, share status/enable/
-//!   disable, snapshots, adapter delete/status, settings defaults/reset, store
+//!   disable, snapshots, running a snapshot policy now, adapter delete/status, settings defaults/reset, store
 //!   health/status, ...) answer 404 after their subrouter's middleware; whole
 //!   unmodelled subrouters never answer 405.
 //! - JSON keys come out sorted (Go writes struct order); numbers keep their
@@ -128,13 +129,14 @@ mod health;
 mod model;
 mod router;
 mod shares;
+mod snapshot_policies;
 mod stores;
 mod util;
 mod wire;
 
 pub use model::{
     AdapterView, BlockStoreRecord, EffectiveNfsSettings, MetadataStoreRecord, RequestRecord,
-    ShareRecord, StoreTarget, UserRecord,
+    ShareRecord, SnapshotPolicyRecord, StoreTarget, UserRecord,
 };
 
 use std::collections::HashMap;
@@ -403,6 +405,7 @@ impl ServerHandle {
         st.loaded_shares.remove(&name);
         let before = st.shares.len();
         st.shares.retain(|s| s.name != name);
+        st.snapshot_policies.retain(|p| p.share_name != name);
         st.shares.len() != before
     }
 
@@ -527,6 +530,13 @@ impl ServerHandle {
 
     pub fn shares(&self) -> Vec<ShareRecord> {
         self.st().shares.clone()
+    }
+
+    /// Snapshot policy rows, by share name.
+    pub fn snapshot_policies(&self) -> Vec<SnapshotPolicyRecord> {
+        let mut policies = self.st().snapshot_policies.clone();
+        policies.sort_by(|a, b| a.share_name.cmp(&b.share_name));
+        policies
     }
 
     /// Metadata store rows (configs as stored, secrets in clear).

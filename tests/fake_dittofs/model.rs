@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::router::{self, Ep, Mw, Target};
 use super::util::{Time, new_token, new_uuid, percent_decode};
 use super::wire::{Reply, status_text};
-use super::{adapters, auth, health, shares, stores};
+use super::{adapters, auth, health, shares, snapshot_policies, stores};
 
 /// `jwt.access_token_duration` default (15m) and
 /// `jwt.refresh_token_duration` default (168h), `auth/jwt_service.go`.
@@ -195,6 +195,20 @@ pub struct ShareRecord {
     pub updated_at: SystemTime,
 }
 
+/// A `snapshot_policies` row (`models/snapshot_policy.go`): one per share
+/// (unique `share_name`), durations in nanoseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotPolicyRecord {
+    pub share_name: String,
+    pub enabled: bool,
+    pub interval_ns: i64,
+    pub keep_last: i64,
+    pub ttl_ns: i64,
+    pub name_prefix: String,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
 /// One answered request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -256,6 +270,7 @@ pub struct State {
     pub metadata_stores: Vec<MetadataStoreRecord>,
     pub block_stores: Vec<BlockStoreRecord>,
     pub shares: Vec<ShareRecord>,
+    pub snapshot_policies: Vec<SnapshotPolicyRecord>,
     // runtime
     pub started_at: SystemTime,
     pub started_instant: Instant,
@@ -331,6 +346,7 @@ impl State {
             metadata_stores: Vec::new(),
             block_stores: Vec::new(),
             shares: Vec::new(),
+            snapshot_policies: Vec::new(),
             started_at: now,
             started_instant: Instant::now(),
             running: Vec::new(),
@@ -850,6 +866,10 @@ fn dispatch(ctx: &mut Ctx<'_>, ep: Ep) -> super::wire::HResult {
         Ep::ShareGet => shares::get(ctx),
         Ep::ShareUpdate => shares::update(ctx),
         Ep::ShareDelete => shares::delete(ctx),
+        Ep::PolicyUpsert => snapshot_policies::upsert(ctx),
+        Ep::PolicyGet => snapshot_policies::get(ctx),
+        Ep::PolicyDelete => snapshot_policies::delete(ctx),
+        Ep::PolicyList => snapshot_policies::list(ctx),
         Ep::Unmodelled => Ok(Reply::chi_not_found()),
     }
 }

@@ -71,6 +71,10 @@ pub enum Ep {
     ShareGet,
     ShareUpdate,
     ShareDelete,
+    PolicyUpsert,
+    PolicyGet,
+    PolicyDelete,
+    PolicyList,
     /// A real v0.29.0 route the fake does not implement: answers 404.
     Unmodelled,
 }
@@ -100,6 +104,8 @@ enum Sub {
     OwnPassword,
     Users,
     Shares,
+    SnapshotPolicy,
+    SnapshotPolicies,
     Store,
     StoreBlock,
     StoreMeta,
@@ -170,7 +176,7 @@ fn items(sub: Sub) -> Vec<Item> {
             mount("/users", PROTECTED, Sub::Users),
             mount("/groups", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/shares", PROTECTED_ADMIN, Sub::Shares),
-            mount("/snapshot-policies", PROTECTED_ADMIN, Sub::Unmodelled),
+            mount("/snapshot-policies", PROTECTED_ADMIN, Sub::SnapshotPolicies),
             mount("/blockstore", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/store", PROTECTED_ADMIN, Sub::Store),
             mount("/adapters", PROTECTED, Sub::Adapters),
@@ -209,9 +215,17 @@ fn items(sub: Sub) -> Vec<Item> {
             row("/{name}/enable", "POST", Unmodelled),
             row("/{name}/permissions", "GET", Unmodelled),
             mount("/{name}/snapshots", &[], Sub::Unmodelled),
-            mount("/{name}/snapshot-policy", &[], Sub::Unmodelled),
+            mount("/{name}/snapshot-policy", &[], Sub::SnapshotPolicy),
             mount("/{name}/trash", &[], Sub::Unmodelled),
         ],
+        // Admin from the parent /shares group.
+        Sub::SnapshotPolicy => vec![
+            row("/", "PUT", PolicyUpsert),
+            row("/", "GET", PolicyGet),
+            row("/", "DELETE", PolicyDelete),
+            row("/run", "POST", Unmodelled),
+        ],
+        Sub::SnapshotPolicies => vec![row("/", "GET", PolicyList)],
         Sub::Store => vec![
             mount("/block/{kind}", &[], Sub::StoreBlock),
             mount("/metadata", &[], Sub::StoreMeta),

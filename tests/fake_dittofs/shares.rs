@@ -522,7 +522,12 @@ pub fn delete(ctx: &mut Ctx<'_>) -> HResult {
     let name = name_param(ctx)?;
     ctx.st.loaded_shares.remove(&name);
     let i = share_index(ctx.st, &name).ok_or_else(|| Reply::not_found("Share not found"))?;
-    ctx.st.shares.remove(i);
+    let share = ctx.st.shares.remove(i);
+    // The share's snapshot policy goes with it, in the same transaction
+    // (`store/shares.go`, `DeleteShare`).
+    ctx.st
+        .snapshot_policies
+        .retain(|p| p.share_name != share.name);
     ctx.write();
     Ok(Reply::no_content())
 }

@@ -104,6 +104,46 @@ pub fn go_duration_secs(secs: i64) -> String {
     }
 }
 
+/// Go's `Duration.String()` for any number of nanoseconds: `24h0m0s`, `1.5s`,
+/// `1m30.25s`, `500ms`, `300µs`, `0s`.
+pub fn go_duration_string(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".to_string();
+    }
+    let sign = if ns < 0 { "-" } else { "" };
+    let u = ns.unsigned_abs();
+    // A fraction with its trailing zeros (and a lone dot) trimmed.
+    let fraction = |value: u64, digits: u32| -> String {
+        let scale = 10u64.pow(digits);
+        let (whole, rest) = (value / scale, value % scale);
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let frac = format!("{rest:0width$}", width = digits as usize);
+        format!("{whole}.{}", frac.trim_end_matches('0'))
+    };
+    if u < 1_000_000_000 {
+        let (value, digits, unit) = if u < 1_000 {
+            (u, 0, "ns")
+        } else if u < 1_000_000 {
+            (u, 3, "\u{b5}s")
+        } else {
+            (u, 6, "ms")
+        };
+        return format!("{sign}{}{unit}", fraction(value, digits));
+    }
+    let secs = fraction(u % 60_000_000_000, 9);
+    let mins = u / 60_000_000_000;
+    let (h, m) = (mins / 60, mins % 60);
+    if h > 0 {
+        format!("{sign}{h}h{m}m{secs}s")
+    } else if m > 0 {
+        format!("{sign}{m}m{secs}s")
+    } else {
+        format!("{sign}{secs}s")
+    }
+}
+
 /// Go's `time.ParseDuration`, returning nanoseconds, with Go's error texts.
 pub fn go_parse_duration(input: &str) -> Result<i128, String> {
     let invalid = || format!("time: invalid duration {}", go_quote(input));
