@@ -1604,8 +1604,33 @@ async fn snapshot_policies_are_kept_and_only_the_operators_own_are_removed() {
         "no DittoFS write for a converged server"
     );
 
-    // An admin makes a share and its policy by hand.
+    // An admin changes the declared policy by hand: the poll notices it (the
+    // policies take a turn while the spec declares some) and it is put back.
     let admin = env.by_hand("team", "snap").await;
+    admin
+        .server()
+        .upsert_snapshot_policy(
+            &admin.token,
+            "/export",
+            &UpsertSnapshotPolicyRequest {
+                interval: "1h".into(),
+                keep_last: 1,
+                ttl: String::new(),
+                enabled: true,
+                name_prefix: String::new(),
+            },
+        )
+        .await
+        .expect("policy changed by hand");
+    wait_for("the declared policy put back", BOUND, || {
+        dfs.snapshot_policies()
+            .iter()
+            .any(|p| p.share_name == "/export" && p.keep_last == 7 && p.interval_ns == DAY_NS)
+            .then_some(())
+    })
+    .await;
+
+    // An admin makes a share and its policy by hand.
     admin.create_share("/scratch").await;
     admin
         .server()

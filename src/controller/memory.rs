@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use crate::crd::DittoServerStatus;
 use crate::dittofs::Sensitive;
 use crate::dittofs::account::Session;
-use crate::dittofs::api::{Adapter, Share};
+use crate::dittofs::api::{Adapter, Share, SnapshotPolicy};
 use crate::dittofs::tls::ClientTls;
 use crate::names::{APPLIED_HASH_ANNOTATION, FINALIZER};
 
@@ -99,9 +99,8 @@ pub struct ServerSide {
     /// Read the server again at the next pass: the poll saw a change, or the last
     /// pass changed something or did not finish.
     pub due: bool,
-    /// The view the next poll reads: the share list when true, the adapters when
-    /// false (they take turns).
-    pub poll_shares_next: bool,
+    /// The list the next poll reads (they take turns).
+    pub poll_next: PollView,
     /// Consecutive passes that failed to configure the server (its retry backoff).
     pub failures: u32,
     /// After a failure: no new attempt before then, unless the spec or a Secret
@@ -118,6 +117,28 @@ pub struct Synced {
     pub secret_versions: std::collections::BTreeMap<String, String>,
     pub adapters: Vec<Adapter>,
     pub shares: Vec<Share>,
+    pub snapshot_policies: Vec<SnapshotPolicy>,
+}
+
+/// The list the drift poll reads at a visit: one per visit, in turn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PollView {
+    #[default]
+    Adapters,
+    Shares,
+    SnapshotPolicies,
+}
+
+impl PollView {
+    /// The view after this one; the snapshot policies take a turn only when the
+    /// spec declares some (nothing else of them is the operator's to put back).
+    pub fn next(self, policies: bool) -> Self {
+        match self {
+            PollView::Adapters => PollView::Shares,
+            PollView::Shares if policies => PollView::SnapshotPolicies,
+            PollView::Shares | PollView::SnapshotPolicies => PollView::Adapters,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -312,6 +333,20 @@ impl Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_poll_reads_the_snapshot_policies_in_turn_only_when_declared() {
+        let turns = |policies: bool| {
+            std::iter::successors(Some(PollView::default()), |v| Some(v.next(policies)))
+                .take(4)
+                .collect::<Vec<_>>()
+        };
+        use PollView::*;
+        assert_eq!(turns(false), [Adapters, Shares, Adapters, Shares]);
+        assert_eq!(turns(true), [Adapters, Shares, SnapshotPolicies, Adapters]);
+        // Declared no more: the next turn is the adapters'.
+        assert_eq!(SnapshotPolicies.next(false), Adapters);
+    }
 
     #[test]
     fn what_a_finished_pass_resets_does_not_bring_back_a_forgotten_server() {

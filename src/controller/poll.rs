@@ -5,8 +5,9 @@
 //! of the interval fixed by its uid, so 1,000 servers at 60 s make about 17 reads a
 //! second, evenly. At most [`CONCURRENT_READS`] are in flight: the others of that
 //! second wait for a turn, never skip theirs, and a server whose last read has not
-//! ended is not read again. One read per visit, the adapter list and the share list taking
-//! turns: a change of either is noticed within two intervals. A read that differs
+//! ended is not read again. One read per visit, the adapter list, the share list and
+//! (when the spec declares some) the snapshot policies taking turns: a change of any
+//! is noticed within two or three intervals. A read that differs
 //! from what the last pass saw marks the server due and triggers a pass; the same
 //! view costs nothing more. The poll never writes to the server (a session about to
 //! expire is refreshed, which DittoFS does without a database write).
@@ -21,12 +22,12 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::Semaphore;
 
 use crate::dittofs::account::{RENEW_MARGIN, Session};
-use crate::dittofs::api::Adapter;
+use crate::dittofs::api::{Adapter, SnapshotPolicy};
 use crate::dittofs::{CallError, Server};
 use crate::effective::EffectiveSpec;
 
 use super::context::Context;
-use super::memory::ServerSide;
+use super::memory::{PollView, ServerSide};
 use super::observe::pod_ready;
 use super::stored::{ServerRef, StoredServer};
 use super::watches::Triggers;
@@ -48,7 +49,7 @@ pub async fn run<L: Send + Sync + 'static>(ctx: Arc<Context<L>>, triggers: Trigg
             if slot(&stored, slots) != second % slots {
                 continue;
             }
-            let Some((server, base)) = pollable(&ctx, &stored) else {
+            let Some((server, target)) = pollable(&ctx, &stored) else {
                 continue;
             };
             if !lock(&in_flight).insert(server.clone()) {
@@ -59,7 +60,7 @@ pub async fn run<L: Send + Sync + 'static>(ctx: Arc<Context<L>>, triggers: Trigg
             tokio::spawn(async move {
                 // Closed only if the semaphore were: never.
                 if let Ok(_turn) = limit.acquire_owned().await {
-                    visit(&ctx, &triggers, &server, &base).await;
+                    visit(&ctx, &triggers, &server, &target).await;
                 }
                 lock(&in_flight).remove(&server);
             });
@@ -75,12 +76,19 @@ fn slot(stored: &StoredServer, slots: u64) -> u64 {
     hasher.finish() % slots
 }
 
+/// Where a visit reads, and what.
+struct Target {
+    name: String,
+    namespace: String,
+    /// The `<name>-api` Service port.
+    port: i32,
+    /// The spec declares snapshot policies: their list takes a turn.
+    policies: bool,
+}
+
 /// A server worth a read: running, its pod ready, configured by a completed pass
-/// that is not due again anyway. Its reference and API address.
-fn pollable<L>(
-    ctx: &Context<L>,
-    stored: &StoredServer,
-) -> Option<(ServerRef, (String, String, i32))> {
+/// that is not due again anyway. Its reference and what to read.
+fn pollable<L>(ctx: &Context<L>, stored: &StoredServer) -> Option<(ServerRef, Target)> {
     if stored.metadata.deletion_timestamp.is_some() {
         return None;
     }
@@ -101,38 +109,50 @@ fn pollable<L>(
     if side.due || side.synced.is_none() || side.session.is_none() {
         return None;
     }
-    Some((server, (eff.name, eff.namespace, eff.ports.api.service)))
+    let target = Target {
+        policies: !eff.server.snapshot_policies.is_empty(),
+        port: eff.ports.api.service,
+        name: eff.name,
+        namespace: eff.namespace,
+    };
+    Some((server, target))
 }
 
 /// One read of one server; a difference triggers a pass.
-async fn visit<L>(
-    ctx: &Context<L>,
-    triggers: &Triggers,
-    server: &ServerRef,
-    (name, namespace, port): &(String, String, i32),
-) {
+async fn visit<L>(ctx: &Context<L>, triggers: &Triggers, server: &ServerRef, target: &Target) {
     let memory = ctx.memory();
     let side = memory.server_side(server);
     let (Some(session), Some(synced)) = (side.session.clone(), side.synced.clone()) else {
         return;
     };
-    let api = Server::of(&ctx.dittofs, name, namespace, *port, side.tls.clone());
+    let api = Server::of(
+        &ctx.dittofs,
+        &target.name,
+        &target.namespace,
+        target.port,
+        side.tls.clone(),
+    );
     let session = match renewed(&api, session).await {
         Ok(session) => session,
         Err(e) => return due(ctx, triggers, server, refused(&e)),
     };
-    let differs = if side.poll_shares_next {
-        api.shares(&session.access)
+    let differs = match side.poll_next {
+        PollView::Adapters => api
+            .adapters(&session.access)
             .await
-            .map(|shares| shares != synced.shares)
-    } else {
-        api.adapters(&session.access)
+            .map(|adapters| fingerprint(&adapters) != fingerprint(&synced.adapters)),
+        PollView::Shares => api
+            .shares(&session.access)
             .await
-            .map(|adapters| fingerprint(&adapters) != fingerprint(&synced.adapters))
+            .map(|shares| shares != synced.shares),
+        PollView::SnapshotPolicies => api
+            .snapshot_policies(&session.access)
+            .await
+            .map(|policies| by_share(policies) != by_share(synced.snapshot_policies.clone())),
     };
     memory.update_server_side(server, |s| {
         s.session = Some(session.clone());
-        s.poll_shares_next = !side.poll_shares_next;
+        s.poll_next = side.poll_next.next(target.policies);
     });
     match differs {
         Ok(false) => {}
@@ -175,6 +195,12 @@ fn due<L>(ctx: &Context<L>, triggers: &Triggers, server: &ServerRef, drop_sessio
             }
         });
     triggers.send(server.clone());
+}
+
+/// Policies in share order, whatever order the server lists them in.
+fn by_share(mut policies: Vec<SnapshotPolicy>) -> Vec<SnapshotPolicy> {
+    policies.sort_by(|a, b| a.share.cmp(&b.share));
+    policies
 }
 
 /// What of an adapter the Services and the status depend on.

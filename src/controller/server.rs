@@ -175,6 +175,7 @@ pub async fn configure<L>(
                 secret_versions: versions.clone(),
                 adapters: live.adapters.clone(),
                 shares: live.shares.clone(),
+                snapshot_policies: live.snapshot_policies.clone(),
             });
         }
         side.due = outcome.changed || failed;
