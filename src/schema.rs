@@ -169,6 +169,21 @@ pub fn everything_enabled_spec() -> DittoServerSpec {
             }),
             ..Default::default()
         }),
+        identity: Some(IdentitySpec {
+            ldap: Some(LdapSpec {
+                enabled: Some(true),
+                ..Default::default()
+            }),
+            kerberos: Some(KerberosSpec {
+                enabled: Some(true),
+                machine_account: Some(MachineAccountSpec {
+                    enabled: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..minimal_spec()
     }
 }

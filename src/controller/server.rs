@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::crd::{AdapterStatus, DittoServer, ItemState, ServerStatus};
+use crate::crd::{AdapterStatus, DittoServer, IdentityProviderStatus, ItemState, ServerStatus};
 use crate::defaults::{
     ACCOUNT_PASSWORD_KEY, ACCOUNT_REFRESH_OBTAINED_KEY, ACCOUNT_REFRESH_TOKEN_KEY,
     ADMIN_PASSWORD_KEY,
@@ -316,14 +316,23 @@ async fn sync<L>(
     let secrets = server_secret_values(eff, observed);
     let versions = secret_versions(eff, observed);
     let in_effect = last.is_some_and(|s| s.portmapper_port.is_some());
+    let last_identity = last.map_or(&[][..], |s| s.identity_providers.as_slice());
     let known = plan::Known {
         portmapper_in_effect: in_effect,
         secrets: &secrets,
         versions: &versions,
         stores: last.map_or(&[], |s| s.stores.as_slice()),
+        identity: last_identity,
+        pod_current: pod_current(observed, children),
     };
     let plan = plan::plan(eff, &live, &known);
-    let applied = apply(&server, token, eff, plan, live, in_effect).await;
+    // A Kerberos write waits for a restart under way: look again soon.
+    let restarting = plan
+        .identity_providers
+        .iter()
+        .any(|p| p.state == ItemState::Pending && p.message.as_deref() == Some(plan::RESTARTING));
+    let mut applied = apply(&server, token, eff, plan, live, in_effect, last_identity).await;
+    applied.changed |= restarting;
 
     let state = if let Some(stopped) = applied.stopped {
         unreachable_or_refused(stopped)
@@ -353,6 +362,7 @@ async fn sync<L>(
         stores: applied.plan.stores.clone(),
         shares: applied.plan.shares.clone(),
         unmanaged: applied.plan.unmanaged.clone(),
+        identity_providers: applied.plan.identity_providers.clone(),
     };
     Outcome {
         state,
@@ -454,8 +464,8 @@ fn keep_refresh(
     if age > lifetime / 2.0 { keep() } else { None }
 }
 
-/// Every view the plan needs: six reads, sent together (a slow server costs one
-/// answer's time, not six).
+/// Every view the plan needs: eight reads, sent together (a slow server costs one
+/// answer's time, not eight).
 async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError> {
     let (adapters, nfs_settings, metadata_stores, local_block_stores, remote_block_stores, shares) =
         futures::try_join!(
@@ -466,6 +476,10 @@ async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError>
             server.block_stores(token, "remote"),
             server.shares(token),
         )?;
+    let (ldap, kerberos) = futures::try_join!(
+        server.identity_provider(token, plan::LDAP),
+        server.identity_provider(token, plan::KERBEROS),
+    )?;
     Ok(Live {
         adapters,
         nfs_settings: Some(nfs_settings),
@@ -473,7 +487,37 @@ async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError>
         local_block_stores,
         remote_block_stores,
         shares,
+        ldap: Some(ldap),
+        kerberos: Some(kerberos),
     })
+}
+
+/// Does the pod run the template this pass applied, rolled out? A Kerberos write
+/// waits for that: written during a restart, it would cost a second one.
+fn pod_current(observed: &Observed, children: &Children) -> bool {
+    use crate::resources::statefulset::KERBEROS_WRITTEN_ANNOTATION;
+    let Some((_, sts)) = &observed.stateful_set else {
+        return false;
+    };
+    let annotations = |s: &k8s_openapi::api::apps::v1::StatefulSet| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default()
+    };
+    let (have, want) = (annotations(sts), annotations(&children.stateful_set));
+    let same = [
+        crate::resources::CONFIG_HASH_ANNOTATION,
+        KERBEROS_WRITTEN_ANNOTATION,
+    ]
+    .iter()
+    .all(|k| have.get(*k) == want.get(*k));
+    let rolled = sts.status.as_ref().is_some_and(|st| {
+        st.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0)
+            && (st.update_revision.is_none() || st.current_revision == st.update_revision)
+    });
+    same && rolled
 }
 
 fn unreachable_or_refused(e: CallError) -> ServerState {
@@ -494,6 +538,8 @@ struct Applied {
     refusals: Vec<String>,
     /// A call that failed in a way that ends the pass (no answer, 5xx).
     stopped: Option<CallError>,
+    /// The identity providers as the last status recorded them.
+    last_identity: Vec<IdentityProviderStatus>,
 }
 
 impl Applied {
@@ -522,6 +568,19 @@ impl Applied {
                             "share {}: {}",
                             s.name,
                             s.message.clone().unwrap_or_default()
+                        )
+                    }),
+            )
+            .chain(
+                self.plan
+                    .identity_providers
+                    .iter()
+                    .filter(|p| p.state == ItemState::Pending)
+                    .map(|p| {
+                        format!(
+                            "identity provider {}: {}",
+                            p.provider_type,
+                            p.message.clone().unwrap_or_default()
                         )
                     }),
             )
@@ -570,7 +629,28 @@ impl Applied {
                     s.message = Some(message.clone());
                 }
             }
-            None => {}
+            None => {
+                let kind = match step {
+                    Step::PutLdap(_) => plan::LDAP,
+                    Step::PutKerberos(_) => plan::KERBEROS,
+                    _ => "",
+                };
+                let last = self.last_identity.iter().find(|p| p.provider_type == kind);
+                if let Some(p) = self
+                    .plan
+                    .identity_providers
+                    .iter_mut()
+                    .find(|p| p.provider_type == kind)
+                {
+                    p.state = ItemState::Failed;
+                    p.message = Some(message.clone());
+                    // Not given its password: sent again at the next try. Nothing
+                    // new written: no restart for it.
+                    p.secret_version = None;
+                    p.written_digest = last.and_then(|l| l.written_digest.clone());
+                    p.enabled = last.map_or(p.enabled, |l| l.enabled);
+                }
+            }
         }
         self.refusals.push(message);
     }
@@ -592,6 +672,7 @@ async fn apply(
     plan: Plan,
     live: Live,
     portmapper_in_effect: bool,
+    last_identity: &[IdentityProviderStatus],
 ) -> Applied {
     let portmapper_port = live
         .nfs_settings
@@ -606,6 +687,7 @@ async fn apply(
         changed: false,
         refusals: Vec::new(),
         stopped: None,
+        last_identity: last_identity.to_vec(),
     };
     for step in &steps {
         // Shares wait for the stores that failed in this pass.
@@ -732,6 +814,16 @@ async fn run(
                         config: config.to_string(),
                     },
                 )
+                .await?;
+        }
+        Step::PutLdap(config) => {
+            server
+                .put_identity_provider(token, plan::LDAP, config)
+                .await?;
+        }
+        Step::PutKerberos(config) => {
+            server
+                .put_identity_provider(token, plan::KERBEROS, config)
                 .await?;
         }
         Step::CreateShare(share) => {

@@ -9,10 +9,16 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::crd::{ItemState, ShareStatus, StoreStatus};
+use crate::crd::{IdentityProviderStatus, ItemState, ShareStatus, StoreStatus};
 use crate::effective::*;
 
-use super::api::{Adapter, NfsSettings, Share as LiveShare, Store, UpdateAdapterRequest};
+use super::api::{
+    Adapter, KerberosConfig, LdapConfig, NfsSettings, Share as LiveShare, Store,
+    UpdateAdapterRequest,
+};
+
+mod identity;
+pub use identity::{KERBEROS, LDAP, RESTARTING};
 
 /// The server as read in one pass.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -24,6 +30,10 @@ pub struct Live {
     pub local_block_stores: Vec<Store>,
     pub remote_block_stores: Vec<Store>,
     pub shares: Vec<LiveShare>,
+    /// The LDAP row (`None` inside: not configured); `None`: not read.
+    pub ldap: Option<Option<LdapConfig>>,
+    /// The Kerberos row, likewise.
+    pub kerberos: Option<Option<KerberosConfig>>,
 }
 
 /// The data of the Secrets the stores read (name → key → value).
@@ -42,6 +52,10 @@ pub struct Known<'a> {
     /// The stores as the last status recorded them: which version of its Secret
     /// each was given.
     pub stores: &'a [StoreStatus],
+    /// The identity providers as the last status recorded them.
+    pub identity: &'a [IdentityProviderStatus],
+    /// The pod runs the StatefulSet's current template: no restart is under way.
+    pub pod_current: bool,
 }
 
 /// One change, in the order the steps run.
@@ -77,6 +91,10 @@ pub enum Step {
         name: String,
         config: Value,
     },
+    /// The whole LDAP row (applied live).
+    PutLdap(LdapConfig),
+    /// The whole Kerberos row (applied at the server's next start).
+    PutKerberos(KerberosConfig),
     CreateShare(Share),
     UpdateShare {
         name: String,
@@ -96,7 +114,10 @@ impl Step {
             | Step::UpdateBlockStore { tier, name, .. } => Some(Subject::Store(tier, name.clone())),
             Step::CreateShare(share) => Some(Subject::Share(share.name.clone())),
             Step::UpdateShare { name, .. } => Some(Subject::Share(name.clone())),
-            Step::Portmapper { .. } | Step::Adapter { .. } => None,
+            Step::Portmapper { .. }
+            | Step::Adapter { .. }
+            | Step::PutLdap(_)
+            | Step::PutKerberos(_) => None,
         }
     }
 }
@@ -118,6 +139,8 @@ pub struct Plan {
     pub unmanaged: Vec<String>,
     /// What differs and is left as it is, one line each.
     pub drift: Vec<String>,
+    /// The identity providers the operator keeps, if the steps succeed.
+    pub identity_providers: Vec<IdentityProviderStatus>,
 }
 
 /// Plan the server of `eff` from `live` and what else is `known`.
@@ -142,6 +165,7 @@ pub fn plan(eff: &EffectiveSpec, live: &Live, known: &Known<'_>) -> Plan {
     stores(eff, live, known, &mut plan);
     shares(eff, live, &mut plan);
     unmanaged(eff, live, &mut plan);
+    identity::identity(eff, live, known, &mut plan);
     plan
 }
 
@@ -668,6 +692,8 @@ mod tests {
                 secrets,
                 versions: &BTreeMap::new(),
                 stores: &[],
+                identity: &[],
+                pod_current: true,
             },
         )
     }
@@ -720,6 +746,7 @@ mod tests {
                 enabled: true,
                 default_permission: "read-write".into(),
             }],
+            ..Default::default()
         }
     }
 
@@ -741,6 +768,8 @@ mod tests {
                 Step::UpdateBlockStore { name, .. } => format!("update {name}"),
                 Step::CreateShare(s) => format!("share {}", s.name),
                 Step::UpdateShare { name, .. } => format!("update share {name}"),
+                Step::PutLdap(_) => "ldap".into(),
+                Step::PutKerberos(_) => "kerberos".into(),
             })
             .collect();
         assert_eq!(
@@ -794,6 +823,8 @@ mod tests {
                     secrets: &secrets,
                     versions,
                     stores,
+                    identity: &[],
+                    pod_current: true,
                 },
             )
         };

@@ -33,6 +33,26 @@ pub const CONFIG_DIR: &str = "/config";
 pub const METRICS_TOKEN_DIR: &str = "/metrics-token";
 pub const METRICS_TOKEN_FILE: &str = "token";
 const METRICS_TOKEN_VOLUME: &str = "metrics-token";
+/// Where the LDAP CA bundle is mounted, and its file there (`ldap.tls.ca_cert_file`).
+pub const LDAP_CA_DIR: &str = "/ldap-ca";
+pub const LDAP_CA_FILE: &str = "ca.crt";
+const LDAP_CA_VOLUME: &str = "ldap-ca";
+/// Where the service keytab is mounted, and its file there
+/// (`kerberos.keytab_path`): the Go operator's path, so a server it started
+/// finds its keytab where it was.
+pub const KEYTAB_DIR: &str = "/kerberos";
+pub const KEYTAB_FILE: &str = "dittofs.keytab";
+const KEYTAB_VOLUME: &str = "kerberos-keytab";
+/// Where the krb5.conf is mounted, and its file there (`kerberos.krb5_conf`).
+pub const KRB5_CONF_DIR: &str = "/kerberos-krb5";
+pub const KRB5_CONF_FILE: &str = "krb5.conf";
+const KRB5_CONF_VOLUME: &str = "kerberos-krb5";
+/// Keytabs are readable by the pod's user and group only.
+const KEYTAB_MODE: i32 = 0o440;
+/// Pod-template annotation carrying the digest of the Kerberos settings the
+/// operator last wrote to the server's database (`status.server.identityProviders`):
+/// the server applies them at start, so a write restarts the pod once.
+pub const KERBEROS_WRITTEN_ANNOTATION: &str = "dittofs.io/kerberos-settings";
 /// Image of the init container that waits for PostgreSQL.
 pub const WAIT_FOR_POSTGRES_IMAGE: &str = "postgres:16-alpine";
 /// Upper bound of that wait.
@@ -80,7 +100,16 @@ pub fn persistent_dirs(eff: &EffectiveSpec) -> Vec<&'static str> {
 
 /// Build the StatefulSet. `config_hash` goes into the pod template annotation; the
 /// hash itself is computed over the template built with an empty one (`hash.rs`).
-pub fn build_stateful_set(ds: &DittoServer, eff: &EffectiveSpec, config_hash: &str) -> StatefulSet {
+///
+/// `kerberos_written` is the digest of the Kerberos settings the operator last
+/// wrote to the server's database, from the status (see
+/// [`KERBEROS_WRITTEN_ANNOTATION`]).
+pub fn build_stateful_set(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    config_hash: &str,
+    kerberos_written: Option<&str>,
+) -> StatefulSet {
     let volumes = data_volumes(eff);
     let claim_templates = volumes
         .iter()
@@ -122,7 +151,7 @@ pub fn build_stateful_set(ds: &DittoServer, eff: &EffectiveSpec, config_hash: &s
                     when_scaled: Some("Retain".into()),
                 },
             ),
-            template: pod_template(eff, &volumes, config_hash),
+            template: pod_template(eff, &volumes, config_hash, kerberos_written),
             volume_claim_templates: Some(claim_templates),
             ..Default::default()
         }),
@@ -130,10 +159,18 @@ pub fn build_stateful_set(ds: &DittoServer, eff: &EffectiveSpec, config_hash: &s
     }
 }
 
-fn pod_template(eff: &EffectiveSpec, volumes: &[DataVolume], config_hash: &str) -> PodTemplateSpec {
+fn pod_template(
+    eff: &EffectiveSpec,
+    volumes: &[DataVolume],
+    config_hash: &str,
+    kerberos_written: Option<&str>,
+) -> PodTemplateSpec {
     let mut annotations = BTreeMap::new();
     if !config_hash.is_empty() {
         annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string());
+    }
+    if let Some(digest) = kerberos_written {
+        annotations.insert(KERBEROS_WRITTEN_ANNOTATION.to_string(), digest.to_string());
     }
     let mut init_containers = Vec::new();
     if let Database::Percona { secret_name } = &eff.database {
@@ -171,22 +208,83 @@ fn pod_volumes(eff: &EffectiveSpec) -> Vec<Volume> {
         }),
         ..Default::default()
     }];
-    if let Some(token) = eff.metrics.as_ref().and_then(|m| m.token.as_ref()) {
-        volumes.push(Volume {
-            name: METRICS_TOKEN_VOLUME.into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(token.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: token.key.clone(),
-                    path: METRICS_TOKEN_FILE.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
+    volumes.extend(
+        secret_files(eff)
+            .into_iter()
+            .map(|f| secret_volume(f.volume, f.secret, f.file, f.mode)),
+    );
     volumes
+}
+
+/// A Secret key the pod reads as a file.
+struct SecretFile<'a> {
+    volume: &'static str,
+    dir: &'static str,
+    file: &'static str,
+    secret: &'a SecretKey,
+    mode: Option<i32>,
+}
+
+/// Every Secret key mounted as a file: the metrics token, the LDAP CA bundle,
+/// the Kerberos keytab and krb5.conf.
+fn secret_files(eff: &EffectiveSpec) -> Vec<SecretFile<'_>> {
+    let file = |volume, dir, file, secret, mode| SecretFile {
+        volume,
+        dir,
+        file,
+        secret,
+        mode,
+    };
+    [
+        eff.metrics
+            .as_ref()
+            .and_then(|m| m.token.as_ref())
+            .map(|t| {
+                file(
+                    METRICS_TOKEN_VOLUME,
+                    METRICS_TOKEN_DIR,
+                    METRICS_TOKEN_FILE,
+                    t,
+                    None,
+                )
+            }),
+        eff.ldap
+            .as_ref()
+            .and_then(|l| l.ca_cert.as_ref())
+            .map(|c| file(LDAP_CA_VOLUME, LDAP_CA_DIR, LDAP_CA_FILE, c, None)),
+        eff.kerberos.as_ref().map(|k| {
+            file(
+                KEYTAB_VOLUME,
+                KEYTAB_DIR,
+                KEYTAB_FILE,
+                &k.keytab,
+                Some(KEYTAB_MODE),
+            )
+        }),
+        eff.kerberos
+            .as_ref()
+            .and_then(|k| k.krb5_conf.as_ref())
+            .map(|c| file(KRB5_CONF_VOLUME, KRB5_CONF_DIR, KRB5_CONF_FILE, c, None)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn secret_volume(name: &str, secret: &SecretKey, file: &str, mode: Option<i32>) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: secret.key.clone(),
+                path: file.into(),
+                mode,
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
@@ -204,14 +302,12 @@ fn server_container(eff: &EffectiveSpec, volumes: &[DataVolume]) -> Container {
         read_only: Some(true),
         ..Default::default()
     }];
-    if eff.metrics.as_ref().is_some_and(|m| m.token.is_some()) {
-        mounts.push(VolumeMount {
-            name: METRICS_TOKEN_VOLUME.into(),
-            mount_path: METRICS_TOKEN_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        });
-    }
+    mounts.extend(secret_files(eff).into_iter().map(|f| VolumeMount {
+        name: f.volume.into(),
+        mount_path: f.dir.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }));
     mounts.extend(volumes.iter().map(|v| VolumeMount {
         name: v.name.into(),
         mount_path: v.mount.into(),
@@ -347,6 +443,21 @@ pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
                 ..Default::default()
             });
         }
+    }
+    // DittoFS v0.29 reads these passwords from no file, only from its config or
+    // `DITTOFS_<PATH>` (`pkg/config/config.go`, every key bound by reflection).
+    if let Some(ldap) = &eff.ldap {
+        env.push(from_key("DITTOFS_LDAP_BIND_PASSWORD", &ldap.bind_password));
+    }
+    if let Some(machine) = eff
+        .kerberos
+        .as_ref()
+        .and_then(|k| k.machine_account.as_ref())
+    {
+        env.push(from_key(
+            "DITTOFS_KERBEROS_MACHINE_ACCOUNT_SECRET",
+            &machine.secret,
+        ));
     }
     env
 }
