@@ -370,3 +370,318 @@ fn digest(row: &KerberosConfig) -> String {
     let json = serde_json::to_vec(&row).unwrap_or_default();
     hex::encode(&Sha256::digest(&json)[..8])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::crd::DittoServer;
+    use crate::dittofs::plan::{SecretValues, plan};
+
+    fn eff(identity: serde_json::Value) -> EffectiveSpec {
+        let ds: DittoServer = serde_json::from_value(json!({
+            "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
+            "metadata": {"name": "d", "namespace": "ns"},
+            "spec": {"storage": {"metadataSize": "1Gi"}, "identity": identity},
+        }))
+        .expect("DittoServer");
+        EffectiveSpec::resolve(&ds)
+    }
+
+    fn ldap_spec() -> serde_json::Value {
+        json!({"ldap": {"enabled": true, "url": "ldaps://ldap.example.com", "baseDN": "dc=example,dc=com",
+            "bindDN": "cn=dittofs,dc=example,dc=com", "bindPasswordSecretRef": {"name": "ldap", "key": "password"}}})
+    }
+
+    fn kerberos_spec() -> serde_json::Value {
+        json!({"kerberos": {"enabled": true, "servicePrincipal": "nfs/files.example.com@EXAMPLE.COM",
+            "netbiosDomain": "EXAMPLE", "keytabSecretRef": {"name": "krb", "key": "keytab"},
+            "machineAccount": {"enabled": true, "accountName": "DITTOFS$", "secretRef": {"name": "machine", "key": "secret"}}}})
+    }
+
+    /// The LDAP row as the server stores it after seeding from our config: its
+    /// defaults applied, the password redacted.
+    fn ldap_row() -> LdapConfig {
+        LdapConfig {
+            enabled: true,
+            url: "ldaps://ldap.example.com".into(),
+            base_dn: "dc=example,dc=com".into(),
+            bind_dn: "cn=dittofs,dc=example,dc=com".into(),
+            bind_password: Sensitive::new(crate::dittofs::api::REDACTED_SECRET),
+            user_attr: "sAMAccountName".into(),
+            idmap: "rfc2307".into(),
+            timeout: "10s".into(),
+            max_group_results: 200,
+            ..Default::default()
+        }
+    }
+
+    /// The Kerberos row as seeded from our config (`kerberosConfigToDTO` after
+    /// `applyKerberosDefaults`).
+    fn kerberos_row() -> KerberosConfig {
+        KerberosConfig {
+            enabled: true,
+            keytab_path: "/kerberos/dittofs.keytab".into(),
+            service_principal: "nfs/files.example.com@EXAMPLE.COM".into(),
+            realm: "EXAMPLE.COM".into(),
+            netbios_domain: "EXAMPLE".into(),
+            dns_domain: "example.com".into(),
+            max_clock_skew: "5m0s".into(),
+            context_ttl: "8h0m0s".into(),
+            max_contexts: 10000,
+            machine_account: KerberosMachineAccount {
+                enabled: true,
+                account_name: "DITTOFS$".into(),
+                secret: Sensitive::new(crate::dittofs::api::REDACTED_SECRET),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn secrets() -> SecretValues {
+        let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.as_bytes().to_vec())]);
+        BTreeMap::from([
+            ("ldap".to_string(), one("password", "bind-pw")),
+            ("machine".to_string(), one("secret", "machine-pw")),
+        ])
+    }
+
+    fn versions(ldap: &str, machine: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("ldap".to_string(), ldap.to_string()),
+            ("machine".to_string(), machine.to_string()),
+        ])
+    }
+
+    fn given(kind: &str, version: &str, digest: Option<&str>) -> IdentityProviderStatus {
+        IdentityProviderStatus {
+            provider_type: kind.into(),
+            enabled: true,
+            state: ItemState::Ready,
+            message: None,
+            secret_version: Some(version.into()),
+            written_digest: digest.map(str::to_string),
+        }
+    }
+
+    fn live(ldap: Option<LdapConfig>, kerberos: Option<KerberosConfig>) -> Live {
+        Live {
+            ldap: Some(ldap),
+            kerberos: Some(kerberos),
+            ..Default::default()
+        }
+    }
+
+    fn run(
+        eff: &EffectiveSpec,
+        live: &Live,
+        versions: &BTreeMap<String, String>,
+        last: &[IdentityProviderStatus],
+        pod_current: bool,
+    ) -> Plan {
+        let secrets = secrets();
+        plan(
+            eff,
+            live,
+            &Known {
+                portmapper_in_effect: false,
+                secrets: &secrets,
+                versions,
+                stores: &[],
+                identity: last,
+                pod_current,
+            },
+        )
+    }
+
+    fn both() -> EffectiveSpec {
+        let mut spec = ldap_spec();
+        spec["kerberos"] = kerberos_spec()["kerberos"].clone();
+        eff(spec)
+    }
+
+    #[test]
+    fn a_converged_server_gets_no_write() {
+        let last = [given("ldap", "1", None), given("kerberos", "2", None)];
+        let plan = run(
+            &both(),
+            &live(Some(ldap_row()), Some(kerberos_row())),
+            &versions("1", "2"),
+            &last,
+            true,
+        );
+        assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+        assert_eq!(plan.identity_providers, last);
+        assert!(plan.unmanaged.is_empty());
+    }
+
+    #[test]
+    fn a_changed_ldap_field_is_written_whole_with_the_password() {
+        let mut spec = ldap_spec();
+        spec["ldap"]["nestedGroups"] = json!(true);
+        spec["ldap"]["caCertSecretRef"] = json!({"name": "ca", "key": "ca.crt"});
+        let mut row = ldap_row();
+        row.max_group_results = 50;
+        let plan = run(
+            &eff(spec),
+            &live(Some(row), None),
+            &versions("1", "2"),
+            &[given("ldap", "1", None)],
+            true,
+        );
+        let [Step::PutLdap(body)] = plan.steps.as_slice() else {
+            panic!("{:?}", plan.steps);
+        };
+        assert!(body.nested_groups);
+        assert_eq!(body.tls.ca_cert_file, "/ldap-ca/ca.crt");
+        assert_eq!(body.bind_password.expose(), "bind-pw");
+        // What the spec has no field for stays as the server holds it.
+        assert_eq!((body.max_group_results, body.timeout.as_str()), (50, "10s"));
+        assert_eq!(
+            plan.identity_providers[0].secret_version.as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn a_rotated_password_is_sent_again() {
+        let plan = run(
+            &eff(ldap_spec()),
+            &live(Some(ldap_row()), None),
+            &versions("7", "2"),
+            &[given("ldap", "1", None)],
+            true,
+        );
+        let [Step::PutLdap(body)] = plan.steps.as_slice() else {
+            panic!("{:?}", plan.steps);
+        };
+        assert_eq!(body.bind_password.expose(), "bind-pw");
+        assert_eq!(
+            plan.identity_providers[0].secret_version.as_deref(),
+            Some("7")
+        );
+    }
+
+    #[test]
+    fn a_rotated_machine_secret_is_sent_without_a_restart() {
+        let last = [given("kerberos", "2", Some("d1"))];
+        let plan = run(
+            &eff(kerberos_spec()),
+            &live(None, Some(kerberos_row())),
+            &versions("1", "3"),
+            &last,
+            true,
+        );
+        let [Step::PutKerberos(body)] = plan.steps.as_slice() else {
+            panic!("{:?}", plan.steps);
+        };
+        assert_eq!(body.machine_account.secret.expose(), "machine-pw");
+        let entry = &plan.identity_providers[0];
+        assert_eq!(entry.secret_version.as_deref(), Some("3"));
+        assert_eq!(entry.written_digest.as_deref(), Some("d1"), "no restart");
+    }
+
+    #[test]
+    fn a_changed_kerberos_field_is_written_and_restarts_the_pod_once() {
+        let mut spec = kerberos_spec();
+        spec["kerberos"]["realm"] = json!("CORP.EXAMPLE.COM");
+        spec["kerberos"]["krb5ConfSecretRef"] = json!({"name": "krb", "key": "krb5.conf"});
+        let e = eff(spec);
+        let last = [given("kerberos", "2", None)];
+        let l = live(None, Some(kerberos_row()));
+        // A restart under way: wait for it, write nothing yet.
+        let waiting = run(&e, &l, &versions("1", "2"), &last, false);
+        assert!(waiting.steps.is_empty());
+        assert_eq!(waiting.identity_providers[0].state, ItemState::Pending);
+        assert_eq!(waiting.identity_providers[0].written_digest, None);
+
+        let plan = run(&e, &l, &versions("1", "2"), &last, true);
+        let [Step::PutKerberos(body)] = plan.steps.as_slice() else {
+            panic!("{:?}", plan.steps);
+        };
+        assert_eq!(body.realm, "CORP.EXAMPLE.COM");
+        // The DNS domain the server would derive, written out: the API stores a
+        // row as sent.
+        assert_eq!(body.dns_domain, "corp.example.com");
+        assert_eq!(body.krb5_conf, "/kerberos-krb5/krb5.conf");
+        assert_eq!(body.keytab_path, "/kerberos/dittofs.keytab");
+        assert_eq!(
+            (body.max_clock_skew.as_str(), body.max_contexts),
+            ("5m0s", 10000)
+        );
+        let digest = plan.identity_providers[0].written_digest.clone();
+        assert!(digest.is_some());
+
+        // The server now holds it: nothing more, the digest stays.
+        let mut row = body.clone();
+        row.machine_account.secret = Sensitive::new(crate::dittofs::api::REDACTED_SECRET);
+        let after = run(
+            &e,
+            &live(None, Some(row)),
+            &versions("1", "2"),
+            &plan.identity_providers,
+            true,
+        );
+        assert!(after.steps.is_empty(), "{:?}", after.steps);
+        assert_eq!(after.identity_providers[0].written_digest, digest);
+    }
+
+    #[test]
+    fn a_provider_the_spec_dropped_is_turned_off_and_others_are_left_alone() {
+        let spec = eff(json!({}));
+        let l = live(Some(ldap_row()), Some(kerberos_row()));
+        // Ours: turned off, the rest of the row as stored, no password sent.
+        let last = [given("ldap", "1", None), given("kerberos", "2", Some("d1"))];
+        let plan = run(&spec, &l, &versions("1", "2"), &last, true);
+        let [Step::PutLdap(ldap), Step::PutKerberos(krb)] = plan.steps.as_slice() else {
+            panic!("{:?}", plan.steps);
+        };
+        assert!(!ldap.enabled && ldap.bind_password.is_empty());
+        assert_eq!(ldap.url, "ldaps://ldap.example.com");
+        assert!(!krb.enabled && krb.machine_account.secret.is_empty());
+        assert!(plan.identity_providers.iter().all(|p| !p.enabled));
+        let krb_entry = &plan.identity_providers[1];
+        assert_ne!(krb_entry.written_digest.as_deref(), Some("d1"), "restart");
+
+        // Someone else's (never declared): untouched, listed.
+        let theirs = run(&spec, &l, &versions("1", "2"), &[], true);
+        assert!(theirs.steps.is_empty());
+        assert!(theirs.identity_providers.is_empty());
+        assert_eq!(
+            theirs.unmanaged,
+            ["identity provider ldap", "identity provider kerberos"]
+        );
+    }
+
+    #[test]
+    fn a_missing_password_secret_waits() {
+        let mut spec = ldap_spec();
+        spec["ldap"]["bindPasswordSecretRef"]["name"] = json!("absent");
+        let plan = run(
+            &eff(spec),
+            &live(None, None),
+            &versions("1", "2"),
+            &[],
+            true,
+        );
+        assert!(plan.steps.is_empty());
+        assert_eq!(plan.identity_providers[0].state, ItemState::Pending);
+        assert_eq!(
+            plan.identity_providers[0].message.as_deref(),
+            Some("waiting for Secret absent")
+        );
+    }
+
+    #[test]
+    fn an_unconfigured_server_gets_the_row() {
+        let plan = run(&both(), &live(None, None), &versions("1", "2"), &[], true);
+        assert!(matches!(
+            plan.steps.as_slice(),
+            [Step::PutLdap(_), Step::PutKerberos(_)]
+        ));
+    }
+}
