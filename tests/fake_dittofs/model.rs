@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::router::{self, Ep, Mw, Target};
 use super::util::{Time, new_token, new_uuid, percent_decode};
 use super::wire::{Reply, status_text};
-use super::{adapters, auth, health, shares, stores};
+use super::{adapters, auth, health, identity, shares, stores};
 
 /// `jwt.access_token_duration` default (15m) and
 /// `jwt.refresh_token_duration` default (168h), `auth/jwt_service.go`.
@@ -256,6 +256,9 @@ pub struct State {
     pub metadata_stores: Vec<MetadataStoreRecord>,
     pub block_stores: Vec<BlockStoreRecord>,
     pub shares: Vec<ShareRecord>,
+    /// Identity-provider rows, secrets in clear (`identity.rs`).
+    pub ldap_row: Option<Value>,
+    pub kerberos_row: Option<Value>,
     // runtime
     pub started_at: SystemTime,
     pub started_instant: Instant,
@@ -331,6 +334,8 @@ impl State {
             metadata_stores: Vec::new(),
             block_stores: Vec::new(),
             shares: Vec::new(),
+            ldap_row: None,
+            kerberos_row: None,
             started_at: now,
             started_instant: Instant::now(),
             running: Vec::new(),
@@ -850,6 +855,8 @@ fn dispatch(ctx: &mut Ctx<'_>, ep: Ep) -> super::wire::HResult {
         Ep::ShareGet => shares::get(ctx),
         Ep::ShareUpdate => shares::update(ctx),
         Ep::ShareDelete => shares::delete(ctx),
+        Ep::IdentityProviderGet => identity::get(ctx),
+        Ep::IdentityProviderPut => identity::put(ctx),
         Ep::Unmodelled => Ok(Reply::chi_not_found()),
     }
 }

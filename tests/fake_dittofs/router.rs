@@ -71,6 +71,8 @@ pub enum Ep {
     ShareGet,
     ShareUpdate,
     ShareDelete,
+    IdentityProviderGet,
+    IdentityProviderPut,
     /// A real v0.29.0 route the fake does not implement: answers 404.
     Unmodelled,
 }
@@ -106,6 +108,7 @@ enum Sub {
     Adapters,
     AdapterType,
     Settings,
+    IdentityProviders,
     Unmodelled,
 }
 
@@ -178,7 +181,11 @@ fn items(sub: Sub) -> Vec<Item> {
             mount("/sid-mappings", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/system", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/settings", PROTECTED_ADMIN, Sub::Unmodelled),
-            mount("/identity-providers", PROTECTED_ADMIN, Sub::Unmodelled),
+            mount(
+                "/identity-providers",
+                PROTECTED_ADMIN,
+                Sub::IdentityProviders,
+            ),
             mount("/clients", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/mounts", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/durable-handles", PROTECTED_ADMIN, Sub::Unmodelled),
@@ -259,6 +266,13 @@ fn items(sub: Sub) -> Vec<Item> {
             row("/", "PATCH", SettingsPatch),
             row("/defaults", "GET", Unmodelled),
             row("/reset", "POST", Unmodelled),
+        ],
+        // router.go: `r.Route("/identity-providers")` with `RequireAdmin`.
+        Sub::IdentityProviders => vec![
+            row("/", "GET", Unmodelled),
+            row("/{type}/config", "GET", IdentityProviderGet),
+            row("/{type}/config", "PUT", IdentityProviderPut),
+            row("/{type}/test", "POST", Unmodelled),
         ],
         Sub::Unmodelled => Vec::new(),
     }
