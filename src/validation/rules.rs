@@ -39,6 +39,7 @@ pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut 
     check_identity(spec, out);
     check_ldap(eff, out);
     check_kerberos(spec, eff, out);
+    check_identity_optional(spec, out);
     check_percona(spec, out);
     check_s3(spec, eff, out);
     check_process(spec, eff, out);
@@ -601,6 +602,46 @@ fn check_ldap(eff: &EffectiveSpec, out: &mut Findings) {
             &format!("{AT}.insecureSkipVerify"),
             "the directory server's certificate is not verified: anyone on the path can read the bind password; set caCertSecretRef instead",
         );
+    }
+}
+
+/// `optional: true` on an identity Secret key is not honoured: the pod needs it.
+fn check_identity_optional(spec: &DittoServerSpec, out: &mut Findings) {
+    let Some(identity) = spec.identity.as_ref() else {
+        return;
+    };
+    let ldap = identity.ldap.as_ref();
+    let krb = identity.kerberos.as_ref();
+    let refs = [
+        (
+            "spec.identity.ldap.bindPasswordSecretRef",
+            ldap.and_then(|l| l.bind_password_secret_ref.as_ref()),
+        ),
+        (
+            "spec.identity.ldap.caCertSecretRef",
+            ldap.and_then(|l| l.ca_cert_secret_ref.as_ref()),
+        ),
+        (
+            "spec.identity.kerberos.keytabSecretRef",
+            krb.and_then(|k| k.keytab_secret_ref.as_ref()),
+        ),
+        (
+            "spec.identity.kerberos.krb5ConfSecretRef",
+            krb.and_then(|k| k.krb5_conf_secret_ref.as_ref()),
+        ),
+        (
+            "spec.identity.kerberos.machineAccount.secretRef",
+            krb.and_then(|k| k.machine_account.as_ref())
+                .and_then(|m| m.secret_ref.as_ref()),
+        ),
+    ];
+    for (field, r) in refs {
+        if r.is_some_and(|r| r.optional == Some(true)) {
+            out.warn(
+                &format!("{field}.optional"),
+                "is ignored: the Secret key is required; remove it",
+            );
+        }
     }
 }
 

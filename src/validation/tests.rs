@@ -1601,3 +1601,16 @@ fn identity_secrets_are_looked_up() {
     );
     assert!(!fields(&r.warnings).contains(&"spec.identity.kerberos.machineAccount.secretRef"));
 }
+
+#[test]
+fn optional_identity_secret_keys_warn() {
+    let r = check(&LDAP.replace("key: password}", "key: password, optional: true}"));
+    assert!(
+        has_warning(
+            &r,
+            "spec.identity.ldap.bindPasswordSecretRef.optional",
+            "is ignored"
+        ),
+        "{r:?}"
+    );
+}
