@@ -705,6 +705,146 @@ pub struct IdentitySpec {
     /// The initial admin user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSpec>,
+    /// LDAP (or Active Directory) users and groups for NFS and SMB: the server's
+    /// `ldap` settings. DittoFS v0.29 keeps them in its database after the first
+    /// start; the operator writes every change there through the REST API, where
+    /// they apply without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<LdapSpec>,
+    /// Kerberos for NFSv4 and SMB, and an Active Directory machine account for NTLM
+    /// pass-through: the server's `kerberos` settings. DittoFS v0.29 keeps them in
+    /// its database after the first start and applies them at start: the operator
+    /// writes a change there and restarts the pod once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kerberos: Option<KerberosSpec>,
+}
+
+/// LDAP settings (`ldap` in DittoFS v0.29, `pkg/identity/ldap/config.go`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LdapSpec {
+    /// Resolve users and groups through LDAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Directory server, `ldaps://host[:port]` or `ldap://host[:port]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Upgrade an `ldap://` connection with StartTLS (ignored for `ldaps://`).
+    #[serde(default, rename = "startTLS", skip_serializing_if = "Option::is_none")]
+    pub start_tls: Option<bool>,
+    /// Allow an unencrypted bind over `ldap://` without StartTLS: the bind
+    /// password crosses the network in clear text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_plaintext: Option<bool>,
+    /// Where users and groups are searched, such as `dc=example,dc=com`.
+    #[serde(default, rename = "baseDN", skip_serializing_if = "Option::is_none")]
+    pub base_dn: Option<String>,
+    /// The service account the server binds as.
+    #[serde(default, rename = "bindDN", skip_serializing_if = "Option::is_none")]
+    pub bind_dn: Option<String>,
+    /// A key of a Secret holding the bind password (required: DittoFS refuses an
+    /// empty one, which would bind anonymously). Given to the pod as
+    /// `DITTOFS_LDAP_BIND_PASSWORD`, and to the server's database by the operator
+    /// when it changes; never put in the ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_password_secret_ref: Option<SecretKeySelector>,
+    /// Attribute holding the login name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_attr: Option<String>,
+    /// Kerberos realm users are mapped from, such as `EXAMPLE.COM`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// How users get their uid and gid: `rfc2307` (the `uidNumber` and
+    /// `gidNumber` attributes) or `rid` (derived from the Active Directory SID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idmap: Option<LdapIdmap>,
+    /// Resolve nested group membership.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested_groups: Option<bool>,
+    /// A key of a Secret holding the PEM CA certificate(s) that sign the directory
+    /// server's certificate. Mounted as a file (the server's
+    /// `ldap.tls.ca_cert_file`). Unset: the image's system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_secret_ref: Option<SecretKeySelector>,
+    /// Do not verify the directory server's certificate (tests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+// LDAP id mapping (a comment: the field doc, not this, must reach `kubectl explain`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LdapIdmap {
+    /// uidNumber and gidNumber attributes.
+    Rfc2307,
+    /// From the Active Directory SID.
+    Rid,
+}
+
+impl LdapIdmap {
+    /// As DittoFS writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LdapIdmap::Rfc2307 => "rfc2307",
+            LdapIdmap::Rid => "rid",
+        }
+    }
+}
+
+/// Kerberos settings (`kerberos` in DittoFS v0.29, `pkg/config/config.go`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KerberosSpec {
+    /// Accept Kerberos (RPCSEC_GSS for NFSv4, SPNEGO for SMB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The server's principal, such as `nfs/files.example.com@EXAMPLE.COM`;
+    /// required when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_principal: Option<String>,
+    /// Kerberos realm, such as `EXAMPLE.COM`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// Active Directory NetBIOS domain (one label, such as `EXAMPLE`); needed by
+    /// `machineAccount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netbios_domain: Option<String>,
+    /// DNS domain of the realm, such as `example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_domain: Option<String>,
+    /// A key of a Secret holding the service keytab; required when enabled.
+    /// Mounted read-only (mode 0440) as `/kerberos/dittofs.keytab`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keytab_secret_ref: Option<SecretKeySelector>,
+    /// A key of a Secret holding a krb5.conf, mounted as
+    /// `/kerberos-krb5/krb5.conf`. Unset: the image's `/etc/krb5.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub krb5_conf_secret_ref: Option<SecretKeySelector>,
+    /// An Active Directory computer account, for NTLM pass-through of domain users'
+    /// SMB logons to a domain controller (NETLOGON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_account: Option<MachineAccountSpec>,
+}
+
+/// An Active Directory machine account (`kerberos.machine_account`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineAccountSpec {
+    /// Use the machine account (it needs `kerberos.enabled`, `netbiosDomain` and a
+    /// realm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The computer account, such as `DITTOFS$`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    /// A key of a Secret holding the machine account's password. Given to the pod
+    /// as `DITTOFS_KERBEROS_MACHINE_ACCOUNT_SECRET`, and to the server's database by
+    /// the operator when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeySelector>,
+    /// Domain controllers, `host` or `host:port`. Unset: found through DNS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dc_address: Vec<String>,
 }
 
 // Identity store type (a comment: the field doc, not this, must reach `kubectl explain`).
@@ -1089,6 +1229,37 @@ pub struct ServerStatus {
     /// declare (created with `dfsctl`, or removed from the spec): left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmanaged: Vec<String>,
+    /// The identity providers (`ldap`, `kerberos`) the operator keeps in the
+    /// server's database: each one the spec enables, and each one it enabled
+    /// before and has since turned off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_providers: Vec<IdentityProviderStatus>,
+}
+
+/// An identity provider the operator keeps in the server's database.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityProviderStatus {
+    /// `ldap` or `kerberos`.
+    #[serde(rename = "type")]
+    pub provider_type: String,
+    /// Enabled as the spec asks (false: the spec dropped it and the operator
+    /// turned it off).
+    pub enabled: bool,
+    pub state: ItemState,
+    /// Why it is not Ready: the difference, or the server's own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The resourceVersion of the Secret whose password (LDAP bind password,
+    /// machine account secret) the server was last given: when the Secret moves
+    /// on, the new password is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version: Option<String>,
+    /// Kerberos: a digest of the settings the operator last wrote. The pod template
+    /// carries it, so the pod restarts once after each write (DittoFS applies
+    /// Kerberos settings at start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_digest: Option<String>,
 }
 
 /// One live adapter.

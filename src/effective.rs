@@ -48,6 +48,58 @@ pub struct EffectiveSpec {
     pub network_policy: bool,
     /// What the DittoFS server itself should hold: adapters, stores, shares.
     pub server: ServerConfig,
+    /// LDAP, when enabled.
+    pub ldap: Option<Ldap>,
+    /// Kerberos, when enabled.
+    pub kerberos: Option<Kerberos>,
+}
+
+/// The server's `ldap` settings (`pkg/identity/ldap/config.go`), server defaults
+/// applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ldap {
+    pub url: String,
+    pub start_tls: bool,
+    pub allow_plaintext: bool,
+    pub base_dn: String,
+    pub bind_dn: String,
+    pub bind_password: SecretKey,
+    pub user_attr: String,
+    /// Empty: none.
+    pub realm: String,
+    pub idmap: LdapIdmap,
+    pub nested_groups: bool,
+    /// The CA bundle, mounted as a file.
+    pub ca_cert: Option<SecretKey>,
+    pub insecure_skip_verify: bool,
+}
+
+/// The server's `kerberos` settings (`pkg/config/config.go`), with the realm and
+/// DNS domain the server derives (`applyKerberosDefaults`, `pkg/config/defaults.go`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kerberos {
+    pub service_principal: String,
+    /// As written; empty when unset.
+    pub realm_written: String,
+    /// As written; empty when unset.
+    pub dns_domain_written: String,
+    /// Explicit, or the part of the principal after its last `@`; may be empty.
+    pub realm: String,
+    /// Empty: none.
+    pub netbios_domain: String,
+    /// Explicit, or the realm in lower case.
+    pub dns_domain: String,
+    pub keytab: SecretKey,
+    pub krb5_conf: Option<SecretKey>,
+    pub machine_account: Option<MachineAccount>,
+}
+
+/// `kerberos.machine_account`, when enabled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineAccount {
+    pub account_name: String,
+    pub secret: SecretKey,
+    pub dc_addresses: Vec<String>,
 }
 
 /// How a Service is exposed.
@@ -325,7 +377,10 @@ pub struct PerconaBackup {
 impl EffectiveSpec {
     /// Names of every user Secret the pod reads (not the managed ones), sorted:
     /// hashed into the pod template and watched. Not `spec.s3`'s Secret: nothing in
-    /// the pod reads it (see [`S3`]).
+    /// the pod reads it (see [`S3`]). Not the LDAP bind password's nor the machine
+    /// account's: DittoFS v0.29 takes those from its database after the first start
+    /// (`resolveIdentityProviders`, `cmd/dfs/commands/start.go`), so a restart would
+    /// not apply a new one; the operator sends it there ([`Self::server_secrets`]).
     pub fn referenced_secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = [
             (!self.jwt.secret.managed).then(|| self.jwt.secret.name.clone()),
@@ -339,6 +394,15 @@ impl EffectiveSpec {
             self.api_tls
                 .as_ref()
                 .and_then(|t| t.client_ca_secret.clone()),
+            self.ldap
+                .as_ref()
+                .and_then(|l| l.ca_cert.as_ref())
+                .map(|c| c.name.clone()),
+            self.kerberos.as_ref().map(|k| k.keytab.name.clone()),
+            self.kerberos
+                .as_ref()
+                .and_then(|k| k.krb5_conf.as_ref())
+                .map(|c| c.name.clone()),
         ]
         .into_iter()
         .flatten()
@@ -371,8 +435,9 @@ impl EffectiveSpec {
         out
     }
 
-    /// Secrets whose values the operator sends to DittoFS when it creates a store
-    /// (PostgreSQL connections, S3 keys), sorted.
+    /// Secrets whose values the operator sends to DittoFS through its REST API
+    /// (PostgreSQL connections and S3 keys of stores, the LDAP bind password, the
+    /// machine account's secret), sorted.
     pub fn server_secrets(&self) -> Vec<String> {
         let postgres = self
             .server
@@ -390,9 +455,25 @@ impl EffectiveSpec {
                 RemoteBlockStoreKind::S3(s3) => Some(s3.secret_name.clone()),
                 RemoteBlockStoreKind::Memory => None,
             });
-        let mut out: Vec<String> = postgres.chain(s3).collect();
+        let identity = self.identity_secrets().into_iter().map(|s| s.name.clone());
+        let mut out: Vec<String> = postgres.chain(s3).chain(identity).collect();
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The password Secrets of the identity providers: the LDAP bind password and
+    /// the machine account's secret.
+    pub fn identity_secrets(&self) -> Vec<&SecretKey> {
+        [
+            self.ldap.as_ref().map(|l| &l.bind_password),
+            self.kerberos
+                .as_ref()
+                .and_then(|k| k.machine_account.as_ref())
+                .map(|m| &m.secret),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }

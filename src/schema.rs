@@ -96,7 +96,24 @@ pub fn documented_defaults() -> BTreeMap<String, String> {
         }),
         ..minimal_spec()
     };
-    for spec in [minimal_spec(), percona_only, everything_enabled_spec()] {
+    // LDAP and Kerberos present but not enabled: `enabled` defaults to false.
+    let identity_off = DittoServerSpec {
+        identity: Some(IdentitySpec {
+            ldap: Some(LdapSpec::default()),
+            kerberos: Some(KerberosSpec {
+                machine_account: Some(MachineAccountSpec::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..minimal_spec()
+    };
+    for spec in [
+        minimal_spec(),
+        percona_only,
+        identity_off,
+        everything_enabled_spec(),
+    ] {
         let written = serde_json::to_value(&spec).unwrap_or(Value::Null);
         let mut defaulted = spec;
         apply_defaults(&mut defaulted);
@@ -165,6 +182,21 @@ pub fn everything_enabled_spec() -> DittoServerSpec {
         s3: Some(S3Spec {
             credentials_secret_ref: Some(S3CredentialsSecretRef {
                 secret_name: "s3".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        identity: Some(IdentitySpec {
+            ldap: Some(LdapSpec {
+                enabled: Some(true),
+                ..Default::default()
+            }),
+            kerberos: Some(KerberosSpec {
+                enabled: Some(true),
+                machine_account: Some(MachineAccountSpec {
+                    enabled: Some(true),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()

@@ -56,6 +56,8 @@ async fn samples_reconcile_become_ready_and_delete_cleanly() {
                 "servicemonitor.yaml",
                 "tls.yaml",
                 "snapshots.yaml",
+                "ldap.yaml",
+                "kerberos.yaml",
             ] {
                 for doc in manifest::load_documents(&samples.join(file)).expect("sample") {
                     if let Some(secret) = manifest::secret(&doc) {

@@ -203,6 +203,14 @@ async fn a_fresh_server_ends_with_the_declared_share_served() {
     );
     assert_eq!(env.reconciles("error"), 0, "no failed pass");
     assert_nothing_deleted(&dfs);
+    // Nothing declared of snapshot policies or identity providers: never read.
+    let optional: Vec<String> = dfs
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("snapshot-polic") || r.path.contains("identity-providers"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(optional.is_empty(), "{optional:?}");
     env.stop().await;
 }
 
@@ -1683,5 +1691,172 @@ async fn snapshot_policies_are_kept_and_only_the_operators_own_are_removed() {
     env.wait_condition("team", "snap", "ServerConfigured", "True", None, BOUND)
         .await;
     assert_eq!(env.reconciles("error"), 0);
+    env.stop().await;
+}
+
+/// LDAP and Kerberos reach the server's database, not only its config file:
+/// DittoFS v0.29 takes them from the file only at the first start
+/// (`resolveIdentityProviders`). A converged server gets no write; a spec edit is
+/// written (LDAP live, with no roll; Kerberos once the pod runs the current template,
+/// and the pod template then carries the digest that restarts it once); a rotated
+/// bind password is sent without a roll; LDAP dropped from the spec is turned off;
+/// one enabled again by hand afterwards is someone else's and left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_providers_are_kept_in_the_servers_database() {
+    use base64::Engine;
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let secret = |key: &str, value: &str| json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {key: b64(value)}});
+    let env = Env::start(&["team"], options()).await;
+    env.api.put(
+        &secret_path("team", "ldap-bind"),
+        secret("password", "bind-1"),
+    );
+    env.api.put(
+        &secret_path("team", "keytab"),
+        secret("keytab", "\u{5}\u{2}"),
+    );
+    env.api.put(
+        &secret_path("team", "machine"),
+        secret("secret", "machine-1"),
+    );
+    let mut spec = minimal_sample_spec();
+    spec["identity"] = json!({
+        "ldap": {"enabled": true, "url": "ldaps://dc.corp.example.com", "baseDN": "dc=corp,dc=example,dc=com",
+            "bindDN": "cn=dittofs,dc=corp,dc=example,dc=com",
+            "bindPasswordSecretRef": {"name": "ldap-bind", "key": "password"}},
+        "kerberos": {"enabled": true, "servicePrincipal": "nfs/files.corp.example.com@CORP.EXAMPLE.COM",
+            "netbiosDomain": "CORP", "keytabSecretRef": {"name": "keytab", "key": "keytab"},
+            "machineAccount": {"enabled": true, "accountName": "DITTOFS$",
+                "secretRef": {"name": "machine", "key": "secret"}}},
+    });
+    env.create("team", "minimal", spec).await;
+    // The first start seeds the database from the rendered config.yaml.
+    let dfs = env.register_server("team", "minimal").await;
+    let config = env
+        .api
+        .get(&dittofs_env::config_map_path("team", "minimal-config"))
+        .expect("ConfigMap");
+    dfs.seed_identity(
+        config["data"]["config.yaml"].as_str().expect("config.yaml"),
+        "bind-1",
+        "machine-1",
+    );
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+    env.wait_configured("team", "minimal", BOUND).await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    let providers = |env: &Env| env.server_status("team", "minimal")["identityProviders"].clone();
+    let listed = providers(&env);
+    assert_eq!(listed[0]["type"], "ldap", "{listed}");
+    assert_eq!(
+        (listed[0]["state"].as_str(), listed[1]["state"].as_str()),
+        (Some("Ready"), Some("Ready")),
+        "{listed}"
+    );
+    assert!(
+        listed[1]["writtenDigest"].is_null(),
+        "seeded as declared: no restart {listed}"
+    );
+
+    // Converged: another pass (a poll round) writes nothing.
+    let writes = dfs.db_writes();
+    dfs.clear_requests();
+    env.edit_spec("team", "minimal", |spec| spec["nfsPort"] = json!(2050));
+    env.settle(Duration::from_secs(7), BOUND).await;
+    tokio::time::sleep(POLL).await;
+    assert_eq!(
+        dfs.db_writes(),
+        writes,
+        "no write: {:?}",
+        hits(&dfs, "PUT", "/api/v1/identity-providers/ldap/config")
+    );
+
+    let sts_annotations = |env: &Env| {
+        env.api.get(&sts_path("team", "minimal")).expect("sts")["spec"]["template"]["metadata"]["annotations"].clone()
+    };
+    let before = sts_annotations(&env);
+    // An LDAP edit is written and applies live; a Kerberos edit is written and
+    // rolls the pod once through the digest.
+    env.edit_spec("team", "minimal", |spec| {
+        spec["identity"]["ldap"]["nestedGroups"] = json!(true);
+        spec["identity"]["kerberos"]["dnsDomain"] = json!("files.corp.example.com");
+    });
+    wait_for("the edits in the database", BOUND, || {
+        let ldap = dfs.identity_provider("ldap")?;
+        let krb = dfs.identity_provider("kerberos")?;
+        (ldap["nested_groups"] == true && krb["dns_domain"] == "files.corp.example.com")
+            .then_some(())
+    })
+    .await;
+    let digest = wait_for("the Kerberos digest in the pod template", BOUND, || {
+        let digest = providers(&env)[1]["writtenDigest"].as_str()?.to_string();
+        (sts_annotations(&env)["dittofs.io/kerberos-settings"] == digest.as_str()).then_some(digest)
+    })
+    .await;
+    let after = sts_annotations(&env);
+    assert_ne!(
+        before["dittofs.io/config-hash"], after["dittofs.io/config-hash"],
+        "one roll"
+    );
+    let krb = dfs.identity_provider("kerberos").expect("row");
+    assert_eq!(
+        (
+            krb["realm"].as_str(),
+            krb["machine_account"]["secret"].as_str()
+        ),
+        (Some("CORP.EXAMPLE.COM"), Some("machine-1"))
+    );
+    assert_eq!(
+        dfs.identity_provider("ldap").expect("row")["bind_password"],
+        "bind-1"
+    );
+    // The pod restarts with it, and nothing more is written or rolled.
+    dfs.restart();
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+    env.settle(Duration::from_secs(7), BOUND).await;
+    let writes = dfs.db_writes();
+    tokio::time::sleep(POLL * 2).await;
+    assert_eq!(dfs.db_writes(), writes);
+    assert_eq!(sts_annotations(&env), after);
+    assert_eq!(providers(&env)[1]["writtenDigest"], digest.as_str());
+
+    // A rotated bind password: sent, and no roll.
+    env.api.put(
+        &secret_path("team", "ldap-bind"),
+        secret("password", "bind-2"),
+    );
+    wait_for("the new bind password", BOUND, || {
+        (dfs.identity_provider("ldap")?["bind_password"] == "bind-2").then_some(())
+    })
+    .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    assert_eq!(sts_annotations(&env), after, "no roll for a password");
+
+    // LDAP dropped from the spec: turned off. Enabled again by hand: someone
+    // else's, left alone and listed.
+    env.edit_spec("team", "minimal", |spec| {
+        spec["identity"]["ldap"] = Value::Null;
+    });
+    wait_for("LDAP turned off", BOUND, || {
+        (dfs.identity_provider("ldap")?["enabled"] == false).then_some(())
+    })
+    .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    let mut by_hand = dfs.identity_provider("ldap").expect("row");
+    by_hand["enabled"] = json!(true);
+    by_hand["base_dn"] = json!("dc=other");
+    dfs.set_identity_provider("ldap", by_hand.clone());
+    env.edit_spec("team", "minimal", |spec| spec["nfsPort"] = json!(2051));
+    wait_for("the hand-made LDAP listed", BOUND, || {
+        let unmanaged = env.server_status("team", "minimal")["unmanaged"].clone();
+        unmanaged
+            .as_array()?
+            .iter()
+            .any(|u| u == "identity provider ldap")
+            .then_some(())
+    })
+    .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+    assert_eq!(dfs.identity_provider("ldap").expect("row"), by_hand);
+    assert_nothing_deleted(&dfs);
     env.stop().await;
 }

@@ -222,8 +222,9 @@ async fn a_thousand_running_servers_converge_and_then_idle_without_a_write() {
         db_writes <= 11.0,
         "{db_writes:.2} database writes per server"
     );
-    // Two reads of six views (the pass that configures, the one 6 s later), and
-    // what the poll read meanwhile.
+    // Two reads of six views (the pass that configures, the one 6 s later; these
+    // servers declare no snapshot policy and no identity provider, which are read
+    // only then), and what the poll read meanwhile.
     let reads = reads as f64 / SERVERS as f64;
     assert!(reads <= 16.0, "{reads:.2} reads per server");
 

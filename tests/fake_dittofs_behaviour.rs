@@ -1616,3 +1616,167 @@ async fn snapshot_policies() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+// ---- identity providers -------------------------------------------------------
+
+/// handlers/identity_providers.go: admin only (router.go `RequireAdmin`); 404
+/// until configured; LDAP `ApplyDefaults` + `Validate` (400 with its words, an
+/// empty bind password refused); the password redacted on read and kept when a
+/// PUT sends it empty or redacted; Kerberos stored as sent, its machine secret
+/// likewise, answered with `X-DittoFS-Apply: restart-required`.
+#[tokio::test]
+async fn identity_providers() {
+    let (_fake, dfs, api) = setup();
+    let admin = api.login("admin", ADMIN_PW).await;
+    create_user(&admin, "svc-operator", "operator").await;
+    let op = api.login("svc-operator", "user-pass-1").await;
+    let r = op.get("/api/v1/identity-providers/ldap/config").await;
+    assert_eq!(
+        (r.status, r.text.as_str()),
+        (403, "Admin access required\n")
+    );
+    for kind in ["ldap", "kerberos"] {
+        let r = admin
+            .get(&format!("/api/v1/identity-providers/{kind}/config"))
+            .await;
+        assert_eq!(
+            (r.status, r.detail()),
+            (404, "Identity provider not configured".into())
+        );
+    }
+    let r = admin.get("/api/v1/identity-providers/radius/config").await;
+    assert_eq!(
+        (r.status, r.detail()),
+        (404, "Unknown identity provider type".into())
+    );
+
+    let ldap =
+        json!({"enabled": true, "url": "ldaps://dc", "base_dn": "dc=x", "bind_dn": "cn=svc,dc=x"});
+    let writes = dfs.db_writes();
+    let r = admin
+        .put("/api/v1/identity-providers/ldap/config", ldap.clone())
+        .await;
+    assert_eq!(
+        (r.status, r.detail()),
+        (
+            400,
+            "ldap.bind_password is required (an empty password performs an anonymous bind)".into()
+        )
+    );
+    let mut plain = ldap.clone();
+    plain["url"] = json!("ldap://dc");
+    plain["bind_password"] = json!("pw");
+    let r = admin
+        .put("/api/v1/identity-providers/ldap/config", plain)
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.detail().contains("plaintext ldap://"), "{}", r.text);
+    assert_eq!(dfs.db_writes(), writes, "a refused PUT writes nothing");
+
+    let mut with_pw = ldap.clone();
+    with_pw["bind_password"] = json!("first-pw");
+    let r = admin
+        .put("/api/v1/identity-providers/ldap/config", with_pw)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(dfs.db_writes(), writes + 1);
+    let got = admin
+        .get("/api/v1/identity-providers/ldap/config")
+        .await
+        .json();
+    assert_eq!(got["bind_password"], "********");
+    assert_eq!(
+        (got["user_attr"].as_str(), got["idmap"].as_str()),
+        (Some("sAMAccountName"), Some("rfc2307"))
+    );
+    assert_eq!(
+        (got["timeout"].as_str(), got["max_group_results"].as_i64()),
+        (Some("10s"), Some(200))
+    );
+    // Read, modify, write back with the placeholder: the password stays.
+    let mut back = got.clone();
+    back["nested_groups"] = json!(true);
+    assert_eq!(
+        admin
+            .put("/api/v1/identity-providers/ldap/config", back)
+            .await
+            .status,
+        200
+    );
+    let row = dfs.identity_provider("ldap").expect("row");
+    assert_eq!(
+        (
+            row["bind_password"].as_str(),
+            row["nested_groups"].as_bool()
+        ),
+        (Some("first-pw"), Some(true))
+    );
+
+    let krb = json!({"enabled": true, "service_principal": "nfs/h@R"});
+    let r = admin
+        .put("/api/v1/identity-providers/kerberos/config", krb.clone())
+        .await;
+    assert_eq!(
+        (r.status, r.detail()),
+        (
+            400,
+            "keytab_path is required when kerberos is enabled".into()
+        )
+    );
+    let mut krb = krb;
+    krb["keytab_path"] = json!("/kerberos/dittofs.keytab");
+    krb["netbios_domain"] = json!("a.b");
+    let r = admin
+        .put("/api/v1/identity-providers/kerberos/config", krb.clone())
+        .await;
+    assert_eq!(r.status, 400);
+    krb["netbios_domain"] = json!("R");
+    krb["machine_account"] = json!({"enabled": true, "account_name": "D$", "secret": "m-pw"});
+    let r = admin
+        .put("/api/v1/identity-providers/kerberos/config", krb.clone())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.headers
+            .get("x-dittofs-apply")
+            .and_then(|v| v.to_str().ok()),
+        Some("restart-required")
+    );
+    assert_eq!(r.json()["machine_account"]["secret"], "********");
+    assert_eq!(r.json()["realm"], "", "stored as sent: no defaults");
+    krb["machine_account"]["secret"] = json!("");
+    assert_eq!(
+        admin
+            .put("/api/v1/identity-providers/kerberos/config", krb)
+            .await
+            .status,
+        200
+    );
+    let row = dfs.identity_provider("kerberos").expect("row");
+    assert_eq!(row["machine_account"]["secret"], "m-pw");
+}
+
+/// cmd/dfs/commands/start.go resolveIdentityProviders: an enabled block seeds the
+/// row at a start with none (server defaults applied, secrets from the
+/// environment); a row that exists wins.
+#[tokio::test]
+async fn identity_providers_are_seeded_from_the_config_at_first_start() {
+    let (_fake, dfs, _api) = setup();
+    let config = "ldap:\n  enabled: true\n  url: ldaps://dc\n  base_dn: dc=x\n  bind_dn: cn=s\nkerberos:\n  enabled: true\n  keytab_path: /kerberos/dittofs.keytab\n  service_principal: nfs/h@EXAMPLE.COM\n";
+    dfs.seed_identity(config, "bind", "");
+    let ldap = dfs.identity_provider("ldap").expect("seeded");
+    assert_eq!(
+        (ldap["bind_password"].as_str(), ldap["user_attr"].as_str()),
+        (Some("bind"), Some("sAMAccountName"))
+    );
+    let krb = dfs.identity_provider("kerberos").expect("seeded");
+    assert_eq!(
+        (krb["realm"].as_str(), krb["dns_domain"].as_str()),
+        (Some("EXAMPLE.COM"), Some("example.com"))
+    );
+    dfs.seed_identity(&config.replace("dc=x", "dc=y"), "other", "");
+    assert_eq!(
+        dfs.identity_provider("ldap").expect("row")["base_dn"],
+        "dc=x"
+    );
+}

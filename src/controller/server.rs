@@ -17,8 +17,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::crd::SnapshotPolicyStatus;
-use crate::crd::{AdapterStatus, DittoServer, ItemState, ServerStatus};
+use crate::crd::{
+    AdapterStatus, DittoServer, IdentityProviderStatus, ItemState, ServerStatus,
+    SnapshotPolicyStatus,
+};
 use crate::defaults::{
     ACCOUNT_PASSWORD_KEY, ACCOUNT_REFRESH_OBTAINED_KEY, ACCOUNT_REFRESH_TOKEN_KEY,
     ADMIN_PASSWORD_KEY,
@@ -302,7 +304,8 @@ async fn sync<L>(
             Err(e) => return Outcome::failed(ServerState::Account(e)),
         };
     remember_session(p, &session);
-    let mut live = read(&server, &session.access).await;
+    let views = Views::of(eff, last);
+    let mut live = read(&server, &session.access, views).await;
     if let Err(e) = &live
         && matches!(e.status(), Some(401 | 403))
         && matches!(obtained, Obtained::Kept | Obtained::Refreshed)
@@ -320,7 +323,7 @@ async fn sync<L>(
             Err(e) => return Outcome::failed(ServerState::Account(e)),
         };
         remember_session(p, &session);
-        live = read(&server, &session.access).await;
+        live = read(&server, &session.access, views).await;
     }
     let keep_refresh = keep_refresh(eff, &session, obtained, stored_refresh.as_ref());
     let token = &session.access;
@@ -337,15 +340,24 @@ async fn sync<L>(
     let secrets = server_secret_values(eff, observed);
     let versions = secret_versions(eff, observed);
     let in_effect = last.is_some_and(|s| s.portmapper_port.is_some());
+    let last_identity = last.map_or(&[][..], |s| s.identity_providers.as_slice());
     let known = plan::Known {
         portmapper_in_effect: in_effect,
         secrets: &secrets,
         versions: &versions,
         stores: last.map_or(&[], |s| s.stores.as_slice()),
         snapshot_policies: last.map_or(&[], |s| s.snapshot_policies.as_slice()),
+        identity: last_identity,
+        pod_current: pod_current(observed, children),
     };
     let plan = plan::plan(eff, &live, &known);
-    let applied = apply(&server, token, eff, plan, live, in_effect).await;
+    // A Kerberos write waits for a restart under way: look again soon.
+    let restarting = plan
+        .identity_providers
+        .iter()
+        .any(|p| p.state == ItemState::Pending && p.message.as_deref() == Some(plan::RESTARTING));
+    let mut applied = apply(&server, token, eff, plan, live, in_effect, last_identity).await;
+    applied.changed |= restarting;
 
     let state = if let Some(stopped) = applied.stopped {
         unreachable_or_refused(stopped)
@@ -376,6 +388,7 @@ async fn sync<L>(
         shares: applied.plan.shares.clone(),
         snapshot_policies: applied.plan.snapshot_policies.clone(),
         unmanaged: applied.plan.unmanaged.clone(),
+        identity_providers: applied.plan.identity_providers.clone(),
     };
     Outcome {
         state,
@@ -477,25 +490,74 @@ fn keep_refresh(
     if age > lifetime / 2.0 { keep() } else { None }
 }
 
-/// Every view the plan needs: seven reads, sent together (a slow server costs one
-/// answer's time, not seven).
-async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError> {
+/// Which of the optional views a pass reads: the snapshot policies and each
+/// identity provider's row, only while the spec declares some or the last status
+/// still lists one (kept by the operator, or left alone and listed as unmanaged).
+/// A server that never had them costs the six reads it always did.
+#[derive(Clone, Copy, Debug)]
+struct Views {
+    snapshot_policies: bool,
+    ldap: bool,
+    kerberos: bool,
+}
+
+impl Views {
+    fn of(eff: &EffectiveSpec, last: Option<&ServerStatus>) -> Self {
+        let unmanaged =
+            |prefix: &str| last.is_some_and(|s| s.unmanaged.iter().any(|u| u.starts_with(prefix)));
+        let provider = |kind: &str| {
+            last.is_some_and(|s| s.identity_providers.iter().any(|p| p.provider_type == kind))
+                || unmanaged(&format!("identity provider {kind}"))
+        };
+        Self {
+            snapshot_policies: !eff.server.snapshot_policies.is_empty()
+                || last.is_some_and(|s| !s.snapshot_policies.is_empty())
+                || unmanaged("snapshot policy "),
+            ldap: eff.ldap.is_some() || provider(plan::LDAP),
+            kerberos: eff.kerberos.is_some() || provider(plan::KERBEROS),
+        }
+    }
+}
+
+/// Every view the plan needs, sent together (a slow server costs one answer's
+/// time, not one per view).
+async fn read(server: &Server<'_>, token: &Sensitive, views: Views) -> Result<Live, CallError> {
+    let policies = async {
+        match views.snapshot_policies {
+            true => server.snapshot_policies(token).await,
+            false => Ok(Vec::new()),
+        }
+    };
+    let ldap = async {
+        match views.ldap {
+            true => server.identity_provider(token, plan::LDAP).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    let kerberos = async {
+        match views.kerberos {
+            true => server
+                .identity_provider(token, plan::KERBEROS)
+                .await
+                .map(Some),
+            false => Ok(None),
+        }
+    };
     let (
-        adapters,
-        nfs_settings,
-        metadata_stores,
-        local_block_stores,
-        remote_block_stores,
-        shares,
-        snapshot_policies,
+        (adapters, nfs_settings, metadata_stores, local_block_stores, remote_block_stores, shares),
+        (snapshot_policies, ldap, kerberos),
     ) = futures::try_join!(
-        server.adapters(token),
-        server.nfs_settings(token),
-        server.metadata_stores(token),
-        server.block_stores(token, "local"),
-        server.block_stores(token, "remote"),
-        server.shares(token),
-        server.snapshot_policies(token),
+        async {
+            futures::try_join!(
+                server.adapters(token),
+                server.nfs_settings(token),
+                server.metadata_stores(token),
+                server.block_stores(token, "local"),
+                server.block_stores(token, "remote"),
+                server.shares(token),
+            )
+        },
+        async { futures::try_join!(policies, ldap, kerberos) },
     )?;
     Ok(Live {
         adapters,
@@ -505,7 +567,37 @@ async fn read(server: &Server<'_>, token: &Sensitive) -> Result<Live, CallError>
         remote_block_stores,
         shares,
         snapshot_policies,
+        ldap,
+        kerberos,
     })
+}
+
+/// Does the pod run the template this pass applied, rolled out? A Kerberos write
+/// waits for that: written during a restart, it would cost a second one.
+fn pod_current(observed: &Observed, children: &Children) -> bool {
+    use crate::resources::statefulset::KERBEROS_WRITTEN_ANNOTATION;
+    let Some((_, sts)) = &observed.stateful_set else {
+        return false;
+    };
+    let annotations = |s: &k8s_openapi::api::apps::v1::StatefulSet| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default()
+    };
+    let (have, want) = (annotations(sts), annotations(&children.stateful_set));
+    let same = [
+        crate::resources::CONFIG_HASH_ANNOTATION,
+        KERBEROS_WRITTEN_ANNOTATION,
+    ]
+    .iter()
+    .all(|k| have.get(*k) == want.get(*k));
+    let rolled = sts.status.as_ref().is_some_and(|st| {
+        st.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0)
+            && (st.update_revision.is_none() || st.current_revision == st.update_revision)
+    });
+    same && rolled
 }
 
 fn unreachable_or_refused(e: CallError) -> ServerState {
@@ -526,6 +618,8 @@ struct Applied {
     refusals: Vec<String>,
     /// A call that failed in a way that ends the pass (no answer, 5xx).
     stopped: Option<CallError>,
+    /// The identity providers as the last status recorded them.
+    last_identity: Vec<IdentityProviderStatus>,
 }
 
 impl Applied {
@@ -566,6 +660,19 @@ impl Applied {
                         format!(
                             "snapshot policy of {}: {}",
                             p.share,
+                            p.message.clone().unwrap_or_default()
+                        )
+                    }),
+            )
+            .chain(
+                self.plan
+                    .identity_providers
+                    .iter()
+                    .filter(|p| p.state == ItemState::Pending)
+                    .map(|p| {
+                        format!(
+                            "identity provider {}: {}",
+                            p.provider_type,
                             p.message.clone().unwrap_or_default()
                         )
                     }),
@@ -621,7 +728,28 @@ impl Applied {
                     p.message = Some(message.clone());
                 }
             }
-            None => {}
+            None => {
+                let kind = match step {
+                    Step::PutLdap(_) => plan::LDAP,
+                    Step::PutKerberos(_) => plan::KERBEROS,
+                    _ => "",
+                };
+                let last = self.last_identity.iter().find(|p| p.provider_type == kind);
+                if let Some(p) = self
+                    .plan
+                    .identity_providers
+                    .iter_mut()
+                    .find(|p| p.provider_type == kind)
+                {
+                    p.state = ItemState::Failed;
+                    p.message = Some(message.clone());
+                    // Not given its password: sent again at the next try. Nothing
+                    // new written: no restart for it.
+                    p.secret_version = None;
+                    p.written_digest = last.and_then(|l| l.written_digest.clone());
+                    p.enabled = last.map_or(p.enabled, |l| l.enabled);
+                }
+            }
         }
         self.refusals.push(message);
     }
@@ -668,6 +796,7 @@ async fn apply(
     plan: Plan,
     live: Live,
     portmapper_in_effect: bool,
+    last_identity: &[IdentityProviderStatus],
 ) -> Applied {
     let portmapper_port = live
         .nfs_settings
@@ -682,6 +811,7 @@ async fn apply(
         changed: false,
         refusals: Vec::new(),
         stopped: None,
+        last_identity: last_identity.to_vec(),
     };
     for step in &steps {
         // Shares wait for the stores that failed in this pass.
@@ -831,6 +961,16 @@ async fn run(
                         config: config.to_string(),
                     },
                 )
+                .await?;
+        }
+        Step::PutLdap(config) => {
+            server
+                .put_identity_provider(token, plan::LDAP, config)
+                .await?;
+        }
+        Step::PutKerberos(config) => {
+            server
+                .put_identity_provider(token, plan::KERBEROS, config)
                 .await?;
         }
         Step::CreateShare(share) => {

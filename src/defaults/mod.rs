@@ -60,6 +60,10 @@ pub const DEFAULT_BACKUP_RETENTION_DAYS: i32 = 7;
 pub const DITTOFS_PORTMAPPER_PORT: i32 = 10111;
 /// Turn the NFS portmapper on: plain NFSv3 mounts find the server.
 pub const DEFAULT_NFS_PORTMAPPER: bool = true;
+/// DittoFS v0.29's own defaults of `ldap.user_attr` and `ldap.idmap`
+/// (`pkg/identity/ldap/config.go`).
+pub const DEFAULT_LDAP_USER_ATTR: &str = "sAMAccountName";
+pub const DEFAULT_LDAP_IDMAP: LdapIdmap = LdapIdmap::Rfc2307;
 /// A badger metadata store lives on the metadata volume.
 pub const DEFAULT_BADGER_PATH: &str = "/data/metadata";
 /// An fs block store lives on the content volume.
@@ -124,6 +128,14 @@ pub const DERIVED_DEFAULTS: &[(&str, &str)] = &[
     (
         "spec.terminationGracePeriodSeconds",
         "5 + 3 × `shutdownTimeout` + 10 s (105 with the default `shutdownTimeout`), not written into the spec so that it follows `shutdownTimeout`",
+    ),
+    (
+        "spec.identity.kerberos.realm",
+        "the part of `servicePrincipal` after its last `@` (as DittoFS derives it), not written into the spec",
+    ),
+    (
+        "spec.identity.kerberos.dnsDomain",
+        "the realm in lower case (as DittoFS derives it), not written into the spec",
     ),
     (
         "spec.database.type",
@@ -259,6 +271,9 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         ),
     };
 
+    let ldap = identity.ldap.as_mut().and_then(resolve_ldap);
+    let kerberos = identity.kerberos.as_mut().and_then(resolve_kerberos);
+
     let service = spec.service.get_or_insert_with(Default::default);
     let api_service = Exposure {
         service_type: value(&mut service.service_type, DEFAULT_SERVICE_TYPE),
@@ -366,6 +381,83 @@ pub fn resolve(name: &str, namespace: &str, spec: &mut DittoServerSpec) -> Effec
         logging,
         network_policy,
         server,
+        ldap,
+        kerberos,
+    }
+}
+
+/// The `ldap` block's defaults (those of `ApplyDefaults` in DittoFS v0.29's
+/// `pkg/identity/ldap/config.go`); its settings when enabled.
+fn resolve_ldap(spec: &mut LdapSpec) -> Option<Ldap> {
+    let enabled = value(&mut spec.enabled, false);
+    let ldap = Ldap {
+        url: spec.url.clone().unwrap_or_default(),
+        start_tls: value(&mut spec.start_tls, false),
+        allow_plaintext: value(&mut spec.allow_plaintext, false),
+        base_dn: spec.base_dn.clone().unwrap_or_default(),
+        bind_dn: spec.bind_dn.clone().unwrap_or_default(),
+        bind_password: selector(spec.bind_password_secret_ref.as_ref()),
+        user_attr: text(&mut spec.user_attr, DEFAULT_LDAP_USER_ATTR),
+        realm: spec.realm.clone().unwrap_or_default(),
+        idmap: value(&mut spec.idmap, DEFAULT_LDAP_IDMAP),
+        nested_groups: value(&mut spec.nested_groups, false),
+        ca_cert: spec.ca_cert_secret_ref.as_ref().map(|r| selector(Some(r))),
+        insecure_skip_verify: value(&mut spec.insecure_skip_verify, false),
+    };
+    enabled.then_some(ldap)
+}
+
+/// The `kerberos` block's defaults; its settings when enabled, with the realm and
+/// DNS domain DittoFS v0.29 derives (`applyKerberosDefaults`,
+/// `pkg/config/defaults.go`): the realm after the principal's last `@`, the DNS
+/// domain the realm in lower case. Not written into the spec: they follow it.
+fn resolve_kerberos(spec: &mut KerberosSpec) -> Option<Kerberos> {
+    let enabled = value(&mut spec.enabled, false);
+    let machine_account = spec.machine_account.as_mut().and_then(|m| {
+        value(&mut m.enabled, false).then(|| MachineAccount {
+            account_name: m.account_name.clone().unwrap_or_default(),
+            secret: selector(m.secret_ref.as_ref()),
+            dc_addresses: m.dc_address.clone(),
+        })
+    });
+    let service_principal = spec.service_principal.clone().unwrap_or_default();
+    let realm_written = spec.realm.clone().unwrap_or_default();
+    let realm = if realm_written.is_empty() {
+        service_principal
+            .rsplit_once('@')
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_default()
+    } else {
+        realm_written.clone()
+    };
+    let dns_domain_written = spec.dns_domain.clone().unwrap_or_default();
+    let dns_domain = if dns_domain_written.is_empty() {
+        realm.to_lowercase()
+    } else {
+        dns_domain_written.clone()
+    };
+    enabled.then(|| Kerberos {
+        service_principal,
+        realm_written,
+        dns_domain_written,
+        realm,
+        netbios_domain: spec.netbios_domain.clone().unwrap_or_default(),
+        dns_domain,
+        keytab: selector(spec.keytab_secret_ref.as_ref()),
+        krb5_conf: spec
+            .krb5_conf_secret_ref
+            .as_ref()
+            .map(|r| selector(Some(r))),
+        machine_account,
+    })
+}
+
+/// A user's Secret key (empty names are refused by validation).
+fn selector(r: Option<&k8s_openapi::api::core::v1::SecretKeySelector>) -> SecretKey {
+    SecretKey {
+        name: r.map(|r| r.name.clone()).unwrap_or_default(),
+        key: r.map(|r| r.key.clone()).unwrap_or_default(),
+        managed: false,
     }
 }
 

@@ -18,6 +18,12 @@ pub mod path {
     pub const METADATA_STORES: &str = "/api/v1/store/metadata";
     pub const SHARES: &str = "/api/v1/shares";
     pub const SNAPSHOT_POLICIES: &str = "/api/v1/snapshot-policies";
+    pub const IDENTITY_PROVIDERS: &str = "/api/v1/identity-providers";
+
+    /// `/api/v1/identity-providers/{type}/config` (`ldap` or `kerberos`).
+    pub fn identity_provider_config(kind: &str) -> String {
+        format!("{IDENTITY_PROVIDERS}/{}/config", super::escape(kind))
+    }
 
     /// `/api/v1/users/{username}`.
     pub fn user(username: &str) -> String {
@@ -337,4 +343,80 @@ mod tests {
         );
         assert!(login.user.must_change_password);
     }
+}
+
+/// What `GET /api/v1/identity-providers/{type}/config` answers in place of a
+/// stored secret (`redactedSecret`, `handlers/helpers.go`); a PUT carrying it, or
+/// an empty one, keeps the stored secret (`identity_providers.go`).
+pub const REDACTED_SECRET: &str = "********";
+
+/// `ldapConfigDTO` (`identity_providers.go`): what GET answers (defaults applied,
+/// the bind password redacted) and PUT takes (the whole row).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LdapConfig {
+    pub enabled: bool,
+    pub url: String,
+    pub start_tls: bool,
+    pub allow_plaintext: bool,
+    pub base_dn: String,
+    pub bind_dn: String,
+    #[serde(skip_serializing_if = "Sensitive::is_empty")]
+    pub bind_password: Sensitive,
+    pub user_attr: String,
+    pub realm: String,
+    pub idmap: String,
+    pub nested_groups: bool,
+    /// A Go duration; empty: the server's default.
+    pub timeout: String,
+    pub max_group_results: i64,
+    pub tls: LdapTls,
+}
+
+/// `ldapTLSDTO` (`identity_providers.go`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LdapTls {
+    pub ca_cert_file: String,
+    pub client_cert_file: String,
+    pub client_key_file: String,
+    pub insecure_skip_verify: bool,
+    pub min_version: String,
+}
+
+/// `KerberosConfigDTO` (`identity_providers.go`): stored as sent, no defaults
+/// applied; the machine account's secret redacted on GET.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KerberosConfig {
+    pub enabled: bool,
+    pub keytab_path: String,
+    pub service_principal: String,
+    pub realm: String,
+    pub netbios_domain: String,
+    pub dns_domain: String,
+    pub krb5_conf: String,
+    /// Go durations; empty: the server's defaults at start (`kerberosDTOToConfig`,
+    /// `cmd/dfs/commands/start.go`).
+    pub max_clock_skew: String,
+    pub context_ttl: String,
+    pub max_contexts: i64,
+    pub machine_account: KerberosMachineAccount,
+}
+
+/// `KerberosMachineAccountDTO` (`identity_providers.go`): every field omitted
+/// when empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KerberosMachineAccount {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub keytab_path: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dc_address: Vec<String>,
+    #[serde(skip_serializing_if = "Sensitive::is_empty")]
+    pub secret: Sensitive,
 }

@@ -22,7 +22,7 @@ pub use server::Server;
 
 /// A password or token: its `Debug` says nothing, it has no `Display`, and it is
 /// read only through [`Sensitive::expose`], where it is sent.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Sensitive(String);
 

@@ -10,15 +10,20 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::crd::{ItemState, ShareStatus, SnapshotPolicyStatus, StoreStatus};
+use crate::crd::{
+    IdentityProviderStatus, ItemState, ShareStatus, SnapshotPolicyStatus, StoreStatus,
+};
 use crate::defaults::DEFAULT_SNAPSHOT_NAME_PREFIX;
 use crate::duration::{parse_go_duration_nanos, parse_snapshot_interval};
 use crate::effective::*;
 
 use super::api::{
-    Adapter, NfsSettings, Share as LiveShare, SnapshotPolicy as LivePolicy, Store,
-    UpdateAdapterRequest, UpsertSnapshotPolicyRequest,
+    Adapter, KerberosConfig, LdapConfig, NfsSettings, Share as LiveShare,
+    SnapshotPolicy as LivePolicy, Store, UpdateAdapterRequest, UpsertSnapshotPolicyRequest,
 };
+
+mod identity;
+pub use identity::{KERBEROS, LDAP, RESTARTING};
 
 /// The server as read in one pass.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -31,6 +36,10 @@ pub struct Live {
     pub remote_block_stores: Vec<Store>,
     pub shares: Vec<LiveShare>,
     pub snapshot_policies: Vec<LivePolicy>,
+    /// The LDAP row (`None` inside: not configured); `None`: not read.
+    pub ldap: Option<Option<LdapConfig>>,
+    /// The Kerberos row, likewise.
+    pub kerberos: Option<Option<KerberosConfig>>,
 }
 
 /// The data of the Secrets the stores read (name → key → value).
@@ -52,6 +61,10 @@ pub struct Known<'a> {
     /// The snapshot policies as the last status recorded them: which the operator
     /// created (`owned`).
     pub snapshot_policies: &'a [SnapshotPolicyStatus],
+    /// The identity providers as the last status recorded them.
+    pub identity: &'a [IdentityProviderStatus],
+    /// The pod runs the StatefulSet's current template: no restart is under way.
+    pub pod_current: bool,
 }
 
 /// One change, in the order the steps run.
@@ -87,6 +100,10 @@ pub enum Step {
         name: String,
         config: Value,
     },
+    /// The whole LDAP row (applied live).
+    PutLdap(LdapConfig),
+    /// The whole Kerberos row (applied at the server's next start).
+    PutKerberos(KerberosConfig),
     CreateShare(Share),
     UpdateShare {
         name: String,
@@ -120,7 +137,10 @@ impl Step {
             Step::UpsertSnapshotPolicy { share, .. } | Step::DeleteSnapshotPolicy { share } => {
                 Some(Subject::SnapshotPolicy(share.clone()))
             }
-            Step::Portmapper { .. } | Step::Adapter { .. } => None,
+            Step::Portmapper { .. }
+            | Step::Adapter { .. }
+            | Step::PutLdap(_)
+            | Step::PutKerberos(_) => None,
         }
     }
 }
@@ -145,6 +165,8 @@ pub struct Plan {
     pub unmanaged: Vec<String>,
     /// What differs and is left as it is, one line each.
     pub drift: Vec<String>,
+    /// The identity providers the operator keeps, if the steps succeed.
+    pub identity_providers: Vec<IdentityProviderStatus>,
 }
 
 /// Plan the server of `eff` from `live` and what else is `known`.
@@ -170,6 +192,7 @@ pub fn plan(eff: &EffectiveSpec, live: &Live, known: &Known<'_>) -> Plan {
     shares(eff, live, &mut plan);
     unmanaged(eff, live, &mut plan);
     snapshot_policies(eff, live, known, &mut plan);
+    identity::identity(eff, live, known, &mut plan);
     plan
 }
 
@@ -794,6 +817,8 @@ mod tests {
                 versions: &BTreeMap::new(),
                 stores: &[],
                 snapshot_policies: &[],
+                identity: &[],
+                pod_current: true,
             },
         )
     }
@@ -846,7 +871,7 @@ mod tests {
                 enabled: true,
                 default_permission: "read-write".into(),
             }],
-            snapshot_policies: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -870,6 +895,8 @@ mod tests {
                 Step::UpdateShare { name, .. } => format!("update share {name}"),
                 Step::UpsertSnapshotPolicy { share, .. } => format!("policy {share}"),
                 Step::DeleteSnapshotPolicy { share } => format!("remove policy {share}"),
+                Step::PutLdap(_) => "ldap".into(),
+                Step::PutKerberos(_) => "kerberos".into(),
             })
             .collect();
         assert_eq!(
@@ -924,6 +951,8 @@ mod tests {
                     versions,
                     stores,
                     snapshot_policies: &[],
+                    identity: &[],
+                    pod_current: true,
                 },
             )
         };
@@ -1111,6 +1140,8 @@ mod tests {
                 versions: &BTreeMap::new(),
                 stores: &[],
                 snapshot_policies: policies,
+                identity: &[],
+                pod_current: true,
             },
         )
     }
@@ -1275,6 +1306,8 @@ mod tests {
                 versions: &BTreeMap::new(),
                 stores: &[],
                 snapshot_policies: &[],
+                identity: &[],
+                pod_current: true,
             },
         );
         assert!(policy_steps(&plan).is_empty());

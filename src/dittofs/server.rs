@@ -388,6 +388,49 @@ impl<'a> Server<'a> {
         .await
     }
 
+    /// `GET /api/v1/identity-providers/{type}/config` (admin): the stored row, its
+    /// secret redacted; `None` for 404, "not configured" (`identity_providers.go`,
+    /// `GetConfig`).
+    pub async fn identity_provider<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &Sensitive,
+        kind: &str,
+    ) -> Result<Option<T>, CallError> {
+        match self
+            .get(
+                &format!("reading the {kind} identity provider"),
+                &path::identity_provider_config(kind),
+                token,
+            )
+            .await
+        {
+            Ok(config) => Ok(Some(config)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /api/v1/identity-providers/{type}/config` (admin): validated and stored
+    /// whole; 400 with the server's reason. LDAP applies live; Kerberos at the next
+    /// start (the answer says `X-DittoFS-Apply: restart-required`), except the
+    /// machine account's credential, which the SMB adapter reloads
+    /// (`identity_providers.go`, `PutConfig`).
+    pub async fn put_identity_provider<B: Serialize>(
+        &self,
+        token: &Sensitive,
+        kind: &str,
+        body: &B,
+    ) -> Result<(), CallError> {
+        self.send_ignoring_body(
+            &format!("writing the {kind} identity provider"),
+            Method::PUT,
+            &path::identity_provider_config(kind),
+            token,
+            body,
+        )
+        .await
+    }
+
     /// `DELETE /api/v1/shares/{name}/snapshot-policy` (admin): 204; 404 `snapshot
     /// policy not found` (`handlers/snapshot_policy.go`, `Remove`).
     pub async fn delete_snapshot_policy(

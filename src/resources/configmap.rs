@@ -14,7 +14,9 @@ use crate::names;
 
 use super::BuildError;
 use super::labels::child_meta;
-use super::secret_files::{API_CERT, API_CLIENT_CA, API_KEY, METRICS_TOKEN};
+use super::secret_files::{
+    API_CERT, API_CLIENT_CA, API_KEY, KEYTAB, KRB5_CONF, LDAP_CA, METRICS_TOKEN,
+};
 
 /// The config file, field order as the server documents it.
 #[derive(Serialize)]
@@ -27,6 +29,71 @@ struct ServerConfig<'a> {
     admin: Admin<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<Metrics<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ldap: Option<Ldap<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kerberos: Option<Kerberos<'a>>,
+}
+
+/// `ldap` (`Config` in `pkg/identity/ldap/config.go`). The bind password comes from
+/// `DITTOFS_LDAP_BIND_PASSWORD`. The server reads this block only at its first
+/// start, to seed its database (`resolveIdentityProviders`,
+/// `cmd/dfs/commands/start.go`); the operator keeps the database in line.
+#[derive(Serialize)]
+struct Ldap<'a> {
+    enabled: bool,
+    url: &'a str,
+    start_tls: bool,
+    allow_plaintext: bool,
+    base_dn: &'a str,
+    bind_dn: &'a str,
+    user_attr: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    realm: &'a str,
+    idmap: &'static str,
+    nested_groups: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<LdapTls>,
+}
+
+/// `ldap.tls` (`TLSConfig`, same file).
+#[derive(Serialize)]
+struct LdapTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_cert_file: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure_skip_verify: bool,
+}
+
+/// `kerberos` (`KerberosConfig` in `pkg/config/config.go`). Seeds the database at
+/// the first start like `ldap`; `keytab_path` and `krb5_conf` are read at every
+/// start (`overlayDeploymentPaths`, `cmd/dfs/commands/start.go`). Realm and DNS
+/// domain only as written: the server derives the same defaults.
+#[derive(Serialize)]
+struct Kerberos<'a> {
+    enabled: bool,
+    keytab_path: String,
+    service_principal: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    realm: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    netbios_domain: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    dns_domain: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    krb5_conf: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine_account: Option<MachineAccount<'a>>,
+}
+
+/// `kerberos.machine_account` (`MachineAccountConfig`, same file); the secret comes
+/// from `DITTOFS_KERBEROS_MACHINE_ACCOUNT_SECRET`.
+#[derive(Serialize)]
+struct MachineAccount<'a> {
+    enabled: bool,
+    account_name: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    dc_address: &'a [String],
 }
 
 /// `LoggingConfig` in `pkg/config/config.go`: the level as DEBUG/INFO/WARN/ERROR,
@@ -105,6 +172,32 @@ struct Metrics<'a> {
 /// binds every key to `DITTOFS_<PATH>` environment variables, which the pod gets
 /// from the Secret.
 pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
+    serialize(&config(eff))
+}
+
+/// What of `config.yaml` the config hash covers: all of it but the `ldap` and
+/// `kerberos` blocks. The server reads those only to seed its database at the first
+/// start; later the operator writes changes to the database (LDAP applies them
+/// live; a Kerberos write restarts the pod once, through
+/// `statefulset::KERBEROS_WRITTEN_ANNOTATION`). Hashing them would restart the pod
+/// for settings the restarted server ignores. What the server reads from them at
+/// every start (the keytab and krb5.conf paths) follows the pod's volumes, which the
+/// pod template carries.
+pub fn hashed_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
+    let mut config = config(eff);
+    config.ldap = None;
+    config.kerberos = None;
+    serialize(&config)
+}
+
+fn serialize(config: &ServerConfig<'_>) -> Result<String, BuildError> {
+    serde_yaml_ng::to_string(config).map_err(|e| BuildError::Serialize {
+        object: "config.yaml",
+        message: e.to_string(),
+    })
+}
+
+fn config(eff: &EffectiveSpec) -> ServerConfig<'_> {
     let database = match &eff.database {
         Database::Sqlite { path } => DatabaseConfig {
             db_type: "sqlite",
@@ -115,7 +208,7 @@ pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
             sqlite: None,
         },
     };
-    let config = ServerConfig {
+    ServerConfig {
         logging: Logging {
             level: eff.logging.level,
             format: eff.logging.format,
@@ -147,11 +240,37 @@ pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
             auth: m.token.is_some().then_some("token"),
             token_file: m.token.is_some().then(|| METRICS_TOKEN.path()),
         }),
-    };
-    serde_yaml_ng::to_string(&config).map_err(|e| BuildError::Serialize {
-        object: "config.yaml",
-        message: e.to_string(),
-    })
+        ldap: eff.ldap.as_ref().map(|l| Ldap {
+            enabled: true,
+            url: &l.url,
+            start_tls: l.start_tls,
+            allow_plaintext: l.allow_plaintext,
+            base_dn: &l.base_dn,
+            bind_dn: &l.bind_dn,
+            user_attr: &l.user_attr,
+            realm: &l.realm,
+            idmap: l.idmap.as_str(),
+            nested_groups: l.nested_groups,
+            tls: (l.ca_cert.is_some() || l.insecure_skip_verify).then(|| LdapTls {
+                ca_cert_file: l.ca_cert.as_ref().map(|_| LDAP_CA.path()),
+                insecure_skip_verify: l.insecure_skip_verify,
+            }),
+        }),
+        kerberos: eff.kerberos.as_ref().map(|k| Kerberos {
+            enabled: true,
+            keytab_path: KEYTAB.path(),
+            service_principal: &k.service_principal,
+            realm: &k.realm_written,
+            netbios_domain: &k.netbios_domain,
+            dns_domain: &k.dns_domain_written,
+            krb5_conf: k.krb5_conf.as_ref().map(|_| KRB5_CONF.path()),
+            machine_account: k.machine_account.as_ref().map(|m| MachineAccount {
+                enabled: true,
+                account_name: &m.account_name,
+                dc_address: &m.dc_addresses,
+            }),
+        }),
+    }
 }
 
 /// Build the ConfigMap around the rendered config.

@@ -107,6 +107,18 @@ pub struct Children {
     pub config_hash: String,
 }
 
+/// The digest of the Kerberos settings the operator last wrote to the server, as
+/// the status records it: while the operator keeps Kerberos in the server
+/// (enabled, or turned off by it), the pod template carries it.
+pub fn kerberos_written(server: Option<&ServerStatus>) -> Option<&str> {
+    server?
+        .identity_providers
+        .iter()
+        .find(|p| p.provider_type == "kerberos")?
+        .written_digest
+        .as_deref()
+}
+
 /// Build every object for one DittoServer. Pure: the same inputs give the same
 /// objects, byte for byte.
 pub fn build_all(
@@ -129,7 +141,8 @@ pub fn build_all(
             );
         }
     }
-    let unhashed = statefulset::build_stateful_set(ds, eff, "");
+    let kerberos_written = kerberos_written(inputs.server.as_ref());
+    let unhashed = statefulset::build_stateful_set(ds, eff, "", kerberos_written);
     let template =
         serde_json::to_vec(&unhashed.spec.as_ref().map(|s| &s.template)).map_err(|e| {
             BuildError::Serialize {
@@ -137,7 +150,7 @@ pub fn build_all(
                 message: e.to_string(),
             }
         })?;
-    let config_hash = hash::config_hash(&config_yaml, &hashed, &template);
+    let config_hash = hash::config_hash(&configmap::hashed_config(eff)?, &hashed, &template);
     let services = service::build_services(ds, eff, inputs.server.as_ref());
 
     Ok(Children {
@@ -156,7 +169,7 @@ pub fn build_all(
                 .as_ref()
                 .map(|monitor| service_monitor::build_service_monitor(ds, eff, m, monitor))
         }),
-        stateful_set: statefulset::build_stateful_set(ds, eff, &config_hash),
+        stateful_set: statefulset::build_stateful_set(ds, eff, &config_hash, kerberos_written),
         percona_cluster: eff
             .percona
             .as_ref()

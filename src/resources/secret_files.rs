@@ -42,6 +42,28 @@ pub const API_CLIENT_CA: SecretFile = SecretFile {
     file: "ca.crt",
 };
 
+/// The LDAP server's CA bundle (`ldap.tls.ca_cert_file`).
+pub const LDAP_CA: SecretFile = SecretFile {
+    volume: "ldap-ca",
+    dir: "/ldap-ca",
+    file: "ca.crt",
+};
+/// The service keytab (`kerberos.keytab_path`): the Go operator's path, so a
+/// server it started finds its keytab where it was.
+pub const KEYTAB: SecretFile = SecretFile {
+    volume: "kerberos-keytab",
+    dir: "/kerberos",
+    file: "dittofs.keytab",
+};
+/// The krb5.conf (`kerberos.krb5_conf`).
+pub const KRB5_CONF: SecretFile = SecretFile {
+    volume: "kerberos-krb5",
+    dir: "/kerberos-krb5",
+    file: "krb5.conf",
+};
+/// Keytabs are readable by the pod's user and group only.
+const KEYTAB_MODE: i32 = 0o440;
+
 /// One Secret volume: the Secret, and each key with the file it becomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretMount {
@@ -50,6 +72,8 @@ pub struct SecretMount {
     pub secret: String,
     /// (key in the Secret, file name under `dir`)
     pub items: Vec<(String, &'static str)>,
+    /// The files' mode; `None`: the volume's default.
+    pub mode: Option<i32>,
 }
 
 /// Every Secret volume of the server pod. Only the keys the server reads are
@@ -80,6 +104,23 @@ pub fn secret_mounts(eff: &EffectiveSpec) -> Vec<SecretMount> {
             ));
         }
     }
+    if let Some(ca) = eff.ldap.as_ref().and_then(|l| l.ca_cert.as_ref()) {
+        mounts.push(mount(LDAP_CA, &ca.name, vec![(ca.key.clone(), LDAP_CA)]));
+    }
+    if let Some(kerberos) = &eff.kerberos {
+        let keytab = &kerberos.keytab;
+        mounts.push(SecretMount {
+            mode: Some(KEYTAB_MODE),
+            ..mount(KEYTAB, &keytab.name, vec![(keytab.key.clone(), KEYTAB)])
+        });
+        if let Some(conf) = &kerberos.krb5_conf {
+            mounts.push(mount(
+                KRB5_CONF,
+                &conf.name,
+                vec![(conf.key.clone(), KRB5_CONF)],
+            ));
+        }
+    }
     mounts
 }
 
@@ -89,5 +130,6 @@ fn mount(at: SecretFile, secret: &str, items: Vec<(String, SecretFile)>) -> Secr
         dir: at.dir,
         secret: secret.to_string(),
         items: items.into_iter().map(|(key, f)| (key, f.file)).collect(),
+        mode: None,
     }
 }

@@ -30,6 +30,10 @@ pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";
 pub use crate::defaults::DITTOFS_UID;
 /// Where the config file is mounted.
 pub const CONFIG_DIR: &str = "/config";
+/// Pod-template annotation carrying the digest of the Kerberos settings the
+/// operator last wrote to the server's database (`status.server.identityProviders`):
+/// the server applies them at start, so a write restarts the pod once.
+pub const KERBEROS_WRITTEN_ANNOTATION: &str = "dittofs.io/kerberos-settings";
 /// Image of the init container that waits for PostgreSQL.
 pub const WAIT_FOR_POSTGRES_IMAGE: &str = "postgres:16-alpine";
 /// Upper bound of that wait.
@@ -77,7 +81,16 @@ pub fn persistent_dirs(eff: &EffectiveSpec) -> Vec<&'static str> {
 
 /// Build the StatefulSet. `config_hash` goes into the pod template annotation; the
 /// hash itself is computed over the template built with an empty one (`hash.rs`).
-pub fn build_stateful_set(ds: &DittoServer, eff: &EffectiveSpec, config_hash: &str) -> StatefulSet {
+///
+/// `kerberos_written` is the digest of the Kerberos settings the operator last
+/// wrote to the server's database, from the status (see
+/// [`KERBEROS_WRITTEN_ANNOTATION`]).
+pub fn build_stateful_set(
+    ds: &DittoServer,
+    eff: &EffectiveSpec,
+    config_hash: &str,
+    kerberos_written: Option<&str>,
+) -> StatefulSet {
     let volumes = data_volumes(eff);
     let claim_templates = volumes
         .iter()
@@ -119,7 +132,7 @@ pub fn build_stateful_set(ds: &DittoServer, eff: &EffectiveSpec, config_hash: &s
                     when_scaled: Some("Retain".into()),
                 },
             ),
-            template: pod_template(eff, &volumes, config_hash),
+            template: pod_template(eff, &volumes, config_hash, kerberos_written),
             volume_claim_templates: Some(claim_templates),
             ..Default::default()
         }),
@@ -127,10 +140,18 @@ pub fn build_stateful_set(ds: &DittoServer, eff: &EffectiveSpec, config_hash: &s
     }
 }
 
-fn pod_template(eff: &EffectiveSpec, volumes: &[DataVolume], config_hash: &str) -> PodTemplateSpec {
+fn pod_template(
+    eff: &EffectiveSpec,
+    volumes: &[DataVolume],
+    config_hash: &str,
+    kerberos_written: Option<&str>,
+) -> PodTemplateSpec {
     let mut annotations = BTreeMap::new();
     if !config_hash.is_empty() {
         annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string());
+    }
+    if let Some(digest) = kerberos_written {
+        annotations.insert(KERBEROS_WRITTEN_ANNOTATION.to_string(), digest.to_string());
     }
     let mut init_containers = Vec::new();
     if let Database::Percona { secret_name } = &eff.database {
@@ -178,7 +199,7 @@ fn pod_volumes(eff: &EffectiveSpec) -> Vec<Volume> {
                     .map(|(key, file)| KeyToPath {
                         key,
                         path: file.into(),
-                        ..Default::default()
+                        mode: m.mode,
                     })
                     .collect(),
             ),
@@ -365,6 +386,21 @@ pub fn server_env(eff: &EffectiveSpec) -> Vec<EnvVar> {
                 ..Default::default()
             });
         }
+    }
+    // DittoFS v0.29 reads these passwords from no file, only from its config or
+    // `DITTOFS_<PATH>` (`pkg/config/config.go`, every key bound by reflection).
+    if let Some(ldap) = &eff.ldap {
+        env.push(from_key("DITTOFS_LDAP_BIND_PASSWORD", &ldap.bind_password));
+    }
+    if let Some(machine) = eff
+        .kerberos
+        .as_ref()
+        .and_then(|k| k.machine_account.as_ref())
+    {
+        env.push(from_key(
+            "DITTOFS_KERBEROS_MACHINE_ACCOUNT_SECRET",
+            &machine.secret,
+        ));
     }
     env
 }

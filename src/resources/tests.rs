@@ -67,7 +67,7 @@ fn env<'a>(c: &'a Children, name: &str) -> Option<&'a EnvVar> {
     server(c).env.iter().flatten().find(|e| e.name == name)
 }
 
-const SAMPLES: [&str; 10] = [
+const SAMPLES: [&str; 12] = [
     "minimal",
     "memory",
     "s3",
@@ -78,6 +78,8 @@ const SAMPLES: [&str; 10] = [
     "servicemonitor",
     "tls",
     "snapshots",
+    "ldap",
+    "kerberos",
 ];
 
 #[test]
@@ -898,5 +900,193 @@ fn building_is_deterministic() {
     assert_eq!(
         serde_json::to_string(&a.stateful_set).ok(),
         serde_json::to_string(&b.stateful_set).ok()
+    );
+}
+
+fn volume<'a>(c: &'a Children, name: &str) -> &'a k8s_openapi::api::core::v1::SecretVolumeSource {
+    pod(c)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .and_then(|v| v.secret.as_ref())
+        .unwrap_or_else(|| panic!("volume {name}"))
+}
+
+fn mount<'a>(c: &'a Children, name: &str) -> &'a k8s_openapi::api::core::v1::VolumeMount {
+    server(c)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("mount {name}"))
+}
+
+fn secret_ref(e: &EnvVar) -> (&str, &str) {
+    let r = e
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("from a Secret");
+    (r.name.as_str(), r.key.as_str())
+}
+
+/// LDAP: the bind password as the variable DittoFS reads (it has no password file
+/// key), the CA bundle as the file `ldap.tls.ca_cert_file` names.
+#[test]
+fn ldap_reaches_the_pod_as_env_and_a_file() {
+    let c = build(&sample("ldap"));
+    let password = env(&c, "DITTOFS_LDAP_BIND_PASSWORD").expect("bind password");
+    assert_eq!(secret_ref(password), ("ldap-bind", "password"));
+    let ca = volume(&c, "ldap-ca");
+    assert_eq!(ca.secret_name.as_deref(), Some("ldap-ca"));
+    let item = &ca.items.as_ref().expect("items")[0];
+    assert_eq!(
+        (item.key.as_str(), item.path.as_str()),
+        ("ca.crt", "ca.crt")
+    );
+    let m = mount(&c, "ldap-ca");
+    assert_eq!(
+        (m.mount_path.as_str(), m.read_only),
+        ("/ldap-ca", Some(true))
+    );
+    let yaml = &c.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(
+        yaml.contains("  tls:\n    ca_cert_file: /ldap-ca/ca.crt\n"),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("password") && !yaml.contains("replace-with"),
+        "{yaml}"
+    );
+    // Disabled (the Go operator's default): nothing.
+    let off = build(&from_yaml(
+        "storage: {metadataSize: 1Gi}\nidentity: {ldap: {url: 'ldaps://x', baseDN: a, bindDN: b}}",
+    ));
+    assert!(env(&off, "DITTOFS_LDAP_BIND_PASSWORD").is_none());
+    let yaml = &off.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(!yaml.contains("ldap"), "{yaml}");
+}
+
+/// Kerberos: keytab (0440) and krb5.conf as read-only files at the Go operator's
+/// paths, the machine account's password as the variable DittoFS reads.
+#[test]
+fn kerberos_reaches_the_pod_as_files_and_env() {
+    let c = build(&sample("kerberos"));
+    let keytab = volume(&c, "kerberos-keytab");
+    assert_eq!(keytab.secret_name.as_deref(), Some("dittofs-keytab"));
+    let item = &keytab.items.as_ref().expect("items")[0];
+    assert_eq!(
+        (item.key.as_str(), item.path.as_str(), item.mode),
+        ("keytab", "dittofs.keytab", Some(0o440))
+    );
+    let krb5 = volume(&c, "kerberos-krb5");
+    let item = &krb5.items.as_ref().expect("items")[0];
+    assert_eq!(
+        (item.key.as_str(), item.path.as_str()),
+        ("krb5.conf", "krb5.conf")
+    );
+    for (name, path) in [
+        ("kerberos-keytab", "/kerberos"),
+        ("kerberos-krb5", "/kerberos-krb5"),
+    ] {
+        let m = mount(&c, name);
+        assert_eq!((m.mount_path.as_str(), m.read_only), (path, Some(true)));
+    }
+    let secret = env(&c, "DITTOFS_KERBEROS_MACHINE_ACCOUNT_SECRET").expect("machine secret");
+    assert_eq!(secret_ref(secret), ("dittofs-machine-account", "secret"));
+    let yaml = &c.config_map.data.as_ref().expect("data")["config.yaml"];
+    assert!(
+        yaml.contains("  keytab_path: /kerberos/dittofs.keytab\n")
+            && yaml.contains("  krb5_conf: /kerberos-krb5/krb5.conf\n"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("secret"), "{yaml}");
+}
+
+/// Rotating a file the pod reads (CA, keytab, krb5.conf) restarts it. A rotated
+/// password (bind, machine account) does not: DittoFS takes those from its database
+/// after the first start, where the operator sends them. Editing the settings does
+/// not either: the operator writes them to the database; a Kerberos write restarts
+/// the pod through the digest the status records.
+#[test]
+fn identity_files_roll_the_pod_and_passwords_and_settings_do_not() {
+    let spec = "storage: {metadataSize: 1Gi}\nidentity:\n  ldap: {enabled: true, url: 'ldaps://x', baseDN: a, bindDN: b, bindPasswordSecretRef: {name: bind, key: p}, caCertSecretRef: {name: ca, key: c}}\n  kerberos: {enabled: true, servicePrincipal: 'nfs/h@R', keytabSecretRef: {name: kt, key: k}, krb5ConfSecretRef: {name: conf, key: k}, machineAccount: {enabled: true, accountName: 'A$', secretRef: {name: ma, key: s}}}";
+    let data = |pairs: &[(&str, &str, &str)]| -> SecretData {
+        let mut out = SecretData::new();
+        for (n, k, v) in pairs {
+            out.entry(n.to_string())
+                .or_default()
+                .insert(k.to_string(), v.as_bytes().to_vec());
+        }
+        out
+    };
+    let base = [
+        ("bind", "p", "1"),
+        ("ca", "c", "1"),
+        ("kt", "k", "1"),
+        ("conf", "k", "1"),
+        ("ma", "s", "1"),
+    ];
+    // What the builders are given: the Secrets the pod reads (not the passwords).
+    let eff = EffectiveSpec::resolve(&from_yaml(spec));
+    let read = eff.referenced_secrets();
+    let given = |pairs: &[(&str, &str, &str)]| -> SecretData {
+        data(pairs)
+            .into_iter()
+            .filter(|(n, _)| read.contains(n))
+            .collect()
+    };
+    let before = hash_of(spec, &given(&base));
+    for (i, rolls) in [(0, false), (1, true), (2, true), (3, true), (4, false)] {
+        let mut rotated = base;
+        rotated[i].2 = "2";
+        assert_eq!(
+            hash_of(spec, &given(&rotated)) != before,
+            rolls,
+            "{}",
+            rotated[i].0
+        );
+        assert_eq!(read.contains(&rotated[i].0.to_string()), rolls);
+        // Watched and read either way.
+        assert!(
+            read.contains(&rotated[i].0.to_string())
+                || eff.server_secrets().contains(&rotated[i].0.to_string())
+        );
+    }
+    let edited = spec.replace("bindDN: b", "bindDN: other").replace(
+        "servicePrincipal: 'nfs/h@R'",
+        "servicePrincipal: 'nfs/h2@R'",
+    );
+    let none = SecretData::new();
+    assert_eq!(hash_of(spec, &none), hash_of(&edited, &none));
+
+    let ds = from_yaml(spec);
+    let eff = EffectiveSpec::resolve(&ds);
+    let mut i = inputs();
+    let plain = build_all(&ds, &eff, &i).expect("builds");
+    i.server = Some(crate::crd::ServerStatus {
+        identity_providers: vec![crate::crd::IdentityProviderStatus {
+            provider_type: "kerberos".into(),
+            enabled: true,
+            written_digest: Some("abc".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let written = build_all(&ds, &eff, &i).expect("builds");
+    assert_ne!(plain.config_hash, written.config_hash);
+    let annotations = written
+        .stateful_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .expect("annotations");
+    assert_eq!(
+        annotations
+            .get(statefulset::KERBEROS_WRITTEN_ANNOTATION)
+            .map(String::as_str),
+        Some("abc")
     );
 }

@@ -8,7 +8,9 @@
 
 use futures::future::join_all;
 
-use crate::effective::{Database, EffectiveSpec, MetadataStoreKind, RemoteBlockStoreKind};
+use crate::effective::{
+    Database, EffectiveSpec, MetadataStoreKind, RemoteBlockStoreKind, SecretKey,
+};
 
 use super::Findings;
 use super::{ClusterLookup, Finding, Lookup, SecretFacts, Subject};
@@ -264,6 +266,56 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             });
         }
     }
+    if let Some(ldap) = &eff.ldap {
+        let checks_ = [
+            Some((
+                "spec.identity.ldap.bindPasswordSecretRef",
+                &ldap.bind_password,
+                1,
+                "LDAP bind password",
+                LDAP_CONFIG,
+            )),
+            ldap.ca_cert.as_ref().map(|ca| {
+                (
+                    "spec.identity.ldap.caCertSecretRef",
+                    ca,
+                    1,
+                    "LDAP CA certificate",
+                    SERVER_START,
+                )
+            }),
+        ];
+        for (field, key, min, purpose, needed_by) in checks_.into_iter().flatten() {
+            checks.push(key_check(field, key, min, purpose, needed_by));
+        }
+    }
+    if let Some(krb) = &eff.kerberos {
+        checks.push(key_check(
+            "spec.identity.kerberos.keytabSecretRef",
+            &krb.keytab,
+            1,
+            "Kerberos keytab",
+            SERVER_START,
+        ));
+        if let Some(conf) = &krb.krb5_conf {
+            checks.push(key_check(
+                "spec.identity.kerberos.krb5ConfSecretRef",
+                conf,
+                1,
+                "krb5.conf",
+                SERVER_START,
+            ));
+        }
+        if let Some(machine) = &krb.machine_account {
+            checks.push(key_check(
+                "spec.identity.kerberos.machineAccount.secretRef",
+                &machine.secret,
+                1,
+                "machine account secret",
+                "NTLM pass-through stays off",
+            ));
+        }
+    }
     if let Some(name) = eff
         .percona
         .as_ref()
@@ -309,11 +361,34 @@ fn secret_checks(eff: &EffectiveSpec) -> Vec<SecretCheck> {
             });
         }
     }
+    // A Secret with no name is refused by the pure rules; nothing to look up.
+    checks.retain(|c| !c.name.trim().is_empty());
     checks
+}
+
+/// The check of one user Secret key (names refused as empty by the pure rules
+/// are not looked up).
+fn key_check(
+    field: &str,
+    key: &SecretKey,
+    min_value_bytes: usize,
+    purpose: &'static str,
+    needed_by: &'static str,
+) -> SecretCheck {
+    SecretCheck {
+        field: field.to_string(),
+        name: key.name.clone(),
+        required_keys: vec![key.key.clone()],
+        min_value_bytes,
+        purpose,
+        needed_by,
+        required_type: None,
+    }
 }
 
 const SERVER_START: &str = "the server will not start";
 const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+const LDAP_CONFIG: &str = "DittoFS refuses the LDAP settings";
 const STORE_CREATION: &str = "the operator cannot create the store";
 
 fn report_secret(
@@ -365,6 +440,16 @@ fn report_secret(
                     .filter(|len| **len < check.min_value_bytes)
                     .map(|len| (k, *len))
             }) {
+                if check.min_value_bytes == 1 {
+                    out.errors.push(Finding {
+                        field: field.clone(),
+                        message: format!(
+                            "key {key} of Secret {namespace}/{name} ({}) is empty: store the value there, or {}",
+                            check.purpose, check.needed_by
+                        ),
+                    });
+                    continue;
+                }
                 out.errors.push(Finding {
                     field: field.clone(),
                     message: format!(

@@ -7,7 +7,7 @@ use crate::defaults::{
     PRE_STOP_DRAIN_SECONDS, default_termination_grace_seconds, min_termination_grace_seconds,
     server_exit_deadline_seconds,
 };
-use crate::effective::EffectiveSpec;
+use crate::effective::{EffectiveSpec, SecretKey};
 use crate::resources::service::PORTMAPPER_SERVICE_PORT;
 
 use super::{Findings, Subject};
@@ -38,6 +38,9 @@ pub(crate) fn check_spec(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut 
     check_ports(spec, eff, out);
     check_api_tls(spec, out);
     check_identity(spec, out);
+    check_ldap(eff, out);
+    check_kerberos(spec, eff, out);
+    check_identity_optional(spec, out);
     check_percona(spec, out);
     check_s3(spec, eff, out);
     check_process(spec, eff, out);
@@ -562,6 +565,263 @@ fn check_identity(spec: &DittoServerSpec, out: &mut Findings) {
         .and_then(|a| a.password_secret_ref.as_ref())
     {
         secret_key_needs_key(r, "spec.identity.admin.passwordSecretRef", out);
+    }
+}
+
+/// A Secret key a provider needs: both names given.
+fn required_selector(key: &SecretKey, field: &str, what: &str, out: &mut Findings) {
+    if key.name.trim().is_empty() {
+        out.error(
+            &format!("{field}.name"),
+            format!("is required: name the Secret that holds {what}"),
+        );
+    } else if key.key.trim().is_empty() {
+        out.error(
+            &format!("{field}.key"),
+            format!(
+                "is required: name the key of Secret {} that holds {what}",
+                key.name
+            ),
+        );
+    }
+}
+
+/// `spec.identity.ldap`, as DittoFS v0.29 validates `ldap` (`Validate` in
+/// `pkg/identity/ldap/config.go`), only when enabled.
+fn check_ldap(eff: &EffectiveSpec, out: &mut Findings) {
+    const AT: &str = "spec.identity.ldap";
+    let Some(ldap) = eff.ldap.as_ref() else {
+        return;
+    };
+    let url = ldap.url.trim().to_ascii_lowercase();
+    if url.is_empty() {
+        out.error(
+            &format!("{AT}.url"),
+            "is required when LDAP is enabled: the directory server, such as \"ldaps://ldap.example.com\"",
+        );
+    } else if url.starts_with("ldap://") {
+        if !ldap.start_tls && !ldap.allow_plaintext {
+            out.error(
+                &format!("{AT}.url"),
+                "uses plaintext ldap://: set startTLS: true to upgrade the connection, use ldaps://, or set allowPlaintext: true to accept an unencrypted bind",
+            );
+        } else if !ldap.start_tls {
+            out.warn(
+                &format!("{AT}.allowPlaintext"),
+                "the bind password and every lookup cross the network unencrypted: use ldaps:// or startTLS: true",
+            );
+        }
+    } else if !url.starts_with("ldaps://") {
+        out.error(
+            &format!("{AT}.url"),
+            format!("{:?} must start with ldaps:// or ldap://", ldap.url),
+        );
+    }
+    for (field, value, example) in [
+        ("baseDN", &ldap.base_dn, "dc=example,dc=com"),
+        (
+            "bindDN",
+            &ldap.bind_dn,
+            "cn=dittofs,ou=services,dc=example,dc=com",
+        ),
+    ] {
+        if value.trim().is_empty() {
+            out.error(
+                &format!("{AT}.{field}"),
+                format!("is required when LDAP is enabled, such as {example:?}"),
+            );
+        }
+    }
+    required_selector(
+        &ldap.bind_password,
+        &format!("{AT}.bindPasswordSecretRef"),
+        "the bind password (DittoFS refuses an empty one: it would bind anonymously)",
+        out,
+    );
+    if !is_ldap_attribute(&ldap.user_attr) {
+        out.error(
+            &format!("{AT}.userAttr"),
+            format!(
+                "{:?} is not an LDAP attribute name: a letter, then letters, digits or '-', such as \"sAMAccountName\" or \"uid\"",
+                ldap.user_attr
+            ),
+        );
+    }
+    if let Some(ca) = &ldap.ca_cert {
+        required_selector(
+            ca,
+            &format!("{AT}.caCertSecretRef"),
+            "the PEM CA certificate",
+            out,
+        );
+    }
+    if ldap.insecure_skip_verify {
+        out.warn(
+            &format!("{AT}.insecureSkipVerify"),
+            "the directory server's certificate is not verified: anyone on the path can read the bind password; set caCertSecretRef instead",
+        );
+    }
+}
+
+/// `optional: true` on an identity Secret key is not honoured: the pod needs it.
+fn check_identity_optional(spec: &DittoServerSpec, out: &mut Findings) {
+    let Some(identity) = spec.identity.as_ref() else {
+        return;
+    };
+    let ldap = identity.ldap.as_ref();
+    let krb = identity.kerberos.as_ref();
+    let refs = [
+        (
+            "spec.identity.ldap.bindPasswordSecretRef",
+            ldap.and_then(|l| l.bind_password_secret_ref.as_ref()),
+        ),
+        (
+            "spec.identity.ldap.caCertSecretRef",
+            ldap.and_then(|l| l.ca_cert_secret_ref.as_ref()),
+        ),
+        (
+            "spec.identity.kerberos.keytabSecretRef",
+            krb.and_then(|k| k.keytab_secret_ref.as_ref()),
+        ),
+        (
+            "spec.identity.kerberos.krb5ConfSecretRef",
+            krb.and_then(|k| k.krb5_conf_secret_ref.as_ref()),
+        ),
+        (
+            "spec.identity.kerberos.machineAccount.secretRef",
+            krb.and_then(|k| k.machine_account.as_ref())
+                .and_then(|m| m.secret_ref.as_ref()),
+        ),
+    ];
+    for (field, r) in refs {
+        if r.is_some_and(|r| r.optional == Some(true)) {
+            out.warn(
+                &format!("{field}.optional"),
+                "is ignored: the Secret key is required; remove it",
+            );
+        }
+    }
+}
+
+/// `^[A-Za-z][A-Za-z0-9-]*$` (`ldapAttrNameRe`, `pkg/identity/ldap/config.go`).
+fn is_ldap_attribute(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// `spec.identity.kerberos`: what DittoFS v0.29 needs to start it (a principal
+/// and a keytab, `pkg/auth/kerberos/provider.go`; the REST API refuses either
+/// missing), the shapes `KerberosConfig.Validate` checks (`pkg/config/config.go`),
+/// and what NTLM pass-through needs (`netlogonCredentialFromConfig`,
+/// `cmd/dfs/commands/netlogon.go`: without them the server turns it off quietly).
+fn check_kerberos(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Findings) {
+    const AT: &str = "spec.identity.kerberos";
+    let written = spec.identity.as_ref().and_then(|i| i.kerberos.as_ref());
+    let Some(krb) = eff.kerberos.as_ref() else {
+        if written
+            .and_then(|k| k.machine_account.as_ref())
+            .is_some_and(|m| m.enabled == Some(true))
+        {
+            out.warn(
+                &format!("{AT}.machineAccount.enabled"),
+                "has no effect while kerberos.enabled is false",
+            );
+        }
+        return;
+    };
+    if krb.service_principal.trim().is_empty() {
+        out.error(
+            &format!("{AT}.servicePrincipal"),
+            "is required when Kerberos is enabled, such as \"nfs/files.example.com@EXAMPLE.COM\"",
+        );
+    }
+    required_selector(
+        &krb.keytab,
+        &format!("{AT}.keytabSecretRef"),
+        "the service keytab",
+        out,
+    );
+    if let Some(conf) = &krb.krb5_conf {
+        required_selector(
+            conf,
+            &format!("{AT}.krb5ConfSecretRef"),
+            "the krb5.conf",
+            out,
+        );
+    }
+    let realm_field = if krb.realm_written.is_empty() {
+        format!("{AT}.servicePrincipal")
+    } else {
+        format!("{AT}.realm")
+    };
+    if krb.realm.contains(['@', '/', ' ']) {
+        out.error(
+            &realm_field,
+            format!(
+                "realm {:?} must not contain '@', '/' or spaces, such as \"EXAMPLE.COM\"",
+                krb.realm
+            ),
+        );
+    }
+    if krb.netbios_domain.contains(['.', '@', '/', ' ']) {
+        out.error(
+            &format!("{AT}.netbiosDomain"),
+            format!(
+                "{:?} must be one NetBIOS label, without '.', '@', '/' or spaces, such as \"EXAMPLE\"",
+                krb.netbios_domain
+            ),
+        );
+    }
+    if krb.dns_domain.contains(['@', '/', ' ']) {
+        let field = if krb.dns_domain_written.is_empty() {
+            realm_field.clone()
+        } else {
+            format!("{AT}.dnsDomain")
+        };
+        out.error(
+            &field,
+            format!(
+                "DNS domain {:?} must not contain '@', '/' or spaces, such as \"example.com\"",
+                krb.dns_domain
+            ),
+        );
+    }
+    let Some(machine) = &krb.machine_account else {
+        return;
+    };
+    const MA: &str = "spec.identity.kerberos.machineAccount";
+    if machine.account_name.trim().is_empty() {
+        out.error(
+            &format!("{MA}.accountName"),
+            "is required when the machine account is enabled, such as \"DITTOFS$\"",
+        );
+    }
+    required_selector(
+        &machine.secret,
+        &format!("{MA}.secretRef"),
+        "the machine account's password (DittoFS v0.29 does not use a machine keytab)",
+        out,
+    );
+    if krb.netbios_domain.trim().is_empty() {
+        out.error(
+            &format!("{AT}.netbiosDomain"),
+            "is required by machineAccount: without it DittoFS v0.29 turns NTLM pass-through off; set the domain's NetBIOS name, such as \"EXAMPLE\"",
+        );
+    }
+    if krb.realm.trim().is_empty() {
+        out.error(
+            &format!("{AT}.realm"),
+            "is required by machineAccount: without it DittoFS v0.29 turns NTLM pass-through off; set it, or end servicePrincipal with @REALM",
+        );
+    }
+    for (i, dc) in machine.dc_addresses.iter().enumerate() {
+        if dc.trim().is_empty() || dc.contains(char::is_whitespace) {
+            out.error(
+                &format!("{MA}.dcAddress[{i}]"),
+                format!("{dc:?} is not a host or host:port"),
+            );
+        }
     }
 }
 

@@ -1627,3 +1627,222 @@ fn snapshot_policy_values_are_those_dittofs_accepts() {
     // Empty is the default prefix, not an error.
     assert!(policies("[{share: /export, interval: 1h, namePrefix: ''}]").is_valid());
 }
+
+const LDAP: &str = "storage: {metadataSize: 1Gi}\nidentity:\n  ldap: {enabled: true, url: 'ldaps://dc.example.com', baseDN: 'dc=example,dc=com', bindDN: 'cn=svc,dc=example,dc=com', bindPasswordSecretRef: {name: bind, key: password}}";
+
+#[test]
+fn ldap_good_is_clean_and_defaults_as_the_server() {
+    let r = check(LDAP);
+    assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+    let eff = EffectiveSpec::resolve(&ds(LDAP));
+    let ldap = eff.ldap.expect("enabled");
+    assert_eq!(ldap.user_attr, "sAMAccountName");
+    assert_eq!(ldap.idmap, crate::crd::LdapIdmap::Rfc2307);
+    // The defaulting webhook writes them into the spec; not the derived Kerberos
+    // names, which follow the principal.
+    let mut spec = ds(&format!(
+        "{LDAP}\n  kerberos: {{enabled: true, servicePrincipal: 'a@B'}}"
+    ))
+    .spec;
+    crate::defaults::apply_defaults(&mut spec);
+    let identity = spec.identity.expect("identity");
+    let written = identity.ldap.expect("ldap");
+    assert_eq!(written.user_attr.as_deref(), Some("sAMAccountName"));
+    assert_eq!(written.idmap, Some(crate::crd::LdapIdmap::Rfc2307));
+    assert_eq!(written.start_tls, Some(false));
+    let krb = identity.kerberos.expect("kerberos");
+    assert_eq!((krb.realm, krb.dns_domain), (None, None));
+    // A block without `enabled: true` is off (the Go operator's default).
+    let off = LDAP.replace("enabled: true, ", "");
+    assert!(EffectiveSpec::resolve(&ds(&off)).ldap.is_none());
+    assert!(check(&off).errors.is_empty());
+}
+
+#[test]
+fn ldap_needs_its_fields_and_a_bind_password() {
+    let r =
+        check("storage: {metadataSize: 1Gi}\nidentity:\n  ldap: {enabled: true, userAttr: '1uid'}");
+    for (field, text) in [
+        ("spec.identity.ldap.url", "is required"),
+        ("spec.identity.ldap.baseDN", "is required"),
+        ("spec.identity.ldap.bindDN", "is required"),
+        (
+            "spec.identity.ldap.bindPasswordSecretRef.name",
+            "bind password",
+        ),
+        ("spec.identity.ldap.userAttr", "not an LDAP attribute name"),
+    ] {
+        assert!(has_error(&r, field, text), "{field}: {r:?}");
+    }
+    let r = check(&LDAP.replace("key: password", "key: ''"));
+    assert!(
+        has_error(
+            &r,
+            "spec.identity.ldap.bindPasswordSecretRef.key",
+            "is required"
+        ),
+        "{r:?}"
+    );
+    // idmap is an enum: refused at parse, naming the field.
+    let e = crate::crd::parse_spec(serde_json::json!({"storage": {"metadataSize": "1Gi"}, "identity": {"ldap": {"idmap": "ad"}}}))
+        .expect_err("refused");
+    assert_eq!(e.field, "spec.identity.ldap.idmap");
+}
+
+#[test]
+fn ldap_url_scheme_and_plaintext() {
+    let r = check(&LDAP.replace("ldaps://", "http://"));
+    assert!(
+        has_error(&r, "spec.identity.ldap.url", "ldaps:// or ldap://"),
+        "{r:?}"
+    );
+    let plain = LDAP.replace("ldaps://", "ldap://");
+    let r = check(&plain);
+    assert!(has_error(&r, "spec.identity.ldap.url", "startTLS"), "{r:?}");
+    let r = check(&plain.replace("enabled: true,", "enabled: true, startTLS: true,"));
+    assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+    let r = check(&plain.replace("enabled: true,", "enabled: true, allowPlaintext: true,"));
+    assert!(r.is_valid(), "{r:?}");
+    assert!(
+        has_warning(&r, "spec.identity.ldap.allowPlaintext", "unencrypted"),
+        "{r:?}"
+    );
+    let r = check(&LDAP.replace("enabled: true,", "enabled: true, insecureSkipVerify: true,"));
+    assert!(
+        has_warning(
+            &r,
+            "spec.identity.ldap.insecureSkipVerify",
+            "caCertSecretRef"
+        ),
+        "{r:?}"
+    );
+}
+
+const KERBEROS: &str = "storage: {metadataSize: 1Gi}\nidentity:\n  kerberos: {enabled: true, servicePrincipal: 'nfs/files.example.com@EXAMPLE.COM', netbiosDomain: EXAMPLE, keytabSecretRef: {name: kt, key: keytab}, machineAccount: {enabled: true, accountName: 'DITTOFS$', secretRef: {name: ma, key: secret}}}";
+
+#[test]
+fn kerberos_good_is_clean_and_derives_as_the_server() {
+    let r = check(KERBEROS);
+    assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+    let krb = EffectiveSpec::resolve(&ds(KERBEROS))
+        .kerberos
+        .expect("enabled");
+    assert_eq!(
+        (krb.realm.as_str(), krb.dns_domain.as_str()),
+        ("EXAMPLE.COM", "example.com")
+    );
+    assert!(krb.realm_written.is_empty(), "not written into the spec");
+}
+
+#[test]
+fn kerberos_needs_a_principal_a_keytab_and_server_shaped_names() {
+    let r = check(
+        "storage: {metadataSize: 1Gi}\nidentity:\n  kerberos: {enabled: true, realm: 'EX AMPLE', netbiosDomain: ex.ample, dnsDomain: 'a/b'}",
+    );
+    for (field, text) in [
+        ("spec.identity.kerberos.servicePrincipal", "is required"),
+        ("spec.identity.kerberos.keytabSecretRef.name", "keytab"),
+        ("spec.identity.kerberos.realm", "must not contain"),
+        ("spec.identity.kerberos.netbiosDomain", "one NetBIOS label"),
+        ("spec.identity.kerberos.dnsDomain", "must not contain"),
+    ] {
+        assert!(has_error(&r, field, text), "{field}: {r:?}");
+    }
+    // A realm derived from the principal is blamed on the principal.
+    let r = check(&KERBEROS.replace("@EXAMPLE.COM", "@EXAMPLE COM"));
+    assert!(
+        has_error(&r, "spec.identity.kerberos.servicePrincipal", "realm"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_machine_account_needs_its_name_secret_domain_and_realm() {
+    let r = check(
+        &KERBEROS
+            .replace("netbiosDomain: EXAMPLE, ", "")
+            .replace("@EXAMPLE.COM", "")
+            .replace(
+                "accountName: 'DITTOFS$', secretRef: {name: ma, key: secret}",
+                "dcAddress: ['']",
+            ),
+    );
+    for (field, text) in [
+        (
+            "spec.identity.kerberos.machineAccount.accountName",
+            "is required",
+        ),
+        (
+            "spec.identity.kerberos.machineAccount.secretRef.name",
+            "machine account",
+        ),
+        ("spec.identity.kerberos.netbiosDomain", "NTLM pass-through"),
+        ("spec.identity.kerberos.realm", "NTLM pass-through"),
+        ("spec.identity.kerberos.machineAccount.dcAddress[0]", "host"),
+    ] {
+        assert!(has_error(&r, field, text), "{field}: {r:?}");
+    }
+    let r = check(&KERBEROS.replace("kerberos: {enabled: true,", "kerberos: {"));
+    assert!(
+        has_warning(
+            &r,
+            "spec.identity.kerberos.machineAccount.enabled",
+            "kerberos.enabled"
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn identity_secrets_are_looked_up() {
+    let spec = format!(
+        "{KERBEROS}\n  ldap: {{enabled: true, url: 'ldaps://dc', baseDN: a, bindDN: b, bindPasswordSecretRef: {{name: bind, key: password}}}}"
+    );
+    let absent = FakeCluster::default();
+    let r = check_with(&spec, &absent);
+    for field in [
+        "spec.identity.ldap.bindPasswordSecretRef",
+        "spec.identity.kerberos.keytabSecretRef",
+        "spec.identity.kerberos.machineAccount.secretRef",
+    ] {
+        assert!(
+            has_warning(&r, field, "does not exist yet"),
+            "{field}: {r:?}"
+        );
+    }
+    let empty = FakeCluster {
+        secrets: BTreeMap::from([
+            ("bind", vec![("password", 0)]),
+            ("kt", vec![("other", 5)]),
+            ("ma", vec![("secret", 8)]),
+        ]),
+        ..Default::default()
+    };
+    let r = check_with(&spec, &empty);
+    assert!(
+        has_error(&r, "spec.identity.ldap.bindPasswordSecretRef", "is empty"),
+        "{r:?}"
+    );
+    assert!(
+        has_warning(
+            &r,
+            "spec.identity.kerberos.keytabSecretRef",
+            "no key keytab"
+        ),
+        "{r:?}"
+    );
+    assert!(!fields(&r.warnings).contains(&"spec.identity.kerberos.machineAccount.secretRef"));
+}
+
+#[test]
+fn optional_identity_secret_keys_warn() {
+    let r = check(&LDAP.replace("key: password}", "key: password, optional: true}"));
+    assert!(
+        has_warning(
+            &r,
+            "spec.identity.ldap.bindPasswordSecretRef.optional",
+            "is ignored"
+        ),
+        "{r:?}"
+    );
+}

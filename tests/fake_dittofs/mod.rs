@@ -27,7 +27,9 @@
 //! (so `must_change_password:false`); groups `admins`(0), `operators`(999),
 //! `users`(1000); adapters `nfs` 12049 and `smb` 1445, both enabled and
 //! started; default NFS/SMB settings rows (version 1, portmapper off on
-//! 10111); no stores, no shares.
+//! 10111); no stores, no shares, no identity providers. The fake reads no
+//! config file: a test seeds the identity providers as a first start with a
+//! `config.yaml` would, with [`ServerHandle::seed_identity`].
 //!
 //! # Modelled endpoints (everything else: chi's text/plain `404 page not found`)
 //!
@@ -49,6 +51,7 @@
 //! | `POST/GET /api/v1/store/block/{kind}`, `GET/PUT/DELETE .../{name}` | admin |
 //! | `POST/GET /api/v1/shares`, `GET/PUT/DELETE /api/v1/shares/{name}` | admin |
 //! | `PUT/GET/DELETE /api/v1/shares/{name}/snapshot-policy`, `GET /api/v1/snapshot-policies` | admin |
+//! | `GET/PUT /api/v1/identity-providers/{type}/config` (`identity.rs`) | admin |
 //!
 //! Every route under the protected group gets `RequirePasswordChange`: a
 //! must-change token is refused (403, text naming the account) everywhere
@@ -126,6 +129,7 @@
 mod adapters;
 mod auth;
 mod health;
+mod identity;
 mod model;
 mod router;
 mod shares;
@@ -537,6 +541,39 @@ impl ServerHandle {
         let mut policies = self.st().snapshot_policies.clone();
         policies.sort_by(|a, b| a.share_name.cmp(&b.share_name));
         policies
+    }
+
+    /// The `ldap` or `kerberos` identity-provider row, secrets in clear.
+    pub fn identity_provider(&self, kind: &str) -> Option<Value> {
+        let st = self.st();
+        match kind {
+            "ldap" => st.ldap_row.clone(),
+            _ => st.kerberos_row.clone(),
+        }
+    }
+
+    /// Store a row as `dfsctl` would (`PUT .../config`); not counted.
+    pub fn set_identity_provider(&self, kind: &str, row: Value) {
+        let mut st = self.st();
+        match kind {
+            "ldap" => st.ldap_row = Some(row),
+            _ => st.kerberos_row = Some(row),
+        }
+    }
+
+    /// A start with this `config.yaml` and these secrets in the environment: the
+    /// identity-provider rows it seeds when there are none (`resolveIdentityProviders`,
+    /// `cmd/dfs/commands/start.go`). Not counted.
+    pub fn seed_identity(&self, config_yaml: &str, bind_password: &str, machine_secret: &str) {
+        let mut st = self.st();
+        let st = &mut *st;
+        identity::seed(
+            &mut st.ldap_row,
+            &mut st.kerberos_row,
+            config_yaml,
+            bind_password,
+            machine_secret,
+        );
     }
 
     /// Metadata store rows (configs as stored, secrets in clear).

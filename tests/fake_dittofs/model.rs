@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::router::{self, Ep, Mw, Target};
 use super::util::{Time, new_token, new_uuid, percent_decode};
 use super::wire::{Reply, status_text};
-use super::{adapters, auth, health, shares, snapshot_policies, stores};
+use super::{adapters, auth, health, identity, shares, snapshot_policies, stores};
 
 /// `jwt.access_token_duration` default (15m) and
 /// `jwt.refresh_token_duration` default (168h), `auth/jwt_service.go`.
@@ -271,6 +271,9 @@ pub struct State {
     pub block_stores: Vec<BlockStoreRecord>,
     pub shares: Vec<ShareRecord>,
     pub snapshot_policies: Vec<SnapshotPolicyRecord>,
+    /// Identity-provider rows, secrets in clear (`identity.rs`).
+    pub ldap_row: Option<Value>,
+    pub kerberos_row: Option<Value>,
     // runtime
     pub started_at: SystemTime,
     pub started_instant: Instant,
@@ -347,6 +350,8 @@ impl State {
             block_stores: Vec::new(),
             shares: Vec::new(),
             snapshot_policies: Vec::new(),
+            ldap_row: None,
+            kerberos_row: None,
             started_at: now,
             started_instant: Instant::now(),
             running: Vec::new(),
@@ -870,6 +875,8 @@ fn dispatch(ctx: &mut Ctx<'_>, ep: Ep) -> super::wire::HResult {
         Ep::PolicyGet => snapshot_policies::get(ctx),
         Ep::PolicyDelete => snapshot_policies::delete(ctx),
         Ep::PolicyList => snapshot_policies::list(ctx),
+        Ep::IdentityProviderGet => identity::get(ctx),
+        Ep::IdentityProviderPut => identity::put(ctx),
         Ep::Unmodelled => Ok(Reply::chi_not_found()),
     }
 }

@@ -75,6 +75,8 @@ pub enum Ep {
     PolicyGet,
     PolicyDelete,
     PolicyList,
+    IdentityProviderGet,
+    IdentityProviderPut,
     /// A real v0.29.0 route the fake does not implement: answers 404.
     Unmodelled,
 }
@@ -112,6 +114,7 @@ enum Sub {
     Adapters,
     AdapterType,
     Settings,
+    IdentityProviders,
     Unmodelled,
 }
 
@@ -184,7 +187,11 @@ fn items(sub: Sub) -> Vec<Item> {
             mount("/sid-mappings", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/system", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/settings", PROTECTED_ADMIN, Sub::Unmodelled),
-            mount("/identity-providers", PROTECTED_ADMIN, Sub::Unmodelled),
+            mount(
+                "/identity-providers",
+                PROTECTED_ADMIN,
+                Sub::IdentityProviders,
+            ),
             mount("/clients", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/mounts", PROTECTED_ADMIN, Sub::Unmodelled),
             mount("/durable-handles", PROTECTED_ADMIN, Sub::Unmodelled),
@@ -273,6 +280,13 @@ fn items(sub: Sub) -> Vec<Item> {
             row("/", "PATCH", SettingsPatch),
             row("/defaults", "GET", Unmodelled),
             row("/reset", "POST", Unmodelled),
+        ],
+        // router.go: `r.Route("/identity-providers")` with `RequireAdmin`.
+        Sub::IdentityProviders => vec![
+            row("/", "GET", Unmodelled),
+            row("/{type}/config", "GET", IdentityProviderGet),
+            row("/{type}/config", "PUT", IdentityProviderPut),
+            row("/{type}/test", "POST", Unmodelled),
         ],
         Sub::Unmodelled => Vec::new(),
     }
