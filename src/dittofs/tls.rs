@@ -46,7 +46,7 @@ pub struct ClientTls {
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientTls")
-            .field("digest", &hex(&self.digest))
+            .field("digest", &hex::encode(self.digest))
             .finish_non_exhaustive()
     }
 }
@@ -150,10 +150,6 @@ fn unusable(secret: &str, e: impl std::fmt::Display) -> TlsSetupError {
         secret: secret.to_string(),
         message: e.to_string(),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Accepts the certificate the Secret holds, or one the Secret's CA signed for
