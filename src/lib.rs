@@ -2,8 +2,9 @@
 //!
 //! Layout (see `docs/architecture.md`):
 //! - the API and the one core: [`crd`], [`defaults`] and [`effective`] (what will
-//!   run), [`validation`] (shared by webhook, reconciler and CLI), [`resources`]
-//!   (pure builders — Service ports are decided in `resources::service`);
+//!   run), [`secret_files`] (where each Secret the server reads as a file is),
+//!   [`validation`] (shared by webhook, reconciler and CLI), [`resources`] (pure
+//!   builders — Service ports are decided in `resources::service`);
 //! - the servers: [`webhook`] (HTTPS admission), [`certs`] (certificate bootstrap),
 //!   [`controller`] (reconciler), [`dittofs`] (the DittoFS REST API client),
 //!   [`leader`] (Lease), [`probes`], [`shutdown`]; [`scope`] says which namespaces
@@ -29,6 +30,7 @@ pub mod rbac;
 pub mod resources;
 pub mod schema;
 pub mod scope;
+pub mod secret_files;
 pub mod shutdown;
 pub mod telemetry;
 pub mod validation;

@@ -14,7 +14,7 @@ use crate::names;
 
 use super::BuildError;
 use super::labels::child_meta;
-use super::secret_files::{
+use crate::secret_files::{
     API_CERT, API_CLIENT_CA, API_KEY, KEYTAB, KRB5_CONF, LDAP_CA, METRICS_TOKEN,
 };
 

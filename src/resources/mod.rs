@@ -20,7 +20,6 @@ pub mod hash;
 pub mod labels;
 pub mod network_policy;
 pub mod percona;
-pub mod secret_files;
 pub mod secrets;
 pub mod service;
 pub mod service_monitor;

@@ -22,8 +22,8 @@ use crate::effective::{Database, EffectiveSpec, SecretKey};
 use crate::names;
 
 use super::labels::{child_meta, labels, selector};
-use super::secret_files::secret_mounts;
 use super::service::{API_PORT_NAME, METRICS_PORT_NAME};
+use crate::secret_files::secret_mounts;
 
 /// Pod-template annotation carrying the config hash (SPEC R2.2).
 pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";

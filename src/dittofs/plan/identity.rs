@@ -15,7 +15,7 @@ use crate::crd::{IdentityProviderStatus, ItemState};
 use crate::dittofs::Sensitive;
 use crate::dittofs::api::{KerberosConfig, KerberosMachineAccount, LdapConfig, LdapTls};
 use crate::effective::{EffectiveSpec, Kerberos, Ldap, SecretKey};
-use crate::resources::secret_files::{KEYTAB, KRB5_CONF, LDAP_CA};
+use crate::secret_files::{KEYTAB, KRB5_CONF, LDAP_CA};
 
 use super::{Known, Live, Plan, Step};
 
