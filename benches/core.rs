@@ -56,6 +56,10 @@ fn main() {
         "percona.yaml",
         "smb.yaml",
         "metrics.yaml",
+        "tls.yaml",
+        "snapshots.yaml",
+        "ldap.yaml",
+        "kerberos.yaml",
     ];
     println!(
         "{:<14} {:>24} {:>24}",

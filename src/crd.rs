@@ -708,7 +708,8 @@ pub struct IdentitySpec {
     /// LDAP (or Active Directory) users and groups for NFS and SMB: the server's
     /// `ldap` settings. DittoFS v0.29 keeps them in its database after the first
     /// start; the operator writes every change there through the REST API, where
-    /// they apply without a restart.
+    /// they apply without a restart (turning LDAP on or off, or naming another
+    /// Secret, changes the pod and restarts it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ldap: Option<LdapSpec>,
     /// Kerberos for NFSv4 and SMB, and an Active Directory machine account for NTLM
@@ -1260,6 +1261,12 @@ pub struct IdentityProviderStatus {
     /// Kerberos settings at start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_digest: Option<String>,
+}
+
+impl IdentityProviderStatus {
+    /// The provider types, as DittoFS names them (`models.IdentityProviderType*`).
+    pub const LDAP: &'static str = "ldap";
+    pub const KERBEROS: &'static str = "kerberos";
 }
 
 /// One live adapter.

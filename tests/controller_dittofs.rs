@@ -1831,6 +1831,17 @@ async fn identity_providers_are_kept_in_the_servers_database() {
     env.settle(Duration::from_secs(7), BOUND).await;
     assert_eq!(sts_annotations(&env), after, "no roll for a password");
 
+    // The LDAP row changed by hand (dfsctl): the poll reads the declared
+    // providers' rows in turn, and the spec's settings are written back.
+    let mut changed = dfs.identity_provider("ldap").expect("row");
+    changed["nested_groups"] = json!(false);
+    dfs.set_identity_provider("ldap", changed);
+    wait_for("the LDAP row put back", BOUND, || {
+        (dfs.identity_provider("ldap")?["nested_groups"] == true).then_some(())
+    })
+    .await;
+    env.settle(Duration::from_secs(7), BOUND).await;
+
     // LDAP dropped from the spec: turned off. Enabled again by hand: someone
     // else's, left alone and listed.
     env.edit_spec("team", "minimal", |spec| {

@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use crate::crd::DittoServerStatus;
 use crate::dittofs::Sensitive;
 use crate::dittofs::account::Session;
-use crate::dittofs::api::{Adapter, Share, SnapshotPolicy};
+use crate::dittofs::api::{Adapter, KerberosConfig, LdapConfig, Share, SnapshotPolicy};
 use crate::dittofs::tls::ClientTls;
 use crate::names::{APPLIED_HASH_ANNOTATION, FINALIZER};
 
@@ -118,6 +118,9 @@ pub struct Synced {
     pub adapters: Vec<Adapter>,
     pub shares: Vec<Share>,
     pub snapshot_policies: Vec<SnapshotPolicy>,
+    /// The identity-provider rows as read (`None`: not read in that pass).
+    pub ldap: Option<Option<LdapConfig>>,
+    pub kerberos: Option<Option<KerberosConfig>>,
 }
 
 /// The list the drift poll reads at a visit: one per visit, in turn.
@@ -127,17 +130,38 @@ pub enum PollView {
     Adapters,
     Shares,
     SnapshotPolicies,
+    /// The rows of the identity providers the spec declares.
+    IdentityProviders,
+}
+
+/// Which of the optional lists take a turn: only what the spec declares (nothing
+/// else of them is the operator's to put back).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollTurns {
+    pub snapshot_policies: bool,
+    pub identity_providers: bool,
 }
 
 impl PollView {
-    /// The view after this one; the snapshot policies take a turn only when the
-    /// spec declares some (nothing else of them is the operator's to put back).
-    pub fn next(self, policies: bool) -> Self {
-        match self {
-            PollView::Adapters => PollView::Shares,
-            PollView::Shares if policies => PollView::SnapshotPolicies,
-            PollView::Shares | PollView::SnapshotPolicies => PollView::Adapters,
-        }
+    const ORDER: [PollView; 4] = [
+        PollView::Adapters,
+        PollView::Shares,
+        PollView::SnapshotPolicies,
+        PollView::IdentityProviders,
+    ];
+
+    /// The view after this one, skipping the lists that take no turn.
+    pub fn next(self, turns: PollTurns) -> Self {
+        let takes_turn = |view: &PollView| match view {
+            PollView::Adapters | PollView::Shares => true,
+            PollView::SnapshotPolicies => turns.snapshot_policies,
+            PollView::IdentityProviders => turns.identity_providers,
+        };
+        let at = Self::ORDER.iter().position(|v| *v == self).unwrap_or(0);
+        (1..=Self::ORDER.len())
+            .map(|i| Self::ORDER[(at + i) % Self::ORDER.len()])
+            .find(takes_turn)
+            .unwrap_or_default()
     }
 }
 
@@ -335,17 +359,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_poll_reads_the_snapshot_policies_in_turn_only_when_declared() {
-        let turns = |policies: bool| {
-            std::iter::successors(Some(PollView::default()), |v| Some(v.next(policies)))
-                .take(4)
+    fn the_poll_reads_the_optional_lists_in_turn_only_when_declared() {
+        let turns = |snapshot_policies: bool, identity_providers: bool| {
+            let turns = PollTurns {
+                snapshot_policies,
+                identity_providers,
+            };
+            std::iter::successors(Some(PollView::default()), |v| Some(v.next(turns)))
+                .take(5)
                 .collect::<Vec<_>>()
         };
         use PollView::*;
-        assert_eq!(turns(false), [Adapters, Shares, Adapters, Shares]);
-        assert_eq!(turns(true), [Adapters, Shares, SnapshotPolicies, Adapters]);
+        assert_eq!(
+            turns(false, false),
+            [Adapters, Shares, Adapters, Shares, Adapters]
+        );
+        assert_eq!(
+            turns(true, false),
+            [Adapters, Shares, SnapshotPolicies, Adapters, Shares]
+        );
+        assert_eq!(
+            turns(false, true),
+            [Adapters, Shares, IdentityProviders, Adapters, Shares]
+        );
+        assert_eq!(
+            turns(true, true),
+            [
+                Adapters,
+                Shares,
+                SnapshotPolicies,
+                IdentityProviders,
+                Adapters
+            ]
+        );
         // Declared no more: the next turn is the adapters'.
-        assert_eq!(SnapshotPolicies.next(false), Adapters);
+        assert_eq!(SnapshotPolicies.next(PollTurns::default()), Adapters);
     }
 
     #[test]

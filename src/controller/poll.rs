@@ -5,9 +5,10 @@
 //! of the interval fixed by its uid, so 1,000 servers at 60 s make about 17 reads a
 //! second, evenly. At most [`CONCURRENT_READS`] are in flight: the others of that
 //! second wait for a turn, never skip theirs, and a server whose last read has not
-//! ended is not read again. One read per visit, the adapter list, the share list and
-//! (when the spec declares some) the snapshot policies taking turns: a change of any
-//! is noticed within two or three intervals. A read that differs
+//! ended is not read again. One list per visit, in turn: the adapters, the shares
+//! and, when the spec declares some, the snapshot policies and the identity
+//! providers' rows (one read for each declared provider): a change of any is
+//! noticed within two to four intervals. A read that differs
 //! from what the last pass saw marks the server due and triggers a pass; the same
 //! view costs nothing more. The poll never writes to the server (a session about to
 //! expire is refreshed, which DittoFS does without a database write).
@@ -22,12 +23,13 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::Semaphore;
 
 use crate::dittofs::account::{RENEW_MARGIN, Session};
-use crate::dittofs::api::{Adapter, SnapshotPolicy};
+use crate::dittofs::api::{Adapter, KerberosConfig, LdapConfig, SnapshotPolicy};
+use crate::dittofs::plan;
 use crate::dittofs::{CallError, Server};
 use crate::effective::EffectiveSpec;
 
 use super::context::Context;
-use super::memory::{PollView, ServerSide};
+use super::memory::{PollTurns, PollView, ServerSide, Synced};
 use super::observe::pod_ready;
 use super::stored::{ServerRef, StoredServer};
 use super::watches::Triggers;
@@ -82,8 +84,11 @@ struct Target {
     namespace: String,
     /// The `<name>-api` Service port.
     port: i32,
-    /// The spec declares snapshot policies: their list takes a turn.
-    policies: bool,
+    /// The optional lists the spec declares, which take a turn.
+    turns: PollTurns,
+    /// The identity providers it declares.
+    ldap: bool,
+    kerberos: bool,
 }
 
 /// A server worth a read: running, its pod ready, configured by a completed pass
@@ -110,7 +115,12 @@ fn pollable<L>(ctx: &Context<L>, stored: &StoredServer) -> Option<(ServerRef, Ta
         return None;
     }
     let target = Target {
-        policies: !eff.server.snapshot_policies.is_empty(),
+        turns: PollTurns {
+            snapshot_policies: !eff.server.snapshot_policies.is_empty(),
+            identity_providers: eff.ldap.is_some() || eff.kerberos.is_some(),
+        },
+        ldap: eff.ldap.is_some(),
+        kerberos: eff.kerberos.is_some(),
         port: eff.ports.api.service,
         name: eff.name,
         namespace: eff.namespace,
@@ -149,10 +159,11 @@ async fn visit<L>(ctx: &Context<L>, triggers: &Triggers, server: &ServerRef, tar
             .snapshot_policies(&session.access)
             .await
             .map(|policies| by_share(policies) != by_share(synced.snapshot_policies.clone())),
+        PollView::IdentityProviders => identity_rows_differ(&api, &session, target, &synced).await,
     };
     memory.update_server_side(server, |s| {
         s.session = Some(session.clone());
-        s.poll_next = side.poll_next.next(target.policies);
+        s.poll_next = side.poll_next.next(target.turns);
     });
     match differs {
         Ok(false) => {}
@@ -195,6 +206,36 @@ fn due<L>(ctx: &Context<L>, triggers: &Triggers, server: &ServerRef, drop_sessio
             }
         });
     triggers.send(server.clone());
+}
+
+/// Do the rows of the declared identity providers differ from the last pass's?
+/// (The secrets read back redacted, so a row compares as a whole.)
+async fn identity_rows_differ(
+    api: &Server<'_>,
+    session: &Session,
+    target: &Target,
+    synced: &Synced,
+) -> Result<bool, CallError> {
+    let ldap = async {
+        match target.ldap {
+            true => api
+                .identity_provider::<LdapConfig>(&session.access, plan::LDAP)
+                .await
+                .map(|row| Some(row) != synced.ldap),
+            false => Ok(false),
+        }
+    };
+    let kerberos = async {
+        match target.kerberos {
+            true => api
+                .identity_provider::<KerberosConfig>(&session.access, plan::KERBEROS)
+                .await
+                .map(|row| Some(row) != synced.kerberos),
+            false => Ok(false),
+        }
+    };
+    let (ldap, kerberos) = futures::try_join!(ldap, kerberos)?;
+    Ok(ldap || kerberos)
 }
 
 /// Policies in share order, whatever order the server lists them in.

@@ -178,6 +178,8 @@ pub async fn configure<L>(
                 adapters: live.adapters.clone(),
                 shares: live.shares.clone(),
                 snapshot_policies: live.snapshot_policies.clone(),
+                ldap: live.ldap.clone(),
+                kerberos: live.kerberos.clone(),
             });
         }
         side.due = outcome.changed || failed;
@@ -507,12 +509,12 @@ impl Views {
             |prefix: &str| last.is_some_and(|s| s.unmanaged.iter().any(|u| u.starts_with(prefix)));
         let provider = |kind: &str| {
             last.is_some_and(|s| s.identity_providers.iter().any(|p| p.provider_type == kind))
-                || unmanaged(&format!("identity provider {kind}"))
+                || unmanaged(&plan::unmanaged_provider(kind))
         };
         Self {
             snapshot_policies: !eff.server.snapshot_policies.is_empty()
                 || last.is_some_and(|s| !s.snapshot_policies.is_empty())
-                || unmanaged("snapshot policy "),
+                || unmanaged(plan::UNMANAGED_POLICY),
             ldap: eff.ldap.is_some() || provider(plan::LDAP),
             kerberos: eff.kerberos.is_some() || provider(plan::KERBEROS),
         }

@@ -23,7 +23,10 @@ use super::api::{
 };
 
 mod identity;
-pub use identity::{KERBEROS, LDAP, RESTARTING};
+pub use identity::{KERBEROS, LDAP, RESTARTING, unmanaged_provider};
+
+/// How `status.server.unmanaged` names a snapshot policy: this, then its share.
+pub const UNMANAGED_POLICY: &str = "snapshot policy ";
 
 /// The server as read in one pass.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -706,7 +709,7 @@ fn snapshot_policies(eff: &EffectiveSpec, live: &Live, known: &Known<'_>, plan: 
             });
         } else {
             plan.unmanaged
-                .push(format!("snapshot policy {}", existing.share));
+                .push(format!("{UNMANAGED_POLICY}{}", existing.share));
         }
     }
 }

@@ -113,7 +113,7 @@ pub fn kerberos_written(server: Option<&ServerStatus>) -> Option<&str> {
     server?
         .identity_providers
         .iter()
-        .find(|p| p.provider_type == "kerberos")?
+        .find(|p| p.provider_type == crate::crd::IdentityProviderStatus::KERBEROS)?
         .written_digest
         .as_deref()
 }

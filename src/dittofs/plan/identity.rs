@@ -19,8 +19,13 @@ use crate::secret_files::{KEYTAB, KRB5_CONF, LDAP_CA};
 
 use super::{Known, Live, Plan, Step};
 
-pub const LDAP: &str = "ldap";
-pub const KERBEROS: &str = "kerberos";
+pub const LDAP: &str = IdentityProviderStatus::LDAP;
+pub const KERBEROS: &str = IdentityProviderStatus::KERBEROS;
+
+/// How `status.server.unmanaged` names a provider someone else enabled.
+pub fn unmanaged_provider(kind: &str) -> String {
+    format!("identity provider {kind}")
+}
 
 /// Plan both providers. `live` holds them only when they were read.
 pub(super) fn identity(eff: &EffectiveSpec, live: &Live, known: &Known<'_>, plan: &mut Plan) {
@@ -79,7 +84,7 @@ fn undeclared(
         }),
         _ => {
             if enabled_live {
-                plan.unmanaged.push(format!("identity provider {kind}"));
+                plan.unmanaged.push(unmanaged_provider(kind));
             }
             None
         }
@@ -222,9 +227,15 @@ fn kerberos(
         let entry = undeclared(KERBEROS, enabled_live, known, plan);
         let entry = match (entry, row) {
             (Some(mut entry), Some(row)) if !entry.enabled && enabled_live => {
+                // The machine account off too: NTLM pass-through follows
+                // `machine_account.enabled` alone, whatever `enabled` says
+                // (`netlogonCredentialFromKerberosDTO`, `identity_providers.go`;
+                // `buildNetlogonAuthenticator`, `cmd/dfs/commands/netlogon.go`). An
+                // empty secret keeps the stored one.
                 let off = KerberosConfig {
                     enabled: false,
                     machine_account: KerberosMachineAccount {
+                        enabled: false,
                         secret: Sensitive::default(),
                         ..row.machine_account.clone()
                     },
@@ -643,6 +654,10 @@ mod tests {
         assert!(!ldap.enabled && ldap.bind_password.is_empty());
         assert_eq!(ldap.url, "ldaps://ldap.example.com");
         assert!(!krb.enabled && krb.machine_account.secret.is_empty());
+        assert!(
+            !krb.machine_account.enabled,
+            "NTLM pass-through follows the machine account alone"
+        );
         assert!(plan.identity_providers.iter().all(|p| !p.enabled));
         let krb_entry = &plan.identity_providers[1];
         assert_ne!(krb_entry.written_digest.as_deref(), Some("d1"), "restart");
