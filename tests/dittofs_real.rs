@@ -30,6 +30,10 @@
 //!   fs block store and the `/export` share, turns the portmapper on and SMB off; the
 //!   DittoServer becomes ServerConfigured and Ready, and the server, asked directly,
 //!   holds all of it (the NFS and portmapper ports accept connections, SMB's does not);
+//! - the snapshot policy this test adds to the sample (`/export`, `@daily`, keep 7,
+//!   paused) is made through v0.29's handlers and read back as the operator compares
+//!   it (the server answers `24h0m0s`): the restarts below write it no more than the
+//!   rest;
 //! - an NFS adapter port changed by hand is put back by the drift poll
 //!   (`src/controller/poll.rs`) without any Kubernetes event;
 //! - restarts with the database kept: one while the pod stays Ready (a container
@@ -304,6 +308,16 @@ fn sample() -> DittoServer {
     );
     assert!(manifest::is_ditto_server(&docs[0]), "{SAMPLE}");
     let mut ds = manifest::ditto_server(&docs[0]).unwrap_or_else(|e| panic!("{SAMPLE}: {e}"));
+    // The wire of snapshot policies, against the real handlers. Paused: a policy
+    // that never ran is due at once, and the scheduler's run would write the row
+    // (`TouchPolicyRun`) between the snapshots this test compares.
+    ds.spec.snapshot_policies = vec![dittofs_operator::crd::SnapshotPolicySpec {
+        share: "/export".into(),
+        interval: "@daily".into(),
+        keep_last: Some(7),
+        enabled: Some(false),
+        ..Default::default()
+    }];
     let eff = EffectiveSpec::resolve(&ds);
     if eff.ports.api.service != eff.ports.api.container {
         ds.spec.control_plane.get_or_insert_default().service_port = Some(eff.ports.api.container);
@@ -854,11 +868,12 @@ async fn scenario(bin: &Path) {
         .expect("move the NFS adapter by hand");
     assert_eq!(answer.port, moved);
     let moved_at = Instant::now();
-    // The poll reads the adapters every other interval (the shares in between), so a
-    // change is seen within two intervals; then a pass puts it back.
+    // The poll reads the adapters every third interval (the shares and the snapshot
+    // policies in between), so a change is seen within three intervals; then a pass
+    // puts it back.
     eventually(
         "the NFS adapter back on its port",
-        2 * POLL + PASS_SLACK,
+        3 * POLL + PASS_SLACK,
         async || {
             let adapters = w
                 .server()
@@ -1150,6 +1165,18 @@ impl World {
                 return fail(format!("share {} is not Ready", share.name));
             }
         }
+        for policy in &eff.server.snapshot_policies {
+            if !status
+                .snapshot_policies
+                .iter()
+                .any(|p| p.share == policy.share && p.state == ItemState::Ready && p.owned)
+            {
+                return fail(format!(
+                    "the snapshot policy of {} is not Ready",
+                    policy.share
+                ));
+            }
+        }
         if !status.unmanaged.is_empty() {
             return fail("unmanaged items".into());
         }
@@ -1180,6 +1207,21 @@ impl World {
         let shares = server.shares(token).await.map_err(e)?;
         let adapters = server.adapters(token).await.map_err(e)?;
         let settings = server.nfs_settings(token).await.map_err(e)?;
+        let policies = server.snapshot_policies(token).await.map_err(e)?;
+        for declared in &eff.server.snapshot_policies {
+            let ok = policies.iter().any(|p| {
+                p.share == declared.share
+                    && p.interval == "24h0m0s"
+                    && p.keep_last == i64::from(declared.keep_last)
+                    && p.enabled == declared.enabled
+            });
+            if !ok {
+                return Err(format!(
+                    "the snapshot policy of {} is not as declared: {policies:?}",
+                    declared.share
+                ));
+            }
+        }
 
         let find = |stores: &[api::Store], name: &str, kind: &str, path: Option<&str>| {
             let store = stores
@@ -1322,11 +1364,15 @@ impl World {
                 "id", "name", "metadata_store_id", "local_block_store_id", "remote_block_store_id",
                 "read_only", "enabled", "default_permission", "created_at", "updated_at",
             ]),
+            "snapshot_policies": pick(get("/api/v1/snapshot-policies").await, &[
+                "share", "enabled", "interval", "keep_last", "ttl", "name_prefix", "created_at",
+                "updated_at",
+            ]),
         })
     }
 
     /// After a restart: converged again, status.server as before, after the poll has
-    /// read both views of the restarted server (two intervals); the server's
+    /// read every view of the restarted server (three intervals); the server's
     /// configuration unchanged (no DittoFS write); no new drift or refusal.
     async fn unchanged_after_restart(
         &self,
@@ -1335,7 +1381,7 @@ impl World {
         before: &Value,
         events: &BTreeMap<String, usize>,
     ) {
-        tokio::time::sleep(2 * POLL + Duration::from_secs(1)).await;
+        tokio::time::sleep(3 * POLL + Duration::from_secs(1)).await;
         self.converged().await;
         eventually("status.server as before the restart", WAIT, async || {
             let now = self.check_status()?;
@@ -1356,8 +1402,8 @@ impl World {
             "the server's configuration changed over the restart: the operator wrote to it (or \
              DittoFS changed it itself when it started again)"
         );
-        // And it stays so: two more intervals of polls.
-        tokio::time::sleep(2 * POLL).await;
+        // And it stays so: three more intervals of polls.
+        tokio::time::sleep(3 * POLL).await;
         let later = self.snapshot(token).await;
         assert_eq!(&later, before, "the operator wrote to the server later");
         assert!(
