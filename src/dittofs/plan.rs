@@ -763,14 +763,19 @@ mod tests {
         EffectiveSpec::resolve(&ds)
     }
 
-    fn declared() -> EffectiveSpec {
-        eff(json!({
+    /// The spec of [`declared`].
+    fn declared_spec() -> Value {
+        json!({
             "storage": {"metadataSize": "1Gi", "contentSize": "1Gi"},
             "metadataStores": [{"name": "meta", "type": "badger"}],
             "localBlockStores": [{"name": "blocks", "type": "fs"}],
             "remoteBlockStores": [{"name": "s3", "type": "s3", "s3": {"bucket": "b", "credentialsSecretRef": {"name": "keys"}}}],
             "shares": [{"name": "/export", "metadataStore": "meta", "localBlockStore": "blocks", "remoteBlockStore": "s3", "defaultPermission": "read-write"}],
-        }))
+        })
+    }
+
+    fn declared() -> EffectiveSpec {
+        eff(declared_spec())
     }
 
     fn adapter(kind: &str, port: i32, enabled: bool) -> Adapter {
@@ -1101,14 +1106,9 @@ mod tests {
 
     /// `declared()` with these snapshot policies.
     fn with_policies(policies: Value) -> EffectiveSpec {
-        eff(json!({
-            "storage": {"metadataSize": "1Gi", "contentSize": "1Gi"},
-            "metadataStores": [{"name": "meta", "type": "badger"}],
-            "localBlockStores": [{"name": "blocks", "type": "fs"}],
-            "remoteBlockStores": [{"name": "s3", "type": "s3", "s3": {"bucket": "b", "credentialsSecretRef": {"name": "keys"}}}],
-            "shares": [{"name": "/export", "metadataStore": "meta", "localBlockStore": "blocks", "remoteBlockStore": "s3", "defaultPermission": "read-write"}],
-            "snapshotPolicies": policies,
-        }))
+        let mut spec = declared_spec();
+        spec["snapshotPolicies"] = policies;
+        eff(spec)
     }
 
     /// A policy as v0.29 lists it.
