@@ -120,7 +120,29 @@ async fn samples_reconcile_become_ready_and_delete_cleanly() {
                     continue;
                 }
                 env.fake_ready_pod(name).await;
-                env.wait_condition(name, "Ready", "True", None).await;
+                // Everything of Kubernetes met; the server half is not: there is no
+                // DittoFS server behind `<name>-api` in a cluster without a kubelet
+                // (the DittoFS half runs end to end in controller_dittofs.rs).
+                eventually(
+                    "Ready False for the server half alone",
+                    Duration::from_secs(60),
+                    || async {
+                        let (status, reason, message) = env.condition(name, "Ready").await?;
+                        (status == "False"
+                            && reason == "ConditionsNotMet"
+                            && message == "Not ready: ServerNotConfigured")
+                            .then_some(())
+                    },
+                )
+                .await;
+                let (status, reason, _) = env
+                    .condition(name, "ServerConfigured")
+                    .await
+                    .expect("ServerConfigured");
+                // Whatever answers (or not) on this machine's loopback: not configured,
+                // and never for an invalid spec.
+                assert_eq!(status, "False", "{name}");
+                assert_ne!(reason, "InvalidSpec", "{name}");
             }
 
             for (name, _) in &names {
