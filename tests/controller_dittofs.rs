@@ -1552,6 +1552,36 @@ async fn over_mutual_tls_the_operator_presents_its_own_certificate() {
     env.put_secret("team", "operator-cert", tls, &operator_cert);
     env.wait_configured("team", "minimal", Duration::from_secs(60))
         .await;
+
+    // The server's certificate renewed (here: a new ca.crt bundle): the pod rolls for
+    // it, and until it has, the pod that answers may serve the old certificate, so
+    // the operator does not call it.
+    let template = |env: &Env| {
+        env.api.get(&sts_path("team", "minimal")).expect("StatefulSet")["spec"]["template"]
+            ["metadata"]["annotations"]["dittofs.io/config-hash"]
+            .clone()
+    };
+    let hash = template(&env);
+    env.put_secret(
+        "team",
+        "api-tls",
+        tls,
+        &[
+            ("tls.crt", &pki.server_cert),
+            ("tls.key", &pki.server_key),
+            ("ca.crt", &format!("{}\n{}", pki.server_ca, pki.client_ca)),
+        ],
+    );
+    let message = env
+        .wait_server_state("team", "minimal", "ServerNotReady", BOUND)
+        .await;
+    assert_ne!(template(&env), hash, "the pod rolls: {message}");
+    let requests = dfs.requests().len();
+    tokio::time::sleep(2 * POLL).await;
+    assert_eq!(dfs.requests().len(), requests, "no call before the roll");
+    // Rolled: called again, with the new setting.
+    assert!(env.api.make_statefulset_ready(&sts_path("team", "minimal")));
+    env.wait_configured("team", "minimal", BOUND).await;
     assert_eq!(env.reconciles("error"), 0, "no failed pass");
     env.stop().await;
 }

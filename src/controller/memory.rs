@@ -89,8 +89,10 @@ struct ServerMemory {
 pub struct ServerSide {
     /// The session with the operator's account.
     pub session: Option<Session>,
-    /// How to reach the REST API over HTTPS, as the last pass set it up.
+    /// How to reach the REST API over HTTPS, as the last pass set it up, and the
+    /// resourceVersion of the certificate Secret it was set up from.
     pub tls: Option<ClientTls>,
+    pub tls_cert_version: Option<String>,
     /// A refresh token to keep in the account Secret, and when it was obtained,
     /// until the Secret holds it.
     pub refresh_to_keep: Option<(Sensitive, String)>,

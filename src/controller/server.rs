@@ -37,7 +37,7 @@ use crate::resources::Children;
 
 use super::context::Pass;
 use super::events::Reason;
-use super::memory::Synced;
+use super::memory::{ServerSide, Synced};
 use super::observe::{Observed, pod_ready};
 
 /// After a pass changed the server, read it again this soon, to see the changes
@@ -121,6 +121,14 @@ pub async fn configure<L>(
         return ServerFacts::only(ServerState::NotReady);
     }
     let side = memory.server_side(&p.server);
+    if certificate_roll_pending(eff, observed, children, &side) {
+        // A renewed REST API certificate (or HTTPS turned on or off) rolls the pod;
+        // until then the pod that answers serves the old one, which a setting pinned
+        // to the new tls.crt no longer trusts. No call before the roll: the pod is as
+        // good as not ready.
+        memory.update_server_side(&p.server, |side| side.due = true);
+        return ServerFacts::only(ServerState::NotReady);
+    }
     let generation = ds.metadata.generation;
     let versions = secret_versions(eff, observed);
     // The spec, or a Secret the calls depend on, moved since the last complete read.
@@ -289,8 +297,11 @@ async fn sync<L>(
             }
         }
     };
-    p.memory()
-        .update_server_side(&p.server, |side| side.tls = tls.clone());
+    let cert_version = cert_version(eff, observed);
+    p.memory().update_server_side(&p.server, |side| {
+        side.tls = tls.clone();
+        side.tls_cert_version = cert_version;
+    });
     let server = Server::of(
         &p.ctx.dittofs,
         &eff.name,
@@ -572,6 +583,25 @@ async fn read(server: &Server<'_>, token: &Sensitive, views: Views) -> Result<Li
         ldap,
         kerberos,
     })
+}
+
+/// The resourceVersion of the REST API's certificate Secret, as observed.
+fn cert_version(eff: &EffectiveSpec, observed: &Observed) -> Option<String> {
+    let tls = eff.api_tls.as_ref()?;
+    observed.secrets.get(&tls.cert_secret)?.data_version.clone()
+}
+
+/// Since this process last talked to the server, its certificate Secret moved on
+/// (or HTTPS was turned on or off), and the pod has not rolled for it yet.
+fn certificate_roll_pending(
+    eff: &EffectiveSpec,
+    observed: &Observed,
+    children: &Children,
+    side: &ServerSide,
+) -> bool {
+    side.synced.is_some()
+        && side.tls_cert_version != cert_version(eff, observed)
+        && !pod_current(observed, children)
 }
 
 /// Does the pod run the template this pass applied, rolled out? A Kerberos write
