@@ -69,7 +69,7 @@ pub fn parse_go_duration_nanos(text: &str) -> Option<i64> {
         }
         let unit = i128::from(nanos_per_unit);
         if !whole.is_empty() {
-            total += whole.parse::<i128>().ok()?.checked_mul(unit)?;
+            total = total.checked_add(whole.parse::<i128>().ok()?.checked_mul(unit)?)?;
         }
         let mut scale = 1i128;
         let mut part = 0i128;
@@ -154,6 +154,11 @@ mod tests {
         assert_eq!(parse_go_duration_nanos("."), None);
         assert_eq!(parse_go_duration_nanos("1.2.3s"), None);
         assert_eq!(parse_go_duration_nanos("3000000h"), None, "past Go's range");
+        assert_eq!(
+            parse_go_duration_nanos("1h47261439850130342147690917h"),
+            None,
+            "a sum past i128 is refused, not an overflow"
+        );
     }
 
     #[test]
