@@ -287,7 +287,8 @@ async fn sync<L>(
         None => None,
         Some(api_tls) => {
             let data = |name: &str| observed.secrets.get(name).and_then(|s| s.data.as_ref());
-            match tls::client_tls(api_tls, &data) {
+            let current = p.memory().server_side(&p.server).tls;
+            match tls::client_tls(api_tls, &data, current.as_ref()) {
                 Ok(tls) => Some(tls),
                 Err(e) => {
                     return Outcome::failed(ServerState::Waiting(format!(

@@ -39,11 +39,6 @@ impl<'a> Server<'a> {
         }
     }
 
-    /// The URL calls go to.
-    pub fn base(&self) -> &str {
-        &self.endpoint.base
-    }
-
     /// Where calls go, and how they are secured.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint

@@ -60,25 +60,55 @@ impl PartialEq for ClientTls {
 /// Secret data by Secret name, then key.
 pub type SecretData<'a> = &'a dyn Fn(&str) -> Option<&'a BTreeMap<String, Vec<u8>>>;
 
-/// The HTTPS settings for a server with `tls`, from the Secrets' data.
-pub fn client_tls(tls: &ApiTls, secrets: SecretData<'_>) -> Result<ClientTls, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+/// The HTTPS settings for a server with `tls`, from the Secrets' data; `current`
+/// when it was made from the same data (nothing is parsed or built again).
+pub fn client_tls(
+    tls: &ApiTls,
+    secrets: SecretData<'_>,
+    current: Option<&ClientTls>,
+) -> Result<ClientTls, TlsSetupError> {
     let server = secrets(&tls.cert_secret).ok_or_else(|| TlsSetupError::Unread {
         secret: tls.cert_secret.clone(),
     })?;
-    let served = certificates(&tls.cert_secret, server, "tls.crt")?;
-    let ca = match server.get("ca.crt") {
-        Some(pem) if !pem.is_empty() => Some(certificates(&tls.cert_secret, server, "ca.crt")?),
+    let own = match (tls.mutual(), &tls.operator_cert_secret) {
+        (true, Some(name)) => Some((
+            name,
+            secrets(name).ok_or_else(|| TlsSetupError::Unread {
+                secret: name.clone(),
+            })?,
+        )),
+        // Validation requires the operator's certificate under mutual TLS; without
+        // it the server refuses the handshake, which the caller reports.
         _ => None,
     };
     let mut digest = Sha256::new();
     for part in [server.get("tls.crt"), server.get("ca.crt")] {
         feed(&mut digest, part.map(Vec::as_slice));
     }
+    if let Some((_, own)) = own {
+        feed(&mut digest, own.get("tls.crt").map(Vec::as_slice));
+        feed(&mut digest, own.get("tls.key").map(Vec::as_slice));
+    }
+    let digest: [u8; 32] = digest.finalize().into();
+    if let Some(current) = current.filter(|c| c.digest == digest) {
+        return Ok(current.clone());
+    }
 
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let served = certificates(&tls.cert_secret, server, "tls.crt")?;
+    let ca = match server.get("ca.crt") {
+        Some(pem) if !pem.is_empty() => Some(certificates(&tls.cert_secret, server, "ca.crt")?),
+        _ => None,
+    };
+    let Some(pinned) = served.into_iter().next() else {
+        return Err(TlsSetupError::NoCertificate {
+            secret: tls.cert_secret.clone(),
+            key: "tls.crt",
+        });
+    };
     let verifier = Arc::new(SecretTrust::new(
         &tls.cert_secret,
-        served,
+        pinned,
         ca,
         provider.clone(),
     )?);
@@ -87,11 +117,8 @@ pub fn client_tls(tls: &ApiTls, secrets: SecretData<'_>) -> Result<ClientTls, Tl
         .map_err(|e| unusable(&tls.cert_secret, e))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let config = match (tls.mutual(), &tls.operator_cert_secret) {
-        (true, Some(name)) => {
-            let own = secrets(name).ok_or_else(|| TlsSetupError::Unread {
-                secret: name.clone(),
-            })?;
+    let config = match own {
+        Some((name, own)) => {
             let chain = certificates(name, own, "tls.crt")?;
             let key_pem = own
                 .get("tls.key")
@@ -102,19 +129,15 @@ pub fn client_tls(tls: &ApiTls, secrets: SecretData<'_>) -> Result<ClientTls, Tl
             let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsSetupError::NoKey {
                 secret: name.clone(),
             })?;
-            feed(&mut digest, own.get("tls.crt").map(Vec::as_slice));
-            feed(&mut digest, Some(key_pem));
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| unusable(name, e))?
         }
-        // Validation requires the operator's certificate under mutual TLS; without
-        // it the server refuses the handshake, which the caller reports.
-        _ => builder.with_no_client_auth(),
+        None => builder.with_no_client_auth(),
     };
     Ok(ClientTls {
         config: Arc::new(config),
-        digest: digest.finalize().into(),
+        digest,
     })
 }
 
@@ -133,9 +156,11 @@ fn certificates(
         secret: secret.to_string(),
         key,
     })?;
+    // A block that does not parse is an error, not skipped: skipping the first
+    // would pin the next certificate of the file (a CA) in place of the leaf.
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
-        .filter_map(Result::ok)
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(|e| unusable(secret, format!("key {key}: {e}")))?;
     if certs.is_empty() {
         return Err(TlsSetupError::NoCertificate {
             secret: secret.to_string(),
@@ -165,7 +190,7 @@ struct SecretTrust {
 impl SecretTrust {
     fn new(
         secret: &str,
-        served: Vec<CertificateDer<'static>>,
+        pinned: CertificateDer<'static>,
         ca: Option<Vec<CertificateDer<'static>>>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, TlsSetupError> {
@@ -184,13 +209,6 @@ impl SecretTrust {
             }
             None => None,
         };
-        let pinned = served
-            .into_iter()
-            .next()
-            .ok_or_else(|| TlsSetupError::NoCertificate {
-                secret: secret.to_string(),
-                key: "tls.crt",
-            })?;
         Ok(Self {
             pinned,
             ca,
@@ -283,7 +301,7 @@ mod tests {
         });
         SecretTrust::new(
             "api-tls",
-            vec![leaf(served)],
+            leaf(served),
             ca,
             Arc::new(rustls::crypto::ring::default_provider()),
         )
@@ -340,7 +358,7 @@ mod tests {
         let empty = BTreeMap::new();
         let none = |_: &str| None;
         assert_eq!(
-            client_tls(&api_tls(), &none).map(|_| ()),
+            client_tls(&api_tls(), &none, None).map(|_| ()),
             Err(TlsSetupError::Unread {
                 secret: "api-tls".into()
             })
@@ -348,7 +366,7 @@ mod tests {
         let no_crt = secret(&[("tls.key", &served.key_pem)]);
         let data = |_: &str| Some(&no_crt);
         assert_eq!(
-            client_tls(&api_tls(), &data).map(|_| ()),
+            client_tls(&api_tls(), &data, None).map(|_| ()),
             Err(TlsSetupError::MissingKey {
                 secret: "api-tls".into(),
                 key: "tls.crt"
@@ -357,12 +375,23 @@ mod tests {
         let garbage = secret(&[("tls.crt", "not PEM")]);
         let data = |_: &str| Some(&garbage);
         assert_eq!(
-            client_tls(&api_tls(), &data).map(|_| ()),
+            client_tls(&api_tls(), &data, None).map(|_| ()),
             Err(TlsSetupError::NoCertificate {
                 secret: "api-tls".into(),
                 key: "tls.crt"
             })
         );
+        // A block that does not parse is refused, not skipped.
+        let broken = format!(
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n{}",
+            served.cert_pem
+        );
+        let data_broken = secret(&[("tls.crt", broken.as_str())]);
+        let data = |_: &str| Some(&data_broken);
+        assert!(matches!(
+            client_tls(&api_tls(), &data, None),
+            Err(TlsSetupError::Unusable { .. })
+        ));
         // Mutual TLS: the operator's own Secret is read too.
         let server = secret(&[("tls.crt", &served.cert_pem)]);
         let mutual = ApiTls {
@@ -377,7 +406,7 @@ mod tests {
             _ => Some(&empty),
         };
         assert_eq!(
-            client_tls(&mutual, &data).map(|_| ()),
+            client_tls(&mutual, &data, None).map(|_| ()),
             Err(TlsSetupError::NoKey {
                 secret: "operator".into()
             })
@@ -394,11 +423,16 @@ mod tests {
                 pairs.push(("ca.crt", m.ca_cert_pem.as_str()));
             }
             let data = secret(&pairs);
-            client_tls(&api_tls(), &|_: &str| Some(&data))
+            client_tls(&api_tls(), &|_: &str| Some(&data), None)
                 .expect("setting")
                 .digest
         };
         assert_eq!(digest(&served, false), digest(&served, false));
+        // The same data: the setting made before, not parsed and built again.
+        let data = secret(&[("tls.crt", served.cert_pem.as_str())]);
+        let first = client_tls(&api_tls(), &|_: &str| Some(&data), None).expect("setting");
+        let again = client_tls(&api_tls(), &|_: &str| Some(&data), Some(&first)).expect("setting");
+        assert!(Arc::ptr_eq(&first.config, &again.config));
         assert_ne!(digest(&served, false), digest(&renewed, false));
         assert_ne!(digest(&served, false), digest(&served, true));
     }
