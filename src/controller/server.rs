@@ -37,7 +37,7 @@ use crate::resources::Children;
 
 use super::context::Pass;
 use super::events::Reason;
-use super::memory::{ServerSide, Synced};
+use super::memory::Synced;
 use super::observe::{Observed, pod_ready};
 
 /// After a pass changed the server, read it again this soon, to see the changes
@@ -121,7 +121,13 @@ pub async fn configure<L>(
         return ServerFacts::only(ServerState::NotReady);
     }
     let side = memory.server_side(&p.server);
-    if certificate_roll_pending(eff, observed, children, &side) {
+    let rollout = Rollout::of(eff, observed, children);
+    // Since this process last talked to the server, its certificate Secret moved on
+    // (or HTTPS was turned on or off), and the pod has not rolled for it yet.
+    if side.synced.is_some()
+        && side.tls_cert_version != rollout.cert_version
+        && !rollout.pod_current
+    {
         // A renewed REST API certificate (or HTTPS turned on or off) rolls the pod;
         // until then the pod that answers serves the old one, which a setting pinned
         // to the new tls.crt no longer trusts. No call before the roll: the pod is as
@@ -155,7 +161,15 @@ pub async fn configure<L>(
 
     let outcome = match tokio::time::timeout(
         SERVER_BUDGET,
-        sync(eff, observed, children, last, side.session.as_ref(), p),
+        sync(
+            eff,
+            observed,
+            children,
+            &rollout,
+            last,
+            side.session.as_ref(),
+            p,
+        ),
     )
     .await
     {
@@ -254,6 +268,7 @@ async fn sync<L>(
     eff: &EffectiveSpec,
     observed: &Observed,
     children: &Children,
+    rollout: &Rollout,
     last: Option<&ServerStatus>,
     current: Option<&Session>,
     p: &Pass<'_, L>,
@@ -298,10 +313,9 @@ async fn sync<L>(
             }
         }
     };
-    let cert_version = cert_version(eff, observed);
     p.memory().update_server_side(&p.server, |side| {
         side.tls = tls.clone();
-        side.tls_cert_version = cert_version;
+        side.tls_cert_version = rollout.cert_version.clone();
     });
     let server = Server::of(
         &p.ctx.dittofs,
@@ -362,7 +376,7 @@ async fn sync<L>(
         stores: last.map_or(&[], |s| s.stores.as_slice()),
         snapshot_policies: last.map_or(&[], |s| s.snapshot_policies.as_slice()),
         identity: last_identity,
-        pod_current: pod_current(observed, children),
+        pod_current: rollout.pod_current,
     };
     let plan = plan::plan(eff, &live, &known);
     // A Kerberos write waits for a restart under way: look again soon.
@@ -558,20 +572,25 @@ async fn read(server: &Server<'_>, token: &Sensitive, views: Views) -> Result<Li
         }
     };
     let (
-        (adapters, nfs_settings, metadata_stores, local_block_stores, remote_block_stores, shares),
-        (snapshot_policies, ldap, kerberos),
+        adapters,
+        nfs_settings,
+        metadata_stores,
+        local_block_stores,
+        remote_block_stores,
+        shares,
+        snapshot_policies,
+        ldap,
+        kerberos,
     ) = futures::try_join!(
-        async {
-            futures::try_join!(
-                server.adapters(token),
-                server.nfs_settings(token),
-                server.metadata_stores(token),
-                server.block_stores(token, "local"),
-                server.block_stores(token, "remote"),
-                server.shares(token),
-            )
-        },
-        async { futures::try_join!(policies, ldap, kerberos) },
+        server.adapters(token),
+        server.nfs_settings(token),
+        server.metadata_stores(token),
+        server.block_stores(token, "local"),
+        server.block_stores(token, "remote"),
+        server.shares(token),
+        policies,
+        ldap,
+        kerberos,
     )?;
     Ok(Live {
         adapters,
@@ -586,23 +605,24 @@ async fn read(server: &Server<'_>, token: &Sensitive, views: Views) -> Result<Li
     })
 }
 
-/// The resourceVersion of the REST API's certificate Secret, as observed.
-fn cert_version(eff: &EffectiveSpec, observed: &Observed) -> Option<String> {
-    let tls = eff.api_tls.as_ref()?;
-    observed.secrets.get(&tls.cert_secret)?.data_version.clone()
+/// Where the pod stands against this pass's template, read once per pass.
+struct Rollout {
+    /// The pod runs the template this pass applied, rolled out.
+    pod_current: bool,
+    /// The resourceVersion of the REST API's certificate Secret, as observed.
+    cert_version: Option<String>,
 }
 
-/// Since this process last talked to the server, its certificate Secret moved on
-/// (or HTTPS was turned on or off), and the pod has not rolled for it yet.
-fn certificate_roll_pending(
-    eff: &EffectiveSpec,
-    observed: &Observed,
-    children: &Children,
-    side: &ServerSide,
-) -> bool {
-    side.synced.is_some()
-        && side.tls_cert_version != cert_version(eff, observed)
-        && !pod_current(observed, children)
+impl Rollout {
+    fn of(eff: &EffectiveSpec, observed: &Observed, children: &Children) -> Self {
+        Self {
+            pod_current: pod_current(observed, children),
+            cert_version: eff
+                .api_tls
+                .as_ref()
+                .and_then(|tls| observed.secrets.get(&tls.cert_secret)?.data_version.clone()),
+        }
+    }
 }
 
 /// Does the pod run the template this pass applied, rolled out? A Kerberos write
