@@ -781,12 +781,7 @@ impl Applied {
                     p.message = Some(message.clone());
                 }
             }
-            None => {
-                let kind = match step {
-                    Step::PutLdap(_) => plan::LDAP,
-                    Step::PutKerberos(_) => plan::KERBEROS,
-                    _ => "",
-                };
+            Some(Subject::IdentityProvider(kind)) => {
                 let last = self.last_identity.iter().find(|p| p.provider_type == kind);
                 if let Some(p) = self
                     .plan
@@ -803,6 +798,7 @@ impl Applied {
                     p.enabled = last.map_or(p.enabled, |l| l.enabled);
                 }
             }
+            None => {}
         }
         self.refusals.push(message);
     }

@@ -140,21 +140,22 @@ impl Step {
             Step::UpsertSnapshotPolicy { share, .. } | Step::DeleteSnapshotPolicy { share } => {
                 Some(Subject::SnapshotPolicy(share.clone()))
             }
-            Step::Portmapper { .. }
-            | Step::Adapter { .. }
-            | Step::PutLdap(_)
-            | Step::PutKerberos(_) => None,
+            Step::PutLdap(_) => Some(Subject::IdentityProvider(LDAP)),
+            Step::PutKerberos(_) => Some(Subject::IdentityProvider(KERBEROS)),
+            Step::Portmapper { .. } | Step::Adapter { .. } => None,
         }
     }
 }
 
-/// A declared store (`metadata`, `local`, `remote`), share, or a share's
-/// snapshot policy.
+/// A declared store (`metadata`, `local`, `remote`), share, a share's snapshot
+/// policy, or an identity provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Subject {
     Store(&'static str, String),
     Share(String),
     SnapshotPolicy(String),
+    /// `ldap` or `kerberos`.
+    IdentityProvider(&'static str),
 }
 
 /// The steps, and each declared item's state if they all succeed.
