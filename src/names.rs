@@ -71,6 +71,18 @@ pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }
 
+/// Why `value` is not an RFC 1123 subdomain (what object names must be): 1 to
+/// 253 characters of dot-separated labels.
+pub fn subdomain_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() || value.len() > 253 {
+        return Some("must be 1 to 253 characters");
+    }
+    value
+        .split('.')
+        .any(|label| label_problem(label).is_some())
+        .then_some("must be dot-separated lowercase labels of letters, digits and '-'")
+}
+
 /// Why `value` is not an RFC 1123 label (what namespace and Service names must
 /// be), or `None` when it is one.
 pub fn label_problem(value: &str) -> Option<&'static str> {

@@ -138,19 +138,10 @@ fn check_label(flag: &'static str, value: &str) -> Result<(), CertError> {
 
 /// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
 fn check_subdomain(flag: &'static str, value: &str) -> Result<(), CertError> {
-    if value.is_empty() || value.len() > 253 {
-        return Err(invalid(flag, value, "must be 1 to 253 characters"));
+    match crate::names::subdomain_problem(value) {
+        Some(reason) => Err(invalid(flag, value, reason)),
+        None => Ok(()),
     }
-    for label in value.split('.') {
-        check_label(flag, label).map_err(|_| {
-            invalid(
-                flag,
-                value,
-                "must be dot-separated lowercase labels of letters, digits and '-'",
-            )
-        })?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -165,15 +165,8 @@ fn label_key_problem(key: &str) -> Option<&'static str> {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    if let Some(prefix) = prefix {
-        let subdomain = !prefix.is_empty()
-            && prefix.len() <= 253
-            && prefix
-                .split('.')
-                .all(|part| crate::names::label_problem(part).is_none());
-        if !subdomain {
-            return Some("the prefix before '/' must be a DNS subdomain, such as example.com");
-        }
+    if prefix.is_some_and(|p| crate::names::subdomain_problem(p).is_some()) {
+        return Some("the prefix before '/' must be a DNS subdomain, such as example.com");
     }
     if name.is_empty() || name.len() > 63 {
         return Some("the name must be 1 to 63 characters");
@@ -486,7 +479,7 @@ fn check_api_tls(spec: &DittoServerSpec, out: &mut Findings) {
     const OPERATOR: &str = "spec.controlPlane.operatorCertSecretName";
     let mut named = |field: &str, value: &Option<String>| match value.as_deref() {
         None => false,
-        Some(name) if is_dns_subdomain(name) => true,
+        Some(name) if crate::names::subdomain_problem(name).is_none() => true,
         Some(name) => {
             out.error(
                 field,
@@ -516,19 +509,6 @@ fn check_api_tls(spec: &DittoServerSpec, out: &mut Findings) {
             format!("is used only with {CLIENT_CA} (mutual TLS): remove it, or set the client CA"),
         );
     }
-}
-
-/// A DNS subdomain (RFC 1123), as Kubernetes object names are.
-fn is_dns_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 fn check_identity(spec: &DittoServerSpec, out: &mut Findings) {
