@@ -540,7 +540,7 @@ fn resolve_server(spec: &mut DittoServerSpec) -> ServerConfig {
         .shares
         .iter_mut()
         .map(|s| Share {
-            name: format!("/{}", s.name.trim_start_matches('/')),
+            name: share_name(&s.name),
             metadata_store: s.metadata_store.clone(),
             local_block_store: s.local_block_store.clone(),
             remote_block_store: s.remote_block_store.clone().filter(|r| !r.is_empty()),
@@ -552,7 +552,7 @@ fn resolve_server(spec: &mut DittoServerSpec) -> ServerConfig {
         .snapshot_policies
         .iter_mut()
         .map(|p| SnapshotPolicy {
-            share: format!("/{}", p.share.trim_start_matches('/')),
+            share: share_name(&p.share),
             interval: p.interval.trim().to_string(),
             keep_last: value(&mut p.keep_last, DEFAULT_SNAPSHOT_KEEP_LAST),
             ttl: p.ttl.clone().filter(|t| !t.is_empty()),
@@ -604,6 +604,11 @@ fn value<T: Clone>(field: &mut Option<T>, default: T) -> T {
 
 /// [`value`] for text, where an empty string also means "unset" (and is refused by
 /// validation wherever it is not allowed).
+/// A share's name as DittoFS stores it: one leading `/`.
+fn share_name(name: &str) -> String {
+    format!("/{}", name.trim_start_matches('/'))
+}
+
 fn text(field: &mut Option<String>, default: &str) -> String {
     match field {
         Some(v) if !v.is_empty() => v.clone(),

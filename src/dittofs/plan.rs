@@ -723,18 +723,16 @@ fn same_policy(want: &SnapshotPolicy, have: &LivePolicy) -> bool {
         None => Some(0),
         Some(text) => parse_go_duration_nanos(text),
     };
-    let prefix = |p: &str| {
-        if p.is_empty() {
-            DEFAULT_SNAPSHOT_NAME_PREFIX.to_string()
-        } else {
-            p.to_string()
-        }
+    // The live prefix is left out when empty; the declared one is resolved.
+    let have_prefix = match have.name_prefix.as_str() {
+        "" => DEFAULT_SNAPSHOT_NAME_PREFIX,
+        p => p,
     };
     parse_snapshot_interval(&want.interval).ok() == parse_go_duration_nanos(&have.interval)
         && ttl(want.ttl.as_deref()) == ttl(Some(&have.ttl))
         && i64::from(want.keep_last) == have.keep_last
         && want.enabled == have.enabled
-        && prefix(&want.name_prefix) == prefix(&have.name_prefix)
+        && want.name_prefix == have_prefix
 }
 
 fn upsert_request(policy: &SnapshotPolicy) -> UpsertSnapshotPolicyRequest {

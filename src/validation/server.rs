@@ -339,7 +339,7 @@ fn snapshot_policies(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Find
                 format!("{share:?} already has a policy (DittoFS keeps one per share): merge the two entries"),
             );
         }
-        if let Err(why) = crate::duration::parse_snapshot_interval(&policy.interval) {
+        if let Err(why) = crate::duration::parse_snapshot_interval(&resolved.interval) {
             out.error(
                 &format!("{base}.interval"),
                 format!(
@@ -349,9 +349,8 @@ fn snapshot_policies(spec: &DittoServerSpec, eff: &EffectiveSpec, out: &mut Find
         }
         if let Some(ttl) = &resolved.ttl {
             // DittoFS reads the TTL untrimmed.
-            let valid = ttl == "0"
-                || crate::duration::parse_go_duration_nanos(ttl)
-                    .is_some_and(|nanos| nanos >= 0 && ttl.trim() == ttl);
+            let valid = crate::duration::parse_go_duration_nanos(ttl)
+                .is_some_and(|nanos| nanos >= 0 && ttl.trim() == ttl);
             if !valid {
                 out.error(
                     &format!("{base}.ttl"),
