@@ -113,10 +113,12 @@ fn put_ldap(ctx: &mut Ctx<'_>) -> HResult {
         }),
     );
     let timeout = row["timeout"].as_str().unwrap_or("").to_string();
-    if !timeout.is_empty() && dittofs_operator::duration::parse_go_duration_secs(&timeout).is_none()
+    // The fake's own Go parser, with Go's words (not the operator's, which it tests).
+    if !timeout.is_empty()
+        && let Err(why) = super::util::go_parse_duration(&timeout)
     {
         return Err(Reply::bad_request(&format!(
-            "invalid timeout {timeout:?}: time: invalid duration {timeout:?}"
+            "invalid timeout {timeout:?}: {why}"
         )));
     }
     let password = row["bind_password"].as_str().unwrap_or("").to_string();

@@ -194,6 +194,8 @@ async fn serve_tls(
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait a little rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
