@@ -182,12 +182,16 @@ pub fn render_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
 /// `statefulset::KERBEROS_WRITTEN_ANNOTATION`). Hashing them would restart the pod
 /// for settings the restarted server ignores. What the server reads from them at
 /// every start (the keytab and krb5.conf paths) follows the pod's volumes, which the
-/// pod template carries.
-pub fn hashed_config(eff: &EffectiveSpec) -> Result<String, BuildError> {
+/// pod template carries. `None`: no such block, the whole file is hashed (and not
+/// rendered a second time).
+pub fn hashed_config(eff: &EffectiveSpec) -> Result<Option<String>, BuildError> {
+    if eff.ldap.is_none() && eff.kerberos.is_none() {
+        return Ok(None);
+    }
     let mut config = config(eff);
     config.ldap = None;
     config.kerberos = None;
-    serialize(&config)
+    serialize(&config).map(Some)
 }
 
 fn serialize(config: &ServerConfig<'_>) -> Result<String, BuildError> {

@@ -149,7 +149,12 @@ pub fn build_all(
                 message: e.to_string(),
             }
         })?;
-    let config_hash = hash::config_hash(&configmap::hashed_config(eff)?, &hashed, &template);
+    let hashed_config = configmap::hashed_config(eff)?;
+    let config_hash = hash::config_hash(
+        hashed_config.as_deref().unwrap_or(&config_yaml),
+        &hashed,
+        &template,
+    );
     let services = service::build_services(ds, eff, inputs.server.as_ref());
 
     Ok(Children {
