@@ -414,17 +414,33 @@ fn store_status(
     }
 }
 
+/// The data of Secret `name`, or what the plan waits for.
+fn secret_of<'a>(
+    secrets: &'a SecretValues,
+    name: &str,
+) -> Result<&'a BTreeMap<String, Vec<u8>>, String> {
+    secrets
+        .get(name)
+        .ok_or_else(|| format!("waiting for Secret {name}"))
+}
+
+/// Key `key` of a Secret's data, as text.
+fn text_of(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
+    data.get(key)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Key `key` of Secret `name`, as text, or what the plan waits for.
+fn secret_text(secrets: &SecretValues, name: &str, key: &str) -> Result<String, String> {
+    text_of(secret_of(secrets, name)?, key).ok_or_else(|| format!("Secret {name} has no key {key}"))
+}
+
 /// The connection of a `postgres` metadata store, from its Secret (the keys of the
 /// database Secret); `port` as a JSON number, as the store reads it
 /// (`runtime/init.go`, `CreateMetadataStoreFromConfig`: a string port is ignored).
 fn postgres_config(secret: &str, secrets: &SecretValues) -> Result<Value, String> {
-    let data = secrets
-        .get(secret)
-        .ok_or_else(|| format!("waiting for Secret {secret}"))?;
-    let text = |key: &str| {
-        data.get(key)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
+    let data = secret_of(secrets, secret)?;
+    let text = |key: &str| text_of(data, key);
     let mut config = Map::new();
     for key in ["host", "database", "user", "password"] {
         let value = text(key).ok_or_else(|| format!("Secret {secret} has no key {key}"))?;
@@ -446,14 +462,7 @@ fn postgres_config(secret: &str, secrets: &SecretValues) -> Result<Value, String
 /// The config of an S3 store (`runtime/shares/service.go`,
 /// `CreateRemoteStoreFromConfig`; keys checked by `runtime.ValidateBlockStoreConfig`).
 fn s3_config(s3: &S3Store, secrets: &SecretValues) -> Result<Value, String> {
-    let data = secrets
-        .get(&s3.secret_name)
-        .ok_or_else(|| format!("waiting for Secret {}", s3.secret_name))?;
-    let key = |key: &str| {
-        data.get(key)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .ok_or_else(|| format!("Secret {} has no key {key}", s3.secret_name))
-    };
+    let key = |key: &str| secret_text(secrets, &s3.secret_name, key);
     let mut config = Map::new();
     config.insert("bucket".into(), json!(s3.bucket));
     config.insert("region".into(), json!(s3.region));

@@ -52,14 +52,7 @@ fn status(kind: &str, enabled: bool) -> IdentityProviderStatus {
 
 /// The password in `key`, or what the plan waits for.
 fn password(key: &SecretKey, known: &Known<'_>) -> Result<Sensitive, String> {
-    let data = known
-        .secrets
-        .get(&key.name)
-        .ok_or_else(|| format!("waiting for Secret {}", key.name))?;
-    let value = data
-        .get(&key.key)
-        .ok_or_else(|| format!("Secret {} has no key {}", key.name, key.key))?;
-    Ok(Sensitive::new(String::from_utf8_lossy(value).into_owned()))
+    super::secret_text(known.secrets, &key.name, &key.key).map(Sensitive::new)
 }
 
 /// What to do about a provider the spec does not enable: turn off one the operator
