@@ -1470,16 +1470,20 @@ async fn over_mutual_tls_the_operator_presents_its_own_certificate() {
     )
     .await;
     let tls = "kubernetes.io/tls";
-    env.put_secret(
-        "team",
-        "api-tls",
-        tls,
-        &[
-            ("tls.crt", &pki.server_cert),
-            ("tls.key", &pki.server_key),
-            ("ca.crt", &pki.server_ca),
-        ],
-    );
+    // The server's certificate Secret, with this CA bundle.
+    let put_api_tls = |ca: &str| {
+        env.put_secret(
+            "team",
+            "api-tls",
+            tls,
+            &[
+                ("tls.crt", &pki.server_cert),
+                ("tls.key", &pki.server_key),
+                ("ca.crt", ca),
+            ],
+        )
+    };
+    put_api_tls(&pki.server_ca);
     env.put_secret("team", "client-ca", "Opaque", &[("ca.crt", &pki.client_ca)]);
     let operator_cert = [
         ("tls.crt", pki.operator_cert.as_str()),
@@ -1562,16 +1566,7 @@ async fn over_mutual_tls_the_operator_presents_its_own_certificate() {
             .clone()
     };
     let hash = template(&env);
-    env.put_secret(
-        "team",
-        "api-tls",
-        tls,
-        &[
-            ("tls.crt", &pki.server_cert),
-            ("tls.key", &pki.server_key),
-            ("ca.crt", &format!("{}\n{}", pki.server_ca, pki.client_ca)),
-        ],
-    );
+    put_api_tls(&format!("{}\n{}", pki.server_ca, pki.client_ca));
     let message = env
         .wait_server_state("team", "minimal", "ServerNotReady", BOUND)
         .await;
