@@ -678,58 +678,33 @@ struct Applied {
 impl Applied {
     /// What the declared items wait for, if any.
     fn waiting(&self) -> Option<String> {
-        let waits: Vec<String> = self
-            .plan
+        let plan = &self.plan;
+        let items = plan
             .stores
             .iter()
-            .filter(|s| s.state == ItemState::Pending)
-            .map(|s| {
-                format!(
-                    "{} store {}: {}",
-                    s.kind,
-                    s.name,
-                    s.message.clone().unwrap_or_default()
+            .map(|s| (format!("{} store {}", s.kind, s.name), s.state, &s.message))
+            .chain(
+                plan.shares
+                    .iter()
+                    .map(|s| (format!("share {}", s.name), s.state, &s.message)),
+            )
+            .chain(plan.snapshot_policies.iter().map(|p| {
+                (
+                    format!("snapshot policy of {}", p.share),
+                    p.state,
+                    &p.message,
                 )
-            })
-            .chain(
-                self.plan
-                    .shares
-                    .iter()
-                    .filter(|s| s.state == ItemState::Pending)
-                    .map(|s| {
-                        format!(
-                            "share {}: {}",
-                            s.name,
-                            s.message.clone().unwrap_or_default()
-                        )
-                    }),
-            )
-            .chain(
-                self.plan
-                    .snapshot_policies
-                    .iter()
-                    .filter(|p| p.state == ItemState::Pending)
-                    .map(|p| {
-                        format!(
-                            "snapshot policy of {}: {}",
-                            p.share,
-                            p.message.clone().unwrap_or_default()
-                        )
-                    }),
-            )
-            .chain(
-                self.plan
-                    .identity_providers
-                    .iter()
-                    .filter(|p| p.state == ItemState::Pending)
-                    .map(|p| {
-                        format!(
-                            "identity provider {}: {}",
-                            p.provider_type,
-                            p.message.clone().unwrap_or_default()
-                        )
-                    }),
-            )
+            }))
+            .chain(plan.identity_providers.iter().map(|p| {
+                (
+                    format!("identity provider {}", p.provider_type),
+                    p.state,
+                    &p.message,
+                )
+            }));
+        let waits: Vec<String> = items
+            .filter(|(_, state, _)| *state == ItemState::Pending)
+            .map(|(what, _, message)| format!("{what}: {}", message.as_deref().unwrap_or_default()))
             .collect();
         (!waits.is_empty()).then(|| waits.join("; "))
     }
